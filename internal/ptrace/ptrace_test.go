@@ -1,0 +1,161 @@
+package ptrace
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// startSleeper starts a child that sleeps, and kills it by PID when the test ends.
+func startSleeper(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	// Let it reach nanosleep so the seize finds it inside a syscall.
+	time.Sleep(50 * time.Millisecond)
+	return cmd
+}
+
+func TestSeizeInjectDetach(t *testing.T) {
+	cmd := startSleeper(t)
+	pid := cmd.Process.Pid
+	tr := NewTracer()
+	defer tr.Close()
+	te, err := tr.Seize(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := te.GetRegs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := te.Syscall(unix.SYS_GETPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(got) != pid {
+		t.Fatalf("injected getpid = %d, want %d", got, pid)
+	}
+	addr, err := te.Syscall(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil || Errno(addr) != 0 {
+		t.Fatalf("injected mmap = %#x, %v", addr, err)
+	}
+	if err := WriteMem(pid, addr, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if err := ReadMem(pid, addr, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("read back %q, %v", buf, err)
+	}
+	if r, err := te.Syscall(unix.SYS_MUNMAP, addr, 4096); err != nil || r != 0 {
+		t.Fatalf("injected munmap = %d, %v", int64(r), err)
+	}
+	// A failing syscall reports -errno.
+	if r, err := te.Syscall(unix.SYS_CLOSE, 12345); err != nil || Errno(r) != unix.EBADF {
+		t.Fatalf("injected close(12345) = %d, %v; want -EBADF", int64(r), err)
+	}
+	after, err := te.GetRegs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != after {
+		t.Fatalf("registers changed by injection:\n%+v\n%+v", before, after)
+	}
+	x, err := te.GetXstate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x) < 576 {
+		t.Fatalf("xstate is %d bytes, want at least the 576-byte legacy+header area", len(x))
+	}
+	if err := te.SetXstate(x); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	// The sleeper must still be sleeping, not dead or crashed.
+	time.Sleep(50 * time.Millisecond)
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(st)); f[2] != "S" {
+		t.Fatalf("after detach the sleeper is in state %s, want S", f[2])
+	}
+}
+
+func TestSeizeMissingTask(t *testing.T) {
+	tr := NewTracer()
+	defer tr.Close()
+	_, err := tr.Seize(1 << 30)
+	if err == nil || !strings.Contains(err.Error(), "task 1073741824: seize") {
+		t.Fatalf("seize of a missing task: %v", err)
+	}
+}
+
+
+
+func TestSeizeTree(t *testing.T) {
+	// sh starts two sleepers and a zombie-to-be, then waits.
+	cmd := exec.Command("sh", "-c", "sleep 1000 & sleep 1000 & (true &) ; exec sleep 1000")
+	cmd.SysProcAttr = nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, p := range descendants(cmd.Process.Pid) {
+			unix.Kill(p, unix.SIGKILL)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	time.Sleep(100 * time.Millisecond)
+	tr := NewTracer()
+	defer tr.Close()
+	tree, err := tr.SeizeTree(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tree.Detach()
+	tasks := tree.Tasks()
+	if len(tasks) != 3 {
+		t.Fatalf("seized %d tasks, want 3 (exec'd sleep and two children)", len(tasks))
+	}
+	for _, task := range tasks {
+		if len(task.Threads) != 1 || task.Threads[0].Tid != task.Pid {
+			t.Fatalf("task %d threads %v", task.Pid, task.Threads)
+		}
+		// TracerPid names the tracer thread, which must be one of ours.
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", task.Pid))
+		_, rest, _ := strings.Cut(string(st), "TracerPid:\t")
+		tracer, _, _ := strings.Cut(rest, "\n")
+		if _, err := os.Stat("/proc/self/task/" + tracer); tracer == "0" || err != nil {
+			t.Fatalf("task %d is traced by %q, not by us", task.Pid, tracer)
+		}
+	}
+}
+
+func descendants(pid int) []int {
+	var out []int
+	tids, _ := listThreads(pid)
+	for _, tid := range tids {
+		kids, _ := listChildren(pid, tid)
+		for _, k := range kids {
+			out = append(out, k)
+			out = append(out, descendants(k)...)
+		}
+	}
+	return out
+}

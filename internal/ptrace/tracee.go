@@ -1,0 +1,276 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Regs is the x86-64 general register set (NT_PRSTATUS).
+type Regs = unix.PtraceRegs
+
+// SiginfoSize is the size of one siginfo_t as PTRACE_PEEKSIGINFO copies it.
+const SiginfoSize = 128
+
+// Tracee is one seized thread, stopped unless a method says otherwise.
+type Tracee struct {
+	Tid  int
+	Tgid int
+	t    *Tracer
+	// Stopped in group-stop (SIGSTOP etc.) when seized: it must stay stopped.
+	GroupStopped bool
+	StopSignal   int
+}
+
+// Seize attaches to tid with PTRACE_SEIZE and stops it with PTRACE_INTERRUPT.
+// A signal that becomes due while we wait for the stop is delivered as it
+// would have been without us, so seizing never loses or reorders signals.
+func (t *Tracer) Seize(tid int) (*Tracee, error) {
+	te := &Tracee{Tid: tid, Tgid: tgidOf(tid), t: t}
+	err := t.Do(func() error {
+		if err := seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+			return &Error{"seize", tid, err}
+		}
+		if err := unix.PtraceInterrupt(tid); err != nil {
+			unix.PtraceDetach(tid)
+			return &Error{"interrupt", tid, err}
+		}
+		for {
+			ws, err := wait(tid)
+			if err != nil {
+				return &Error{"wait for stop", tid, err}
+			}
+			if ws.Exited() || ws.Signaled() {
+				return &Error{"wait for stop", tid, unix.ESRCH}
+			}
+			if !ws.Stopped() {
+				continue
+			}
+			sig := ws.StopSignal()
+			if ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+				// An event stop with a stop signal is a group-stop: the task
+				// was (or just became) stopped by job control.
+				if sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU {
+					te.GroupStopped = true
+					te.StopSignal = int(sig)
+				}
+				return nil
+			}
+			// Signal-delivery-stop: let the signal through and keep waiting
+			// for the interrupt, which stays pending.
+			if err := unix.PtraceCont(tid, int(sig)); err != nil {
+				return &Error{"deliver pending signal", tid, err}
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return te, nil
+}
+
+func wait(tid int) (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		return ws, err
+	}
+}
+
+// Tracer is the tracer this tracee belongs to.
+func (te *Tracee) Tracer() *Tracer { return te.t }
+
+func (te *Tracee) do(op string, f func() error) error {
+	return te.t.Do(func() error {
+		if err := f(); err != nil {
+			var pe *Error
+			if errors.As(err, &pe) {
+				return err
+			}
+			return &Error{op, te.Tid, err}
+		}
+		return nil
+	})
+}
+
+// Detach lets the thread run again; a thread seized in group-stop is left
+// stopped, as it was.
+func (te *Tracee) Detach() error {
+	if te.GroupStopped {
+		return te.DetachStopped()
+	}
+	return te.do("detach", func() error { return unix.PtraceDetach(te.Tid) })
+}
+
+// DetachStopped detaches leaving the thread in group-stop, for
+// --leave-stopped: SIGSTOP is queued first, so it stops as soon as it runs.
+func (te *Tracee) DetachStopped() error {
+	return te.do("detach stopped", func() error {
+		if err := unix.Tgkill(te.Tgid, te.Tid, unix.SIGSTOP); err != nil {
+			return err
+		}
+		_, err := rawPtrace(unix.PTRACE_DETACH, te.Tid, 0, uintptr(unix.SIGSTOP))
+		return err
+	})
+}
+
+// GetRegs reads the general registers.
+func (te *Tracee) GetRegs() (Regs, error) {
+	var r Regs
+	err := te.do("get registers", func() error { return unix.PtraceGetRegs(te.Tid, &r) })
+	return r, err
+}
+
+// SetRegs writes the general registers.
+func (te *Tracee) SetRegs(r *Regs) error {
+	return te.do("set registers", func() error { return unix.PtraceSetRegs(te.Tid, r) })
+}
+
+// maxXstate bounds the xsave buffer we offer; the kernel returns the real
+// size (11008 bytes with AVX-512 and AMX), and we keep exactly that.
+const maxXstate = 64 << 10
+
+// GetXstate reads the xsave area (NT_X86_XSTATE), sized by the kernel.
+func (te *Tracee) GetXstate() ([]byte, error) {
+	buf := make([]byte, maxXstate)
+	var n int
+	err := te.do("get xstate", func() error {
+		var err error
+		n, err = getRegset(te.Tid, NTX86Xstate, buf)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n:n], nil
+}
+
+// SetXstate writes the xsave area back.
+func (te *Tracee) SetXstate(x []byte) error {
+	if len(x) == 0 {
+		return &Error{"set xstate", te.Tid, unix.EINVAL}
+	}
+	return te.do("set xstate", func() error { return setRegset(te.Tid, NTX86Xstate, x) })
+}
+
+// GetSigmask reads the blocked-signal mask.
+func (te *Tracee) GetSigmask() (uint64, error) {
+	var m uint64
+	err := te.do("get sigmask", func() error {
+		var err error
+		m, err = getSigmask(te.Tid)
+		return err
+	})
+	return m, err
+}
+
+// SetSigmask writes the blocked-signal mask.
+func (te *Tracee) SetSigmask(m uint64) error {
+	return te.do("set sigmask", func() error { return setSigmask(te.Tid, m) })
+}
+
+// PendingSignals copies the queued siginfos of the thread (shared=false) or of
+// its thread group (shared=true), without dequeuing them.
+func (te *Tracee) PendingSignals(shared bool) ([][]byte, error) {
+	var out [][]byte
+	err := te.do("peek siginfo", func() error {
+		buf := make([]byte, 32*SiginfoSize)
+		for off := uint64(0); ; {
+			n, err := peekSiginfo(te.Tid, off, shared, buf)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return nil
+			}
+			for i := 0; i < n; i++ {
+				si := make([]byte, SiginfoSize)
+				copy(si, buf[i*SiginfoSize:])
+				out = append(out, si)
+			}
+			off += uint64(n)
+		}
+	})
+	return out, err
+}
+
+// Rseq reads the thread's rseq registration; a zero pointer means none.
+func (te *Tracee) Rseq() (RseqConfig, error) {
+	var c RseqConfig
+	err := te.do("get rseq configuration", func() error {
+		var err error
+		c, err = getRseqConfig(te.Tid)
+		return err
+	})
+	return c, err
+}
+
+// SeccompFilters returns the thread's seccomp filters, innermost (most
+// recently installed) first, each as raw struct sock_filter instructions.
+func (te *Tracee) SeccompFilters() ([][]byte, error) {
+	var out [][]byte
+	err := te.do("get seccomp filter", func() error {
+		for idx := 0; ; idx++ {
+			n, err := seccompFilter(te.Tid, idx, nil)
+			if err == unix.ENOENT {
+				return nil
+			}
+			if err != nil {
+				if idx == 0 && err == unix.EINVAL {
+					return nil // no filters, or seccomp mode strict
+				}
+				return err
+			}
+			buf := make([]byte, n*8)
+			if _, err := seccompFilter(te.Tid, idx, buf); err != nil {
+				return err
+			}
+			out = append(out, buf)
+		}
+	})
+	return out, err
+}
+
+// ReadMem copies len(buf) bytes from the tracee at addr (process_vm_readv,
+// no ptrace stop needed).
+func ReadMem(pid int, addr uint64, buf []byte) error {
+	local := []unix.Iovec{{Base: &buf[0]}}
+	local[0].SetLen(len(buf))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+	if err != nil {
+		return fmt.Errorf("task %d: read %d bytes at %#x: %w", pid, len(buf), addr, err)
+	}
+	if n != len(buf) {
+		return fmt.Errorf("task %d: read %d bytes at %#x: short read of %d", pid, len(buf), addr, n)
+	}
+	return nil
+}
+
+// WriteMem copies buf into the tracee at addr (process_vm_writev).
+func WriteMem(pid int, addr uint64, buf []byte) error {
+	local := []unix.Iovec{{Base: &buf[0]}}
+	local[0].SetLen(len(buf))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+	if err != nil {
+		return fmt.Errorf("task %d: write %d bytes at %#x: %w", pid, len(buf), addr, err)
+	}
+	if n != len(buf) {
+		return fmt.Errorf("task %d: write %d bytes at %#x: short write of %d", pid, len(buf), addr, n)
+	}
+	return nil
+}
+
+// Errno extracts the errno of a remote syscall result, or 0.
+func Errno(ret uint64) syscall.Errno {
+	if r := int64(ret); r < 0 && r >= -4095 {
+		return syscall.Errno(-r)
+	}
+	return 0
+}

@@ -1,0 +1,79 @@
+// Package ptrace drives stopped tasks from outside: seize, interrupt, register
+// sets, remote syscalls and detach. It knows nothing about dumping or
+// restoring; internal/parasite, internal/dump and internal/restore build on it.
+//
+// Threading model: a ptrace attachment belongs to the OS thread that made it.
+// A Tracer owns one goroutine locked to one OS thread, and every ptrace and
+// wait4 call for its tracees runs there (Tracer.Do). Tracee methods hop onto
+// that thread themselves, so callers may use them from any goroutine, but one
+// Tracer serialises all requests: it is the only lock, and nothing else in the
+// package blocks while holding it.
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// ErrClosed is returned by requests made after Close.
+var ErrClosed = errors.New("ptrace: tracer closed")
+
+// Tracer runs ptrace requests on one locked OS thread.
+type Tracer struct {
+	reqs      chan func()
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// NewTracer starts the tracer thread.
+func NewTracer() *Tracer {
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{})}
+	started := make(chan struct{})
+	go func() {
+		// Never unlocked: the thread dies with the goroutine, so no other
+		// goroutine ever runs on a thread that holds attachments.
+		runtime.LockOSThread()
+		close(started)
+		for {
+			select {
+			case f := <-t.reqs:
+				f()
+			case <-t.done:
+				return
+			}
+		}
+	}()
+	<-started
+	return t
+}
+
+// Do runs f on the tracer thread and returns its error.
+func (t *Tracer) Do(f func() error) error {
+	var err error
+	ran := make(chan struct{})
+	select {
+	case t.reqs <- func() { err = f(); close(ran) }:
+	case <-t.done:
+		return ErrClosed
+	}
+	<-ran
+	return err
+}
+
+// Close stops the tracer thread. Tracees still attached are detached by the
+// kernel when the thread exits; callers detach them explicitly before.
+func (t *Tracer) Close() {
+	t.closeOnce.Do(func() { close(t.done) })
+}
+
+// Error names the task a ptrace request failed on.
+type Error struct {
+	Op  string
+	Tid int
+	Err error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("task %d: %s: %v", e.Tid, e.Op, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }

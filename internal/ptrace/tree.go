@@ -1,0 +1,216 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Task is one process of a seized tree.
+type Task struct {
+	Pid      int
+	Parent   *Task
+	Children []*Task
+	// Threads holds every thread, the main thread (Tid == Pid) first. A
+	// zombie has none: it cannot be traced, only recorded.
+	Threads []*Tracee
+	Zombie  bool
+}
+
+// Tree is a process tree with every live thread seized and stopped.
+type Tree struct {
+	Root *Task
+	t    *Tracer
+}
+
+// Tasks lists the tree's tasks, parents before children.
+func (tr *Tree) Tasks() []*Task {
+	var out []*Task
+	var walk func(*Task)
+	walk = func(t *Task) {
+		out = append(out, t)
+		for _, c := range t.Children {
+			walk(c)
+		}
+	}
+	if tr.Root != nil {
+		walk(tr.Root)
+	}
+	return out
+}
+
+// maxTreePasses bounds the walks: a tree still changing after this many
+// passes with everything we saw stopped is forking faster than we can follow.
+const maxTreePasses = 50
+
+// SeizeTree seizes every thread of root and of all its descendants. It walks
+// /proc/PID/task/*/children again until a full pass finds nothing new, so
+// tasks forking or exiting during the seize end up either seized or gone. On
+// error every thread already seized is detached again.
+func (t *Tracer) SeizeTree(root int) (*Tree, error) {
+	tree := &Tree{t: t}
+	seized := map[int]*Tracee{}
+	tasks := map[int]*Task{}
+	for pass := 0; pass < maxTreePasses; pass++ {
+		changed := false
+		var walk func(pid int, parent *Task) error
+		walk = func(pid int, parent *Task) error {
+			task := tasks[pid]
+			if task == nil {
+				task = &Task{Pid: pid, Parent: parent}
+				tasks[pid] = task
+				if parent != nil {
+					parent.Children = append(parent.Children, task)
+				}
+				changed = true
+			}
+			if z, err := isZombie(pid); err != nil {
+				return err
+			} else if z {
+				task.Zombie = true
+				return nil
+			}
+			tids, err := listThreads(pid)
+			if err != nil {
+				return err
+			}
+			for _, tid := range tids {
+				if seized[tid] != nil {
+					continue
+				}
+				te, err := t.Seize(tid)
+				if err != nil {
+					if errors.Is(err, unix.ESRCH) {
+						changed = true // thread exited under us: look again
+						continue
+					}
+					return err
+				}
+				seized[tid] = te
+				task.Threads = append(task.Threads, te)
+				changed = true
+			}
+			// Children are listed per thread: each thread forks its own.
+			for _, tid := range tids {
+				kids, err := listChildren(pid, tid)
+				if err != nil {
+					continue // the thread just exited; the next pass decides
+				}
+				for _, c := range kids {
+					if err := walk(c, task); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		err := walk(root, nil)
+		if err != nil {
+			tree.Root = tasks[root]
+			tree.release(seized)
+			return nil, err
+		}
+		if !changed {
+			tree.Root = tasks[root]
+			tree.prune()
+			return tree, nil
+		}
+	}
+	tree.Root = tasks[root]
+	tree.release(seized)
+	return nil, fmt.Errorf("process tree of %d kept changing over %d passes; is it forking in a loop?", root, maxTreePasses)
+}
+
+// prune drops tasks that exited during the seize (no thread left and not a
+// zombie we could see) and orders threads with the main thread first.
+func (tr *Tree) prune() {
+	var walk func(*Task)
+	walk = func(t *Task) {
+		kids := t.Children[:0]
+		for _, c := range t.Children {
+			if len(c.Threads) > 0 || c.Zombie {
+				kids = append(kids, c)
+				walk(c)
+			}
+		}
+		t.Children = kids
+		sort.Slice(t.Threads, func(i, j int) bool {
+			a, b := t.Threads[i].Tid, t.Threads[j].Tid
+			if (a == t.Pid) != (b == t.Pid) {
+				return a == t.Pid
+			}
+			return a < b
+		})
+	}
+	walk(tr.Root)
+}
+
+func (tr *Tree) release(seized map[int]*Tracee) {
+	for _, te := range seized {
+		te.Detach()
+	}
+}
+
+// Detach lets every thread run again.
+func (tr *Tree) Detach() error {
+	var first error
+	for _, task := range tr.Tasks() {
+		for _, te := range task.Threads {
+			if err := te.Detach(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+func listThreads(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("task %d: list threads: %w", pid, err)
+	}
+	var out []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func listChildren(pid, tid int) ([]int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, tid))
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func isZombie(pid int) (bool, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("task %d: %w", pid, err)
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false, fmt.Errorf("task %d: malformed /proc/%d/stat", pid, pid)
+	}
+	return b[i+2] == 'Z', nil
+}
