@@ -107,3 +107,39 @@ func seccompFilter(tid int, idx int, buf []byte) (int, error) {
 	r, err := rawPtrace(reqSeccompGetFilter, tid, uintptr(idx), p)
 	return int(r), err
 }
+
+// UserDesc is struct user_desc, a GDT TLS slot (set_thread_area).
+type UserDesc struct {
+	EntryNumber uint32
+	BaseAddr    uint32
+	Limit       uint32
+	Flags       uint32 // seg_32bit:1 contents:2 read_exec_only:1 limit_in_pages:1 seg_not_present:1 useable:1
+}
+
+const (
+	reqGetThreadArea = 25
+	reqSetThreadArea = 26
+)
+
+func getThreadArea(tid int, idx int) (UserDesc, error) {
+	var d UserDesc
+	_, err := rawPtrace(reqGetThreadArea, tid, uintptr(idx), uintptr(unsafe.Pointer(&d)))
+	return d, err
+}
+
+func setThreadArea(tid int, idx int, d UserDesc) error {
+	_, err := rawPtrace(reqSetThreadArea, tid, uintptr(idx), uintptr(unsafe.Pointer(&d)))
+	return err
+}
+
+// RobustList returns the thread's robust futex list head and its length
+// (get_robust_list; needs ptrace access to tid, not a stop).
+func RobustList(tid int) (head uint64, length uint64, err error) {
+	var h uintptr
+	var l uintptr
+	_, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(tid), uintptr(unsafe.Pointer(&h)), uintptr(unsafe.Pointer(&l)))
+	if e != 0 {
+		return 0, 0, &Error{"get_robust_list", tid, e}
+	}
+	return uint64(h), uint64(l), nil
+}

@@ -274,3 +274,30 @@ func Errno(ret uint64) syscall.Errno {
 	}
 	return 0
 }
+
+// TLS GDT slots on x86-64 (GDT_ENTRY_TLS_MIN .. +GDT_ENTRY_TLS_ENTRIES-1).
+const (
+	TLSMinEntry = 12
+	TLSEntries  = 3
+)
+
+// ThreadAreas reads the thread's three TLS GDT slots (set_thread_area).
+func (te *Tracee) ThreadAreas() ([]UserDesc, error) {
+	out := make([]UserDesc, TLSEntries)
+	err := te.do("get thread area", func() error {
+		for i := range out {
+			d, err := getThreadArea(te.Tid, TLSMinEntry+i)
+			if err != nil {
+				return err
+			}
+			out[i] = d
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetThreadArea writes one TLS GDT slot.
+func (te *Tracee) SetThreadArea(d UserDesc) error {
+	return te.do("set thread area", func() error { return setThreadArea(te.Tid, int(d.EntryNumber), d) })
+}

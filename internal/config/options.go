@@ -1,0 +1,51 @@
+// Package config holds gockpt's one options struct and fills it from the
+// command line, config files and (later) RPC requests.
+//
+// Every option is a pflag flag registered on a command. Config files name the
+// same flags without the leading dashes, so an option means the same thing
+// wherever it comes from. Precedence, lowest first: /etc/gockpt/default.conf,
+// $HOME/.gockpt/default.conf, then GOCKPT_CONFIG_FILE or --config FILE, then
+// the command line.
+package config
+
+import "github.com/spf13/pflag"
+
+// Options is everything a gockpt run can be told. Commands register only the
+// flags that mean something to them; the rest keep their zero values.
+type Options struct {
+	// Global options, CRIU spelling.
+	ImagesDir       string
+	WorkDir         string
+	LogFile         string
+	Verbosity       int
+	ConfigFile      string
+	NoDefaultConfig bool
+
+	// image command
+	Input  string
+	Output string
+	Pretty bool
+
+	// check command
+	CheckAll     bool
+	CheckJSON    bool
+	CheckFeature string
+
+	// dump
+	Pid          int
+	LeaveRunning bool
+	LeaveStopped bool
+	Timeout      int // seconds; 0 means no limit
+	GhostLimit   int64
+	DisplayStats bool
+}
+
+// AddGlobalFlags registers the options every command understands.
+func (o *Options) AddGlobalFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.ImagesDir, "images-dir", "D", ".", "directory for image files")
+	fs.StringVarP(&o.WorkDir, "work-dir", "W", "", "directory for logs and other work files (default: the images directory)")
+	fs.StringVarP(&o.LogFile, "log-file", "o", "", "log file name, relative to the work directory (default: the command's name .log)")
+	AddVerbosityFlag(fs, &o.Verbosity)
+	fs.StringVar(&o.ConfigFile, "config", "", "read options from this config file after the default ones")
+	fs.BoolVar(&o.NoDefaultConfig, "no-default-config", false, "do not read /etc/gockpt/default.conf and $HOME/.gockpt/default.conf")
+}

@@ -1,0 +1,362 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/ptrace"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+const prGetTHPDisable = 42
+
+// dumper is one dump in progress.
+type dumper struct {
+	opts     Options
+	dir      *images.Dir
+	tree     *ptrace.Tree
+	files    *files.Dumper
+	stats    *Stats
+	seccomp  seccompChain
+	ids      kobjIDs
+	timedOut atomic.Bool
+	// cures undo parasite injections still in place, newest last.
+	cures  []func() error
+	pstree []*pb.PstreeEntry
+	pages  uint32 // pages-N.img counter
+}
+
+func (d *dumper) checkTimeout() error {
+	if d.timedOut.Load() {
+		return fmt.Errorf("dump took longer than --timeout %v: the tree was let go unchanged; raise --timeout", d.opts.Timeout)
+	}
+	return nil
+}
+
+func (d *dumper) run() error {
+	for _, t := range d.tree.Tasks() {
+		if err := d.checkTimeout(); err != nil {
+			return err
+		}
+		if err := d.task(t); err != nil {
+			return err
+		}
+	}
+	return d.writeGlobal()
+}
+
+// task dumps one task of the tree.
+func (d *dumper) task(t *ptrace.Task) error {
+	st, err := proc.ReadStat(t.Pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	ppid := 0
+	if t.Parent != nil {
+		ppid = t.Parent.Pid
+	}
+	pe := &pb.PstreeEntry{
+		Pid: proto.Uint32(uint32(t.Pid)), Ppid: proto.Uint32(uint32(ppid)),
+		Pgid: proto.Uint32(uint32(st.Pgrp)), Sid: proto.Uint32(uint32(st.Session)),
+	}
+	d.pstree = append(d.pstree, pe)
+	if t.Zombie {
+		pe.Threads = []uint32{uint32(t.Pid)}
+		d.stats.Tasks++
+		return d.zombie(t, st)
+	}
+	for _, te := range t.Threads {
+		pe.Threads = append(pe.Threads, uint32(te.Tid))
+	}
+	d.stats.Tasks++
+	d.stats.Threads += len(t.Threads)
+	if st.TTYNr != 0 {
+		return fmt.Errorf("task %d (%s) has a controlling terminal: terminals arrive with a later issue; start it with setsid and its stdio away from the terminal", t.Pid, st.Comm)
+	}
+	leader := t.Threads[0]
+	status, err := proc.ReadStatus(t.Pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+
+	cores := make([]*pb.CoreEntry, len(t.Threads))
+	for i, te := range t.Threads {
+		c, err := threadCore(t.Pid, te, d.opts.LSM.ProcessLabel, &d.seccomp)
+		if err != nil {
+			return err
+		}
+		cores[i] = c
+	}
+	tc, err := d.taskCore(t, st, status)
+	if err != nil {
+		return err
+	}
+	cores[0].Tc = tc
+
+	plans, err := collectVMAs(t.Pid, d.files)
+	if err != nil {
+		return err
+	}
+	mm, err := d.mm(t, st, plans)
+	if err != nil {
+		return err
+	}
+
+	// The parasite reads what only the task can tell; everything after it
+	// is read while it is in place, then it is cured before the next task.
+	if err := d.fromParasite(t, cores, mm); err != nil {
+		return err
+	}
+
+	if err := d.memory(t, plans); err != nil {
+		return err
+	}
+	ids, err := d.ids.of(t.Pid)
+	if err != nil {
+		return err
+	}
+	if err := d.fds(t, ids.GetFilesId()); err != nil {
+		return err
+	}
+	fs, err := d.fs(t, status)
+	if err != nil {
+		return err
+	}
+
+	for i, te := range t.Threads {
+		if err := d.dir.WriteOne(images.CoreFile(te.Tid), images.KindCore, cores[i]); err != nil {
+			return err
+		}
+	}
+	if err := d.dir.WriteOne(images.MMFile(t.Pid), images.KindMM, mm); err != nil {
+		return err
+	}
+	if err := d.dir.WriteOne(images.IDsFile(t.Pid), images.KindIDs, ids); err != nil {
+		return err
+	}
+	if err := d.dir.WriteOne(images.FSFile(t.Pid), images.KindFS, fs); err != nil {
+		return err
+	}
+	_ = leader
+	return nil
+}
+
+// zombie records a dead task: its core says so, with its exit code.
+func (d *dumper) zombie(t *ptrace.Task, st *proc.Stat) error {
+	core := &pb.CoreEntry{
+		Mtype: pb.CoreEntry_X86_64.Enum(),
+		Tc: &pb.TaskCoreEntry{
+			TaskState:   proto.Uint32(taskDead),
+			ExitCode:    proto.Uint32(uint32(st.ExitCode)),
+			Personality: proto.Uint32(0),
+			Flags:       proto.Uint32(st.Flags),
+			BlkSigset:   proto.Uint64(0),
+			Comm:        proto.String(st.Comm),
+		},
+	}
+	return d.dir.WriteOne(images.CoreFile(t.Pid), images.KindCore, core)
+}
+
+func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*pb.TaskCoreEntry, error) {
+	pers, err := readIntFile(fmt.Sprintf("/proc/%d/personality", t.Pid), 16)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	rl, err := rlimits(t.Pid)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := t.Threads[0].PendingSignals(true)
+	if err != nil {
+		return nil, err
+	}
+	tc := &pb.TaskCoreEntry{
+		TaskState:   proto.Uint32(taskAlive),
+		ExitCode:    proto.Uint32(0),
+		Personality: proto.Uint32(uint32(pers)),
+		Flags:       proto.Uint32(st.Flags),
+		BlkSigset:   proto.Uint64(status.SigBlk),
+		Comm:        proto.String(st.Comm),
+		Rlimits:     rl,
+	}
+	if te := t.Threads[0]; te.GroupStopped {
+		tc.TaskState = proto.Uint32(taskStopped)
+		tc.StopSigno = proto.Uint32(uint32(te.StopSignal))
+	}
+	if len(shared) > 0 {
+		tc.SignalsS = signalQueue(shared)
+	}
+	if v, err := readIntFile(fmt.Sprintf("/proc/%d/loginuid", t.Pid), 10); err == nil {
+		tc.Loginuid = proto.Uint32(uint32(v))
+	}
+	if v, err := readIntFile(fmt.Sprintf("/proc/%d/oom_score_adj", t.Pid), 10); err == nil {
+		tc.OomScoreAdj = proto.Int32(int32(v))
+	}
+	return tc, nil
+}
+
+// mm builds the task's mm entry: VMAs, the mm fields /proc/PID/stat shows,
+// the current brk (asked of the task itself), auxv and exe.
+func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry, error) {
+	leader := t.Threads[0]
+	brk, err := leader.Syscall(unix.SYS_BRK, 0)
+	if err != nil {
+		return nil, err
+	}
+	thp, err := leader.Syscall(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	auxv, err := readAuxv(t.Pid)
+	if err != nil {
+		return nil, err
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", t.Pid)
+	exePath, err := os.Readlink(exe)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: exe link: %w", t.Pid, err)
+	}
+	var est unix.Stat_t
+	if err := unix.Stat(exe, &est); err != nil {
+		return nil, fmt.Errorf("task %d: exe %s: %w", t.Pid, exePath, err)
+	}
+	if strings.HasSuffix(exePath, " (deleted)") {
+		return nil, fmt.Errorf("task %d: its executable %s was deleted: restore needs the file; put it back before dumping", t.Pid, exePath)
+	}
+	mm := &pb.MmEntry{
+		MmStartCode: proto.Uint64(st.StartCode), MmEndCode: proto.Uint64(st.EndCode),
+		MmStartData: proto.Uint64(st.StartData), MmEndData: proto.Uint64(st.EndData),
+		MmStartStack: proto.Uint64(st.StartStack), MmStartBrk: proto.Uint64(st.StartBrk),
+		MmBrk:      proto.Uint64(brk),
+		MmArgStart: proto.Uint64(st.ArgStart), MmArgEnd: proto.Uint64(st.ArgEnd),
+		MmEnvStart: proto.Uint64(st.EnvStart), MmEnvEnd: proto.Uint64(st.EnvEnd),
+		ExeFileId:   proto.Uint32(d.files.Path(exePath, &est, unix.O_RDONLY)),
+		MmSavedAuxv: auxv,
+		ThpDisabled: proto.Bool(thp == 1),
+	}
+	for _, p := range plans {
+		mm.Vmas = append(mm.Vmas, p.entry)
+	}
+	return mm, nil
+}
+
+// memory writes the task's private pages: pagemap-PID.img lists them,
+// pages-N.img holds their bytes in the same order.
+func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan) error {
+	begin := time.Now()
+	ranges, scanned, err := presentRanges(t.Pid, plans)
+	if err != nil {
+		return err
+	}
+	d.stats.PagesScanned += scanned
+	d.pages++
+	id := d.pages
+	pm, err := d.dir.Create(images.PagemapFile(t.Pid), images.KindPagemap)
+	if err != nil {
+		return err
+	}
+	defer pm.Close()
+	if err := pm.WriteEntry(&pb.PagemapHead{PagesId: proto.Uint32(id)}); err != nil {
+		return err
+	}
+	for _, r := range ranges {
+		if err := pm.WriteEntry(&pb.PagemapEntry{
+			Vaddr:         proto.Uint64(r.Start),
+			CompatNrPages: proto.Uint32(uint32(r.Pages())),
+			NrPages:       proto.Uint64(r.Pages()),
+			Flags:         proto.Uint32(pePresent),
+		}); err != nil {
+			return err
+		}
+		d.stats.PagesWritten += r.Pages()
+	}
+	if err := pm.Close(); err != nil {
+		return err
+	}
+	f, err := d.dir.CreateFile(images.PagesFile(id))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	d.stats.MemdumpTime += time.Since(begin)
+	begin = time.Now()
+	r := newVMReader(t.Pid)
+	defer r.close()
+	if err := r.copyRanges(ranges, f); err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d.stats.MemwriteTime += time.Since(begin)
+	log.Debugf("task %d: %d page ranges written to %s", t.Pid, len(ranges), images.PagesFile(id))
+	return nil
+}
+
+// fds writes fdinfo-N.img for the task's fd table (once per shared table).
+func (d *dumper) fds(t *ptrace.Task, filesID uint32) error {
+	name := images.FdinfoFile(filesID)
+	if d.dir.Exists(name) {
+		return nil // a task sharing this fd table (CLONE_FILES) wrote it
+	}
+	fds, err := files.ListFds(t.Pid)
+	if err != nil {
+		return err
+	}
+	w, err := d.dir.Create(name, images.KindFdinfo)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	for _, fd := range fds {
+		e, err := d.files.Fd(t.Pid, fd)
+		if err != nil {
+			return err
+		}
+		if err := w.WriteEntry(e); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func (d *dumper) fs(t *ptrace.Task, status *proc.Status) (*pb.FsEntry, error) {
+	id := func(what string) (uint32, error) {
+		link := fmt.Sprintf("/proc/%d/%s", t.Pid, what)
+		p, err := os.Readlink(link)
+		if err != nil {
+			return 0, fmt.Errorf("task %d: %s: %w", t.Pid, what, err)
+		}
+		if strings.HasSuffix(p, " (deleted)") {
+			return 0, fmt.Errorf("task %d: its %s %s was removed: restore cannot enter it; recreate it or chdir elsewhere before dumping", t.Pid, what, p)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(link, &st); err != nil {
+			return 0, fmt.Errorf("task %d: %s %s: %w", t.Pid, what, p, err)
+		}
+		return d.files.Path(p, &st, unix.O_RDONLY|unix.O_DIRECTORY), nil
+	}
+	cwd, err := id("cwd")
+	if err != nil {
+		return nil, err
+	}
+	root, err := id("root")
+	if err != nil {
+		return nil, err
+	}
+	fs := &pb.FsEntry{CwdId: proto.Uint32(cwd), RootId: proto.Uint32(root)}
+	if status.HasUmask {
+		fs.Umask = proto.Uint32(status.Umask)
+	}
+	return fs, nil
+}

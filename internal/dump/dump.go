@@ -1,0 +1,198 @@
+// Package dump checkpoints a process tree into CRIU-compatible images.
+//
+// Order of work, and why:
+//  1. Refuse early what cannot be dumped (PID 1, kernel threads, missing
+//     tasks, gockpt's own ancestors) before touching anything.
+//  2. Seize the whole tree (ptrace.SeizeTree): from then on nothing in the
+//     tree runs, so everything read afterwards is one consistent moment.
+//  3. Per task, parents first: /proc and ptrace from outside, then the
+//     parasite for what only the task can tell, then memory.
+//  4. Write the images; only a complete dump kills the tree (CRIU's
+//     default) or lets it run on (--leave-running).
+//
+// Whatever fails, the deferred cleanup cures every parasite and detaches
+// every thread, so a failed dump leaves the tree running as it was.
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/ptrace"
+)
+
+// Options says what to dump and how.
+type Options struct {
+	Pid          int
+	ImagesDir    string
+	LeaveRunning bool
+	LeaveStopped bool
+	// Timeout bounds the time the tree may stay frozen before dump gives
+	// up and lets it run again.
+	Timeout    time.Duration
+	GhostLimit int64
+	// LSM reads security labels; nil means lsm.Detect().
+	LSM lsm.LSM
+}
+
+// Stats is what a dump did, as CRIU's stats-dump image records it.
+type Stats struct {
+	Tasks, Threads int
+	PagesScanned   uint64
+	PagesWritten   uint64
+	FreezingTime   time.Duration
+	FrozenTime     time.Duration
+	MemdumpTime    time.Duration
+	MemwriteTime   time.Duration
+}
+
+// Run dumps the tree rooted at o.Pid into o.ImagesDir.
+func Run(o Options) (*Stats, error) {
+	if o.LSM == nil {
+		o.LSM = lsm.Detect()
+	}
+	if err := precheck(o.Pid); err != nil {
+		return nil, err
+	}
+	dir, err := images.CreateDir(o.ImagesDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &dumper{opts: o, dir: dir, files: files.NewDumper(o.GhostLimit), stats: &Stats{}}
+	defer d.files.Close()
+
+	tracer := ptrace.NewTracer()
+	defer tracer.Close()
+	start := time.Now()
+	tree, err := tracer.SeizeTree(o.Pid)
+	if err != nil {
+		return nil, seizeError(o.Pid, err)
+	}
+	d.tree = tree
+	frozenAt := time.Now()
+	d.stats.FreezingTime = frozenAt.Sub(start)
+	log.Infof("seized %d tasks in %v", len(tree.Tasks()), d.stats.FreezingTime)
+
+	if o.Timeout > 0 {
+		timer := time.AfterFunc(o.Timeout, func() { d.timedOut.Store(true) })
+		defer timer.Stop()
+	}
+
+	err = d.run()
+	if err != nil {
+		d.cleanup()
+		return nil, err
+	}
+	d.stats.FrozenTime = time.Since(frozenAt)
+	if err := d.writeStats(); err != nil {
+		d.cleanup()
+		return nil, err
+	}
+	return d.stats, d.finish()
+}
+
+// precheck refuses, before touching anything, what can never be dumped.
+func precheck(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("no PID given: use -t PID")
+	}
+	if pid == 1 {
+		return fmt.Errorf("PID 1 cannot be dumped: it is the init process of this PID namespace and cannot be traced; dump one of its children, or run the tree in its own PID namespace")
+	}
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no process with PID %d: check the PID (ps -p %d)", pid, pid)
+		}
+		return fmt.Errorf("task %d: %w", pid, err)
+	}
+	if st.IsKernelThread() {
+		return fmt.Errorf("PID %d (%s) is a kernel thread: kernel threads cannot be dumped; give the PID of a user process", pid, st.Comm)
+	}
+	if st.State == 'Z' {
+		return fmt.Errorf("PID %d (%s) is a zombie: there is nothing left to dump; dump its parent, which holds it", pid, st.Comm)
+	}
+	// gockpt cannot freeze itself: refuse a tree that contains us.
+	for p := os.Getpid(); p > 1; {
+		if p == pid {
+			return fmt.Errorf("PID %d is gockpt itself or one of its ancestors: run gockpt from outside the tree you dump (e.g. from another shell)", pid)
+		}
+		s, err := proc.ReadStat(p)
+		if err != nil {
+			break
+		}
+		p = s.PPid
+	}
+	return nil
+}
+
+func seizeError(pid int, err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("%w: not permitted to ptrace it: run gockpt as root (CAP_SYS_PTRACE), check /proc/sys/kernel/yama/ptrace_scope, and make sure no debugger is attached to it (TracerPid in /proc/%d/status)", err, pid)
+	}
+	if errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("%w: the process exited while it was being frozen", err)
+	}
+	return err
+}
+
+// finish ends a successful dump as asked: kill the tree (default), leave it
+// running, or leave it stopped.
+func (d *dumper) finish() error {
+	switch {
+	case d.opts.LeaveStopped:
+		return d.detachAll(true)
+	case d.opts.LeaveRunning:
+		return d.detachAll(false)
+	}
+	// SIGKILL first, while everything is still stopped under ptrace, so no
+	// task runs another instruction after its state was saved.
+	for _, t := range d.tree.Tasks() {
+		if !t.Zombie {
+			unix.Kill(t.Pid, unix.SIGKILL)
+		}
+	}
+	d.tree.Detach()
+	return nil
+}
+
+func (d *dumper) detachAll(stopped bool) error {
+	var first error
+	for _, t := range d.tree.Tasks() {
+		for _, te := range t.Threads {
+			var err error
+			if stopped {
+				err = te.DetachStopped()
+			} else {
+				err = te.Detach()
+			}
+			if err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// cleanup undoes everything after a failed dump: parasites cured, threads
+// detached, the tree runs on as before.
+func (d *dumper) cleanup() {
+	for _, c := range d.cures {
+		if err := c(); err != nil {
+			log.Errorf("cure after failed dump: %v", err)
+		}
+	}
+	d.cures = nil
+	if err := d.detachAll(false); err != nil {
+		log.Errorf("detach after failed dump: %v", err)
+	}
+}

@@ -1,0 +1,247 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/images"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// imgVersion is CRIU's CRTOOLS_IMAGES_V1_1.
+const imgVersion = 2
+
+// kcmp types (linux/kcmp.h).
+const (
+	kcmpVM      = 1
+	kcmpFiles   = 2
+	kcmpFS      = 3
+	kcmpSighand = 4
+)
+
+// kobjIDs numbers the kernel objects tasks may share (mm, fd table, fs,
+// signal handlers, namespaces): tasks sharing one get the same id.
+type kobjIDs struct {
+	next  uint32
+	seen  []seenTask
+	nsIDs map[string]uint32
+	root  *pb.TaskKobjIdsEntry
+}
+
+type seenTask struct {
+	pid int
+	ids *pb.TaskKobjIdsEntry
+}
+
+func (k *kobjIDs) id() uint32 {
+	k.next++
+	return k.next
+}
+
+// shared returns the id of an earlier task sharing kernel object typ with
+// pid (kcmp says 0), or a new id.
+func (k *kobjIDs) shared(pid int, typ int, get func(*pb.TaskKobjIdsEntry) uint32) uint32 {
+	for _, s := range k.seen {
+		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(s.pid), uintptr(typ), 0, 0, 0)
+		if e == 0 && r == 0 {
+			return get(s.ids)
+		}
+	}
+	return k.id()
+}
+
+func (k *kobjIDs) ns(pid int, name string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, name), &st); err != nil {
+		return 0, fmt.Errorf("task %d: %s namespace: %w", pid, name, err)
+	}
+	if k.nsIDs == nil {
+		k.nsIDs = map[string]uint32{}
+	}
+	key := name + ":" + strconv.FormatUint(st.Ino, 10)
+	if id, ok := k.nsIDs[key]; ok {
+		return id, nil
+	}
+	id := k.id()
+	k.nsIDs[key] = id
+	return id, nil
+}
+
+func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
+	e := &pb.TaskKobjIdsEntry{
+		VmId:      proto.Uint32(k.shared(pid, kcmpVM, (*pb.TaskKobjIdsEntry).GetVmId)),
+		FilesId:   proto.Uint32(k.shared(pid, kcmpFiles, (*pb.TaskKobjIdsEntry).GetFilesId)),
+		FsId:      proto.Uint32(k.shared(pid, kcmpFS, (*pb.TaskKobjIdsEntry).GetFsId)),
+		SighandId: proto.Uint32(k.shared(pid, kcmpSighand, (*pb.TaskKobjIdsEntry).GetSighandId)),
+	}
+	for _, ns := range []struct {
+		name string
+		set  func(uint32)
+	}{
+		{"pid", func(v uint32) { e.PidNsId = proto.Uint32(v) }},
+		{"net", func(v uint32) { e.NetNsId = proto.Uint32(v) }},
+		{"ipc", func(v uint32) { e.IpcNsId = proto.Uint32(v) }},
+		{"uts", func(v uint32) { e.UtsNsId = proto.Uint32(v) }},
+		{"mnt", func(v uint32) { e.MntNsId = proto.Uint32(v) }},
+		{"user", func(v uint32) { e.UserNsId = proto.Uint32(v) }},
+		{"cgroup", func(v uint32) { e.CgroupNsId = proto.Uint32(v) }},
+		{"time", func(v uint32) { e.TimeNsId = proto.Uint32(v) }},
+	} {
+		id, err := k.ns(pid, ns.name)
+		if err != nil {
+			return nil, err
+		}
+		ns.set(id)
+	}
+	k.seen = append(k.seen, seenTask{pid, e})
+	if k.root == nil {
+		k.root = e
+	}
+	return e, nil
+}
+
+// writeGlobal writes the images that describe the whole tree.
+func (d *dumper) writeGlobal() error {
+	inv := &pb.InventoryEntry{
+		ImgVersion:  proto.Uint32(imgVersion),
+		FdinfoPerId: proto.Bool(true),
+		NsPerId:     proto.Bool(true),
+		RootIds:     d.ids.root,
+		Lsmtype:     lsmType(d.opts.LSM).Enum(),
+		DumpUptime:  proto.Uint64(uptimeMicros()),
+	}
+	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
+		return err
+	}
+	pw, err := d.dir.Create("pstree.img", images.KindPstree)
+	if err != nil {
+		return err
+	}
+	defer pw.Close()
+	for _, e := range d.pstree {
+		if err := pw.WriteEntry(e); err != nil {
+			return err
+		}
+	}
+	if err := pw.Close(); err != nil {
+		return err
+	}
+	fw, err := d.dir.Create("files.img", images.KindFiles)
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	for _, f := range d.files.Files {
+		if err := fw.WriteEntry(f); err != nil {
+			return err
+		}
+	}
+	if err := fw.Close(); err != nil {
+		return err
+	}
+	if err := writePipeData(d.dir, "pipes-data.img", images.KindPipesData, d.files.PipeData); err != nil {
+		return err
+	}
+	if err := writePipeData(d.dir, "fifo-data.img", images.KindFifoData, d.files.FifoData); err != nil {
+		return err
+	}
+	if len(d.files.Remaps) > 0 {
+		kind, _ := images.KindByName("REMAP_FPATH")
+		w, err := d.dir.Create("remap-fpath.img", kind)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		for _, r := range d.files.Remaps {
+			if err := w.WriteEntry(r); err != nil {
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
+	for _, g := range d.files.Ghosts {
+		w, err := d.dir.Create(fmt.Sprintf("ghost-file-%x.img", g.ID), images.KindGhostFile)
+		if err != nil {
+			return err
+		}
+		g.Entry.Chunks = proto.Bool(false)
+		if err := w.WriteEntry(g.Entry); err != nil {
+			w.Close()
+			return err
+		}
+		if _, err := w.Write(g.Content); err != nil {
+			w.Close()
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
+	if len(d.seccomp.entries) > 0 {
+		if err := d.dir.WriteOne("seccomp.img", images.KindSeccomp, &pb.SeccompEntry{SeccompFilters: d.seccomp.entries}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writePipeData(dir *images.Dir, name string, kind *images.Kind, data []files.PipeData) error {
+	if len(data) == 0 {
+		return nil
+	}
+	w, err := dir.Create(name, kind)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	for _, p := range data {
+		if err := w.WriteEntry(p.Entry); err != nil {
+			return err
+		}
+		if _, err := w.Write(p.Data); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// writeStats writes stats-dump as CRIU does (times in microseconds).
+func (d *dumper) writeStats() error {
+	s := d.stats
+	us := func(t interface{ Microseconds() int64 }) *uint32 { return proto.Uint32(uint32(t.Microseconds())) }
+	e := &pb.StatsEntry{Dump: &pb.DumpStatsEntry{
+		FreezingTime:       us(s.FreezingTime),
+		FrozenTime:         us(s.FrozenTime),
+		MemdumpTime:        us(s.MemdumpTime),
+		MemwriteTime:       us(s.MemwriteTime),
+		PagesScanned:       proto.Uint64(s.PagesScanned),
+		PagesSkippedParent: proto.Uint64(0),
+		PagesWritten:       proto.Uint64(s.PagesWritten),
+		PagesLazy:          proto.Uint64(0),
+	}}
+	return d.dir.WriteOne("stats-dump", images.KindStats, e)
+}
+
+func uptimeMicros() uint64 {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return uint64(v * 1e6)
+}

@@ -1,0 +1,219 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/proc"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// VMA status bits, as CRIU's criu/include/image.h numbers them.
+const (
+	vmaAreaRegular  = 1 << 0
+	vmaAreaStack    = 1 << 1
+	vmaAreaVsyscall = 1 << 2
+	vmaAreaVDSO     = 1 << 3
+	vmaAreaHeap     = 1 << 5
+	vmaFilePrivate  = 1 << 6
+	vmaFileShared   = 1 << 7
+	vmaAnonShared   = 1 << 8
+	vmaAnonPrivate  = 1 << 9
+	vmaAreaVVAR     = 1 << 12
+	vmaAreaUprobes  = 1 << 17
+)
+
+// pePresent marks pagemap entries whose pages are in this image's pages file.
+const pePresent = 1 << 2
+
+// mmap flags CRIU records from VmFlags (x86-64 values).
+const (
+	mapGrowsdown = 0x100
+	mapLocked    = 0x2000
+	mapNoreserve = 0x4000
+	mapHugetlb   = 0x40000
+)
+
+// madvise advice numbers; CRIU records each as bit 1<<advice.
+const (
+	madvRandom     = 1
+	madvSequential = 2
+	madvDontfork   = 10
+	madvMergeable  = 12
+	madvHugepage   = 14
+	madvNohugepage = 15
+	madvDontdump   = 16
+	madvWipeonfork = 18
+)
+
+// vmaPlan is a VMA and what to do with its pages.
+type vmaPlan struct {
+	entry *pb.VmaEntry
+	smaps *proc.SmapsVMA
+	// dumpPages: private memory whose present pages go to the images.
+	dumpPages   bool
+	privateFile bool
+}
+
+// collectVMAs turns /proc/PID/smaps into CRIU vma entries. vvar and
+// vvar_vclock become one VVAR entry, as CRIU writes them; their pages and the
+// vDSO's are never dumped: restore uses the running kernel's.
+func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
+	areas, err := proc.ReadSmaps(pid)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	var out []vmaPlan
+	for i := range areas {
+		a := &areas[i]
+		e := &pb.VmaEntry{
+			Start:  proto.Uint64(a.Start),
+			End:    proto.Uint64(a.End),
+			Pgoff:  proto.Uint64(a.Offset),
+			Shmid:  proto.Uint64(0),
+			Fd:     proto.Int64(-1),
+			Status: proto.Uint32(0),
+		}
+		var prot uint32
+		if a.Perms&proc.PermRead != 0 {
+			prot |= unix.PROT_READ
+		}
+		if a.Perms&proc.PermWrite != 0 {
+			prot |= unix.PROT_WRITE
+		}
+		if a.Perms&proc.PermExec != 0 {
+			prot |= unix.PROT_EXEC
+		}
+		e.Prot = proto.Uint32(prot)
+		var flags uint32 = unix.MAP_PRIVATE
+		if a.Shared() {
+			flags = unix.MAP_SHARED
+		}
+		if a.Flags.GrowsDown() {
+			flags |= mapGrowsdown
+		}
+		if a.Flags.Locked() {
+			flags |= mapLocked
+		}
+		if a.Flags.Has("nr") {
+			flags |= mapNoreserve
+		}
+		if a.Flags.HugeTLB() {
+			flags |= mapHugetlb
+		}
+		var madv uint64
+		for _, m := range []struct {
+			on  bool
+			bit uint
+		}{{a.Flags.RandRead(), madvRandom}, {a.Flags.SeqRead(), madvSequential}, {a.Flags.DontFork(), madvDontfork},
+			{a.Flags.Mergeable(), madvMergeable}, {a.Flags.HugePage(), madvHugepage}, {a.Flags.NoHugePage(), madvNohugepage},
+			{a.Flags.DontDump(), madvDontdump}, {a.Flags.WipeOnFork(), madvWipeonfork}} {
+			if m.on {
+				madv |= 1 << m.bit
+			}
+		}
+		if madv != 0 {
+			e.Madv = proto.Uint64(madv)
+		}
+		plan := vmaPlan{entry: e, smaps: a}
+		status := uint32(vmaAreaRegular)
+		switch a.Kind {
+		case proc.KindVVAR, proc.KindVVARVClock:
+			if n := len(out); n > 0 && out[n-1].entry.GetStatus()&vmaAreaVVAR != 0 && out[n-1].entry.GetEnd() == a.Start {
+				out[n-1].entry.End = proto.Uint64(a.End)
+				continue
+			}
+			status |= vmaAreaVVAR | vmaAnonPrivate
+			flags |= unix.MAP_ANONYMOUS
+		case proc.KindVDSO:
+			status |= vmaAreaVDSO | vmaAnonPrivate
+			flags |= unix.MAP_ANONYMOUS
+		case proc.KindVSyscall:
+			status = vmaAreaVsyscall
+		case proc.KindUprobes:
+			return nil, fmt.Errorf("task %d VMA %#x-%#x: [uprobes] area: uprobes are attached to this process; detach them before dumping", pid, a.Start, a.End)
+		case proc.KindFile:
+			if a.Flags.IO() || a.Flags.PFNMap() {
+				return nil, fmt.Errorf("task %d VMA %#x-%#x: device memory mapping of %s is not supported: unmap it before dumping", pid, a.Start, a.End, a.Path)
+			}
+			if a.Major == 0 && a.Minor == 1 || a.Path == "/SYSV" || len(a.Path) > 5 && a.Path[:5] == "/SYSV" {
+				return nil, fmt.Errorf("task %d VMA %#x-%#x: shared memory %s is not supported yet: it arrives with a later issue", pid, a.Start, a.End, a.Path)
+			}
+			var st unix.Stat_t
+			mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, a.Start, a.End)
+			if err := unix.Stat(mapFile, &st); err != nil {
+				return nil, fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
+			}
+			if a.Deleted || st.Nlink == 0 {
+				return nil, fmt.Errorf("task %d VMA %#x-%#x: mapped file %s is deleted: mappings of deleted files are not supported yet; keep the file until the dump is done", pid, a.Start, a.End, a.Path)
+			}
+			openFlags := uint32(unix.O_RDONLY)
+			if a.Shared() && prot&unix.PROT_WRITE != 0 {
+				openFlags = unix.O_RDWR
+			}
+			e.Shmid = proto.Uint64(uint64(fd.Path(a.Path, &st, openFlags)))
+			e.Fdflags = proto.Uint32(openFlags)
+			if a.Shared() {
+				status |= vmaFileShared
+			} else {
+				status |= vmaFilePrivate
+				plan.dumpPages, plan.privateFile = true, true
+			}
+		default: // anonymous, [heap], [stack], [anon:NAME]
+			flags |= unix.MAP_ANONYMOUS
+			if a.Shared() {
+				return nil, fmt.Errorf("task %d VMA %#x-%#x: shared anonymous memory is not supported yet: it arrives with a later issue", pid, a.Start, a.End)
+			}
+			status |= vmaAnonPrivate
+			if a.Kind == proc.KindHeap {
+				status |= vmaAreaHeap
+			}
+			if a.Kind == proc.KindStack {
+				status |= vmaAreaStack
+			}
+			plan.dumpPages = true
+		}
+		e.Flags = proto.Uint32(flags)
+		e.Status = proto.Uint32(status)
+		out = append(out, plan)
+	}
+	return out, nil
+}
+
+// presentRanges lists the pages of each dumpable VMA that hold private data.
+func presentRanges(pid int, plans []vmaPlan) ([]mem.Range, uint64, error) {
+	pm, err := mem.OpenPagemap(pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer pm.Close()
+	var out []mem.Range
+	var scanned uint64
+	for _, p := range plans {
+		if !p.dumpPages {
+			continue
+		}
+		start, end := p.entry.GetStart(), p.entry.GetEnd()
+		scanned += (end - start) / mem.PageSize
+		rs, err := pm.Scan(start, end, mem.AnonPages(p.privateFile))
+		if err != nil {
+			return nil, 0, fmt.Errorf("task %d VMA %#x-%#x: %w", pid, start, end, err)
+		}
+		out = append(out, rs...)
+	}
+	return out, scanned, nil
+}
+
+// readAuxv returns the task's saved auxiliary vector as CRIU stores it.
+func readAuxv(pid int) ([]uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	return u64s(b), nil
+}

@@ -1,0 +1,107 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/mem"
+)
+
+// pageChunk is how much memory one process_vm_readv call moves: big enough
+// to amortise the syscall, small enough to stay in cache-friendly territory.
+const pageChunk = 4 << 20
+
+// maxIovecs is the kernel's IOV_MAX for one process_vm_readv call.
+const maxIovecs = 1024
+
+// vmReader copies pages of a task into a writer with process_vm_readv. Pages
+// it may not read that way (PROT_NONE areas holding data) are read through
+// /proc/PID/mem, which the kernel lets a tracer read regardless of protection.
+type vmReader struct {
+	pid    int
+	buf    []byte
+	memFd  *os.File
+	local  []unix.Iovec
+	remote []unix.RemoteIovec
+}
+
+func newVMReader(pid int) *vmReader {
+	return &vmReader{pid: pid, buf: make([]byte, pageChunk)}
+}
+
+func (r *vmReader) close() {
+	if r.memFd != nil {
+		r.memFd.Close()
+	}
+}
+
+// copyRanges writes the content of ranges, in order, to w.
+func (r *vmReader) copyRanges(ranges []mem.Range, w io.Writer) error {
+	fill := 0
+	r.remote = r.remote[:0]
+	flush := func() error {
+		if fill == 0 {
+			return nil
+		}
+		if err := r.read(fill); err != nil {
+			return err
+		}
+		if _, err := w.Write(r.buf[:fill]); err != nil {
+			return fmt.Errorf("write pages: %w", err)
+		}
+		fill = 0
+		r.remote = r.remote[:0]
+		return nil
+	}
+	for _, rg := range ranges {
+		for addr, end := rg.Start, rg.End(); addr < end; {
+			n := end - addr
+			if room := uint64(len(r.buf) - fill); n > room {
+				n = room
+			}
+			r.remote = append(r.remote, unix.RemoteIovec{Base: uintptr(addr), Len: int(n)})
+			fill += int(n)
+			addr += n
+			if fill == len(r.buf) || len(r.remote) == maxIovecs {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
+}
+
+// read fills r.buf[:fill] from r.remote.
+func (r *vmReader) read(fill int) error {
+	r.local = append(r.local[:0], unix.Iovec{Base: &r.buf[0]})
+	r.local[0].SetLen(fill)
+	n, err := unix.ProcessVMReadv(r.pid, r.local, r.remote, 0)
+	if err == nil && n == fill {
+		return nil
+	}
+	if err != nil && !errors.Is(err, unix.EFAULT) {
+		return fmt.Errorf("task %d: process_vm_readv: %w", r.pid, err)
+	}
+	// Part of the batch is not readable this way: read it all via
+	// /proc/PID/mem, one remote piece at a time.
+	if r.memFd == nil {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/mem", r.pid))
+		if err != nil {
+			return fmt.Errorf("task %d: %w", r.pid, err)
+		}
+		r.memFd = f
+	}
+	off := 0
+	for _, iv := range r.remote {
+		if _, err := r.memFd.ReadAt(r.buf[off:off+iv.Len], int64(iv.Base)); err != nil {
+			return fmt.Errorf("task %d: read memory %#x-%#x: %w", r.pid, iv.Base, uint64(iv.Base)+uint64(iv.Len), err)
+		}
+		off += iv.Len
+	}
+	return nil
+}

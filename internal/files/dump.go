@@ -1,0 +1,482 @@
+// Package files knows open files by kind: how to describe each one in CRIU's
+// files.img/fdinfo images at dump, and how to rebuild it at restore.
+//
+// Dump looks at a task's fds from outside: readlink and stat of
+// /proc/PID/fd/N tell the kind, /proc/PID/fdinfo/N the position and flags,
+// and a dup taken with pidfd_getfd (the same open file description) reads
+// what only the file itself can tell (deleted-file contents, F_GETOWN) without
+// moving the task's file position.
+package files
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/proc"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// DefaultGhostLimit is CRIU's default --ghost-limit: deleted files up to this
+// size have their content saved in the images.
+const DefaultGhostLimit = 1 << 20
+
+// UnsupportedError is a refusal: an fd whose kind gockpt cannot restore yet.
+type UnsupportedError struct {
+	Pid, Fd int
+	Kind    string
+	Target  string
+	Hint    string
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("task %d fd %d: %s (%s) is not supported yet: %s", e.Pid, e.Fd, e.Kind, e.Target, e.Hint)
+}
+
+// PipeData is the content of a pipe's buffer, saved without consuming it.
+type PipeData struct {
+	Entry *pb.PipeDataEntry
+	Data  []byte
+}
+
+// Ghost is a deleted-but-open file whose content is saved (CRIU's ghost file).
+type Ghost struct {
+	ID      uint32
+	Entry   *pb.GhostFileEntry
+	Content []byte
+}
+
+// Dumper collects the file objects of a whole tree; an object shared by
+// several fds or tasks (one pipe, one open file description) is one entry.
+type Dumper struct {
+	GhostLimit int64
+
+	Files    []*pb.FileEntry
+	PipeData []PipeData
+	FifoData []PipeData
+	Ghosts   []Ghost
+	Remaps   []*pb.RemapFilePathEntry
+
+	nextID uint32
+	// byInode lists the fds already described, per inode, so that an fd
+	// sharing an open file description with one of them (inherited across
+	// fork, or dup'ed) is found with kcmp and becomes the same object.
+	byInode map[inodeKey][]seenFd
+	pidfds  map[int]int
+	// byPath dedups files opened by path only (exe, cwd, mapped files).
+	byPath  map[pathKey]uint32
+	pipes   map[uint64]bool
+	ghostOf map[pathKey]uint32
+}
+
+type inodeKey struct{ dev, ino uint64 }
+
+type seenFd struct {
+	pid, fd int
+	id      uint32
+}
+
+type pathKey struct {
+	dev, ino uint64
+	flags    uint32
+}
+
+// NewDumper returns an empty dumper.
+func NewDumper(ghostLimit int64) *Dumper {
+	if ghostLimit == 0 {
+		ghostLimit = DefaultGhostLimit
+	}
+	return &Dumper{
+		GhostLimit: ghostLimit,
+		byInode:    map[inodeKey][]seenFd{},
+		pidfds:     map[int]int{},
+		byPath:     map[pathKey]uint32{},
+		pipes:      map[uint64]bool{},
+		ghostOf:    map[pathKey]uint32{},
+	}
+}
+
+func (d *Dumper) newID() uint32 {
+	d.nextID++
+	return d.nextID
+}
+
+// ttyMajors are the character-device majors of terminals: their state
+// (termios, session, foreground group) needs a TTY object, not a path.
+func isTTY(rdev uint64) bool {
+	maj := unix.Major(rdev)
+	return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143)
+}
+
+// Fd describes fd of task pid and returns its fdinfo entry, adding the file
+// object to the dumper unless an earlier fd already did.
+func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
+	link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+	target, err := os.Readlink(link)
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d: %w", pid, fd, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(link, &st); err != nil {
+		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, target, err)
+	}
+	info, err := proc.ReadFdinfo(pid, fd)
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, target, err)
+	}
+	fe := &pb.FdinfoEntry{Fd: proto.Uint32(uint32(fd)), Flags: proto.Uint32(0)}
+	if info.Flags&unix.O_CLOEXEC != 0 {
+		fe.Flags = proto.Uint32(unix.FD_CLOEXEC)
+	}
+	unsupported := func(kind, hint string) error {
+		return &UnsupportedError{Pid: pid, Fd: fd, Kind: kind, Target: target, Hint: hint}
+	}
+	const later = "it arrives with a later issue; close it in the process before dumping"
+	switch {
+	case strings.HasPrefix(target, "socket:"):
+		return nil, unsupported("socket", later)
+	case strings.HasPrefix(target, "anon_inode:"):
+		kind := strings.Trim(strings.TrimPrefix(target, "anon_inode:"), "[]")
+		return nil, unsupported(kind, later)
+	case strings.HasPrefix(target, "pipe:"):
+		id, err := d.pipe(pid, fd, link, &st, info)
+		if err != nil {
+			return nil, err
+		}
+		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_PIPE.Enum()
+		return fe, nil
+	case strings.HasPrefix(target, "/memfd:"):
+		return nil, unsupported("memfd", later)
+	case !strings.HasPrefix(target, "/"):
+		return nil, unsupported("special file", later)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		id, err := d.fifo(pid, fd, link, target, &st, info)
+		if err != nil {
+			return nil, err
+		}
+		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_FIFO.Enum()
+		return fe, nil
+	case unix.S_IFCHR:
+		if isTTY(st.Rdev) {
+			return nil, unsupported("terminal", "ttys arrive with a later issue; redirect the process's stdio from the terminal (e.g. </dev/null >log 2>&1) or use setsid")
+		}
+	case unix.S_IFSOCK:
+		return nil, unsupported("socket", later)
+	}
+	id, err := d.regFd(pid, fd, link, target, &st, info)
+	if err != nil {
+		return nil, err
+	}
+	fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_REG.Enum()
+	return fe, nil
+}
+
+// kcmpFile is KCMP_FILE: do two fds of two tasks share an open file description?
+const kcmpFile = 0
+
+// sameOFD finds an fd described earlier that shares this fd's open file
+// description; only fds on the same inode can.
+func (d *Dumper) sameOFD(pid, fd int, st *unix.Stat_t) (uint32, bool) {
+	for _, s := range d.byInode[inodeKey{st.Dev, st.Ino}] {
+		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(s.pid), kcmpFile, uintptr(fd), uintptr(s.fd), 0)
+		if e == 0 && r == 0 {
+			return s.id, true
+		}
+	}
+	return 0, false
+}
+
+func (d *Dumper) remember(pid, fd int, st *unix.Stat_t, id uint32) {
+	k := inodeKey{st.Dev, st.Ino}
+	d.byInode[k] = append(d.byInode[k], seenFd{pid, fd, id})
+}
+
+// Close releases the pidfds the dumper opened.
+func (d *Dumper) Close() {
+	for _, fd := range d.pidfds {
+		unix.Close(fd)
+	}
+	d.pidfds = map[int]int{}
+}
+
+// dupOf returns a dup of the task's fd in gockpt (pidfd_getfd): the same open
+// file description, so fcntl on it reads the task's owner settings.
+func (d *Dumper) dupOf(pid, fd int) (int, error) {
+	pfd, ok := d.pidfds[pid]
+	if !ok {
+		var err error
+		pfd, err = unix.PidfdOpen(pid, 0)
+		if err != nil {
+			return -1, fmt.Errorf("task %d: pidfd_open: %w", pid, err)
+		}
+		d.pidfds[pid] = pfd
+	}
+	dup, err := unix.PidfdGetfd(pfd, fd, 0)
+	if err != nil {
+		return -1, fmt.Errorf("task %d fd %d: pidfd_getfd: %w", pid, fd, err)
+	}
+	return dup, nil
+}
+
+// fown reads who gets SIGIO for the file (F_SETOWN) and with which signal.
+func (d *Dumper) fown(pid, fd int) (*pb.FownEntry, error) {
+	f := &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)}
+	dup, err := d.dupOf(pid, fd)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dup)
+	owner, err := getOwnerEx(dup)
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", pid, fd, err)
+	}
+	sig, err := unix.FcntlInt(uintptr(dup), unix.F_GETSIG, 0)
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d: F_GETSIG: %w", pid, fd, err)
+	}
+	f.PidType = proto.Uint32(uint32(owner.Type))
+	f.Pid = proto.Uint32(uint32(owner.Pid))
+	f.Signum = proto.Uint32(uint32(sig))
+	return f, nil
+}
+
+// regFd describes a regular file, directory or device opened by path.
+func (d *Dumper) regFd(pid, fd int, link, target string, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
+	if id, ok := d.sameOFD(pid, fd, st); ok {
+		return id, nil
+	}
+	own, err := d.fown(pid, fd)
+	if err != nil {
+		return 0, err
+	}
+	id := d.newID()
+	d.remember(pid, fd, st, id)
+	name, deleted := strings.CutSuffix(target, " (deleted)")
+	rf := &pb.RegFileEntry{
+		Id:    proto.Uint32(id),
+		Flags: proto.Uint32(info.Flags &^ unix.O_CLOEXEC),
+		Pos:   proto.Uint64(info.Pos),
+		Fown:  own,
+		Name:  proto.String(name),
+		MntId: proto.Int32(int32(info.MntID)),
+		Size:  proto.Uint64(uint64(st.Size)),
+		Mode:  proto.Uint32(st.Mode),
+	}
+	if deleted && st.Nlink == 0 && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if err := d.ghost(pid, fd, link, name, id, st); err != nil {
+			return 0, err
+		}
+	}
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: rf})
+	return id, nil
+}
+
+// ghost saves a deleted file's content, as CRIU's ghost files do, and links
+// the file entry to it through a remap entry.
+func (d *Dumper) ghost(pid, fd int, link, name string, fileID uint32, st *unix.Stat_t) error {
+	if st.Size > d.GhostLimit {
+		return fmt.Errorf("task %d fd %d: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
+			pid, fd, name, st.Size, d.GhostLimit, st.Size)
+	}
+	gk := pathKey{dev: st.Dev, ino: st.Ino}
+	gid, ok := d.ghostOf[gk]
+	if !ok {
+		f, err := os.Open(link)
+		if err != nil {
+			return fmt.Errorf("task %d fd %d: open deleted file %s for its content: %w", pid, fd, name, err)
+		}
+		defer f.Close()
+		content := make([]byte, st.Size)
+		if _, err := io.ReadFull(f, content); err != nil {
+			return fmt.Errorf("task %d fd %d: read deleted file %s: %w", pid, fd, name, err)
+		}
+		gid = d.newID()
+		d.ghostOf[gk] = gid
+		d.Ghosts = append(d.Ghosts, Ghost{ID: gid, Content: content, Entry: &pb.GhostFileEntry{
+			Uid:  proto.Uint32(st.Uid),
+			Gid:  proto.Uint32(st.Gid),
+			Mode: proto.Uint32(st.Mode),
+			Dev:  proto.Uint32(uint32(st.Dev)),
+			Ino:  proto.Uint64(st.Ino),
+			Size: proto.Uint64(uint64(st.Size)),
+			Atim: &pb.Timeval{TvSec: proto.Uint64(uint64(st.Atim.Sec)), TvUsec: proto.Uint64(uint64(st.Atim.Nsec / 1000))},
+			Mtim: &pb.Timeval{TvSec: proto.Uint64(uint64(st.Mtim.Sec)), TvUsec: proto.Uint64(uint64(st.Mtim.Nsec / 1000))},
+		}})
+	}
+	d.Remaps = append(d.Remaps, &pb.RemapFilePathEntry{
+		OrigId:    proto.Uint32(fileID),
+		RemapId:   proto.Uint32(gid),
+		RemapType: pb.RemapType_GHOST.Enum(),
+	})
+	return nil
+}
+
+// pipe describes one end of a pipe; the pipe's buffered bytes are saved the
+// first time any end of it is seen.
+func (d *Dumper) pipe(pid, fd int, link string, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
+	if id, ok := d.sameOFD(pid, fd, st); ok {
+		return id, nil
+	}
+	own, err := d.fown(pid, fd)
+	if err != nil {
+		return 0, err
+	}
+	id := d.newID()
+	d.remember(pid, fd, st, id)
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIPE.Enum(), Id: proto.Uint32(id), Pipe: &pb.PipeEntry{
+		Id:     proto.Uint32(id),
+		PipeId: proto.Uint32(uint32(st.Ino)),
+		Flags:  proto.Uint32(info.Flags &^ unix.O_CLOEXEC),
+		Fown:   own,
+	}})
+	if !d.pipes[st.Ino] {
+		d.pipes[st.Ino] = true
+		pd, err := peekPipe(link, uint32(st.Ino))
+		if err != nil {
+			return 0, fmt.Errorf("task %d fd %d: pipe:[%d]: %w", pid, fd, st.Ino, err)
+		}
+		if pd != nil {
+			d.PipeData = append(d.PipeData, *pd)
+		}
+	}
+	return id, nil
+}
+
+// fifo describes a named pipe: a fifo entry pointing at a regular-file entry
+// for its path, plus its buffered bytes.
+func (d *Dumper) fifo(pid, fd int, link, target string, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
+	if id, ok := d.sameOFD(pid, fd, st); ok {
+		return id, nil
+	}
+	own, err := d.fown(pid, fd)
+	if err != nil {
+		return 0, err
+	}
+	regID := d.newID()
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: &pb.RegFileEntry{
+		Id:    proto.Uint32(regID),
+		Flags: proto.Uint32(info.Flags &^ unix.O_CLOEXEC),
+		Pos:   proto.Uint64(0),
+		Fown:  own,
+		Name:  proto.String(target),
+		MntId: proto.Int32(int32(info.MntID)),
+		Mode:  proto.Uint32(st.Mode),
+	}})
+	id := d.newID()
+	d.remember(pid, fd, st, id)
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(id), Fifo: &pb.FifoEntry{
+		Id:     proto.Uint32(id),
+		PipeId: proto.Uint32(uint32(st.Ino)),
+		RegfId: proto.Uint32(regID),
+	}})
+	if !d.pipes[st.Ino] {
+		d.pipes[st.Ino] = true
+		pd, err := peekPipe(link, uint32(st.Ino))
+		if err != nil {
+			return 0, fmt.Errorf("task %d fd %d: fifo %s: %w", pid, fd, target, err)
+		}
+		if pd != nil {
+			d.FifoData = append(d.FifoData, *pd)
+		}
+	}
+	return id, nil
+}
+
+// peekPipe copies the bytes buffered in a pipe without consuming them: a new
+// read end is opened through /proc (a pipe inode opens like a FIFO), tee(2)
+// duplicates the buffers into a pipe of ours of the same capacity, and we
+// read that. The task's pipe is left exactly as it was.
+func peekPipe(link string, pipeID uint32) (*PipeData, error) {
+	src, err := unix.Open(link, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open a read end: %w", err)
+	}
+	defer unix.Close(src)
+	size, err := unix.FcntlInt(uintptr(src), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return nil, fmt.Errorf("F_GETPIPE_SZ: %w", err)
+	}
+	var avail int
+	avail, err = unix.IoctlGetInt(src, unix.TIOCINQ)
+	if err != nil {
+		return nil, fmt.Errorf("TIOCINQ: %w", err)
+	}
+	pd := &PipeData{Entry: &pb.PipeDataEntry{PipeId: proto.Uint32(pipeID), Bytes: proto.Uint32(0), Size: proto.Uint32(uint32(size))}}
+	if avail == 0 {
+		return pd, nil
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+		return nil, fmt.Errorf("size a %d-byte copy pipe: %w", size, err)
+	}
+	n, err := unix.Tee(src, p[1], avail, unix.SPLICE_F_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("tee: %w", err)
+	}
+	if int(n) != avail {
+		return nil, fmt.Errorf("tee copied %d of %d buffered bytes", n, avail)
+	}
+	data := make([]byte, n)
+	for off := 0; off < len(data); {
+		m, err := unix.Read(p[0], data[off:])
+		if err != nil {
+			return nil, fmt.Errorf("read copied pipe data: %w", err)
+		}
+		if m == 0 {
+			return nil, errors.New("copied pipe data ended early")
+		}
+		off += m
+	}
+	pd.Entry.Bytes = proto.Uint32(uint32(n))
+	pd.Data = data
+	return pd, nil
+}
+
+// Path describes a file the task reaches by path rather than by fd: its exe,
+// cwd, root, or a file it maps. flags are the open flags restore should use.
+func (d *Dumper) Path(path string, st *unix.Stat_t, flags uint32) uint32 {
+	k := pathKey{dev: st.Dev, ino: st.Ino, flags: flags}
+	if id, ok := d.byPath[k]; ok {
+		return id
+	}
+	id := d.newID()
+	d.byPath[k] = id
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: &pb.RegFileEntry{
+		Id:    proto.Uint32(id),
+		Flags: proto.Uint32(flags),
+		Pos:   proto.Uint64(0),
+		Fown:  &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)},
+		Name:  proto.String(path),
+		Size:  proto.Uint64(uint64(st.Size)),
+		Mode:  proto.Uint32(st.Mode),
+	}})
+	return id
+}
+
+// ListFds returns the task's open fds in ascending order.
+func ListFds(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, fmt.Errorf("task %d: list fds: %w", pid, err)
+	}
+	out := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
