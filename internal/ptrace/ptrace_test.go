@@ -159,3 +159,37 @@ func descendants(pid int) []int {
 	}
 	return out
 }
+
+func TestSyscallForkAdoptsChild(t *testing.T) {
+	cmd := startSleeper(t)
+	tr := NewTracer()
+	defer tr.Close()
+	te, err := tr.Seize(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer te.Detach()
+	if err := te.SetOptions(TraceFork | TraceClone | TraceVfork); err != nil {
+		t.Fatal(err)
+	}
+	ret, child, err := te.SyscallFork(unix.SYS_FORK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if child == nil || int(ret) != child.Tid {
+		t.Fatalf("fork returned %d, child %v", int64(ret), child)
+	}
+	t.Cleanup(func() {
+		unix.Kill(child.Tid, unix.SIGKILL)
+		tr.Do(func() error { wait(child.Tid); return nil })
+		te.Syscall(unix.SYS_WAIT4, uint64(child.Tid), 0, 0, 0) // reap in the parent
+	})
+	got, err := child.Syscall(unix.SYS_GETPID)
+	if err != nil || int(got) != child.Tid {
+		t.Fatalf("getpid in the new child = %d, %v; want %d", int64(got), err, child.Tid)
+	}
+	ppid, err := child.Syscall(unix.SYS_GETPPID)
+	if err != nil || int(ppid) != cmd.Process.Pid {
+		t.Fatalf("getppid in the new child = %d, %v; want %d", int64(ppid), err, cmd.Process.Pid)
+	}
+}

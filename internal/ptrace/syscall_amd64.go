@@ -29,10 +29,71 @@ const allSignals = ^uint64(0)
 // syscall-restart logic to it, and the saved registers bring the original
 // restart back when the task resumes.
 func (te *Tracee) Syscall(nr uint64, args ...uint64) (uint64, error) {
+	ret, _, err := te.syscall(nr, args)
+	return ret, err
+}
+
+// SyscallFork runs an injected fork/clone/clone3 whose child the kernel
+// auto-attaches to us (SetOptions with TraceFork/TraceClone first). It
+// returns the syscall's result and the new child, adopted and stopped
+// before it ran a single instruction; the caller sets its registers.
+func (te *Tracee) SyscallFork(nr uint64, args ...uint64) (uint64, *Tracee, error) {
+	ret, kids, err := te.syscall(nr, args)
+	if err != nil || Errno(ret) != 0 || len(kids) == 0 {
+		return ret, nil, err
+	}
+	child := &Tracee{Tid: kids[0], t: te.t}
+	err = te.t.Do(func() error {
+		// An auto-attached child starts in a PTRACE_EVENT_STOP.
+		for {
+			ws, err := wait(child.Tid)
+			if err != nil {
+				return &Error{"wait for new child", child.Tid, err}
+			}
+			if ws.Exited() || ws.Signaled() {
+				return &Error{"wait for new child", child.Tid, unix.ESRCH}
+			}
+			if ws.Stopped() && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+				return nil
+			}
+			if ws.Stopped() {
+				// A signal for the child before it ever ran (none should
+				// come): keep it queued by not delivering it now is not
+				// possible, so deliver it after restore by refusing here.
+				return &Error{"wait for new child", child.Tid, fmt.Errorf("unexpected stop %v", ws)}
+			}
+		}
+	})
+	if err != nil {
+		return ret, nil, err
+	}
+	child.Tgid = tgidOf(child.Tid)
+	return ret, child, nil
+}
+
+// Ptrace options for SetOptions.
+const (
+	TraceFork  = unix.PTRACE_O_TRACEFORK
+	TraceVfork = unix.PTRACE_O_TRACEVFORK
+	TraceClone = unix.PTRACE_O_TRACECLONE
+	// SuspendSeccomp lets injected syscalls pass a seccomp filter the task
+	// already has (restore installs filters before the last syscalls).
+	SuspendSeccomp = 1 << 21
+)
+
+// SetOptions sets ptrace options (PTRACE_O_TRACESYSGOOD is always kept).
+func (te *Tracee) SetOptions(opts int) error {
+	return te.do("set options", func() error {
+		return unix.PtraceSetOptions(te.Tid, opts|unix.PTRACE_O_TRACESYSGOOD)
+	})
+}
+
+func (te *Tracee) syscall(nr uint64, args []uint64) (uint64, []int, error) {
 	if len(args) > 6 {
-		return 0, fmt.Errorf("task %d: syscall %d: %d arguments, at most 6", te.Tid, nr, len(args))
+		return 0, nil, fmt.Errorf("task %d: syscall %d: %d arguments, at most 6", te.Tid, nr, len(args))
 	}
 	var ret uint64
+	var kids []int
 	err := te.do(fmt.Sprintf("injected syscall %d", nr), func() error {
 		gadget, err := te.syscallGadget()
 		if err != nil {
@@ -56,7 +117,9 @@ func (te *Tracee) Syscall(nr uint64, args ...uint64) (uint64, error) {
 		var a [6]uint64
 		copy(a[:], args)
 		r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+		te.children = nil
 		ret, err = te.runSyscall(&r, nr)
+		kids = te.children
 		// Put everything back even when the syscall failed to run.
 		if e := unix.PtraceSetRegs(te.Tid, &orig); e != nil && err == nil {
 			err = fmt.Errorf("restore registers: %w", e)
@@ -66,7 +129,7 @@ func (te *Tracee) Syscall(nr uint64, args ...uint64) (uint64, error) {
 		}
 		return err
 	})
-	return ret, err
+	return ret, kids, err
 }
 
 // runSyscall sets r, resumes to syscall entry and then exit, and returns rax.
@@ -92,6 +155,13 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64) (uint64, error) {
 			stage++
 		case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
 			// Group-stop or a new interrupt: resume into the syscall again.
+		case ws.TrapCause() == unix.PTRACE_EVENT_FORK || ws.TrapCause() == unix.PTRACE_EVENT_VFORK || ws.TrapCause() == unix.PTRACE_EVENT_CLONE:
+			// An injected fork/clone with auto-attach on: note the child.
+			msg, err := unix.PtraceGetEventMsg(te.Tid)
+			if err != nil {
+				return 0, err
+			}
+			te.children = append(te.children, int(msg))
 		default:
 			return 0, fmt.Errorf("unexpected stop %v (signal %d) while running injected syscall %d", ws, ws.StopSignal(), nr)
 		}
@@ -112,15 +182,21 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64) (uint64, error) {
 	return out.Rax, nil
 }
 
-// gadgets caches, per thread group, the address of a syscall instruction.
-var gadgets = map[int]uint64{}
-
 // syscallGadget finds a syscall instruction in the task's vDSO. Runs on the
-// tracer thread, which also serialises the cache.
+// tracer thread, which also serialises the tracer's cache. A cached address
+// is checked before use (2 bytes of process_vm_readv): the vDSO may have
+// moved (restore moves it) or the PID may belong to another process now.
 func (te *Tracee) syscallGadget() (uint64, error) {
 	tgid := te.Tgid
-	if g, ok := gadgets[tgid]; ok {
-		return g, nil
+	if te.gadget != 0 {
+		return te.gadget, nil
+	}
+	if g, ok := te.t.gadgets[tgid]; ok {
+		var insn [2]byte
+		if ReadMem(tgid, g, insn[:]) == nil && insn == [2]byte{0x0f, 0x05} {
+			return g, nil
+		}
+		delete(te.t.gadgets, tgid)
 	}
 	start, end, err := vdsoRange(tgid)
 	if err != nil {
@@ -134,15 +210,20 @@ func (te *Tracee) syscallGadget() (uint64, error) {
 	if i < 0 {
 		return 0, fmt.Errorf("no syscall instruction in the vDSO at %#x-%#x", start, end)
 	}
-	gadgets[tgid] = start + uint64(i)
+	te.t.gadgets[tgid] = start + uint64(i)
 	return start + uint64(i), nil
 }
 
 // ForgetProcess drops cached per-process state; call it when a thread group
 // is gone or its vDSO moved.
 func (t *Tracer) ForgetProcess(tgid int) {
-	t.Do(func() error { delete(gadgets, tgid); return nil })
+	t.Do(func() error { delete(t.gadgets, tgid); return nil })
 }
+
+// UseSyscallAt makes injected syscalls run the syscall instruction at addr
+// in this thread's address space instead of one found in its vDSO (a
+// restore stub has its own; 0 goes back to the vDSO).
+func (te *Tracee) UseSyscallAt(addr uint64) { te.gadget = addr }
 
 func vdsoRange(pid int) (uint64, uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))

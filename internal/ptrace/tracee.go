@@ -22,6 +22,10 @@ type Tracee struct {
 	// Stopped in group-stop (SIGSTOP etc.) when seized: it must stay stopped.
 	GroupStopped bool
 	StopSignal   int
+	// gadget, when set, is where injected syscalls run (UseSyscallAt).
+	gadget uint64
+	// children auto-attached during the last injected syscall.
+	children []int
 }
 
 // Seize attaches to tid with PTRACE_SEIZE and stops it with PTRACE_INTERRUPT.

@@ -25,11 +25,14 @@ type Tracer struct {
 	reqs      chan func()
 	closeOnce sync.Once
 	done      chan struct{}
+	// gadgets caches, per thread group, the address of a syscall
+	// instruction; only the tracer thread touches it.
+	gadgets map[int]uint64
 }
 
 // NewTracer starts the tracer thread.
 func NewTracer() *Tracer {
-	t := &Tracer{reqs: make(chan func()), done: make(chan struct{})}
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), gadgets: map[int]uint64{}}
 	started := make(chan struct{})
 	go func() {
 		// Never unlocked: the thread dies with the goroutine, so no other

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/gockpt/gockpt/internal/kerndat"
+)
+
+// runCheck runs `gockpt check ARGS` and returns stdout, stderr and the exit
+// status. Config files of the machine stay out of it.
+func runCheckCmd(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"check", "--no-default-config"}, args...), &stdout, &stderr)
+	t.Cleanup(func() { assertNoChildren(t) })
+	return stdout.String(), stderr.String(), code
+}
+
+// assertNoChildren fails if a probe left a process of ours behind.
+func assertNoChildren(t *testing.T) {
+	t.Helper()
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		if err == nil && len(bytes.TrimSpace(b)) > 0 {
+			t.Errorf("child processes left behind: %s", b)
+		}
+	}
+}
+
+// kernelConfigSays reports whether the running kernel's config contains line;
+// ok is false when no config is readable.
+func kernelConfigSays(t *testing.T, line string) (has, ok bool) {
+	t.Helper()
+	f, err := os.Open("/proc/config.gz")
+	if err != nil {
+		return false, false
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return false, false
+	}
+	b, err := io.ReadAll(z)
+	if err != nil {
+		return false, false
+	}
+	return bytes.Contains(b, []byte("\n"+line+"\n")), true
+}
+
+func labels(names []string) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range names {
+		f, _ := kerndat.Lookup(n)
+		out[f.Label] = true
+	}
+	return out
+}
+
+func TestCheckDefault(t *testing.T) {
+	out, stderr, code := runCheckCmd(t)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	want := kerndat.DefaultNames()
+	if len(lines) != len(want)+1 {
+		t.Fatalf("%d lines, want %d features and a verdict:\n%s", len(lines), len(want), out)
+	}
+	defaults := labels(want)
+	for i, l := range lines[:len(want)] {
+		f, _ := kerndat.Lookup(want[i])
+		if !strings.HasPrefix(l, f.Label+": yes") && !strings.HasPrefix(l, f.Label+": no (") {
+			t.Errorf("line %d is %q, want %q: yes|no (...)", i, l, f.Label)
+		}
+	}
+	for _, f := range kerndat.Features() {
+		if !defaults[f.Label] && strings.Contains(out, "\n"+f.Label+": ") {
+			t.Errorf("optional feature %s shown without --all", f.Name)
+		}
+	}
+	verdict := lines[len(lines)-1]
+	switch code {
+	case 0:
+		if verdict != "Looks good." {
+			t.Errorf("exit 0 with verdict %q", verdict)
+		}
+	case 1:
+		if !strings.HasPrefix(verdict, "Dump and restore cannot work here; missing: ") {
+			t.Errorf("exit 1 with verdict %q", verdict)
+		}
+	default:
+		t.Errorf("exit %d", code)
+	}
+	if stderr != "" {
+		t.Errorf("stderr: %q", stderr)
+	}
+	// This machine has everything dump and restore need.
+	if v, err := kerndat.KernelVersion(); err == nil && v.AtLeast(5, 5) && os.Geteuid() == 0 && code != 0 {
+		t.Errorf("root on Linux %s should pass check:\n%s", v, out)
+	}
+}
+
+// TestCheckAllAcceptance pins the lines the issue asks for on this kind of
+// machine, each where the machine is known to be that kind.
+func TestCheckAllAcceptance(t *testing.T) {
+	out, _, code := runCheckCmd(t, "--all")
+	t.Logf("exit %d:\n%s", code, out)
+	if got, want := strings.Count(out, "\n"), len(kerndat.Names())+1; got != want {
+		t.Errorf("--all printed %d lines, want %d", got, want)
+	}
+	if off, ok := kernelConfigSays(t, "# CONFIG_MEM_SOFT_DIRTY is not set"); !ok {
+		t.Log("no kernel config: soft-dirty line not checked")
+	} else if off && !strings.Contains(out, "\nsoft-dirty: no (CONFIG_MEM_SOFT_DIRTY is not set in this kernel; ") {
+		t.Error("kernel without soft-dirty: want a line `soft-dirty: no (CONFIG_MEM_SOFT_DIRTY is not set in this kernel; ...`")
+	}
+	if v, err := kerndat.KernelVersion(); err == nil && v.AtLeast(6, 7) {
+		if on, ok := kernelConfigSays(t, "CONFIG_PTE_MARKER_UFFD_WP=y"); ok && on && !strings.Contains(out, "\nuffd-wp dirty tracking: yes\n") {
+			t.Errorf("Linux %s with CONFIG_PTE_MARKER_UFFD_WP: want `uffd-wp dirty tracking: yes`", v)
+		}
+	}
+	_, attrErr := os.ReadFile("/proc/self/attr/current")
+	if _, err := os.Stat("/sys/fs/selinux"); err != nil && errors.Is(attrErr, syscall.EINVAL) {
+		if !strings.Contains(out, "\nSELinux: not active (") {
+			t.Error("SELinux is off here: want `SELinux: not active (...)`")
+		}
+	}
+	if !strings.Contains(out, "\ndirty memory tracking: ") || !strings.Contains(out, "hashes") {
+		t.Error("--all must show dirty memory tracking with the hash fallback")
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	out, _, code := runCheckCmd(t, "--all", "--json")
+	var got struct {
+		Features map[string]map[string]any `json:"features"`
+		Verdict  struct {
+			OK      bool     `json:"ok"`
+			Missing []string `json:"missing"`
+			Message string   `json:"message"`
+		} `json:"verdict"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("--json output is not the documented object: %v\n%s", err, out)
+	}
+	if dec.More() {
+		t.Fatal("--json printed more than one JSON value")
+	}
+	if len(got.Features) != len(kerndat.Names()) {
+		t.Errorf("%d features in JSON, want %d", len(got.Features), len(kerndat.Names()))
+	}
+	for _, n := range kerndat.Names() {
+		f, ok := got.Features[n]
+		if !ok {
+			t.Errorf("feature %s missing from JSON", n)
+			continue
+		}
+		if _, ok := f["supported"].(bool); !ok {
+			t.Errorf("%s: supported is %v", n, f["supported"])
+		}
+		for _, k := range []string{"detail", "requires"} {
+			if s, _ := f[k].(string); s == "" {
+				t.Errorf("%s: empty %s", n, k)
+			}
+		}
+	}
+	if got.Verdict.OK != (code == 0) || got.Verdict.Missing == nil {
+		t.Errorf("verdict %+v with exit %d", got.Verdict, code)
+	}
+	if got.Verdict.OK && got.Verdict.Message != "Looks good." {
+		t.Errorf("verdict message %q", got.Verdict.Message)
+	}
+}
+
+func TestCheckFeature(t *testing.T) {
+	// memfd is in every kernel gockpt supports.
+	out, stderr, code := runCheckCmd(t, "--feature", "memfd")
+	if code != 0 || !strings.HasPrefix(out, "memfd: yes (memfd_create gave ") || strings.Count(out, "\n") != 1 || stderr != "" {
+		t.Errorf("--feature memfd: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if off, ok := kernelConfigSays(t, "# CONFIG_MEM_SOFT_DIRTY is not set"); ok && off {
+		// Hyphens work like underscores.
+		out, _, code := runCheckCmd(t, "--feature", "soft-dirty")
+		if code != 1 || !strings.HasPrefix(out, "soft-dirty: no (CONFIG_MEM_SOFT_DIRTY is not set in this kernel; ") {
+			t.Errorf("--feature soft-dirty without the config: exit %d, %q", code, out)
+		}
+	}
+	out, _, code = runCheckCmd(t, "--feature", "memfd", "--json")
+	var got struct {
+		Features map[string]struct {
+			Supported bool `json:"supported"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !got.Features["memfd"].Supported || len(got.Features) != 1 {
+		t.Errorf("--feature memfd --json: exit %d, %v, %q", code, err, out)
+	}
+}
+
+func TestCheckUnknownFeature(t *testing.T) {
+	out, stderr, code := runCheckCmd(t, "--feature", "bogus")
+	want := `Error: unknown feature "bogus"; valid names: ` + strings.Join(kerndat.Names(), ", ") + "\n"
+	if code != 2 || out != "" || stderr != want {
+		t.Errorf("--feature bogus: exit %d, stdout %q, stderr\n%q\nwant exit 2 and\n%q", code, out, stderr, want)
+	}
+}
+
+func TestCheckRejectsArgs(t *testing.T) {
+	_, stderr, code := runCheckCmd(t, "soft_dirty")
+	if code != 1 || !strings.Contains(stderr, `unknown command "soft_dirty" for "gockpt check"`) {
+		t.Errorf("check with an argument: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestCheckLine(t *testing.T) {
+	for _, c := range []struct {
+		r       kerndat.Result
+		verbose bool
+		want    string
+	}{
+		{kerndat.Result{Name: "memfd", Supported: true, Detail: "d"}, false, "memfd: yes"},
+		{kerndat.Result{Name: "memfd", Supported: true, Detail: "d"}, true, "memfd: yes (d)"},
+		{kerndat.Result{Name: "soft_dirty", Detail: "why", Requires: "CONFIG_X"}, false, "soft-dirty: no (why; requires CONFIG_X)"},
+		{kerndat.Result{Name: "selinux", State: "not active", Detail: "why", Requires: "r"}, false, "SELinux: not active (why)"},
+		{kerndat.Result{Name: "mem_dirty_track", Supported: true, Summary: "uffd-wp", Detail: "d"}, false, "dirty memory tracking: yes (uffd-wp)"},
+	} {
+		if got := checkLine(c.r, c.verbose); got != c.want {
+			t.Errorf("checkLine(%+v, %v) = %q, want %q", c.r, c.verbose, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package files
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/images"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// Opener builds, in gockpt, the open file descriptions that restored tasks
+// take over with pidfd_getfd: one per file entry, shared by every fd that
+// had it, so shared positions and pipe ends come out shared.
+type Opener struct {
+	Files    map[uint32]*pb.FileEntry
+	PipeData map[uint32][]byte
+	PipeSize map[uint32]uint32
+	FifoData map[uint32][]byte
+	Remaps   map[uint32]*pb.RemapFilePathEntry
+	Dir      *images.Dir
+
+	open  map[uint32]*os.File
+	pipes map[uint32]*pipePair // by pipe inode id
+	fifos map[uint32]*os.File     // an O_RDWR holder per FIFO, so opens never block
+}
+
+// pipePair is a pipe gockpt made; each end is handed out once, further
+// open file descriptions of an end are reopened through /proc.
+type pipePair struct {
+	ends  [2]*os.File
+	used  [2]bool
+	extra []*os.File
+}
+
+// Close releases gockpt's copies; the tasks keep theirs.
+func (o *Opener) Close() {
+	for id, f := range o.open {
+		if e := o.Files[id]; e.GetType() != pb.FdTypes_PIPE {
+			f.Close()
+		}
+	}
+	for _, p := range o.pipes {
+		for _, f := range append(p.ends[:], p.extra...) {
+			f.Close()
+		}
+	}
+	for _, f := range o.fifos {
+		f.Close()
+	}
+}
+
+// Open returns gockpt's fd for file entry id, building the object on first use.
+func (o *Opener) Open(id uint32) (*os.File, error) {
+	if o.open == nil {
+		o.open, o.pipes, o.fifos = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}
+	}
+	if f, ok := o.open[id]; ok {
+		return f, nil
+	}
+	e := o.Files[id]
+	if e == nil {
+		return nil, fmt.Errorf("file id %d is not in files.img", id)
+	}
+	var f *os.File
+	var err error
+	switch e.GetType() {
+	case pb.FdTypes_REG:
+		f, err = o.openReg(e.GetReg())
+	case pb.FdTypes_PIPE:
+		f, err = o.openPipe(e.GetPipe())
+	case pb.FdTypes_FIFO:
+		f, err = o.openFifo(e.GetFifo())
+	default:
+		return nil, fmt.Errorf("file id %d: %v files are not supported yet", id, e.GetType())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file id %d: %w", id, err)
+	}
+	o.open[id] = f
+	return f, nil
+}
+
+// openFlags drops flags that would change the file on open.
+func openFlags(flags uint32) int {
+	return int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY) | unix.O_CLOEXEC
+}
+
+func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
+	name := r.GetName()
+	if rm := o.Remaps[r.GetId()]; rm != nil {
+		if rm.GetRemapType() != pb.RemapType_GHOST {
+			return nil, fmt.Errorf("%s: remap type %v is not supported", name, rm.GetRemapType())
+		}
+		return o.openGhost(r, rm.GetRemapId())
+	}
+	f, err := os.OpenFile(name, openFlags(r.GetFlags()), 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", name, err)
+	}
+	if r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
+		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() {
+			f.Close()
+			return nil, fmt.Errorf("%s is %d bytes now, shorter than the saved position %d: restore needs the file as it was", name, fi.Size(), r.GetPos())
+		}
+	}
+	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil && r.GetPos() != 0 {
+		f.Close()
+		return nil, fmt.Errorf("seek %s to %d: %w", name, r.GetPos(), err)
+	}
+	return f, nil
+}
+
+// openGhost recreates a deleted-but-open file from its saved content, opens
+// it as the task had it, and deletes it again.
+func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error) {
+	name := r.GetName()
+	rd, err := o.Dir.Open(fmt.Sprintf("ghost-file-%x.img", ghostID))
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	var g pb.GhostFileEntry
+	content, err := rd.ReadEntry(&g)
+	if err != nil {
+		return nil, err
+	}
+	if g.GetChunks() {
+		return nil, fmt.Errorf("ghost file %x is stored in chunks, which gockpt does not read yet", ghostID)
+	}
+	// The original name may be taken again by now: use a fresh name in the
+	// same directory, so the file lands on the same filesystem.
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".gockpt-ghost-*")
+	if err != nil {
+		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if _, err := tmp.Write(content); err != nil {
+		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
+	}
+	tmp.Chmod(os.FileMode(g.GetMode() & 0o7777))
+	os.Chown(tmp.Name(), int(g.GetUid()), int(g.GetGid()))
+	f, err := os.OpenFile(tmp.Name(), openFlags(r.GetFlags()), 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// pipeEnd returns the read (0) or write (1) end a pipe entry's flags name.
+func pipeEnd(flags uint32) int {
+	if flags&unix.O_ACCMODE == unix.O_WRONLY {
+		return 1
+	}
+	return 0
+}
+
+func (o *Opener) openPipe(p *pb.PipeEntry) (*os.File, error) {
+	pp, ok := o.pipes[p.GetPipeId()]
+	if !ok {
+		var fds [2]int
+		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+			return nil, err
+		}
+		pp = &pipePair{ends: [2]*os.File{os.NewFile(uintptr(fds[0]), "pipe-r"), os.NewFile(uintptr(fds[1]), "pipe-w")}}
+		o.pipes[p.GetPipeId()] = pp
+		if err := fillPipe(fds[1], o.PipeSize[p.GetPipeId()], o.PipeData[p.GetPipeId()]); err != nil {
+			return nil, fmt.Errorf("pipe:[%d]: %w", p.GetPipeId(), err)
+		}
+	}
+	end := pipeEnd(p.GetFlags())
+	f := pp.ends[end]
+	if pp.used[end] {
+		// Another open file description of the same end (the task had
+		// reopened it through /proc): open one the same way.
+		var err error
+		f, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", pp.ends[end].Fd()), openFlags(p.GetFlags()), 0)
+		if err != nil {
+			return nil, fmt.Errorf("pipe:[%d]: another end: %w", p.GetPipeId(), err)
+		}
+		pp.extra = append(pp.extra, f)
+	}
+	pp.used[end] = true
+	if err := setFlags(f, p.GetFlags()); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// fillPipe sizes a pipe as it was and puts its saved bytes back.
+func fillPipe(w int, size uint32, data []byte) error {
+	if size != 0 {
+		if _, err := unix.FcntlInt(uintptr(w), unix.F_SETPIPE_SZ, int(size)); err != nil {
+			return fmt.Errorf("F_SETPIPE_SZ %d: %w", size, err)
+		}
+	}
+	for len(data) > 0 {
+		n, err := unix.Write(w, data)
+		if err != nil {
+			return fmt.Errorf("put back %d buffered bytes: %w", len(data), err)
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+func setFlags(f *os.File, flags uint32) error {
+	keep := uint32(unix.O_APPEND | unix.O_NONBLOCK | unix.O_ASYNC | unix.O_DIRECT | unix.O_NOATIME)
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFL, int(flags&keep)); err != nil {
+		return fmt.Errorf("F_SETFL %#o: %w", flags, err)
+	}
+	return nil
+}
+
+func (o *Opener) openFifo(fe *pb.FifoEntry) (*os.File, error) {
+	reg := o.Files[fe.GetRegfId()].GetReg()
+	if reg == nil {
+		return nil, fmt.Errorf("fifo: file id %d is not a regular-file entry", fe.GetRegfId())
+	}
+	holder, ok := o.fifos[fe.GetPipeId()]
+	if !ok {
+		var err error
+		holder, err = os.OpenFile(reg.GetName(), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
+		}
+		o.fifos[fe.GetPipeId()] = holder
+		if err := fillPipe(int(holder.Fd()), o.PipeSize[fe.GetPipeId()], o.FifoData[fe.GetPipeId()]); err != nil {
+			return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
+		}
+	}
+	// With the holder open, neither end blocks on open.
+	f, err := os.OpenFile(reg.GetName(), openFlags(reg.GetFlags())|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
+	}
+	if err := setFlags(f, reg.GetFlags()); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
