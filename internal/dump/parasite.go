@@ -1,11 +1,125 @@
 package dump
 
 import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/parasite"
+	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// TEMPORARY until the parasite lands.
-func (d *dumper) fromParasite(t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEntry) error {
+// fromParasite injects the parasite into the task's main thread and reads
+// what only the task can tell: signal handlers, itimers, POSIX timers,
+// pdeathsig, dumpable, child subreaper, and per thread the tid address and
+// sigaltstack. The parasite is cured before returning, also on error; if
+// gockpt dies meanwhile, it cures itself.
+func (d *dumper) fromParasite(t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEntry) (err error) {
+	leader := t.Threads[0]
+	p, err := parasite.Inject(leader.Tracer(), leader, parasite.Options{LSM: d.opts.LSM})
+	if err != nil {
+		return fmt.Errorf("task %d: inject parasite: %w", t.Pid, err)
+	}
+	d.cures = append(d.cures, p.Cure)
+	defer func() {
+		d.cures = d.cures[:len(d.cures)-1]
+		if cerr := p.Cure(); cerr != nil && err == nil {
+			err = fmt.Errorf("task %d: cure parasite: %w", t.Pid, cerr)
+		}
+	}()
+
+	tc := cores[0].GetTc()
+	sas, err := p.DumpSigactions()
+	if err != nil {
+		return fmt.Errorf("task %d: sigactions: %w", t.Pid, err)
+	}
+	for _, sa := range sas {
+		tc.Sigactions = append(tc.Sigactions, &pb.SaEntry{
+			Sigaction: proto.Uint64(sa.Handler), Flags: proto.Uint64(sa.Flags),
+			Restorer: proto.Uint64(sa.Restorer), Mask: proto.Uint64(sa.Mask),
+		})
+	}
+	its, err := p.DumpItimers()
+	if err != nil {
+		return fmt.Errorf("task %d: itimers: %w", t.Pid, err)
+	}
+	it := func(i parasite.Itimer) *pb.ItimerEntry {
+		return &pb.ItimerEntry{Isec: proto.Uint64(uint64(i.Interval.Sec)), Iusec: proto.Uint64(uint64(i.Interval.Usec)),
+			Vsec: proto.Uint64(uint64(i.Value.Sec)), Vusec: proto.Uint64(uint64(i.Value.Usec))}
+	}
+	tc.Timers = &pb.TaskTimersEntry{Real: it(its[0]), Virt: it(its[1]), Prof: it(its[2])}
+	timers, err := proc.ReadTimers(t.Pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	if len(timers) > 0 {
+		ids := make([]int32, len(timers))
+		for i, tm := range timers {
+			ids[i] = int32(tm.ID)
+		}
+		vals, err := p.DumpPosixTimers(ids)
+		if err != nil {
+			return fmt.Errorf("task %d: posix timers: %w", t.Pid, err)
+		}
+		for i, tm := range timers {
+			v := vals[i]
+			e := &pb.PosixTimerEntry{
+				ItId: proto.Uint32(uint32(tm.ID)), ClockId: proto.Uint32(uint32(tm.ClockID)),
+				SiSigno: proto.Uint32(uint32(tm.Signal)), ItSigevNotify: proto.Uint32(sigevNotify(tm)),
+				SivalPtr: proto.Uint64(tm.SigevValue), Overrun: proto.Uint32(uint32(v.Overrun)),
+				Isec: proto.Uint64(uint64(v.Interval.Sec)), Insec: proto.Uint64(uint64(v.Interval.Nsec)),
+				Vsec: proto.Uint64(uint64(v.Value.Sec)), Vnsec: proto.Uint64(uint64(v.Value.Nsec)),
+			}
+			if tm.ThreadID {
+				e.NotifyThreadId = proto.Int32(int32(tm.NotifyPID))
+			}
+			tc.Timers.Posix = append(tc.Timers.Posix, e)
+		}
+	}
+	misc, err := p.DumpMisc()
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	tc.ChildSubreaper = proto.Bool(misc.ChildSubreaper)
+	mm.Dumpable = proto.Int32(misc.Dumpable)
+	cores[0].ThreadCore.PdeathSig = proto.Uint32(uint32(misc.Pdeathsig))
+	cores[0].ThreadInfo.ClearTidAddr = proto.Uint64(misc.TidAddress)
+	cores[0].ThreadCore.Sas = sasEntry(misc.Altstack)
+	for i, te := range t.Threads[1:] {
+		ti, err := p.DumpThread(te)
+		if err != nil {
+			return fmt.Errorf("task %d thread %d: %w", t.Pid, te.Tid, err)
+		}
+		c := cores[i+1]
+		c.ThreadInfo.ClearTidAddr = proto.Uint64(ti.TidAddress)
+		c.ThreadCore.Sas = sasEntry(ti.Altstack)
+	}
 	return nil
+}
+
+func sasEntry(s parasite.Stack) *pb.ThreadSasEntry {
+	return &pb.ThreadSasEntry{SsSp: proto.Uint64(s.SP), SsSize: proto.Uint64(s.Size), SsFlags: proto.Uint32(uint32(s.Flags))}
+}
+
+// sigevNotify turns /proc/PID/timers' notify word into SIGEV_* numbers.
+func sigevNotify(t proc.PosixTimer) uint32 {
+	const (
+		sigevSignal   = 0
+		sigevNone     = 1
+		sigevThread   = 2
+		sigevThreadID = 4
+	)
+	n := uint32(sigevSignal)
+	switch t.Notify {
+	case "none":
+		n = sigevNone
+	case "thread":
+		n = sigevThread
+	}
+	if t.ThreadID {
+		n |= sigevThreadID
+	}
+	return n
 }

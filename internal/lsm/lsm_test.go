@@ -107,4 +107,3 @@ func TestRecorder(t *testing.T) {
 		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
-

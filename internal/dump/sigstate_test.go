@@ -1,0 +1,107 @@
+package dump
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/testproc"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// TestDumpSignalState checks what the parasite reads: handlers, itimers,
+// POSIX timers, sigaltstacks per thread, and what ptrace reads: blocked and
+// pending signals.
+func TestDumpSignalState(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/sigstate.c", "-lrt")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir)
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	raw, _ := os.ReadFile(filepath.Join(dir, "ready"))
+	var handler, alt, thAlt, timerID uint64
+	if _, err := fmt.Sscanf(string(raw), "%x %x %x %x", &handler, &alt, &thAlt, &timerID); err != nil {
+		t.Fatal(err)
+	}
+	d := dumpLeaveRunning(t, p.Pid)
+	if !testproc.Alive(p.Pid) {
+		t.Fatal("target died")
+	}
+	var core pb.CoreEntry
+	if err := d.ReadOne(images.CoreFile(p.Pid), &core); err != nil {
+		t.Fatal(err)
+	}
+	tc := core.GetTc()
+	sas := tc.GetSigactions()
+	if len(sas) < 31 {
+		t.Fatalf("%d sigactions", len(sas))
+	}
+	usr1 := sas[syscall.SIGUSR1-1]
+	if usr1.GetSigaction() != handler {
+		t.Errorf("SIGUSR1 handler %#x, want %#x", usr1.GetSigaction(), handler)
+	}
+	const saRestart = 0x10000000
+	if usr1.GetFlags()&saRestart == 0 {
+		t.Errorf("SIGUSR1 flags %#x lack SA_RESTART", usr1.GetFlags())
+	}
+	if usr1.GetMask() != 1<<(syscall.SIGUSR2-1) {
+		t.Errorf("SIGUSR1 mask %#x, want SIGUSR2", usr1.GetMask())
+	}
+	if sas[syscall.SIGUSR2-1].GetSigaction() != 1 { // SIG_IGN
+		t.Errorf("SIGUSR2 action %#x, want SIG_IGN", sas[syscall.SIGUSR2-1].GetSigaction())
+	}
+	real := tc.GetTimers().GetReal()
+	if real.GetIsec() != 100 || real.GetVsec() == 0 || real.GetVsec() > 100 {
+		t.Errorf("ITIMER_REAL %v", real)
+	}
+	posix := tc.GetTimers().GetPosix()
+	if len(posix) != 1 {
+		t.Fatalf("%d POSIX timers, want 1", len(posix))
+	}
+	pt := posix[0]
+	if uint64(pt.GetItId()) != timerID || pt.GetClockId() != 1 || pt.GetIsec() != 50 || pt.GetVsec() == 0 || pt.GetSivalPtr() != 0x1234 || pt.GetSiSigno() != 34 {
+		t.Errorf("POSIX timer %v", pt)
+	}
+	if s := core.GetThreadCore().GetSas(); s.GetSsSp() != alt || s.GetSsSize() != 65536 {
+		t.Errorf("main thread sigaltstack %v, want sp %#x", s, alt)
+	}
+	if core.GetThreadInfo().GetClearTidAddr() == 0 {
+		t.Error("main thread tid address is 0; glibc sets one")
+	}
+	// SIGQUIT: blocked, and pending for the process.
+	if core.GetThreadCore().GetBlkSigset()&(1<<(syscall.SIGQUIT-1)) == 0 {
+		t.Errorf("blocked mask %#x lacks SIGQUIT", core.GetThreadCore().GetBlkSigset())
+	}
+	var pending []uint32
+	for _, s := range append(tc.GetSignalsS().GetSignals(), core.GetThreadCore().GetSignalsP().GetSignals()...) {
+		pending = append(pending, binary.LittleEndian.Uint32(s.GetSiginfo()))
+	}
+	if len(pending) != 1 || pending[0] != uint32(syscall.SIGQUIT) {
+		t.Errorf("pending signals %v, want [SIGQUIT]", pending)
+	}
+	// The other thread's own sigaltstack.
+	rd, _ := d.Open("pstree.img")
+	var pe pb.PstreeEntry
+	rd.ReadEntry(&pe)
+	rd.Close()
+	tids := pe.GetThreads()
+	sort.Slice(tids, func(i, j int) bool { return tids[i] < tids[j] })
+	if len(tids) != 2 {
+		t.Fatalf("threads %v", tids)
+	}
+	var other pb.CoreEntry
+	if err := d.ReadOne(images.CoreFile(int(tids[1])), &other); err != nil {
+		t.Fatal(err)
+	}
+	if s := other.GetThreadCore().GetSas(); s.GetSsSp() != thAlt || s.GetSsSize() != 32768 {
+		t.Errorf("second thread sigaltstack %v, want sp %#x", s, thAlt)
+	}
+	if other.GetThreadInfo().GetClearTidAddr() == 0 {
+		t.Error("second thread tid address is 0")
+	}
+}

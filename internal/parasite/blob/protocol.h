@@ -1,0 +1,109 @@
+/*
+ * Control protocol between gockpt and the parasite. Every message is one
+ * SOCK_SEQPACKET packet: a struct gk_hdr, then hdr.len bytes of payload.
+ * All fields are little-endian (the blob only runs on x86-64). The Go side
+ * mirrors these layouts in protocol.go; change both and bump GK_VERSION.
+ */
+#ifndef GOCKPT_PARASITE_PROTOCOL_H
+#define GOCKPT_PARASITE_PROTOCOL_H
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef int s32;
+typedef unsigned long u64;
+typedef long s64;
+
+#define GK_MAGIC 0x54504b47u /* "GKPT" */
+#define GK_VERSION 1
+
+#define GK_MAX_MSG 65536
+
+enum {
+	GK_CMD_SIGACTIONS = 1,   /* -> 64 x struct gk_sigaction, signal 1 first */
+	GK_CMD_ITIMERS = 2,      /* -> 3 x struct gk_itimerval: REAL, VIRTUAL, PROF */
+	GK_CMD_POSIX_TIMERS = 3, /* struct gk_count + ids -> n x struct gk_posix_timer */
+	GK_CMD_MISC = 4,         /* -> struct gk_misc */
+	GK_CMD_PAGES = 5,        /* struct gk_count + iovecs, pipe fd -> struct gk_pages_reply */
+	GK_CMD_FINI = 6,         /* -> empty; then the blob cures itself */
+};
+
+struct gk_hdr {
+	u32 magic;
+	u16 version;
+	u16 cmd;
+	s32 err; /* replies: errno of the first failure, 0 on success */
+	u32 len; /* payload bytes after the header */
+};
+
+struct gk_sigaction {
+	u64 handler;
+	u64 flags;
+	u64 restorer;
+	u64 mask;
+};
+
+struct gk_itimerval {
+	s64 interval_sec, interval_usec;
+	s64 value_sec, value_usec;
+};
+
+struct gk_count {
+	u32 n;
+	u32 pad;
+};
+
+struct gk_posix_timer {
+	s32 id;
+	s32 overrun;
+	s64 interval_sec, interval_nsec;
+	s64 value_sec, value_nsec;
+};
+
+struct gk_misc {
+	s32 pdeathsig;
+	s32 dumpable;
+	s32 child_subreaper;
+	u32 umask;
+	u64 tid_address;
+	u64 altstack_sp;
+	s32 altstack_flags;
+	u32 pad;
+	u64 altstack_size;
+};
+
+/* A page range: the layout of struct iovec, so vmsplice takes it as is. */
+struct gk_range {
+	u64 addr;
+	u64 len;
+};
+
+struct gk_pages_reply {
+	u64 bytes; /* bytes spliced into the pipe, also on error */
+};
+
+/*
+ * The args area: gockpt fills it in before starting the blob, the blob
+ * reports its progress in status.
+ */
+#define GK_ARGS_MAGIC 0x41504b47u /* "GKPA" */
+
+struct gk_args {
+	u32 magic;
+	u32 version;
+	u64 sigframe;  /* rsp for rt_sigreturn: address of the frame's ucontext */
+	u32 addr_len;  /* bytes of addr used */
+	u32 pad;
+	u8 addr[112];  /* struct sockaddr_un gockpt listens on */
+	s64 status;    /* GK_STATUS_* or -errno of the step that failed */
+	u64 trim;      /* unmapped on the way out: everything but code and frame */
+	u64 trim_len;
+};
+
+enum {
+	GK_STATUS_STARTED = 1,
+	GK_STATUS_CONNECTED = 2,
+	GK_STATUS_CURING = 3,
+};
+
+#endif

@@ -1,0 +1,695 @@
+package parasite
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/ptrace"
+)
+
+// Options configure Inject.
+type Options struct {
+	// LSM labels the control socket with the target's context (nil:
+	// lsm.Detect()).
+	LSM lsm.LSM
+	// SocketDir, when set, puts the control socket at a path in this
+	// directory instead of the abstract namespace. Abstract names are
+	// scoped to a network namespace, paths to a mount namespace: pick the
+	// one the target shares with gockpt.
+	SocketDir string
+	// Timeout bounds every wait: the blob connecting, a reply, a stop
+	// (0: 10s).
+	Timeout time.Duration
+}
+
+// Parasite is a blob running in the leader thread of a seized task.
+type Parasite struct {
+	tr      *ptrace.Tracer
+	leader  *ptrace.Tracee
+	pid     int
+	timeout time.Duration
+
+	area, areaLen uint64
+	scratch       uint64
+
+	// The leader's state when injected: what Cure and the frame restore.
+	regs     ptrace.Regs
+	xstate   []byte
+	sigmask  uint64
+	altstack Stack
+
+	ln       *net.UnixListener
+	conn     *net.UnixConn
+	sockaddr []byte
+
+	running bool // the leader was resumed into the blob
+	done    bool // cured, or the area is gone
+}
+
+const (
+	pageSize   = 4096
+	stackSize  = 64 << 10
+	scratchLen = pageSize
+)
+
+// Test hooks: the moment the listening socket exists, and the moment before
+// the leader is resumed into the blob.
+var (
+	testHookListening   func()
+	testHookBeforeStart func(*Parasite) error
+)
+
+func pageAlign(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
+
+// Inject maps the parasite into the task of leader (a seized, stopped
+// thread, normally the thread group leader), starts it there and waits for
+// it to connect. The other threads of the task must be stopped too. On error
+// the task is left as it was, stopped.
+func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite, err error) {
+	if opts.LSM == nil {
+		opts.LSM = lsm.Detect()
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	p := &Parasite{tr: tr, leader: leader, pid: leader.Tgid, timeout: opts.Timeout}
+	if err := p.listen(opts); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			p.closeSocket()
+		}
+	}()
+	if p.regs, err = leader.GetRegs(); err != nil {
+		return nil, err
+	}
+	if p.xstate, err = leader.GetXstate(); err != nil {
+		return nil, err
+	}
+	if p.sigmask, err = leader.GetSigmask(); err != nil {
+		return nil, err
+	}
+
+	codeLen := pageAlign(blobDataStart)
+	stackOff := pageAlign(blobBSSEnd)
+	scratchOff := stackOff + stackSize
+	frameOff := scratchOff + scratchLen
+	total := frameOff + pageAlign(uint64(frameSize(len(p.xstate))))
+	addr, err := leader.Syscall(unix.SYS_MMAP, 0, total, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_SHARED|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: map parasite: %w", p.pid, err)
+	}
+	if e := ptrace.Errno(addr); e != 0 {
+		return nil, fmt.Errorf("task %d: map parasite (%d bytes): %w", p.pid, total, e)
+	}
+	p.area, p.areaLen, p.scratch = addr, total, addr+scratchOff
+	defer func() {
+		if err != nil && !p.running {
+			p.unmap()
+		}
+	}()
+
+	// The leader's sigaltstack, asked with its own rsp so the flags say
+	// whether it was running on it.
+	if p.altstack, err = p.threadAltstack(leader); err != nil {
+		return nil, err
+	}
+	frame, uc, err := buildSigframe(addr+frameOff, p.regs, p.sigmask, p.altstack, p.xstate)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", p.pid, err)
+	}
+	// On its way out the blob unmaps all but its code and the frame.
+	args, err := encodeArgs(p.sockaddr, uc, addr+codeLen, frameOff-codeLen)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range []struct {
+		off uint64
+		b   []byte
+	}{{0, blob}, {blobArgs, args}, {frameOff, frame}} {
+		if err := ptrace.WriteMem(p.pid, addr+w.off, w.b); err != nil {
+			return nil, fmt.Errorf("write parasite: %w", err)
+		}
+	}
+	if r, err := leader.Syscall(unix.SYS_MPROTECT, addr, codeLen, unix.PROT_READ|unix.PROT_EXEC); err != nil || ptrace.Errno(r) != 0 {
+		return nil, fmt.Errorf("task %d: mprotect parasite code %#x-%#x r-x: %v%w", p.pid, addr, addr+codeLen, ptrace.Errno(r), err)
+	}
+
+	if err := p.start(addr + scratchOff); err != nil {
+		return nil, err
+	}
+	if err := p.accept(); err != nil {
+		if aerr := p.abort(); aerr != nil {
+			err = fmt.Errorf("%w; then restoring the task: %v", err, aerr)
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Pid is the task the parasite runs in.
+func (p *Parasite) Pid() int { return p.pid }
+
+// Area is the parasite mapping: dumps must leave it out.
+func (p *Parasite) Area() (addr, size uint64) { return p.area, p.areaLen }
+
+// listen creates the control socket on a thread of its own carrying the
+// target's socket label, so no other socket gets that label. If the label
+// cannot be reset the thread is thrown away instead of being reused.
+func (p *Parasite) listen(opts Options) error {
+	label, err := opts.LSM.ProcessLabel(p.pid)
+	if err != nil {
+		return fmt.Errorf("task %d: control socket: %w", p.pid, err)
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("gockpt-parasite-%d-%d-%s", os.Getpid(), p.pid, hex.EncodeToString(rnd[:]))
+	var addr string
+	if opts.SocketDir != "" {
+		addr = filepath.Join(opts.SocketDir, name)
+		if len(addr) > 107 {
+			return fmt.Errorf("control socket path %s is %d bytes, unix sockets take 107: use a shorter SocketDir", addr, len(addr))
+		}
+		p.sockaddr = append([]byte{unix.AF_UNIX, 0}, append([]byte(addr), 0)...)
+	} else {
+		p.sockaddr = append([]byte{unix.AF_UNIX, 0, 0}, name...)
+		addr = "@" + name
+	}
+	type result struct {
+		ln  *net.UnixListener
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		var r result
+		if label != "" {
+			if err := opts.LSM.SetSocketCreateLabel(label); err != nil {
+				res <- result{err: fmt.Errorf("task %d: control socket: %w", p.pid, err)}
+				return // the thread may carry a label: let it die
+			}
+		}
+		r.ln, r.err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+		if testHookListening != nil {
+			testHookListening()
+		}
+		if label != "" {
+			if err := opts.LSM.SetSocketCreateLabel(""); err != nil {
+				if r.ln != nil {
+					r.ln.Close()
+				}
+				res <- result{err: fmt.Errorf("task %d: control socket: %w", p.pid, err)}
+				return
+			}
+		}
+		runtime.UnlockOSThread()
+		if r.err != nil {
+			r.err = fmt.Errorf("task %d: listen for the parasite on %s: %w", p.pid, addr, r.err)
+		}
+		res <- r
+	}()
+	r := <-res
+	if r.err != nil {
+		return r.err
+	}
+	p.ln = r.ln
+	return nil
+}
+
+// start points the leader at the blob, blocks every signal and resumes it.
+func (p *Parasite) start(stackTop uint64) error {
+	r := p.regs
+	r.Rip = p.area + blobEntry
+	r.Rsp = stackTop
+	r.Rax = 0
+	r.Orig_rax = ^uint64(0)              // not in a syscall: no restart on the way out
+	r.Eflags &^= 0x100 | 0x400 | 0x40000 // TF, DF, AC
+	if err := p.leader.SetSigmask(^uint64(0)); err != nil {
+		return err
+	}
+	if err := p.leader.SetRegs(&r); err != nil {
+		p.leader.SetSigmask(p.sigmask)
+		return err
+	}
+	var err error
+	if testHookBeforeStart != nil {
+		err = testHookBeforeStart(p)
+	}
+	if err == nil {
+		err = p.tr.Do(func() error { return unix.PtraceCont(p.leader.Tid, 0) })
+	}
+	if err != nil {
+		p.leader.SetRegs(&p.regs)
+		p.leader.SetSigmask(p.sigmask)
+		p.leader.SetXstate(p.xstate)
+		return fmt.Errorf("task %d: start parasite: %w", p.leader.Tid, err)
+	}
+	p.running = true
+	return nil
+}
+
+// accept waits for the blob to connect, checking that the caller is the
+// target (anyone in the namespace can connect to an abstract socket).
+func (p *Parasite) accept() error {
+	defer func() {
+		p.ln.Close()
+		p.ln = nil
+	}()
+	p.ln.SetDeadline(time.Now().Add(p.timeout))
+	c, err := p.ln.AcceptUnix()
+	if err != nil {
+		return fmt.Errorf("task %d: parasite did not connect (status %s): %w", p.pid, p.status(), err)
+	}
+	var cred *unix.Ucred
+	raw, err := c.SyscallConn()
+	if err == nil {
+		cerr := raw.Control(func(fd uintptr) {
+			cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		})
+		if err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("task %d: parasite connection: %w", p.pid, err)
+	}
+	if int(cred.Pid) != p.pid {
+		c.Close()
+		return fmt.Errorf("task %d: control socket connection came from pid %d, not from the parasite", p.pid, cred.Pid)
+	}
+	p.conn = c
+	return nil
+}
+
+// status reads the progress the blob reports in its args area.
+func (p *Parasite) status() string {
+	b := make([]byte, 8)
+	if err := ptrace.ReadMem(p.pid, p.area+blobArgs+argsStatus, b); err != nil {
+		return "unknown"
+	}
+	switch s := int64(le.Uint64(b)); {
+	case s == 0:
+		return "not started"
+	case s == 1:
+		return "started"
+	case s == 2:
+		return "connected"
+	case s == 3:
+		return "curing"
+	case s < 0:
+		return fmt.Sprintf("failed: %v", syscall.Errno(-s))
+	default:
+		return fmt.Sprint(s)
+	}
+}
+
+func (p *Parasite) closeSocket() {
+	if p.conn != nil {
+		p.conn.Close()
+		p.conn = nil
+	}
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+}
+
+// call sends one request and returns the payload of its reply.
+func (p *Parasite) call(c command, payload []byte) ([]byte, error) {
+	if p.conn == nil || p.done {
+		return nil, fmt.Errorf("task %d: parasite %v: not running", p.pid, c)
+	}
+	p.conn.SetDeadline(time.Now().Add(p.timeout))
+	if _, err := p.conn.Write(encodeRequest(c, payload)); err != nil {
+		return nil, fmt.Errorf("task %d: parasite %v: send: %w", p.pid, c, err)
+	}
+	return p.reply(c)
+}
+
+func (p *Parasite) reply(c command) ([]byte, error) {
+	buf := make([]byte, maxMsg)
+	n, err := p.conn.Read(buf)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: parasite %v: no reply (status %s): %w", p.pid, c, p.status(), err)
+	}
+	out, errno, err := decodeReply(c, buf[:n])
+	if err != nil {
+		return nil, fmt.Errorf("task %d: parasite: %w", p.pid, err)
+	}
+	if errno != 0 {
+		return out, &RemoteError{Pid: p.pid, Cmd: c.String(), Errno: errno}
+	}
+	return out, nil
+}
+
+// DumpSigactions returns the handlers of signals 1 to 64, signal n at index
+// n-1. SIGKILL and SIGSTOP are left zero.
+func (p *Parasite) DumpSigactions() ([]Sigaction, error) {
+	b, err := p.call(cmdSigactions, nil)
+	if err != nil {
+		return nil, err
+	}
+	return decodeSigactions(b)
+}
+
+// DumpItimers returns ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF.
+func (p *Parasite) DumpItimers() ([3]Itimer, error) {
+	b, err := p.call(cmdItimers, nil)
+	if err != nil {
+		return [3]Itimer{}, err
+	}
+	return decodeItimers(b)
+}
+
+// DumpPosixTimers returns the timers ids (from /proc/PID/timers), in order.
+func (p *Parasite) DumpPosixTimers(ids []int32) ([]PosixTimer, error) {
+	var out []PosixTimer
+	for len(ids) > 0 {
+		n := min(len(ids), maxTimersPerReq)
+		b, err := p.call(cmdPosixTimers, encodeTimerIDs(ids[:n]))
+		if err != nil {
+			return nil, err
+		}
+		ts, err := decodePosixTimers(b, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// DumpMisc returns pdeathsig, dumpable, subreaper, umask and the leader's
+// tid address and sigaltstack.
+func (p *Parasite) DumpMisc() (Misc, error) {
+	b, err := p.call(cmdMisc, nil)
+	if err != nil {
+		return Misc{}, err
+	}
+	m, err := decodeMisc(b)
+	if err != nil {
+		return Misc{}, err
+	}
+	// The blob runs on its own stack, so its sigaltstack flags never say
+	// SS_ONSTACK; the one read at Inject, with the leader's own rsp, does.
+	if m.Altstack.SP != p.altstack.SP || m.Altstack.Size != p.altstack.Size {
+		return Misc{}, fmt.Errorf("task %d: sigaltstack changed under the parasite: %+v, was %+v", p.pid, m.Altstack, p.altstack)
+	}
+	m.Altstack = p.altstack
+	return m, nil
+}
+
+// DumpThread reads the tid address and sigaltstack of another thread of the
+// task, stopped, with syscalls injected in that thread (the leader runs the
+// blob: its values come from DumpMisc).
+func (p *Parasite) DumpThread(te *ptrace.Tracee) (ThreadInfo, error) {
+	if te.Tgid != p.pid {
+		return ThreadInfo{}, fmt.Errorf("thread %d belongs to task %d, the parasite runs in %d", te.Tid, te.Tgid, p.pid)
+	}
+	if te.Tid == p.leader.Tid {
+		return ThreadInfo{}, fmt.Errorf("thread %d runs the parasite: its values come from DumpMisc", te.Tid)
+	}
+	if p.done {
+		return ThreadInfo{}, fmt.Errorf("task %d: parasite already cured", p.pid)
+	}
+	r, err := te.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, p.scratch)
+	if err != nil {
+		return ThreadInfo{}, err
+	}
+	if e := ptrace.Errno(r); e != 0 {
+		return ThreadInfo{}, fmt.Errorf("thread %d: prctl(PR_GET_TID_ADDRESS): %w", te.Tid, e)
+	}
+	b := make([]byte, 8)
+	if err := ptrace.ReadMem(p.pid, p.scratch, b); err != nil {
+		return ThreadInfo{}, err
+	}
+	alt, err := p.threadAltstack(te)
+	if err != nil {
+		return ThreadInfo{}, err
+	}
+	return ThreadInfo{Tid: te.Tid, TidAddress: le.Uint64(b), Altstack: alt}, nil
+}
+
+func (p *Parasite) threadAltstack(te *ptrace.Tracee) (Stack, error) {
+	r, err := te.Syscall(unix.SYS_SIGALTSTACK, 0, p.scratch+8)
+	if err != nil {
+		return Stack{}, err
+	}
+	if e := ptrace.Errno(r); e != 0 {
+		return Stack{}, fmt.Errorf("thread %d: sigaltstack: %w", te.Tid, e)
+	}
+	b := make([]byte, 24)
+	if err := ptrace.ReadMem(p.pid, p.scratch+8, b); err != nil {
+		return Stack{}, err
+	}
+	return decodeStack(b), nil
+}
+
+// ErrCured is returned by Cure when the parasite is already gone.
+var ErrCured = errors.New("parasite already cured")
+
+// Cure stops the blob and puts the leader back exactly as it was at Inject
+// (registers, xsave area, signal mask), and unmaps the parasite. The task is
+// left stopped under ptrace; the caller detaches. Whatever fails, Cure tries
+// to restore the task before returning the error.
+func (p *Parasite) Cure() error {
+	if p.done {
+		return fmt.Errorf("task %d: %w", p.pid, ErrCured)
+	}
+	defer p.closeSocket()
+	st, err := p.interrupt()
+	if err != nil {
+		return err
+	}
+	var cureErr error
+	switch {
+	case st.crash != 0:
+		cureErr = p.crashError(st)
+	case p.conn == nil:
+		cureErr = fmt.Errorf("task %d: parasite connection already closed", p.pid)
+	default:
+		p.conn.SetDeadline(time.Now().Add(p.timeout))
+		if _, err := p.conn.Write(encodeRequest(cmdFini, nil)); err != nil {
+			cureErr = fmt.Errorf("task %d: parasite Fini: send: %w", p.pid, err)
+		} else if st, err = p.runToSigreturn(); err != nil {
+			cureErr = err
+		} else if st.crash != 0 {
+			cureErr = p.crashError(st)
+		} else if _, err := p.reply(cmdFini); err != nil {
+			cureErr = err
+		}
+	}
+	if err := p.restoreOrUnmap(st.crash != 0); err != nil {
+		if cureErr != nil {
+			return fmt.Errorf("%w; then restoring the task: %v", cureErr, err)
+		}
+		return err
+	}
+	return cureErr
+}
+
+// restoreOrUnmap puts the leader back unless the blob already did (its
+// rt_sigreturn ran: the leader is outside the area, on its own code), and
+// unmaps the area. After a crash the registers are restored wherever the
+// blob went.
+func (p *Parasite) restoreOrUnmap(crashed bool) error {
+	r, err := p.leader.GetRegs()
+	if err != nil {
+		return err
+	}
+	if !crashed && r.Rip-p.area >= p.areaLen {
+		p.running = false
+		return p.unmap()
+	}
+	return p.restore()
+}
+
+// stopState is how the leader stopped.
+type stopState struct {
+	crash syscall.Signal // a fault signal the blob took, or 0
+	rip   uint64
+}
+
+func (p *Parasite) crashError(st stopState) error {
+	return fmt.Errorf("task %d: parasite crashed with %v at %#x (parasite at %#x, status %s)", p.pid, st.crash, st.rip, p.area, p.status())
+}
+
+// interrupt stops the running leader (PTRACE_INTERRUPT).
+func (p *Parasite) interrupt() (stopState, error) {
+	var st stopState
+	err := p.tr.Do(func() error {
+		tid := p.leader.Tid
+		if err := unix.PtraceInterrupt(tid); err != nil {
+			return fmt.Errorf("task %d: interrupt parasite: %w", tid, err)
+		}
+		for {
+			ws, err := waitStop(tid, p.timeout)
+			if err != nil {
+				return fmt.Errorf("task %d: interrupt parasite: %w", tid, err)
+			}
+			if ws.TrapCause() == unix.PTRACE_EVENT_STOP || ws.StopSignal() == unix.SIGTRAP|0x80 {
+				return nil
+			}
+			// A signal-delivery-stop: every signal is blocked, so it is a
+			// fault in the blob.
+			st, err = faultStop(tid, ws)
+			return err
+		}
+	})
+	return st, err
+}
+
+func faultStop(tid int, ws unix.WaitStatus) (stopState, error) {
+	var r ptrace.Regs
+	if err := unix.PtraceGetRegs(tid, &r); err != nil {
+		return stopState{}, err
+	}
+	return stopState{crash: ws.StopSignal(), rip: r.Rip}, nil
+}
+
+// runToSigreturn resumes the leader from stop to syscall stop until the
+// blob enters rt_sigreturn, and cancels that syscall: the leader ends in the
+// syscall-exit stop, still on the blob's registers.
+func (p *Parasite) runToSigreturn() (stopState, error) {
+	var st stopState
+	err := p.tr.Do(func() error {
+		tid := p.leader.Tid
+		for i := 0; i < 1000; i++ {
+			if err := unix.PtraceSyscall(tid, 0); err != nil {
+				return fmt.Errorf("task %d: resume parasite: %w", tid, err)
+			}
+			ws, err := waitStop(tid, p.timeout)
+			if err != nil {
+				return fmt.Errorf("task %d: wait for parasite exit: %w", tid, err)
+			}
+			switch {
+			case ws.StopSignal() == unix.SIGTRAP|0x80:
+				info, err := getSyscallInfo(tid)
+				if err != nil {
+					return fmt.Errorf("task %d: syscall info: %w", tid, err)
+				}
+				if info.op != syscallInfoEntry || info.nr != unix.SYS_RT_SIGRETURN || info.ip-p.area >= p.areaLen {
+					continue
+				}
+				var r ptrace.Regs
+				if err := unix.PtraceGetRegs(tid, &r); err != nil {
+					return err
+				}
+				r.Orig_rax = ^uint64(0) // skip it: ptrace restores the task
+				if err := unix.PtraceSetRegs(tid, &r); err != nil {
+					return err
+				}
+				if err := unix.PtraceSyscall(tid, 0); err != nil {
+					return err
+				}
+				ws, err := waitStop(tid, p.timeout)
+				if err != nil {
+					return fmt.Errorf("task %d: wait for cancelled rt_sigreturn: %w", tid, err)
+				}
+				if ws.StopSignal() != unix.SIGTRAP|0x80 {
+					return fmt.Errorf("task %d: stopped by %v after cancelling rt_sigreturn", tid, ws.StopSignal())
+				}
+				return nil
+			case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
+				continue
+			default:
+				st, err = faultStop(tid, ws)
+				return err
+			}
+		}
+		return fmt.Errorf("task %d: parasite did not exit after 1000 syscalls", tid)
+	})
+	return st, err
+}
+
+// waitStop waits for tid to report a stop, at most timeout. Runs on the
+// tracer thread; polls so that a task that never stops cannot wedge it.
+func waitStop(tid int, timeout time.Duration) (unix.WaitStatus, error) {
+	deadline := time.Now().Add(timeout)
+	nap := 50 * time.Microsecond
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ws, err
+		}
+		if pid == tid {
+			if ws.Exited() || ws.Signaled() {
+				return ws, fmt.Errorf("task ended (%v)", ws)
+			}
+			if ws.Stopped() {
+				return ws, nil
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			return ws, fmt.Errorf("no stop within %v", timeout)
+		}
+		time.Sleep(nap)
+		nap = min(2*nap, 5*time.Millisecond)
+	}
+}
+
+// restore puts back the leader's registers, xsave area and signal mask and
+// unmaps the parasite. The leader must be in a ptrace stop.
+func (p *Parasite) restore() error {
+	var errs []error
+	if err := p.leader.SetRegs(&p.regs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.leader.SetXstate(p.xstate); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.leader.SetSigmask(p.sigmask); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.unmap(); err != nil {
+		errs = append(errs, err)
+	}
+	p.running = false
+	return errors.Join(errs...)
+}
+
+func (p *Parasite) unmap() error {
+	p.done = true
+	r, err := p.leader.Syscall(unix.SYS_MUNMAP, p.area, p.areaLen)
+	if err != nil {
+		return err
+	}
+	if e := ptrace.Errno(r); e != 0 {
+		return fmt.Errorf("task %d: unmap parasite %#x-%#x: %w", p.pid, p.area, p.area+p.areaLen, e)
+	}
+	return nil
+}
+
+// abort brings back a leader whose blob did not connect: stop it wherever
+// it is and restore. A blob whose connect failed has already cured itself
+// and the task runs its own code again: then only the area is left to undo.
+func (p *Parasite) abort() error {
+	p.closeSocket()
+	st, err := p.interrupt()
+	if err != nil {
+		return err
+	}
+	return p.restoreOrUnmap(st.crash != 0)
+}
