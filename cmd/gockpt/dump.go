@@ -35,6 +35,7 @@ it running as it was.`,
 				LeaveStopped: opts.LeaveStopped,
 				Timeout:      time.Duration(opts.Timeout) * time.Second,
 				GhostLimit:   opts.GhostLimit,
+				WatchdogArgs: watchdogArgs(),
 			})
 			if err != nil {
 				return err

@@ -38,6 +38,11 @@ type Options struct {
 	Timeout      int // seconds; 0 means no limit
 	GhostLimit   int64
 	DisplayStats bool
+
+	// restore
+	RestoreDetached bool
+	PidFile         string
+	UseNsLastPid    bool
 }
 
 // AddGlobalFlags registers the options every command understands.

@@ -13,6 +13,7 @@ import (
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
@@ -34,6 +35,8 @@ type dumper struct {
 	cures  []func() error
 	pstree []*pb.PstreeEntry
 	pages  uint32 // pages-N.img counter
+	// watchdog cleans parasite leftovers if gockpt dies; may be nil.
+	watchdog *parasite.Watchdog
 }
 
 func (d *dumper) checkTimeout() error {

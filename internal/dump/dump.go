@@ -26,6 +26,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
@@ -42,6 +43,10 @@ type Options struct {
 	GhostLimit int64
 	// LSM reads security labels; nil means lsm.Detect().
 	LSM lsm.LSM
+	// WatchdogArgs, when set, start the parasite watchdog (argv of a gockpt
+	// binary running its watchdog command), which removes parasite
+	// leftovers if this process is killed mid-dump.
+	WatchdogArgs []string
 }
 
 // Stats is what a dump did, as CRIU's stats-dump image records it.
@@ -69,6 +74,14 @@ func Run(o Options) (*Stats, error) {
 	}
 	d := &dumper{opts: o, dir: dir, files: files.NewDumper(o.GhostLimit), stats: &Stats{}}
 	defer d.files.Close()
+	if len(o.WatchdogArgs) > 0 {
+		wd, err := parasite.StartWatchdog(o.WatchdogArgs[0], o.WatchdogArgs[1:]...)
+		if err != nil {
+			return nil, err
+		}
+		d.watchdog = wd
+		defer wd.Close()
+	}
 
 	tracer := ptrace.NewTracer()
 	defer tracer.Close()

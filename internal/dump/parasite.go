@@ -18,7 +18,7 @@ import (
 // gockpt dies meanwhile, it cures itself.
 func (d *dumper) fromParasite(t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEntry) (err error) {
 	leader := t.Threads[0]
-	p, err := parasite.Inject(leader.Tracer(), leader, parasite.Options{LSM: d.opts.LSM})
+	p, err := parasite.Inject(leader.Tracer(), leader, parasite.Options{LSM: d.opts.LSM, Watchdog: d.watchdog})
 	if err != nil {
 		return fmt.Errorf("task %d: inject parasite: %w", t.Pid, err)
 	}

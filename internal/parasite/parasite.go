@@ -31,6 +31,10 @@ type Options struct {
 	// Timeout bounds every wait: the blob connecting, a reply, a stop
 	// (0: 10s).
 	Timeout time.Duration
+	// Watchdog, when set, is told about the parasite's mapping before the
+	// blob runs and when it is gone, so that it can remove what a
+	// self-cured blob leaves behind if gockpt dies.
+	Watchdog *Watchdog
 }
 
 // Parasite is a blob running in the leader thread of a seized task.
@@ -55,6 +59,8 @@ type Parasite struct {
 
 	running bool // the leader was resumed into the blob
 	done    bool // cured, or the area is gone
+
+	watchdog *Watchdog
 }
 
 const (
@@ -116,6 +122,11 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 		return nil, fmt.Errorf("task %d: map parasite (%d bytes): %w", p.pid, total, e)
 	}
 	p.area, p.areaLen, p.scratch = addr, total, addr+scratchOff
+	p.watchdog = opts.Watchdog
+	if err := p.watchdog.Mapped(p.pid, addr, total); err != nil {
+		p.unmap()
+		return nil, err
+	}
 	defer func() {
 		if err != nil && !p.running {
 			p.unmap()
@@ -679,6 +690,7 @@ func (p *Parasite) unmap() error {
 	if e := ptrace.Errno(r); e != 0 {
 		return fmt.Errorf("task %d: unmap parasite %#x-%#x: %w", p.pid, p.area, p.area+p.areaLen, e)
 	}
+	p.watchdog.Unmapped(p.pid)
 	return nil
 }
 

@@ -305,3 +305,41 @@ func (te *Tracee) ThreadAreas() ([]UserDesc, error) {
 func (te *Tracee) SetThreadArea(d UserDesc) error {
 	return te.do("set thread area", func() error { return setThreadArea(te.Tid, int(d.EntryNumber), d) })
 }
+
+// RunToExit lets the thread run until its thread group exits, delivering
+// every signal it stops for; it returns how it ended. Restore uses it to
+// turn a rebuilt task into the zombie it was.
+func (te *Tracee) RunToExit() (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	err := te.do("run to exit", func() error {
+		sig := 0
+		for {
+			if err := unix.PtraceCont(te.Tid, sig); err != nil {
+				return err
+			}
+			var err error
+			ws, err = wait(te.Tid)
+			if err != nil {
+				return err
+			}
+			if ws.Exited() || ws.Signaled() {
+				return nil
+			}
+			sig = 0
+			if ws.Stopped() && ws.TrapCause() <= 0 && ws.StopSignal() != unix.SIGTRAP|0x80 {
+				sig = int(ws.StopSignal())
+			}
+			if ws.TrapCause() == unix.PTRACE_EVENT_EXIT {
+				sig = 0
+			}
+		}
+	})
+	return ws, err
+}
+
+// Adopt returns a Tracee for a thread this tracer is already attached to
+// and that is stopped: a child the kernel auto-attached on an injected
+// clone.
+func (t *Tracer) Adopt(tid int) *Tracee {
+	return &Tracee{Tid: tid, Tgid: tgidOf(tid), t: t}
+}

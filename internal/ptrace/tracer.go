@@ -80,3 +80,8 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("task %d: %s: %v", e.Tid, e.Op, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
+
+// The main goroutine keeps the main OS thread for itself: a tracer
+// goroutine that landed there could never end its thread (Go does not exit
+// the main thread), so Close would not release its tracees.
+func init() { runtime.LockOSThread() }

@@ -1,0 +1,71 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// restoreFds gives the task exactly the fds it had. gockpt builds each open
+// file description (files.Opener); the task takes its own copy with
+// pidfd_getfd on gockpt and dup3s it to the right number.
+func (rs *restorer) restoreFds(t *Task, r *remote) error {
+	// Whatever the task inherited (the stub's stdio, the parent's table).
+	if _, err := r.call("close_range", sysCloseRange, 0, ^uint64(0)>>32, 0); err != nil {
+		return err
+	}
+	if len(t.Fds) == 0 {
+		return nil
+	}
+	maxFd := uint64(0)
+	for _, fd := range t.Fds {
+		if uint64(fd.GetFd()) > maxFd {
+			maxFd = uint64(fd.GetFd())
+		}
+	}
+	pfd, err := r.call("pidfd_open(gockpt)", sysPidfdOpen, uint64(os.Getpid()), 0)
+	if err != nil {
+		return err
+	}
+	// Keep the pidfd above every fd the task will have.
+	high, err := r.call("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, pfd, unix.F_DUPFD_CLOEXEC, maxFd+1)
+	if err != nil {
+		return err
+	}
+	r.call("close", unix.SYS_CLOSE, pfd)
+	defer r.call("close pidfd", unix.SYS_CLOSE, high)
+	for _, fd := range t.Fds {
+		f, err := rs.opener.Open(fd.GetId())
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
+		}
+		tmp, err := r.call(fmt.Sprintf("pidfd_getfd for fd %d", fd.GetFd()), sysPidfdGetfd, high, uint64(f.Fd()), 0)
+		if err != nil {
+			return err
+		}
+		want := uint64(fd.GetFd())
+		cloexec := fd.GetFlags()&unix.FD_CLOEXEC != 0
+		if tmp != want {
+			flags := uint64(0)
+			if cloexec {
+				flags = unix.O_CLOEXEC
+			}
+			if _, err := r.call(fmt.Sprintf("dup3(%d, %d)", tmp, want), unix.SYS_DUP3, tmp, want, flags); err != nil {
+				return err
+			}
+			if _, err := r.call("close", unix.SYS_CLOSE, tmp); err != nil {
+				return err
+			}
+		} else {
+			v := uint64(0)
+			if cloexec {
+				v = unix.FD_CLOEXEC
+			}
+			if _, err := r.call("fcntl(F_SETFD)", unix.SYS_FCNTL, want, unix.F_SETFD, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

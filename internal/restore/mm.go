@@ -1,0 +1,357 @@
+package restore
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/pagemap"
+	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/ptrace"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// VMA status bits (CRIU's image.h).
+const (
+	vmaAreaRegular  = 1 << 0
+	vmaAreaVsyscall = 1 << 2
+	vmaAreaVDSO     = 1 << 3
+	vmaFilePrivate  = 1 << 6
+	vmaFileShared   = 1 << 7
+	vmaAnonShared   = 1 << 8
+	vmaAnonPrivate  = 1 << 9
+	vmaAreaVVAR     = 1 << 12
+)
+
+const (
+	prSetMM         = 35
+	prSetMMMap      = 14
+	prSetMMMapSize  = 15
+	prSetTHPDisable = 41
+)
+
+func pageAlign(n uint64) uint64 { return (n + 4095) &^ 4095 }
+
+// restoreMM rebuilds the task's address space: everything but the stub's
+// own area goes, the vDSO block moves to where it was, every VMA of the image
+// is mapped, pages are written, protections are set, then the mm fields.
+func (rs *restorer) restoreMM(t *Task, r *remote) error {
+	if err := rs.clearAddressSpace(r); err != nil {
+		return err
+	}
+	if err := rs.moveVDSO(t, r); err != nil {
+		return err
+	}
+	fileFds := map[uint64]uint64{} // file id -> fd inside the task
+	defer func() {
+		for _, fd := range fileFds {
+			r.call("close", unix.SYS_CLOSE, fd)
+		}
+	}()
+	var writable []*pb.VmaEntry // mapped with PROT_WRITE added for the pages
+	for _, v := range t.MM.GetVmas() {
+		st := v.GetStatus()
+		if st&(vmaAreaVDSO|vmaAreaVVAR|vmaAreaVsyscall) != 0 || st&vmaAreaRegular == 0 {
+			continue
+		}
+		prot := uint64(v.GetProt())
+		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
+		fd := ^uint64(0)
+		off := uint64(0)
+		switch {
+		case st&(vmaFilePrivate|vmaFileShared) != 0:
+			id := uint32(v.GetShmid())
+			f, ok := fileFds[uint64(id)]
+			if !ok {
+				var err error
+				f, err = rs.openMapped(t, r, id, v)
+				if err != nil {
+					return err
+				}
+				fileFds[uint64(id)] = f
+			}
+			fd, off = f, v.GetPgoff()
+			flags &^= unix.MAP_ANONYMOUS
+		case st&vmaAnonShared != 0:
+			return fmt.Errorf("task %d VMA %#x-%#x: shared anonymous memory is not supported yet", t.Pid, v.GetStart(), v.GetEnd())
+		default:
+			flags |= unix.MAP_ANONYMOUS
+		}
+		// Private areas get PROT_WRITE until their pages are in.
+		if st&vmaFileShared == 0 && prot&unix.PROT_WRITE == 0 {
+			prot |= unix.PROT_WRITE
+			writable = append(writable, v)
+		}
+		addr, err := r.call(fmt.Sprintf("mmap VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP,
+			v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off)
+		if err != nil {
+			return err
+		}
+		if addr != v.GetStart() {
+			return fmt.Errorf("task %d: VMA %#x-%#x was mapped at %#x", t.Pid, v.GetStart(), v.GetEnd(), addr)
+		}
+		if m := v.GetMadv(); m != 0 {
+			for adv := uint64(0); adv < 64; adv++ {
+				if m&(1<<adv) != 0 {
+					if _, err := r.call(fmt.Sprintf("madvise(%d) VMA %#x-%#x", adv, v.GetStart(), v.GetEnd()), unix.SYS_MADVISE,
+						v.GetStart(), v.GetEnd()-v.GetStart(), adv); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if err := rs.writePages(t); err != nil {
+		return err
+	}
+	for _, v := range writable {
+		if _, err := r.call(fmt.Sprintf("mprotect VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
+			v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt())); err != nil {
+			return err
+		}
+	}
+	return rs.setMMFields(t, r)
+}
+
+// clearAddressSpace unmaps everything the task inherited (the stub's stack,
+// or its parent's memory) except the stub area and the vDSO block.
+func (rs *restorer) clearAddressSpace(r *remote) error {
+	vmas, err := proc.ReadMaps(r.pid)
+	if err != nil {
+		return err
+	}
+	for _, v := range vmas {
+		switch v.Kind {
+		case proc.KindVDSO, proc.KindVVAR, proc.KindVVARVClock, proc.KindVSyscall:
+			continue
+		}
+		if v.Start >= rs.area.start && v.End <= rs.area.end {
+			continue
+		}
+		if _, err := r.call(fmt.Sprintf("munmap %#x-%#x (%s)", v.Start, v.End, v.Path), unix.SYS_MUNMAP, v.Start, v.End-v.Start); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveVDSO moves the running kernel's vvar and vDSO areas of the task to the
+// addresses the image has for them, as one block with the same layout. They
+// are parked inside the stub area first so that no move lands on another
+// part of the block.
+func (rs *restorer) moveVDSO(t *Task, r *remote) error {
+	var imgVvar, imgVdso *pb.VmaEntry
+	for _, v := range t.MM.GetVmas() {
+		if v.GetStatus()&vmaAreaVVAR != 0 {
+			imgVvar = v
+		}
+		if v.GetStatus()&vmaAreaVDSO != 0 {
+			imgVdso = v
+		}
+	}
+	vmas, err := proc.ReadMaps(r.pid)
+	if err != nil {
+		return err
+	}
+	var cur []proc.VMA
+	var vvarStart, vvarEnd uint64
+	for _, v := range vmas {
+		switch v.Kind {
+		case proc.KindVVAR, proc.KindVVARVClock:
+			if vvarStart == 0 || v.Start < vvarStart {
+				vvarStart = v.Start
+			}
+			if v.End > vvarEnd {
+				vvarEnd = v.End
+			}
+			cur = append(cur, v)
+		case proc.KindVDSO:
+			cur = append(cur, v)
+		}
+	}
+	if imgVdso == nil {
+		// The dumped task had no vDSO: drop ours.
+		for _, v := range cur {
+			if _, err := r.call("munmap vDSO", unix.SYS_MUNMAP, v.Start, v.End-v.Start); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	target := func(v proc.VMA) (uint64, error) {
+		if v.Kind == proc.KindVDSO {
+			if v.Len() != imgVdso.GetEnd()-imgVdso.GetStart() {
+				return 0, fmt.Errorf("task %d: this kernel's vDSO is %d bytes, the dumped one %d: restore on the kernel the dump was taken on", t.Pid, v.Len(), imgVdso.GetEnd()-imgVdso.GetStart())
+			}
+			return imgVdso.GetStart(), nil
+		}
+		if imgVvar == nil || vvarEnd-vvarStart != imgVvar.GetEnd()-imgVvar.GetStart() {
+			return 0, fmt.Errorf("task %d: this kernel's vvar area differs in size from the dumped one: restore on the kernel the dump was taken on", t.Pid)
+		}
+		return imgVvar.GetStart() + (v.Start - vvarStart), nil
+	}
+	park := rs.area.park
+	var parked []uint64
+	for _, v := range cur {
+		if _, err := r.call(fmt.Sprintf("mremap %s to the parking area", v.Path), unix.SYS_MREMAP, v.Start, v.Len(), v.Len(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, park); err != nil {
+			return err
+		}
+		parked = append(parked, park)
+		park += v.Len()
+	}
+	for i, v := range cur {
+		to, err := target(v)
+		if err != nil {
+			return err
+		}
+		if _, err := r.call(fmt.Sprintf("mremap %s to %#x", v.Path, to), unix.SYS_MREMAP, parked[i], v.Len(), v.Len(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
+			return err
+		}
+	}
+	// Injected syscalls found their instruction in the old vDSO position.
+	r.te.Tracer().ForgetProcess(r.pid)
+	return nil
+}
+
+// openMapped opens, inside the task, the file a VMA maps, after checking
+// that it is still the file the dump saw.
+func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (uint64, error) {
+	f := rs.plan.Files[id]
+	reg := f.GetReg()
+	if reg == nil {
+		return 0, fmt.Errorf("task %d VMA %#x-%#x: file id %d is not a regular file in files.img", t.Pid, v.GetStart(), v.GetEnd(), id)
+	}
+	if err := checkSameFile(reg); err != nil {
+		return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
+	}
+	flags := uint64(v.GetFdflags())
+	if v.Fdflags == nil {
+		flags = unix.O_RDONLY
+	}
+	p, err := r.str(reg.GetName())
+	if err != nil {
+		return 0, err
+	}
+	return r.call("open "+reg.GetName(), unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, flags|unix.O_CLOEXEC, 0)
+}
+
+// checkSameFile refuses a file that is gone or changed size since the dump:
+// mapping it would give the task different code or data.
+func checkSameFile(reg *pb.RegFileEntry) error {
+	fi, err := os.Stat(reg.GetName())
+	if err != nil {
+		return fmt.Errorf("file %s is gone since the dump (%w): put it back to restore", reg.GetName(), err)
+	}
+	if reg.Size != nil && fi.Mode().IsRegular() && uint64(fi.Size()) != reg.GetSize() {
+		return fmt.Errorf("file %s changed size since the dump (%d bytes, was %d): restore needs the file as it was", reg.GetName(), fi.Size(), reg.GetSize())
+	}
+	return nil
+}
+
+// writePages copies the task's saved pages into it with process_vm_writev,
+// streaming pages-N.img in order; runs saved in a parent directory are
+// read through the parent chain.
+func (rs *restorer) writePages(t *Task) error {
+	d := rs.plan.Dir
+	f, err := os.Open(d.Join(images.PagemapFile(t.Pid)))
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	pagesID, entries, err := pagemap.Parse(f, f.Name())
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	pages, err := os.Open(d.Join(images.PagesFile(pagesID)))
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	defer pages.Close()
+	var parent *pagemap.Reader
+	defer func() {
+		if parent != nil {
+			parent.Close()
+		}
+	}()
+	buf := make([]byte, 4<<20)
+	for _, e := range entries {
+		if e.Flags&pagemap.FlagPresent == 0 && e.Flags&pagemap.FlagParent == 0 {
+			continue
+		}
+		for addr := e.Vaddr; addr < e.End(); {
+			n := e.End() - addr
+			if n > uint64(len(buf)) {
+				n = uint64(len(buf))
+			}
+			chunk := buf[:n]
+			if e.Flags&pagemap.FlagPresent != 0 {
+				if _, err := io.ReadFull(pages, chunk); err != nil {
+					return fmt.Errorf("task %d: %s at pages for %#x: %w", t.Pid, pages.Name(), addr, err)
+				}
+			} else {
+				if parent == nil {
+					if parent, err = pagemap.Open(d, t.Pid); err != nil {
+						return fmt.Errorf("task %d: %w", t.Pid, err)
+					}
+				}
+				if err := parent.ReadAt(chunk, addr); err != nil {
+					return fmt.Errorf("task %d: pages at %#x from the parent images: %w", t.Pid, addr, err)
+				}
+			}
+			if err := ptrace.WriteMem(t.Pid, addr, chunk); err != nil {
+				return err
+			}
+			rs.stats.PagesRestored += n / 4096
+			addr += n
+		}
+	}
+	return nil
+}
+
+// setMMFields sets code/data/brk/stack/arg/env boundaries, auxv and the exe
+// link in one PR_SET_MM_MAP call: the single PR_SET_MM_* calls need
+// CAP_SYS_RESOURCE, PR_SET_MM_MAP does not.
+func (rs *restorer) setMMFields(t *Task, r *remote) error {
+	mm := t.MM
+	exe := rs.plan.Files[mm.GetExeFileId()].GetReg()
+	if exe == nil {
+		return fmt.Errorf("task %d: exe file id %d is not in files.img", t.Pid, mm.GetExeFileId())
+	}
+	if err := checkSameFile(exe); err != nil {
+		return fmt.Errorf("task %d: executable: %w", t.Pid, err)
+	}
+	p, err := r.str(exe.GetName())
+	if err != nil {
+		return err
+	}
+	exeFd, err := r.call("open executable "+exe.GetName(), unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer r.call("close", unix.SYS_CLOSE, exeFd)
+	auxv := mm.GetMmSavedAuxv()
+	auxvAddr, err := r.u64s(auxv...)
+	if err != nil {
+		return err
+	}
+	// struct prctl_mm_map: 11 u64 fields, u64 auxv pointer, u32 auxv_size,
+	// u32 exe_fd.
+	m, err := r.u64s(mm.GetMmStartCode(), mm.GetMmEndCode(), mm.GetMmStartData(), mm.GetMmEndData(),
+		mm.GetMmStartBrk(), mm.GetMmBrk(), mm.GetMmStartStack(), mm.GetMmArgStart(), mm.GetMmArgEnd(),
+		mm.GetMmEnvStart(), mm.GetMmEnvEnd(), auxvAddr, uint64(len(auxv)*8)|exeFd<<32)
+	if err != nil {
+		return err
+	}
+	if _, err := r.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", unix.SYS_PRCTL, prSetMM, prSetMMMap, m, 13*8, 0); err != nil {
+		return err
+	}
+	if mm.GetThpDisabled() {
+		if _, err := r.call("prctl(PR_SET_THP_DISABLE)", unix.SYS_PRCTL, prSetTHPDisable, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}

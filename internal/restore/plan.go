@@ -1,0 +1,266 @@
+// Package restore rebuilds a process tree from images.
+//
+// gockpt never forks (the Go runtime forbids it). Every task starts as a
+// clone of a tiny stub process and is rebuilt from outside over ptrace with
+// injected syscalls. The work goes in two passes over the tree:
+//
+//   - pass 1, parents before children: create the task with its PID (clone3
+//     with set_tid, injected into the already-restored parent, so parentage,
+//     sessions and groups come out right), then mappings and pages, the vDSO,
+//     mm fields, fs, fds, signal handlers, timers, rlimits, personality,
+//     comm, pending signals. Children are cloned while their parent still has
+//     full privileges and no seccomp filter.
+//   - pass 2: the SELinux label (before any other thread exists: SELinux lets
+//     only single-threaded tasks change context), the other threads and
+//     their per-thread state, creds, seccomp filters.
+//
+// Then every thread gets its registers, the stub's pages are unmapped, and
+// all threads are detached together (or left stopped). Any error kills every
+// task restored so far; the images are only read, never written.
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/images"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// Task is one task of the plan.
+type Task struct {
+	Pid, Ppid, Pgid, Sid int
+	Threads              []int
+	Parent               *Task
+	Children             []*Task
+	Cores                map[int]*pb.CoreEntry
+	MM                   *pb.MmEntry
+	IDs                  *pb.TaskKobjIdsEntry
+	FS                   *pb.FsEntry
+	Fds                  []*pb.FdinfoEntry
+	Zombie               bool
+}
+
+// Core is the leader thread's core.
+func (t *Task) Core() *pb.CoreEntry { return t.Cores[t.Pid] }
+
+// Plan is everything the images say, checked and cross-linked.
+type Plan struct {
+	Dir       *images.Dir
+	Inventory *pb.InventoryEntry
+	Root      *Task
+	Tasks     []*Task // parents before children
+	Files     map[uint32]*pb.FileEntry
+	PipeData  map[uint32][]byte // by pipe inode id
+	PipeSize  map[uint32]uint32
+	FifoData  map[uint32][]byte
+	Remaps    map[uint32]*pb.RemapFilePathEntry // by file id
+	Seccomp   []*pb.SeccompFilter
+}
+
+// readEntries reads every entry of image name into messages made by mk,
+// with their raw payloads.
+func readEntries[T proto.Message](d *images.Dir, name string, mk func() T) ([]T, [][]byte, error) {
+	r, err := d.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	var out []T
+	var extras [][]byte
+	for {
+		m := mk()
+		extra, err := r.ReadEntry(m)
+		if errors.Is(err, io.EOF) {
+			return out, extras, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, m)
+		extras = append(extras, extra)
+	}
+}
+
+// optionalEntries is readEntries for images a dump writes only when needed.
+func optionalEntries[T proto.Message](d *images.Dir, name string, mk func() T) ([]T, [][]byte, error) {
+	if !d.Exists(name) {
+		return nil, nil, nil
+	}
+	return readEntries(d, name, mk)
+}
+
+// LoadPlan reads and checks the images of dir.
+func LoadPlan(dir string) (*Plan, error) {
+	d, err := images.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Dir: d, Files: map[uint32]*pb.FileEntry{}, PipeData: map[uint32][]byte{},
+		PipeSize: map[uint32]uint32{}, FifoData: map[uint32][]byte{}, Remaps: map[uint32]*pb.RemapFilePathEntry{}}
+	p.Inventory = &pb.InventoryEntry{}
+	if err := d.ReadOne("inventory.img", p.Inventory); err != nil {
+		return nil, err
+	}
+	if v := p.Inventory.GetImgVersion(); v != 2 {
+		return nil, fmt.Errorf("inventory.img: image version %d is not supported (gockpt reads version 2, CRIU 3.x and later)", v)
+	}
+	entries, _, err := readEntries(d, "pstree.img", func() *pb.PstreeEntry { return &pb.PstreeEntry{} })
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("pstree.img: no tasks")
+	}
+	byPid := map[int]*Task{}
+	for i, e := range entries {
+		t := &Task{Pid: int(e.GetPid()), Ppid: int(e.GetPpid()), Pgid: int(e.GetPgid()), Sid: int(e.GetSid()), Cores: map[int]*pb.CoreEntry{}}
+		if t.Pid <= 1 {
+			return nil, fmt.Errorf("pstree.img entry %d: PID %d cannot be restored", i, t.Pid)
+		}
+		if byPid[t.Pid] != nil {
+			return nil, fmt.Errorf("pstree.img: PID %d appears twice", t.Pid)
+		}
+		for _, tid := range e.GetThreads() {
+			t.Threads = append(t.Threads, int(tid))
+		}
+		if len(t.Threads) == 0 || t.Threads[0] != t.Pid {
+			sort.Ints(t.Threads)
+			if len(t.Threads) == 0 || !containsInt(t.Threads, t.Pid) {
+				return nil, fmt.Errorf("pstree.img: task %d does not list its own main thread", t.Pid)
+			}
+		}
+		byPid[t.Pid] = t
+		if i == 0 {
+			p.Root = t
+		} else {
+			parent := byPid[t.Ppid]
+			if parent == nil {
+				return nil, fmt.Errorf("pstree.img: task %d has parent %d, which is not earlier in the tree", t.Pid, t.Ppid)
+			}
+			t.Parent = parent
+			parent.Children = append(parent.Children, t)
+		}
+		p.Tasks = append(p.Tasks, t)
+	}
+	for _, t := range p.Tasks {
+		if err := p.loadTask(t); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.loadFiles(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Plan) loadTask(t *Task) error {
+	d := p.Dir
+	for _, tid := range t.Threads {
+		c := &pb.CoreEntry{}
+		if err := d.ReadOne(images.CoreFile(tid), c); err != nil {
+			return fmt.Errorf("task %d: %w", t.Pid, err)
+		}
+		if c.GetMtype() != pb.CoreEntry_X86_64 {
+			return fmt.Errorf("task %d thread %d: core is for %v, gockpt restores x86_64 only", t.Pid, tid, c.GetMtype())
+		}
+		t.Cores[tid] = c
+	}
+	tc := t.Core().GetTc()
+	if tc == nil {
+		return fmt.Errorf("task %d: %s has no task core", t.Pid, images.CoreFile(t.Pid))
+	}
+	switch tc.GetTaskState() {
+	case 2: // dead: a zombie holds nothing else
+		t.Zombie = true
+		return nil
+	case 1, 3:
+	default:
+		return fmt.Errorf("task %d: task state %d is not supported", t.Pid, tc.GetTaskState())
+	}
+	for tid, c := range t.Cores {
+		if c.GetThreadInfo().GetGpregs() == nil {
+			return fmt.Errorf("task %d thread %d: %s has no registers", t.Pid, tid, images.CoreFile(tid))
+		}
+	}
+	t.MM = &pb.MmEntry{}
+	if err := d.ReadOne(images.MMFile(t.Pid), t.MM); err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	t.IDs = &pb.TaskKobjIdsEntry{}
+	if err := d.ReadOne(images.IDsFile(t.Pid), t.IDs); err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	t.FS = &pb.FsEntry{}
+	if err := d.ReadOne(images.FSFile(t.Pid), t.FS); err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	fds, _, err := readEntries(d, images.FdinfoFile(t.IDs.GetFilesId()), func() *pb.FdinfoEntry { return &pb.FdinfoEntry{} })
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	t.Fds = fds
+	return nil
+}
+
+func (p *Plan) loadFiles() error {
+	d := p.Dir
+	files, _, err := optionalEntries(d, "files.img", func() *pb.FileEntry { return &pb.FileEntry{} })
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		p.Files[f.GetId()] = f
+	}
+	for _, pair := range []struct {
+		name string
+		data map[uint32][]byte
+	}{{"pipes-data.img", p.PipeData}, {"fifo-data.img", p.FifoData}} {
+		ents, extras, err := optionalEntries(d, pair.name, func() *pb.PipeDataEntry { return &pb.PipeDataEntry{} })
+		if err != nil {
+			return err
+		}
+		for i, e := range ents {
+			pair.data[e.GetPipeId()] = extras[i]
+			if e.GetSize() != 0 {
+				p.PipeSize[e.GetPipeId()] = e.GetSize()
+			}
+		}
+	}
+	remaps, _, err := optionalEntries(d, "remap-fpath.img", func() *pb.RemapFilePathEntry { return &pb.RemapFilePathEntry{} })
+	if err != nil {
+		return err
+	}
+	for _, r := range remaps {
+		p.Remaps[r.GetOrigId()] = r
+	}
+	if d.Exists("seccomp.img") {
+		var s pb.SeccompEntry
+		if err := d.ReadOne("seccomp.img", &s); err != nil {
+			return err
+		}
+		p.Seccomp = s.GetSeccompFilters()
+	}
+	// Every fd must name a file entry.
+	for _, t := range p.Tasks {
+		for _, fd := range t.Fds {
+			if p.Files[fd.GetId()] == nil {
+				return fmt.Errorf("task %d fd %d: file id %d is not in files.img", t.Pid, fd.GetFd(), fd.GetId())
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,466 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/pidctl"
+	"github.com/gockpt/gockpt/internal/ptrace"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// Options says what to restore and how.
+type Options struct {
+	ImagesDir    string
+	LeaveStopped bool
+	PidFile      string
+	// LSM sets labels; nil means lsm.Detect().
+	LSM lsm.LSM
+	// UseNsLastPid places PIDs with the ns_last_pid fallback instead of
+	// clone3 set_tid.
+	UseNsLastPid bool
+}
+
+// Stats is what a restore did.
+type Stats struct {
+	Tasks, Threads int
+	PagesRestored  uint64
+	ForkingTime    time.Duration
+	RestoreTime    time.Duration
+}
+
+// Result is a restored tree, running (or stopped) and detached.
+type Result struct {
+	RootPid int
+	Stats   Stats
+}
+
+// stubArea is the address range every restored task keeps for gockpt until
+// the end: the stub's code, a scratch area for syscall arguments, and room
+// to park the vDSO while it moves.
+type stubArea struct {
+	start, end  uint64
+	syscallAddr uint64
+	scratch     uint64
+	scratchSize uint64
+	// cloneScratch holds clone3's arguments, apart from the scratch that
+	// the remote syscalls' arguments use.
+	cloneScratch uint64
+	park         uint64
+}
+
+const (
+	stubAreaSize = 1 << 20
+	scratchSize  = 256 << 10
+)
+
+// live is a task restored so far.
+type live struct {
+	t       *Task
+	main    *remote
+	threads []*ptrace.Tracee // main thread first
+}
+
+type restorer struct {
+	opts   Options
+	plan   *Plan
+	tracer *ptrace.Tracer
+	area   stubArea
+	stub   *Stub
+	opener *files.Opener
+	tasks  []*live
+	byPid  map[int]*live
+	stats  Stats
+}
+
+// Run restores the tree in o.ImagesDir. On success the tree runs on (or is
+// left stopped) and the root is a child of the calling process. On failure
+// every task restored so far is killed and the images are untouched.
+func Run(o Options) (*Result, error) {
+	if o.LSM == nil {
+		o.LSM = lsm.Detect()
+	}
+	plan, err := LoadPlan(o.ImagesDir)
+	if err != nil {
+		return nil, err
+	}
+	begin := time.Now()
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}}
+	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
+		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
+	defer rs.opener.Close()
+	rs.tracer = ptrace.NewTracer()
+	defer rs.tracer.Close()
+	if err := rs.run(); err != nil {
+		rs.killAll()
+		return nil, err
+	}
+	rs.stats.RestoreTime = time.Since(begin)
+	if o.PidFile != "" {
+		if err := os.WriteFile(o.PidFile, []byte(strconv.Itoa(plan.Root.Pid)+"\n"), 0o600); err != nil {
+			log.Errorf("pidfile %s: %v", o.PidFile, err)
+			return &Result{RootPid: plan.Root.Pid, Stats: rs.stats}, fmt.Errorf("restored, but writing --pidfile %s failed: %w", o.PidFile, err)
+		}
+	}
+	return &Result{RootPid: plan.Root.Pid, Stats: rs.stats}, nil
+}
+
+// killAll removes every task restored so far, and the stub.
+func (rs *restorer) killAll() {
+	for i := len(rs.tasks) - 1; i >= 0; i-- {
+		unix.Kill(rs.tasks[i].t.Pid, unix.SIGKILL)
+	}
+	// Reap the root, our child; the others are reaped by their killed
+	// parents' reparenting to init.
+	if len(rs.tasks) > 0 {
+		var ws unix.WaitStatus
+		unix.Wait4(rs.tasks[0].t.Pid, &ws, unix.WALL, nil)
+	}
+	if rs.stub != nil {
+		rs.stub.Kill()
+	}
+}
+
+func (rs *restorer) run() error {
+	if err := rs.startStub(); err != nil {
+		return err
+	}
+	fork := time.Now()
+	for _, t := range rs.plan.Tasks {
+		if err := rs.createTask(t); err != nil {
+			return err
+		}
+	}
+	rs.stats.ForkingTime = time.Since(fork)
+	// The stub is no longer needed: the root is our child (CLONE_PARENT).
+	rs.stub.Kill()
+	rs.stub = nil
+	for _, l := range rs.tasks {
+		if l.t.Zombie {
+			continue
+		}
+		if err := rs.secondPass(l); err != nil {
+			return err
+		}
+	}
+	return rs.finish()
+}
+
+// startStub picks an address range no task of the tree uses and starts the
+// stub there.
+func (rs *restorer) startStub() error {
+	var used [][2]uint64
+	for _, t := range rs.plan.Tasks {
+		for _, v := range t.MM.GetVmas() {
+			used = append(used, [2]uint64{v.GetStart(), v.GetEnd()})
+		}
+	}
+	base := ChooseBase(used, stubAreaSize)
+	if base == 0 {
+		return fmt.Errorf("no free %d-byte address range for the restore stub in the tree's address spaces", stubAreaSize)
+	}
+	stub, err := StartStub(rs.tracer, base)
+	if err != nil {
+		return err
+	}
+	rs.stub = stub
+	rs.area = stubArea{start: base, end: base + stubAreaSize}
+	r := &remote{te: stub.Tracee, pid: stub.Pid}
+	stub.Tracee.UseSyscallAt(stub.SyscallAddr)
+	scratch := base + stubCodeSize
+	if _, err := r.call("mmap scratch area", unix.SYS_MMAP, scratch, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0); err != nil {
+		return err
+	}
+	rs.area.scratch, rs.area.scratchSize = scratch, scratchSize-4096
+	rs.area.cloneScratch = scratch + scratchSize - 4096
+	rs.area.park = scratch + scratchSize
+	// The stub's code is mapped from its executable (a memfd), and the
+	// kernel refuses to change a task's exe link while its old exe is
+	// mapped: move the one instruction we need, syscall, to an anonymous
+	// page at the end of the area and unmap the executable.
+	code := rs.area.end - 4096
+	if rs.area.park+128<<10 > code {
+		return fmt.Errorf("stub area too small")
+	}
+	if _, err := r.call("mmap stub code page", unix.SYS_MMAP, code, 4096, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0); err != nil {
+		return err
+	}
+	if err := ptrace.WriteMem(stub.Pid, code, []byte{0x0f, 0x05, 0xcc}); err != nil { // syscall; int3
+		return err
+	}
+	if _, err := r.call("mprotect stub code page", unix.SYS_MPROTECT, code, 4096, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		return err
+	}
+	stub.Tracee.UseSyscallAt(code)
+	rs.area.syscallAddr = code
+	if _, err := r.call("munmap the stub executable", unix.SYS_MUNMAP, base, stubCodeSize); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (rs *restorer) remoteFor(te *ptrace.Tracee, pid int) *remote {
+	te.UseSyscallAt(rs.area.syscallAddr)
+	return &remote{te: te, pid: pid, scratch: rs.area.scratch, size: rs.area.scratchSize}
+}
+
+// createTask makes task t with its PID and restores everything of pass 1.
+func (rs *restorer) createTask(t *Task) error {
+	var parent *remote
+	flags := uint64(0)
+	if t.Parent == nil {
+		parent = rs.remoteFor(rs.stub.Tracee, rs.stub.Pid)
+		flags = unix.CLONE_PARENT
+	} else {
+		parent = rs.byPid[t.Parent.Pid].main
+	}
+	te, err := rs.clone(parent, flags, uint64(unix.SIGCHLD), t.Pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	l := &live{t: t, main: rs.remoteFor(te, t.Pid), threads: []*ptrace.Tracee{te}}
+	rs.tasks = append(rs.tasks, l)
+	rs.byPid[t.Pid] = l
+	rs.stats.Tasks++
+	if err := rs.sessionAndGroup(l); err != nil {
+		return err
+	}
+	if t.Zombie {
+		return rs.makeZombie(l)
+	}
+	r := l.main
+	steps := []struct {
+		what string
+		f    func() error
+	}{
+		{"memory", func() error { return rs.restoreMM(t, r) }},
+		{"fs", func() error { return rs.restoreFS(t, r) }},
+		{"files", func() error { return rs.restoreFds(t, r) }},
+		{"task state", func() error { return rs.restoreTaskState(t, r) }},
+	}
+	for _, s := range steps {
+		r.reset()
+		if err := s.f(); err != nil {
+			return fmt.Errorf("task %d: %s: %w", t.Pid, s.what, err)
+		}
+	}
+	return nil
+}
+
+// sessionAndGroup puts the new task in its session and process group. A
+// child inherits both from its parent; a session leader makes its own
+// session, a group leader its own group, others join theirs.
+func (rs *restorer) sessionAndGroup(l *live) error {
+	t, r := l.t, l.main
+	if t.Sid == t.Pid {
+		if _, err := r.call("setsid", unix.SYS_SETSID); err != nil {
+			return fmt.Errorf("task %d: %w", t.Pid, err)
+		}
+	} else {
+		sid, err := r.call("getsid", unix.SYS_GETSID, 0)
+		if err != nil {
+			return err
+		}
+		if int(sid) != t.Sid {
+			return fmt.Errorf("task %d was in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping (shell jobs arrive with a later issue)", t.Pid, t.Sid)
+		}
+	}
+	pgid, err := r.call("getpgid", unix.SYS_GETPGID, 0)
+	if err != nil {
+		return err
+	}
+	if int(pgid) != t.Pgid {
+		if _, err := r.call(fmt.Sprintf("setpgid(0, %d)", t.Pgid), unix.SYS_SETPGID, 0, uint64(t.Pgid)); err != nil {
+			return fmt.Errorf("task %d: process group %d: %w", t.Pid, t.Pgid, err)
+		}
+	}
+	return nil
+}
+
+// makeZombie ends a task that was a zombie at dump with its exit status; its
+// parent, stopped under ptrace, cannot reap it before the restore is over.
+func (rs *restorer) makeZombie(l *live) error {
+	code := l.t.Core().GetTc().GetExitCode()
+	r := l.main
+	// waitpid status: low 7 bits a signal, else the exit code in bits 8-15.
+	sig := code & 0x7f
+	nr, args := uint64(unix.SYS_EXIT_GROUP), []uint64{uint64(code>>8) & 0xff}
+	if sig != 0 {
+		nr, args = unix.SYS_KILL, []uint64{uint64(l.t.Pid), uint64(sig)}
+	}
+	return rs.exitTask(r, nr, args...)
+}
+
+// secondPass: label, threads, per-thread state, creds, seccomp.
+func (rs *restorer) secondPass(l *live) error {
+	t, r := l.t, l.main
+	r.reset()
+	if err := rs.setLabel(l); err != nil {
+		return fmt.Errorf("task %d: security label: %w", t.Pid, err)
+	}
+	tids := append([]int(nil), t.Threads...)
+	sort.Ints(tids)
+	for _, tid := range tids {
+		if tid == t.Pid {
+			continue
+		}
+		te, err := rs.clone(r, pidctl.ThreadFlags, 0, tid)
+		if err != nil {
+			return fmt.Errorf("task %d thread %d: %w", t.Pid, tid, err)
+		}
+		l.threads = append(l.threads, te)
+		rs.stats.Threads++
+	}
+	rs.stats.Threads++
+	for _, te := range l.threads {
+		tr := rs.remoteFor(te, t.Pid)
+		c := t.Cores[te.Tid]
+		if err := rs.threadState(tr, c); err != nil {
+			return fmt.Errorf("task %d thread %d: %w", t.Pid, te.Tid, err)
+		}
+		if te.Tid != t.Pid {
+			if err := rs.queueSignals(tr, te.Tid, c.GetThreadCore().GetSignalsP(), false); err != nil {
+				return err
+			}
+		}
+	}
+	if err := rs.queueSignals(r, t.Pid, t.Core().GetThreadCore().GetSignalsP(), false); err != nil {
+		return err
+	}
+	// Zombie children made in pass 1 sent SIGCHLD; the dump's own pending
+	// signals are what the task must have.
+	if err := rs.flushSigchld(r); err != nil {
+		return err
+	}
+	if err := rs.queueSignals(r, t.Pid, t.Core().GetTc().GetSignalsS(), true); err != nil {
+		return err
+	}
+	for _, te := range l.threads {
+		tr := rs.remoteFor(te, t.Pid)
+		if err := rs.restoreCreds(tr, t.Cores[te.Tid].GetThreadCore().GetCreds()); err != nil {
+			return fmt.Errorf("task %d thread %d: creds: %w", t.Pid, te.Tid, err)
+		}
+	}
+	return rs.restoreSeccomp(l)
+}
+
+// setLabel gives the task its SELinux label from inside its main thread,
+// while it is still single-threaded.
+func (rs *restorer) setLabel(l *live) error {
+	label := l.t.Core().GetThreadCore().GetCreds().GetLsmProfile()
+	if label == "" {
+		return nil
+	}
+	if len(l.threads) > 1 {
+		return errors.New("the label must be set before any other thread exists")
+	}
+	w, err := rs.opts.LSM.ProcessLabelWrite(label)
+	if err != nil {
+		return err
+	}
+	if w.Path == "" {
+		return nil
+	}
+	r := l.main
+	p, err := r.str(w.Path)
+	if err != nil {
+		return err
+	}
+	fd, err := r.call("open "+w.Path, unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer r.call("close", unix.SYS_CLOSE, fd)
+	d, err := r.put(w.Data)
+	if err != nil {
+		return err
+	}
+	_, err = r.call("write label "+label, unix.SYS_WRITE, fd, d, uint64(len(w.Data)))
+	return err
+}
+
+// restoreSeccomp installs each thread's filter chain, outermost first.
+// PTRACE_O_SUSPEND_SECCOMP keeps the filters from applying to the syscalls
+// gockpt still injects.
+func (rs *restorer) restoreSeccomp(l *live) error {
+	for _, te := range l.threads {
+		c := l.t.Cores[te.Tid].GetThreadCore()
+		if c.GetSeccompMode() != pb.SeccompMode_filter || c.GetSeccompFilter() == 0 {
+			continue
+		}
+		var chain []*pb.SeccompFilter
+		for i := c.GetSeccompFilter(); i != 0; {
+			if int(i) > len(rs.plan.Seccomp) {
+				return fmt.Errorf("task %d thread %d: seccomp filter %d is not in seccomp.img", l.t.Pid, te.Tid, i)
+			}
+			f := rs.plan.Seccomp[i-1]
+			chain = append(chain, f)
+			i = f.GetPrev()
+		}
+		if err := te.SetOptions(ptrace.SuspendSeccomp | ptrace.TraceClone | ptrace.TraceFork | ptrace.TraceVfork); err != nil {
+			return err
+		}
+		tr := rs.remoteFor(te, l.t.Pid)
+		for i := len(chain) - 1; i >= 0; i-- {
+			prog := chain[i].GetFilter()
+			p, err := tr.put(prog)
+			if err != nil {
+				return err
+			}
+			fprog, err := tr.u64s(uint64(len(prog)/8), p)
+			if err != nil {
+				return err
+			}
+			if _, err := tr.call("seccomp(SET_MODE_FILTER)", unix.SYS_SECCOMP, 1, uint64(chain[i].GetFlags()), fprog); err != nil {
+				return fmt.Errorf("%w (installing a filter needs no_new_privs or CAP_SYS_ADMIN)", err)
+			}
+		}
+	}
+	return nil
+}
+
+// finish unmaps the stub area, sets every thread's registers, and lets the
+// tree go.
+func (rs *restorer) finish() error {
+	for _, l := range rs.tasks {
+		if l.t.Zombie {
+			continue
+		}
+		// The last injected syscall runs from the restored vDSO: the stub's
+		// own code is what it unmaps.
+		l.main.te.UseSyscallAt(0)
+		if _, err := l.main.call("munmap the stub area", unix.SYS_MUNMAP, rs.area.start, rs.area.end-rs.area.start); err != nil {
+			return err
+		}
+		for _, te := range l.threads {
+			if err := finalRegisters(te, l.t.Cores[te.Tid]); err != nil {
+				return fmt.Errorf("task %d thread %d: registers: %w", l.t.Pid, te.Tid, err)
+			}
+		}
+	}
+	for _, l := range rs.tasks {
+		for _, te := range l.threads {
+			var err error
+			if rs.opts.LeaveStopped || l.t.Core().GetTc().GetTaskState() == 3 {
+				err = te.DetachStopped()
+			} else {
+				err = te.Detach()
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+package restore
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/ptrace"
+)
+
+// exitTask makes a rebuilt task end the way a dumped zombie had ended: its
+// registers are pointed at exit_group or kill(self) and it runs to its end.
+// It stays a zombie: its parent is held under ptrace until the restore is
+// over and reaps it only then, if it ever does.
+func (rs *restorer) exitTask(r *remote, nr uint64, args ...uint64) error {
+	regs, err := r.te.GetRegs()
+	if err != nil {
+		return err
+	}
+	regs.Rip = rs.area.syscallAddr
+	regs.Rax = nr
+	regs.Orig_rax = ^uint64(0)
+	var a [6]uint64
+	copy(a[:], args)
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	if err := r.te.SetRegs(&regs); err != nil {
+		return err
+	}
+	if err := r.te.SetSigmask(0); err != nil {
+		return err
+	}
+	ws, err := r.te.RunToExit()
+	if err != nil {
+		return fmt.Errorf("task %d: make it a zombie: %w", r.pid, err)
+	}
+	_ = ws
+	return nil
+}
+
+// flushSigchld dequeues a SIGCHLD that rebuilding zombie children queued to
+// their parent (rt_sigtimedwait with a zero timeout; EAGAIN when none).
+func (rs *restorer) flushSigchld(r *remote) error {
+	set, err := r.u64s(1 << (uint(unix.SIGCHLD) - 1))
+	if err != nil {
+		return err
+	}
+	ts, err := r.u64s(0, 0)
+	if err != nil {
+		return err
+	}
+	ret, err := r.te.Syscall(unix.SYS_RT_SIGTIMEDWAIT, set, 0, ts, 8)
+	if err != nil {
+		return err
+	}
+	if e := ptrace.Errno(ret); e != 0 && e != unix.EAGAIN {
+		return fmt.Errorf("task %d: rt_sigtimedwait(SIGCHLD): %w", r.pid, e)
+	}
+	return nil
+}
