@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a demo process: build it, start it, checkpoint it with
-# gockpt, show what the images hold, and check the process ran on unharmed.
+# gockpt (which kills it), show what the images hold, restore it with the
+# same PID, and check that it runs on with its memory intact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/gockpt-demo.XXXXXX)
@@ -18,15 +19,20 @@ sleep 0.5
 echo "== demo process $pid is running:"
 tail -n 2 "$work/demo.log"
 
-echo "== gockpt dump -t $pid -D $work/images --leave-running"
-./bin/gockpt dump -t "$pid" -D "$work/images" --leave-running --display-stats
+echo "== gockpt dump -t $pid -D $work/images"
+./bin/gockpt dump -t "$pid" -D "$work/images" --display-stats
+wait "$pid" 2>/dev/null || true
+echo "== the process is gone: $(ps -p "$pid" >/dev/null && echo still there || echo yes)"
 echo "== gockpt image ls $work/images"
 ./bin/gockpt image ls "$work/images"
-echo "== gockpt image show $work/images"
-./bin/gockpt image show "$work/images"
+echo "== gockpt image show $work/images (first lines)"
+./bin/gockpt image show "$work/images" | head -n 12
 
-sleep 0.3
-echo "== the demo process ran on after the dump:"
-tail -n 2 "$work/demo.log"
+echo "== gockpt restore -D $work/images -d"
+./bin/gockpt restore -D "$work/images" -d --pidfile "$work/pid" --display-stats
+[ "$(cat "$work/pid")" = "$pid" ] || { echo "restored with PID $(cat "$work/pid"), not $pid" >&2; exit 1; }
+sleep 0.5
+echo "== the demo process runs on, restored, with PID $pid:"
+tail -n 3 "$work/demo.log"
 grep -q BAD "$work/demo.log" && { echo "demo reported a damaged memory pattern" >&2; exit 1; }
 echo "demo: OK"

@@ -24,7 +24,7 @@ type Opener struct {
 
 	open  map[uint32]*os.File
 	pipes map[uint32]*pipePair // by pipe inode id
-	fifos map[uint32]*os.File     // an O_RDWR holder per FIFO, so opens never block
+	fifos map[uint32]*os.File  // an O_RDWR holder per FIFO, so opens never block
 }
 
 // pipePair is a pipe gockpt made; each end is handed out once, further

@@ -105,8 +105,6 @@ func TestSeizeMissingTask(t *testing.T) {
 	}
 }
 
-
-
 func TestSeizeTree(t *testing.T) {
 	// sh starts two sleepers and a zombie-to-be, then waits.
 	cmd := exec.Command("sh", "-c", "sleep 1000 & sleep 1000 & (true &) ; exec sleep 1000")
