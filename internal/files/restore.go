@@ -224,10 +224,8 @@ func (o *Opener) openFifo(fe *pb.FifoEntry) (*os.File, error) {
 	if reg == nil {
 		return nil, fmt.Errorf("fifo: file id %d is not a regular-file entry", fe.GetRegfId())
 	}
-	holder, ok := o.fifos[fe.GetPipeId()]
-	if !ok {
-		var err error
-		holder, err = os.OpenFile(reg.GetName(), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if _, ok := o.fifos[fe.GetPipeId()]; !ok {
+		holder, err := os.OpenFile(reg.GetName(), unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
 		}

@@ -113,5 +113,3 @@ func configOption(name string) string {
 	return "n"
 }
 
-// configKnown reports whether the kernel's build configuration is readable.
-func configKnown() bool { return kernelConfig() != nil }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 
@@ -173,9 +174,6 @@ func onlyPage(rs []pageRegion, base uint64, i int) bool {
 	return len(rs) == 1 && rs[0].Start == base+uint64(i)*pageSize && rs[0].End == rs[0].Start+pageSize
 }
 
-// sink keeps reads of probe pages from being optimised away.
-var sink byte
-
 func probePagemapScan() Result {
 	pm, err := os.Open("/proc/self/pagemap")
 	if err != nil {
@@ -234,8 +232,8 @@ func probePagemapScan() Result {
 	if rs, err := written(); err != nil || len(rs) != 0 {
 		return failf("PAGEMAP_SCAN PAGE_IS_WRITTEN right after write-protecting: %s, %v", regionsString(rs, base), err)
 	}
-	mem[1*pageSize] = 3    // written
-	sink = mem[2*pageSize] // read only
+	mem[1*pageSize] = 3                // written
+	runtime.KeepAlive(mem[2*pageSize]) // read only
 	rs, err = written()
 	if err != nil {
 		return fail(fmt.Errorf("PAGEMAP_SCAN PAGE_IS_WRITTEN: %w", err))

@@ -21,9 +21,6 @@ const (
 	setTidOffset        = 256 // where the set_tid array goes in the scratch page
 )
 
-// errPIDTaken means the PID we aimed at went to someone else.
-var errPIDTaken = errors.New("PID taken")
-
 // injectClone makes the helper create a process with clone3, placed at
 // setTid when non-zero, and returns the new PID. CLONE_PTRACE makes the new
 // process a tracee of ours that traps before running a single instruction

@@ -96,9 +96,10 @@ func (p *Parasite) pagesChunk(rs []Range, rfd *int, wfd int, out *pageSink) (int
 			unix.Close(*rfd)
 			*rfd = -1
 			if rep == nil {
+				// Wait for the blob's reply, so the next command does not
+				// read this one's.
 				p.conn.SetReadDeadline(time.Now().Add(p.timeout))
-				r := <-replies
-				rep = &r
+				<-replies
 			}
 			return got, fmt.Errorf("task %d: write pages: %w", p.pid, err)
 		}

@@ -550,19 +550,16 @@ func (p *Parasite) interrupt() (stopState, error) {
 		if err := unix.PtraceInterrupt(tid); err != nil {
 			return fmt.Errorf("task %d: interrupt parasite: %w", tid, err)
 		}
-		for {
-			ws, err := waitStop(tid, p.timeout)
-			if err != nil {
-				return fmt.Errorf("task %d: interrupt parasite: %w", tid, err)
-			}
-			if ws.TrapCause() == unix.PTRACE_EVENT_STOP || ws.StopSignal() == unix.SIGTRAP|0x80 {
-				return nil
-			}
+		ws, err := waitStop(tid, p.timeout)
+		if err != nil {
+			return fmt.Errorf("task %d: interrupt parasite: %w", tid, err)
+		}
+		if ws.TrapCause() != unix.PTRACE_EVENT_STOP && ws.StopSignal() != unix.SIGTRAP|0x80 {
 			// A signal-delivery-stop: every signal is blocked, so it is a
 			// fault in the blob.
 			st, err = faultStop(tid, ws)
-			return err
 		}
+		return err
 	})
 	return st, err
 }

@@ -282,17 +282,14 @@ func cloneOnce(parent *Task, req Request, setTID bool, prepare func() error) (*T
 // parent's lasting ones) and the all-blocked signal mask. Runs on the tracer
 // thread.
 func adoptChild(tid int, opts int, mask uint64) error {
-	for {
-		ws, err := waitTid(tid)
-		if err != nil {
-			return fmt.Errorf("wait for its first stop: %w", err)
-		}
-		if ws.Exited() || ws.Signaled() {
-			return fmt.Errorf("wait for its first stop: %w", &exitedError{ws})
-		}
-		if ws.Stopped() && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
-			break
-		}
+	ws, err := waitTid(tid)
+	if err != nil {
+		return fmt.Errorf("wait for its first stop: %w", err)
+	}
+	if ws.Exited() || ws.Signaled() {
+		return fmt.Errorf("wait for its first stop: %w", &exitedError{ws})
+	}
+	if !ws.Stopped() || ws.TrapCause() != unix.PTRACE_EVENT_STOP {
 		return fmt.Errorf("first stop is %#x (signal %d), not PTRACE_EVENT_STOP", uint32(ws), ws.StopSignal())
 	}
 	if err := unix.PtraceSetOptions(tid, opts); err != nil {

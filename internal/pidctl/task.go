@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -224,17 +225,25 @@ func (t *Task) Kill() error {
 // ReapChild reaps the zombie child pid of the task with an injected wait4
 // (WNOHANG: the child must already be dead, as after its Kill).
 func (t *Task) ReapChild(pid int) error {
-	ret, err := t.Syscall(unix.SYS_WAIT4, uint64(pid), 0, unix.WNOHANG|unix.WALL, 0)
-	if err != nil {
-		return err
+	// A killed traced child becomes waitable for its parent only once its
+	// tracer has seen it die: poll briefly rather than block the parent.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ret, err := t.Syscall(unix.SYS_WAIT4, uint64(pid), 0, unix.WNOHANG|unix.WALL, 0)
+		if err != nil {
+			return err
+		}
+		if e := ptrace.Errno(ret); e != 0 {
+			return fmt.Errorf("task %d: reap child %d: wait4: %w", t.Tid, pid, e)
+		}
+		if int(ret) == pid {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("task %d: reap child %d: wait4 returned %d: child still running?", t.Tid, pid, int64(ret))
+		}
+		time.Sleep(time.Millisecond)
 	}
-	if e := ptrace.Errno(ret); e != 0 {
-		return fmt.Errorf("task %d: reap child %d: wait4: %w", t.Tid, pid, e)
-	}
-	if int(ret) != pid {
-		return fmt.Errorf("task %d: reap child %d: wait4 returned %d: child still running?", t.Tid, pid, int64(ret))
-	}
-	return nil
 }
 
 // waitGone waits for tid to exit; ECHILD means it is not (or no longer) ours

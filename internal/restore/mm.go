@@ -33,8 +33,6 @@ const (
 	prSetTHPDisable = 41
 )
 
-func pageAlign(n uint64) uint64 { return (n + 4095) &^ 4095 }
-
 // restoreMM rebuilds the task's address space: everything but the stub's
 // own area goes, the vDSO block moves to where it was, every VMA of the image
 // is mapped, pages are written, protections are set, then the mm fields.
