@@ -59,13 +59,24 @@ func BenchmarkDump1GiB(b *testing.B) {
 			os.Remove(f.Name())
 		}
 	})
-	b.Run("gockpt-dump", func(b *testing.B) {
+	for _, m := range []struct {
+		name   string
+		reader PageReader
+	}{{"gockpt-dump-parasite-vmsplice", ReadByParasite}, {"gockpt-dump-process_vm_readv", ReadByVM}} {
+		b.Run(m.name, func(b *testing.B) {
+			benchDump(b, p.Pid, size, m.reader)
+		})
+	}
+}
+
+func benchDump(b *testing.B, pid int, size int64, reader PageReader) {
+	{
 		b.SetBytes(size)
 		dir := tmpfsDir(b)
 		var frozen time.Duration
 		for i := 0; i < b.N; i++ {
 			img := filepath.Join(dir, fmt.Sprint(i))
-			st, err := Run(Options{Pid: p.Pid, ImagesDir: img, LeaveRunning: true})
+			st, err := Run(Options{Pid: pid, ImagesDir: img, LeaveRunning: true, PageReader: reader})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -73,5 +84,5 @@ func BenchmarkDump1GiB(b *testing.B) {
 			os.RemoveAll(img)
 		}
 		b.ReportMetric(float64(frozen.Milliseconds())/float64(b.N), "frozen-ms/op")
-	})
+	}
 }

@@ -115,13 +115,15 @@ func (d *dumper) task(t *ptrace.Task) error {
 		return err
 	}
 
-	// The parasite reads what only the task can tell; everything after it
-	// is read while it is in place, then it is cured before the next task.
-	if err := d.fromParasite(t, cores, mm); err != nil {
-		return err
-	}
-
-	if err := d.memory(t, plans); err != nil {
+	// The parasite reads what only the task can tell, and its pages; it is
+	// cured before the next task.
+	err = d.withParasite(t, func(p *parasite.Parasite) error {
+		if err := d.fromParasite(p, t, cores, mm); err != nil {
+			return err
+		}
+		return d.memory(t, plans, p)
+	})
+	if err != nil {
 		return err
 	}
 	ids, err := d.ids.of(t.Pid)
@@ -255,7 +257,7 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 
 // memory writes the task's private pages: pagemap-PID.img lists them,
 // pages-N.img holds their bytes in the same order.
-func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan) error {
+func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan, p *parasite.Parasite) error {
 	begin := time.Now()
 	ranges, scanned, err := presentRanges(t.Pid, plans)
 	if err != nil {
@@ -293,9 +295,7 @@ func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan) error {
 	defer f.Close()
 	d.stats.MemdumpTime += time.Since(begin)
 	begin = time.Now()
-	r := newVMReader(t.Pid)
-	defer r.close()
-	if err := r.copyRanges(ranges, f); err != nil {
+	if err := d.copyPages(t.Pid, plans, ranges, p, f); err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	if err := f.Close(); err != nil {

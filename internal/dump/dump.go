@@ -41,6 +41,8 @@ type Options struct {
 	// up and lets it run again.
 	Timeout    time.Duration
 	GhostLimit int64
+	// PageReader chooses how memory is read (default: by the parasite).
+	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
 	LSM lsm.LSM
 	// WatchdogArgs, when set, start the parasite watchdog (argv of a gockpt

@@ -9,7 +9,60 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/parasite"
 )
+
+// PageReader chooses how dump reads memory.
+type PageReader int
+
+const (
+	// ReadByParasite has the parasite vmsplice pages into a pipe that
+	// gockpt splices into the pages file: one copy. The default: measured
+	// faster (make bench).
+	ReadByParasite PageReader = iota
+	// ReadByVM copies pages with process_vm_readv into a buffer, then
+	// writes it: two copies, no parasite needed.
+	ReadByVM
+)
+
+// copyPages writes ranges (in order, all inside plans' VMAs) to f. Pages
+// the task cannot read itself (PROT_NONE areas with data) always go
+// through the tracer's view of its memory.
+func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *parasite.Parasite, f *os.File) error {
+	vm := newVMReader(pid)
+	defer vm.close()
+	if d.opts.PageReader == ReadByVM || p == nil {
+		return vm.copyRanges(ranges, f)
+	}
+	readable := func(addr uint64) bool {
+		for _, pl := range plans {
+			if addr >= pl.entry.GetStart() && addr < pl.entry.GetEnd() {
+				return pl.entry.GetProt()&unix.PROT_READ != 0
+			}
+		}
+		return false
+	}
+	for len(ranges) > 0 {
+		r := readable(ranges[0].Start)
+		n := 1
+		for n < len(ranges) && readable(ranges[n].Start) == r {
+			n++
+		}
+		if r {
+			prs := make([]parasite.Range, n)
+			for i, rg := range ranges[:n] {
+				prs[i] = parasite.Range{Addr: rg.Start, Len: rg.Len}
+			}
+			if _, err := p.DumpPages(prs, f); err != nil {
+				return err
+			}
+		} else if err := vm.copyRanges(ranges[:n], f); err != nil {
+			return err
+		}
+		ranges = ranges[n:]
+	}
+	return nil
+}
 
 // pageChunk is how much memory one process_vm_readv call moves: big enough
 // to amortise the syscall, small enough to stay in cache-friendly territory.

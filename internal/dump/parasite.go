@@ -11,12 +11,10 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// fromParasite injects the parasite into the task's main thread and reads
-// what only the task can tell: signal handlers, itimers, POSIX timers,
-// pdeathsig, dumpable, child subreaper, and per thread the tid address and
-// sigaltstack. The parasite is cured before returning, also on error; if
-// gockpt dies meanwhile, it cures itself.
-func (d *dumper) fromParasite(t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEntry) (err error) {
+// withParasite injects the parasite into the task's main thread, runs f
+// with it, and cures it, also on error; if gockpt dies meanwhile, the
+// parasite cures itself and the watchdog removes what it leaves.
+func (d *dumper) withParasite(t *ptrace.Task, f func(p *parasite.Parasite) error) (err error) {
 	leader := t.Threads[0]
 	p, err := parasite.Inject(leader.Tracer(), leader, parasite.Options{LSM: d.opts.LSM, Watchdog: d.watchdog})
 	if err != nil {
@@ -29,7 +27,13 @@ func (d *dumper) fromParasite(t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEn
 			err = fmt.Errorf("task %d: cure parasite: %w", t.Pid, cerr)
 		}
 	}()
+	return f(p)
+}
 
+// fromParasite reads what only the task can tell: signal handlers,
+// itimers, POSIX timers, pdeathsig, dumpable, child subreaper, and per
+// thread the tid address and sigaltstack.
+func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEntry) (err error) {
 	tc := cores[0].GetTc()
 	sas, err := p.DumpSigactions()
 	if err != nil {

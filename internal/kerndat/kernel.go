@@ -112,4 +112,3 @@ func configOption(name string) string {
 	}
 	return "n"
 }
-
