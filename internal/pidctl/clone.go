@@ -326,6 +326,11 @@ func discard(parent, child *Task, flags uint64) error {
 	if ppid == parent.Tgid {
 		return parent.ReapChild(child.Tid)
 	}
+	if ppid == os.Getpid() {
+		// Our own child (CLONE_PARENT): reap what the tracer wait left.
+		var ws unix.WaitStatus
+		unix.Wait4(child.Tid, &ws, unix.WALL|unix.WNOHANG, nil)
+	}
 	if ppid != 0 && ppid != os.Getpid() {
 		return fmt.Errorf("task %d: killed unwanted child %d, but its parent %d must reap it", parent.Tid, child.Tid, ppid)
 	}

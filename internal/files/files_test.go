@@ -1,0 +1,112 @@
+package files
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// TestPeekPipeLeavesData: the bytes in a pipe are copied, not consumed.
+func TestPeekPipeLeavesData(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	want := bytes.Repeat([]byte("in flight "), 1000)
+	if _, err := unix.Write(p[1], want); err != nil {
+		t.Fatal(err)
+	}
+	// peekPipe reaches the pipe through /proc, as dump does for a task's fd.
+	pd, err := peekPipe(fmt.Sprintf("/proc/self/fd/%d", p[1]), 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pd.Data, want) || pd.Entry.GetBytes() != uint32(len(want)) || pd.Entry.GetPipeId() != 42 {
+		t.Fatalf("peeked %d bytes (entry %v), want %d", len(pd.Data), pd.Entry, len(want))
+	}
+	got := make([]byte, len(want)+10)
+	n, err := unix.Read(p[0], got)
+	if err != nil || !bytes.Equal(got[:n], want) {
+		t.Fatalf("after the peek the pipe holds %d bytes (%v), want the original %d", n, err, len(want))
+	}
+}
+
+func TestPeekEmptyPipe(t *testing.T) {
+	var p [2]int
+	unix.Pipe2(p[:], unix.O_CLOEXEC)
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	pd, err := peekPipe(fmt.Sprintf("/proc/self/fd/%d", p[0]), 1)
+	if err != nil || pd.Entry.GetBytes() != 0 || len(pd.Data) != 0 || pd.Entry.GetSize() == 0 {
+		t.Fatalf("empty pipe: %v %v", pd.Entry, err)
+	}
+}
+
+// TestOpenerPipe: both ends of one pipe come from one object, the saved
+// bytes are back in it, and flags are per end.
+func TestOpenerPipe(t *testing.T) {
+	o := &Opener{
+		Files: map[uint32]*pb.FileEntry{
+			1: {Type: pb.FdTypes_PIPE.Enum(), Id: u32(1), Pipe: &pb.PipeEntry{Id: u32(1), PipeId: u32(7), Flags: u32(unix.O_RDONLY | unix.O_NONBLOCK)}},
+			2: {Type: pb.FdTypes_PIPE.Enum(), Id: u32(2), Pipe: &pb.PipeEntry{Id: u32(2), PipeId: u32(7), Flags: u32(unix.O_WRONLY)}},
+		},
+		PipeData: map[uint32][]byte{7: []byte("saved bytes")},
+		PipeSize: map[uint32]uint32{7: 1 << 16},
+	}
+	defer o.Close()
+	r, err := o.Open(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := o.Open(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := o.Open(1); again != r {
+		t.Fatal("the same file id opened twice")
+	}
+	fl, _ := unix.FcntlInt(r.Fd(), unix.F_GETFL, 0)
+	if fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("read end flags %#o lack O_NONBLOCK", fl)
+	}
+	w.Write([]byte(" and more"))
+	buf := make([]byte, 64)
+	n, _ := r.Read(buf)
+	if string(buf[:n]) != "saved bytes and more" {
+		t.Fatalf("pipe holds %q", buf[:n])
+	}
+}
+
+// TestOpenerRegular: a regular file comes back at its position with its
+// flags; a file that shrank below the position is refused.
+func TestOpenerRegular(t *testing.T) {
+	name := t.TempDir() + "/f"
+	os.WriteFile(name, []byte("0123456789"), 0o600)
+	o := &Opener{Files: map[uint32]*pb.FileEntry{
+		1: {Type: pb.FdTypes_REG.Enum(), Id: u32(1), Reg: &pb.RegFileEntry{Id: u32(1), Name: &name, Flags: u32(unix.O_RDWR | unix.O_APPEND), Pos: u64(4), Size: u64(10)}},
+		2: {Type: pb.FdTypes_REG.Enum(), Id: u32(2), Reg: &pb.RegFileEntry{Id: u32(2), Name: &name, Flags: u32(unix.O_RDONLY), Pos: u64(20), Size: u64(30), Mode: u32(unix.S_IFREG | 0o600)}},
+	}}
+	defer o.Close()
+	f, err := o.Open(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos, _ := unix.Seek(int(f.Fd()), 0, 1)
+	fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if pos != 4 || fl&unix.O_APPEND == 0 || fl&unix.O_ACCMODE != unix.O_RDWR {
+		t.Fatalf("position %d flags %#o", pos, fl)
+	}
+	if _, err := o.Open(2); err == nil || !bytes.Contains([]byte(err.Error()), []byte("shorter than the saved position 20")) {
+		t.Fatalf("shrunk file: %v", err)
+	}
+}
+
+func u32(v uint32) *uint32 { return &v }
+func u64(v uint64) *uint64 { return &v }
