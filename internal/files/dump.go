@@ -141,6 +141,20 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 	switch {
 	case strings.HasPrefix(target, "socket:"):
 		return nil, unsupported("socket", later)
+	case target == "anon_inode:[eventfd]":
+		id, err := d.eventfd(pid, fd, &st, info)
+		if err != nil {
+			return nil, err
+		}
+		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_EVENTFD.Enum()
+		return fe, nil
+	case target == "anon_inode:[eventpoll]":
+		id, err := d.eventpoll(pid, fd, &st, info)
+		if err != nil {
+			return nil, err
+		}
+		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_EVENTPOLL.Enum()
+		return fe, nil
 	case strings.HasPrefix(target, "anon_inode:"):
 		kind := strings.Trim(strings.TrimPrefix(target, "anon_inode:"), "[]")
 		return nil, unsupported(kind, later)

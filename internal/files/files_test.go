@@ -110,3 +110,28 @@ func TestOpenerRegular(t *testing.T) {
 
 func u32(v uint32) *uint32 { return &v }
 func u64(v uint64) *uint64 { return &v }
+
+func TestParseTfd(t *testing.T) {
+	e, err := parseTfd("tfd:        7 events:       19 data:                7  pos:0 ino:40e sdev:10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.GetTfd() != 7 || e.GetEvents() != 0x19 || e.GetData() != 7 || e.GetInode() != 0x40e || e.GetDev() != 0x10 || e.GetPos() != 0 {
+		t.Fatalf("parsed %v", e)
+	}
+	if _, err := parseTfd("tfd: x events: 1"); err == nil {
+		t.Fatal("garbage tfd line accepted")
+	}
+}
+
+func TestEventfdRoundTrip(t *testing.T) {
+	f, err := openEventfd(&pb.EventfdFileEntry{Counter: u64(5), Flags: u32(unix.EFD_SEMAPHORE | unix.O_NONBLOCK)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 8)
+	if n, err := f.Read(b); err != nil || n != 8 || b[0] != 1 {
+		t.Fatalf("semaphore eventfd read %v %v", b, err)
+	}
+}

@@ -73,6 +73,10 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 		f, err = o.openPipe(e.GetPipe())
 	case pb.FdTypes_FIFO:
 		f, err = o.openFifo(e.GetFifo())
+	case pb.FdTypes_EVENTFD:
+		f, err = openEventfd(e.GetEfd())
+	case pb.FdTypes_EVENTPOLL:
+		f, err = openEpoll(e.GetEpfd())
 	default:
 		return nil, fmt.Errorf("file id %d: %v files are not supported yet", id, e.GetType())
 	}

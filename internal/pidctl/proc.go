@@ -24,6 +24,10 @@ func (e *TakenError) Error() string {
 	if e.Occupant != "" {
 		who = e.Occupant
 	}
+	if strings.HasPrefix(e.Occupant, "a zombie") {
+		// The dumped tree itself, killed but not reaped yet: say who must.
+		return fmt.Sprintf("PID %d is taken by %s: its parent must reap it (wait for it) before the PID is free", e.PID, who)
+	}
 	return fmt.Sprintf("PID %d is taken by %s: stop it or restore in a new PID namespace", e.PID, who)
 }
 
@@ -47,6 +51,9 @@ func occupant(pid int) string {
 			return fmt.Sprintf("a thread of process %d", tgid)
 		}
 		return fmt.Sprintf("a thread of process %d (%s, PPID %s)", tgid, pst["Name"], pst["PPid"])
+	}
+	if strings.HasPrefix(st["State"], "Z") {
+		return fmt.Sprintf("a zombie (%s, PPID %s)", st["Name"], st["PPid"])
 	}
 	return fmt.Sprintf("another process (%s, PPID %s)", st["Name"], st["PPid"])
 }

@@ -1,10 +1,13 @@
 package restore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	pb "github.com/gockpt/gockpt/proto"
 )
 
 // restoreFds gives the task exactly the fds it had. gockpt builds each open
@@ -63,6 +66,33 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 				v = unix.FD_CLOEXEC
 			}
 			if _, err := r.call("fcntl(F_SETFD)", unix.SYS_FCNTL, want, unix.F_SETFD, v); err != nil {
+				return err
+			}
+		}
+	}
+	return rs.epollTargets(t, r)
+}
+
+// epollTargets registers, from inside the task, what each of its epoll
+// instances watched: the targets are named by the task's own fd numbers.
+// An epoll shared by several tasks is filled once.
+func (rs *restorer) epollTargets(t *Task, r *remote) error {
+	for _, fd := range t.Fds {
+		e := rs.plan.Files[fd.GetId()]
+		if e.GetType() != pb.FdTypes_EVENTPOLL || rs.epollDone[fd.GetId()] {
+			continue
+		}
+		rs.epollDone[fd.GetId()] = true
+		for _, tfd := range e.GetEpfd().GetTfd() {
+			ev := make([]byte, 12) // struct epoll_event is packed on x86-64
+			binary.LittleEndian.PutUint32(ev[0:], tfd.GetEvents())
+			binary.LittleEndian.PutUint64(ev[4:], tfd.GetData())
+			p, err := r.put(ev)
+			if err != nil {
+				return err
+			}
+			if _, err := r.call(fmt.Sprintf("epoll_ctl(%d, ADD, %d)", fd.GetFd(), tfd.GetTfd()), unix.SYS_EPOLL_CTL,
+				uint64(fd.GetFd()), unix.EPOLL_CTL_ADD, uint64(tfd.GetTfd()), p); err != nil {
 				return err
 			}
 		}

@@ -80,6 +80,8 @@ type restorer struct {
 	tasks  []*live
 	byPid  map[int]*live
 	stats  Stats
+	// epollDone marks epoll file ids whose targets are registered.
+	epollDone map[uint32]bool
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -94,7 +96,7 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}}
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
 		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
 	defer rs.opener.Close()

@@ -1,0 +1,139 @@
+package files
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/proc"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// eventfd describes an eventfd: its counter and semaphore mode come from
+// fdinfo, its status flags too.
+func (d *Dumper) eventfd(pid, fd int, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
+	if id, ok := d.sameOFD(pid, fd, st); ok {
+		return id, nil
+	}
+	count, err := strconv.ParseUint(strings.TrimSpace(info.Fields["eventfd-count"]), 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("task %d fd %d: eventfd-count %q in fdinfo: %w", pid, fd, info.Fields["eventfd-count"], err)
+	}
+	flags := info.Flags &^ unix.O_CLOEXEC
+	if strings.TrimSpace(info.Fields["eventfd-semaphore"]) == "1" {
+		flags |= unix.EFD_SEMAPHORE
+	}
+	own, err := d.fown(pid, fd)
+	if err != nil {
+		return 0, err
+	}
+	id := d.newID()
+	d.remember(pid, fd, st, id)
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTFD.Enum(), Id: proto.Uint32(id), Efd: &pb.EventfdFileEntry{
+		Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: own, Counter: proto.Uint64(count),
+	}})
+	return id, nil
+}
+
+// eventpoll describes an epoll instance with the fds it watches, as fdinfo
+// lists them ("tfd: N events: X data: Y pos: P ino: I sdev: D").
+func (d *Dumper) eventpoll(pid, fd int, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
+	if id, ok := d.sameOFD(pid, fd, st); ok {
+		return id, nil
+	}
+	own, err := d.fown(pid, fd)
+	if err != nil {
+		return 0, err
+	}
+	id := d.newID()
+	e := &pb.EventpollFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(info.Flags &^ unix.O_CLOEXEC), Fown: own}
+	for _, line := range info.Entries {
+		if !strings.HasPrefix(line, "tfd:") {
+			continue
+		}
+		t, err := parseTfd(line)
+		if err != nil {
+			return 0, fmt.Errorf("task %d fd %d: fdinfo line %q: %w", pid, fd, line, err)
+		}
+		t.Id = proto.Uint32(id)
+		e.Tfd = append(e.Tfd, t)
+	}
+	d.remember(pid, fd, st, id)
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(id), Epfd: e})
+	return id, nil
+}
+
+// parseTfd reads one epoll target line of fdinfo. The values after "data:"
+// and "ino:"/"sdev:" are hex, "tfd:" and "pos:" decimal.
+func parseTfd(line string) (*pb.EventpollTfdEntry, error) {
+	f := strings.Fields(strings.NewReplacer("pos:", "pos: ", "ino:", "ino: ", "sdev:", "sdev: ").Replace(line))
+	vals := map[string]string{}
+	for i := 0; i+1 < len(f); i += 2 {
+		vals[strings.TrimSuffix(f[i], ":")] = f[i+1]
+	}
+	num := func(key string, base int) (uint64, error) {
+		v, ok := vals[key]
+		if !ok {
+			return 0, fmt.Errorf("no %s", key)
+		}
+		return strconv.ParseUint(v, base, 64)
+	}
+	tfd, err := num("tfd", 10)
+	if err != nil {
+		return nil, err
+	}
+	events, err := num("events", 16)
+	if err != nil {
+		return nil, err
+	}
+	data, err := num("data", 16)
+	if err != nil {
+		return nil, err
+	}
+	t := &pb.EventpollTfdEntry{Tfd: proto.Uint32(uint32(tfd)), Events: proto.Uint32(uint32(events)), Data: proto.Uint64(data)}
+	if v, err := num("pos", 10); err == nil {
+		t.Pos = proto.Uint64(v)
+	}
+	if v, err := num("ino", 16); err == nil {
+		t.Inode = proto.Uint64(v)
+	}
+	if v, err := num("sdev", 16); err == nil {
+		t.Dev = proto.Uint32(uint32(v))
+	}
+	return t, nil
+}
+
+// openEventfd makes an eventfd with the saved counter and mode.
+func openEventfd(e *pb.EventfdFileEntry) (*os.File, error) {
+	flags := int(e.GetFlags()) & (unix.EFD_SEMAPHORE | unix.EFD_NONBLOCK)
+	fd, err := unix.Eventfd(0, flags|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "eventfd")
+	if c := e.GetCounter(); c != 0 {
+		var b [8]byte
+		for i := range b {
+			b[i] = byte(c >> (8 * i))
+		}
+		if _, err := unix.Write(fd, b[:]); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("eventfd counter %d: %w", c, err)
+		}
+	}
+	return f, nil
+}
+
+// openEpoll makes an empty epoll instance; its targets are fds of the task,
+// so the task adds them itself once all its fds are in place (EpollTargets).
+func openEpoll(e *pb.EventpollFileEntry) (*os.File, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "epoll"), nil
+}

@@ -1,0 +1,24 @@
+# Restore test target: threads, a dict, and sleeps. Usage: pyprog.py DIR;
+# writes DIR/ready, appends "ok N" or "BAD N" to DIR/log.
+import os, sys, threading, time
+
+d = sys.argv[1]
+table = {i: i * i for i in range(50000)}
+counts = [0, 0, 0]
+
+def worker(k):
+    while True:
+        counts[k] += 1
+        time.sleep(0.002)
+
+for k in range(3):
+    threading.Thread(target=worker, args=(k,), daemon=True).start()
+log = open(os.path.join(d, "log"), "a", buffering=1)
+open(os.path.join(d, "ready"), "w").close()
+n = 0
+while True:
+    before = list(counts)
+    time.sleep(0.01)
+    ok = all(table[k] == k * k for k in range(0, 50000, 997)) and all(c > b for c, b in zip(counts, before))
+    log.write("%s %d\n" % ("ok" if ok else "BAD", n))
+    n += 1
