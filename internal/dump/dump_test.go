@@ -328,8 +328,9 @@ func TestRefusals(t *testing.T) {
 		return p
 	}
 	sock := start("socket")
-	evfd := start("eventfd")
-	epfd := start("epoll")
+	tfd := start("timerfd")
+	ifd := start("inotify")
+	sfd := start("signalfd")
 	big := start("deleted", "2000000")
 	traced := testproc.Start(t, "sleep", "1000")
 	tr := ptrace.NewTracer()
@@ -351,8 +352,9 @@ func TestRefusals(t *testing.T) {
 		{"kernel thread", 2, "PID 2 (kthreadd) is a kernel thread: kernel threads cannot be dumped"},
 		{"self", os.Getpid(), fmt.Sprintf("PID %d is gockpt itself or one of its ancestors", os.Getpid())},
 		{"socket", sock.Pid, fmt.Sprintf("task %d fd 3: socket (socket:[", sock.Pid)},
-		{"eventfd", evfd.Pid, fmt.Sprintf("task %d fd 3: eventfd (anon_inode:[eventfd]) is not supported yet", evfd.Pid)},
-		{"epoll", epfd.Pid, fmt.Sprintf("task %d fd 3: eventpoll (anon_inode:[eventpoll]) is not supported yet", epfd.Pid)},
+		{"timerfd", tfd.Pid, fmt.Sprintf("task %d fd 3: timerfd (anon_inode:[timerfd]) is not supported yet", tfd.Pid)},
+		{"inotify", ifd.Pid, fmt.Sprintf("task %d fd 3: inotify (anon_inode:inotify) is not supported yet", ifd.Pid)},
+		{"signalfd", sfd.Pid, fmt.Sprintf("task %d fd 3: signalfd (anon_inode:[signalfd]) is not supported yet", sfd.Pid)},
 		{"ghost limit", big.Pid, fmt.Sprintf("task %d fd 3: deleted file", big.Pid)},
 		{"traced", traced.Pid, "not permitted to ptrace it"},
 	}
