@@ -321,15 +321,23 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 	if err := checkSameFile(exe); err != nil {
 		return fmt.Errorf("task %d: executable: %w", t.Pid, err)
 	}
-	p, err := r.str(exe.GetName())
-	if err != nil {
-		return err
+	// A child cloned from its restored parent has the right exe already;
+	// the kernel refuses to set the exe of an mm that maps it (EBUSY), so
+	// exe_fd -1 keeps it.
+	exeFd := uint64(0xffffffff)
+	var cur, want unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/exe", t.Pid), &cur) != nil || unix.Stat(exe.GetName(), &want) != nil ||
+		cur.Dev != want.Dev || cur.Ino != want.Ino {
+		p, err := r.str(exe.GetName())
+		if err != nil {
+			return err
+		}
+		exeFd, err = r.call("open executable "+exe.GetName(), unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer r.call("close", unix.SYS_CLOSE, exeFd)
 	}
-	exeFd, err := r.call("open executable "+exe.GetName(), unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer r.call("close", unix.SYS_CLOSE, exeFd)
 	auxv := mm.GetMmSavedAuxv()
 	auxvAddr, err := r.u64s(auxv...)
 	if err != nil {

@@ -452,6 +452,9 @@ func (rs *restorer) finish() error {
 		}
 	}
 	for _, l := range rs.tasks {
+		if l.t.Zombie {
+			continue // it is dead already: nothing to let go
+		}
 		for _, te := range l.threads {
 			var err error
 			if rs.opts.LeaveStopped || l.t.Core().GetTc().GetTaskState() == 3 {

