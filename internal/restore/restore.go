@@ -28,6 +28,9 @@ type Options struct {
 	// UseNsLastPid places PIDs with the ns_last_pid fallback instead of
 	// clone3 set_tid.
 	UseNsLastPid bool
+	// Trace, when set, hears the steps whose order matters (label set,
+	// thread created), for tests.
+	Trace func(event string)
 }
 
 // Stats is what a restore did.
@@ -317,6 +320,7 @@ func (rs *restorer) secondPass(l *live) error {
 		if tid == t.Pid {
 			continue
 		}
+		rs.trace(fmt.Sprintf("clone thread %d", tid))
 		te, err := rs.clone(r, pidctl.ThreadFlags, 0, tid)
 		if err != nil {
 			return fmt.Errorf("task %d thread %d: %w", t.Pid, tid, err)
@@ -388,8 +392,17 @@ func (rs *restorer) setLabel(l *live) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.call("write label "+label, unix.SYS_WRITE, fd, d, uint64(len(w.Data)))
-	return err
+	if _, err = r.call("write label "+label, unix.SYS_WRITE, fd, d, uint64(len(w.Data))); err != nil {
+		return err
+	}
+	rs.trace(fmt.Sprintf("label %s set in task %d", label, l.t.Pid))
+	return nil
+}
+
+func (rs *restorer) trace(event string) {
+	if rs.opts.Trace != nil {
+		rs.opts.Trace(event)
+	}
 }
 
 // restoreSeccomp installs each thread's filter chain, outermost first.
