@@ -4,16 +4,18 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all gockpt test unit generate lint bench demo clean
+.PHONY: all gockpt test generate lint bench demo clean
 
 all: gockpt
 
 gockpt:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gockpt ./cmd/gockpt
 
-# Unit tests and end-to-end tests with real processes; they need root.
+# Unit tests and end-to-end tests with real processes, then the zdtm suite
+# (its summary line is the last line); they need root.
 test: gockpt
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory zdtm
 
 # Regenerate every committed generated file (protobuf Go code, parasite blob).
 generate:

@@ -23,7 +23,7 @@ every thread) into CRIU-compatible images in the images directory. By default
 the tree is killed after a successful dump, as CRIU does; a failed dump leaves
 it running as it was.`,
 		Args:        cobra.NoArgs,
-		Annotations: map[string]string{logNameAnnotation: "dump.log"},
+		Annotations: map[string]string{logNameAnnotation: "dump.log", createsImagesAnnotation: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.LeaveRunning && opts.LeaveStopped {
 				return fmt.Errorf("--leave-running and --leave-stopped exclude each other: choose one")

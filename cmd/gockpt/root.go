@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -63,6 +64,9 @@ func newRootCmd(opts *config.Options, stdout, stderr io.Writer) *cobra.Command {
 // restore.log). Commands without one log only when -o is given.
 const logNameAnnotation = "gockpt/log-file"
 
+// createsImagesAnnotation marks commands that create the images directory.
+const createsImagesAnnotation = "gockpt/creates-images-dir"
+
 func openLog(cmd *cobra.Command, opts *config.Options) error {
 	name := opts.LogFile
 	if name == "" {
@@ -74,6 +78,13 @@ func openLog(cmd *cobra.Command, opts *config.Options) error {
 	dir := opts.WorkDir
 	if dir == "" {
 		dir = opts.ImagesDir
+		// Only dump makes the images directory; a command reading images
+		// must not create one just to hold its log.
+		if cmd.Annotations[createsImagesAnnotation] == "" {
+			if _, err := os.Stat(dir); err != nil {
+				return nil
+			}
+		}
 	}
 	if err := log.Open(dir, name, opts.Verbosity); err != nil {
 		return err

@@ -126,6 +126,11 @@ func (d *dumper) task(t *ptrace.Task) error {
 	if err != nil {
 		return err
 	}
+	// Pending signals last: a timer that expired while the task was frozen
+	// (or while the parasite ran) has queued its signal by now.
+	if err := pendingSignals(t, cores); err != nil {
+		return err
+	}
 	ids, err := d.ids.of(t.Pid)
 	if err != nil {
 		return err
@@ -181,10 +186,6 @@ func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*
 	if err != nil {
 		return nil, err
 	}
-	shared, err := t.Threads[0].PendingSignals(true)
-	if err != nil {
-		return nil, err
-	}
 	tc := &pb.TaskCoreEntry{
 		TaskState:   proto.Uint32(taskAlive),
 		ExitCode:    proto.Uint32(0),
@@ -197,9 +198,6 @@ func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*
 	if te := t.Threads[0]; te.GroupStopped {
 		tc.TaskState = proto.Uint32(taskStopped)
 		tc.StopSigno = proto.Uint32(uint32(te.StopSignal))
-	}
-	if len(shared) > 0 {
-		tc.SignalsS = signalQueue(shared)
 	}
 	if v, err := readIntFile(fmt.Sprintf("/proc/%d/loginuid", t.Pid), 10); err == nil {
 		tc.Loginuid = proto.Uint32(uint32(v))
@@ -362,4 +360,25 @@ func (d *dumper) fs(t *ptrace.Task, status *proc.Status) (*pb.FsEntry, error) {
 		fs.Umask = proto.Uint32(status.Umask)
 	}
 	return fs, nil
+}
+
+// pendingSignals records each thread's queued signals and the process's.
+func pendingSignals(t *ptrace.Task, cores []*pb.CoreEntry) error {
+	for i, te := range t.Threads {
+		sigs, err := te.PendingSignals(false)
+		if err != nil {
+			return err
+		}
+		if len(sigs) > 0 {
+			cores[i].ThreadCore.SignalsP = signalQueue(sigs)
+		}
+	}
+	shared, err := t.Threads[0].PendingSignals(true)
+	if err != nil {
+		return err
+	}
+	if len(shared) > 0 {
+		cores[0].Tc.SignalsS = signalQueue(shared)
+	}
+	return nil
 }

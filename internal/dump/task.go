@@ -50,10 +50,6 @@ func threadCore(pid int, te *ptrace.Tracee, lsmLabel func(tid int) (string, erro
 	if err != nil {
 		return nil, err
 	}
-	pending, err := te.PendingSignals(false)
-	if err != nil {
-		return nil, err
-	}
 	head, hlen, err := ptrace.RobustList(tid)
 	if err != nil {
 		return nil, err
@@ -107,9 +103,6 @@ func threadCore(pid int, te *ptrace.Tracee, lsmLabel func(tid int) (string, erro
 		tc.SchedNice = proto.Int32(int32(pol.nice))
 	} else {
 		return nil, fmt.Errorf("task %d thread %d: %w", pid, tid, err)
-	}
-	if len(pending) > 0 {
-		tc.SignalsP = signalQueue(pending)
 	}
 	if st.Seccomp == 2 {
 		fs, err := te.SeccompFilters()

@@ -134,9 +134,13 @@ func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error)
 	if g.GetChunks() {
 		return nil, fmt.Errorf("ghost file %x is stored in chunks, which gockpt does not read yet", ghostID)
 	}
-	// The original name may be taken again by now: use a fresh name in the
-	// same directory, so the file lands on the same filesystem.
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".gockpt-ghost-*")
+	// Recreate it under its own name, so that the restored fd reads as
+	// "name (deleted)" again; if that name is taken by a new file by now,
+	// use a fresh name in the same directory (same filesystem).
+	tmp, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		tmp, err = os.CreateTemp(filepath.Dir(name), ".gockpt-ghost-*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
 	}

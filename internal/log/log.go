@@ -70,6 +70,7 @@ func Close() {
 		out.Close()
 		out = nil
 	}
+	path = ""
 }
 
 func logf(lvl int, tag, format string, args ...any) {

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Mapping is one line of /proc/PID/maps.
+type Mapping struct {
+	Start, End uint64
+	Perms      string
+	Offset     uint64
+	Dev        string
+	Inode      uint64
+	Path       string
+}
+
+// vdsoNames are the kernel-provided areas restore may move as one block: they
+// are compared by size and layout relative to each other, not by address.
+var vdsoNames = map[string]bool{"[vvar]": true, "[vvar_vclock]": true, "[vdso]": true}
+
+// ParseMaps parses the text of /proc/PID/maps.
+func ParseMaps(text string) ([]Mapping, error) {
+	var out []Mapping
+	for n, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		m, err := parseMapsLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("maps line %d %q: %w", n+1, line, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func parseMapsLine(line string) (Mapping, error) {
+	var m Mapping
+	// address perms offset dev inode [path]; the path may contain spaces.
+	f := strings.Fields(line)
+	if len(f) < 5 {
+		return m, fmt.Errorf("%d fields, want at least 5", len(f))
+	}
+	se := strings.SplitN(f[0], "-", 2)
+	if len(se) != 2 {
+		return m, fmt.Errorf("bad address range %q", f[0])
+	}
+	var err error
+	if m.Start, err = strconv.ParseUint(se[0], 16, 64); err != nil {
+		return m, err
+	}
+	if m.End, err = strconv.ParseUint(se[1], 16, 64); err != nil {
+		return m, err
+	}
+	m.Perms = f[1]
+	if m.Offset, err = strconv.ParseUint(f[2], 16, 64); err != nil {
+		return m, err
+	}
+	m.Dev = f[3]
+	if m.Inode, err = strconv.ParseUint(f[4], 10, 64); err != nil {
+		return m, err
+	}
+	if len(f) > 5 {
+		// Keep the path exactly, spaces included: cut after the inode field.
+		rest := line
+		for i := 0; i < 5; i++ {
+			rest = strings.TrimLeft(rest, " ")
+			rest = rest[strings.IndexByte(rest, ' ')+1:]
+		}
+		m.Path = strings.TrimLeft(rest, " ")
+	}
+	return m, nil
+}
+
+func (m Mapping) String() string {
+	return fmt.Sprintf("%x-%x %s %x %s %d %s", m.Start, m.End, m.Perms, m.Offset, m.Dev, m.Inode, m.Path)
+}
+
+// NormalizeMaps turns maps into lines that must be equal before and after a
+// restore: anonymous offsets and ghost-file identities are dropped, adjacent
+// areas the kernel may or may not have merged are merged, and the vDSO block
+// is described relative to its own start.
+func NormalizeMaps(maps []Mapping) []string {
+	var rest, vdso []Mapping
+	for _, m := range maps {
+		if vdsoNames[m.Path] {
+			vdso = append(vdso, m)
+			continue
+		}
+		if m.Inode == 0 {
+			// Anonymous: pgoff follows the address the area was created at
+			// (or mremap'd from), which restore does not reproduce.
+			m.Offset = 0
+		}
+		if strings.HasSuffix(m.Path, " (deleted)") {
+			// A deleted file comes back as a new inode.
+			m.Dev, m.Inode = "", 0
+		}
+		rest = append(rest, m)
+	}
+	var out []string
+	for _, m := range mergeAdjacent(rest) {
+		out = append(out, m.String())
+	}
+	if len(vdso) > 0 {
+		base := vdso[0].Start
+		for _, m := range vdso {
+			if m.Start < base {
+				base = m.Start
+			}
+		}
+		sort.Slice(vdso, func(i, j int) bool { return vdso[i].Start < vdso[j].Start })
+		for _, m := range vdso {
+			out = append(out, fmt.Sprintf("vdso-block +%x size %x %s %s", m.Start-base, m.End-m.Start, m.Perms, m.Path))
+		}
+	}
+	return out
+}
+
+func mergeAdjacent(maps []Mapping) []Mapping {
+	var out []Mapping
+	for _, m := range maps {
+		if n := len(out); n > 0 {
+			p := &out[n-1]
+			same := p.End == m.Start && p.Perms == m.Perms && p.Dev == m.Dev && p.Inode == m.Inode && p.Path == m.Path
+			// File pages must also continue the previous area's file offset.
+			if same && (m.Inode == 0 || p.Offset+(p.End-p.Start) == m.Offset) {
+				p.End = m.End
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+var inodeLink = regexp.MustCompile(`^([a-z_]+):\[(\d+)\]$`)
+
+// FD is what the runner compares about one file descriptor.
+type FD struct {
+	Target string // readlink of /proc/PID/fd/N
+	Flags  string // fdinfo flags (octal, with O_CLOEXEC)
+	Pos    string // fdinfo pos
+}
+
+// NormalizeFDs rewrites inode-numbered targets (pipe:[123], socket:[456]) into
+// their kind and the order in which the object first appears across the tree,
+// so that sharing is compared but inode numbers are not. tree maps
+// PID -> fd -> FD; the result maps PID -> lines "fd target flags pos".
+func NormalizeFDs(tree map[int]map[int]FD) map[int][]string {
+	pids := sortedKeys(tree)
+	seen := map[string]string{}
+	count := map[string]int{}
+	out := map[int][]string{}
+	for _, pid := range pids {
+		fds := tree[pid]
+		for _, fd := range sortedKeys(fds) {
+			f := fds[fd]
+			target := f.Target
+			pos := f.Pos
+			if sm := inodeLink.FindStringSubmatch(target); sm != nil {
+				label, ok := seen[target]
+				if !ok {
+					count[sm[1]]++
+					label = fmt.Sprintf("%s#%d", sm[1], count[sm[1]])
+					seen[target] = label
+				}
+				target = label
+				pos = "-" // pipes and sockets have no offset worth comparing
+			}
+			out[pid] = append(out[pid], fmt.Sprintf("%d %s flags=%s pos=%s", fd, target, f.Flags, pos))
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	return keys
+}
+
+// DiffLines reports the lines only in want and only in got, in order.
+func DiffLines(what string, want, got []string) []string {
+	var out []string
+	wantSet := map[string]int{}
+	gotSet := map[string]int{}
+	for _, l := range want {
+		wantSet[l]++
+	}
+	for _, l := range got {
+		gotSet[l]++
+	}
+	for _, l := range want {
+		if gotSet[l] == 0 {
+			out = append(out, fmt.Sprintf("%s: lost   %s", what, l))
+		} else {
+			gotSet[l]--
+		}
+	}
+	for _, l := range got {
+		if wantSet[l] == 0 {
+			out = append(out, fmt.Sprintf("%s: gained %s", what, l))
+		} else {
+			wantSet[l]--
+		}
+	}
+	return out
+}

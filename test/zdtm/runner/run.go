@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is what every run shares.
+type Config struct {
+	Gockpt  string
+	Timeout time.Duration
+	Verbose bool
+}
+
+// Run is one test in one mode: its work directory, its tree and the images
+// taken of it.
+type Run struct {
+	cfg      *Config
+	test     *Test
+	mode     *Mode
+	dir      string
+	out      string
+	pidfile  string
+	deadline time.Time
+
+	root   int
+	before *Tree // as set up, before any checkpoint
+	last   *Tree // the tree most recently seen alive
+	images []string
+}
+
+type checkpointOpts struct {
+	LeaveRunning bool
+	// Extra dump options, for modes to come: pre-dump chains pass
+	// --prev-images-dir ../img-N, page-server modes --page-server --address --port.
+	Extra []string
+}
+
+type restoreOpts struct {
+	// Extra restore options, for modes to come (--lazy-pages and the like).
+	Extra []string
+}
+
+func (r *Run) logf(format string, args ...any) {
+	if r.cfg.Verbose {
+		fmt.Printf("    "+format+"\n", args...)
+	}
+}
+
+// Execute runs the whole test: start, checkpoint as the mode says, SIGTERM,
+// judge. Everything started is killed by PID on the way out.
+func (r *Run) Execute() (err error) {
+	r.deadline = time.Now().Add(r.cfg.Timeout)
+	defer func() {
+		if kerr := killAll(startTimes(r.last), time.Now().Add(10*time.Second)); kerr != nil && err == nil {
+			err = fmt.Errorf("cleanup: %w", kerr)
+		}
+	}()
+	if err := r.start(); err != nil {
+		return err
+	}
+	if err := r.mode.CR(r); err != nil {
+		return err
+	}
+	return r.finish()
+}
+
+func (r *Run) start() error {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "HOME=/"}
+	env = append(env, r.test.Env...)
+	argv := append(append([]string{}, r.test.Argv...), "-p", r.pidfile)
+	r.logf("start: %s (in %s)", strings.Join(argv, " "), r.dir)
+	lpid, err := startLauncher(argv, env, r.dir, r.out)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	ws, ok, err := waitExit(lpid, r.deadline)
+	if err != nil {
+		return fmt.Errorf("test not ready: launcher: %w", err)
+	}
+	if ok && (!ws.Exited() || ws.ExitStatus() != 0) {
+		return fmt.Errorf("launcher failed (status %s): %s", describe(ws), r.output())
+	}
+	b, err := os.ReadFile(r.pidfile)
+	if err != nil {
+		return fmt.Errorf("test not ready: %w", err)
+	}
+	if r.root, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+		return fmt.Errorf("pid file %q: %w", b, err)
+	}
+	if r.before, err = CollectTree(r.root); err != nil {
+		return err
+	}
+	r.last = r.before
+	r.logf("ready: root %d, tree %v", r.root, sortedKeys(r.before.Tasks))
+	return r.checkCreds(r.before)
+}
+
+// checkCreds checks the uid/gid the header declares against /proc.
+func (r *Run) checkCreds(t *Tree) error {
+	root := t.Tasks[t.Root]
+	for _, c := range []struct {
+		key  string
+		want int
+	}{{"Uid", r.test.UID}, {"Gid", r.test.GID}} {
+		if c.want < 0 || root == nil {
+			continue
+		}
+		for _, f := range strings.Fields(root.Status[c.key]) {
+			if f != strconv.Itoa(c.want) {
+				return fmt.Errorf("task %d: %s %q, header says %d", t.Root, c.key, root.Status[c.key], c.want)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Run) gockpt(name string, args ...string) error {
+	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.cfg.Gockpt, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	r.logf("run: %s %s", r.cfg.Gockpt, strings.Join(args, " "))
+	start := time.Now()
+	err := cmd.Run()
+	r.logf("%s took %v", name, time.Since(start).Round(time.Millisecond))
+	if r.cfg.Verbose && out.Len() > 0 {
+		fmt.Print(indent(out.String(), "      "))
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("gockpt %s: killed at the test's time limit (%v): %s", name, r.cfg.Timeout, lastLines(out.String(), 5))
+	}
+	if err != nil {
+		return fmt.Errorf("gockpt %s: %v: %s", name, err, lastLines(out.String(), 5))
+	}
+	return nil
+}
+
+func (r *Run) diffOptions() DiffOptions {
+	return DiffOptions{DynamicThreads: r.test.DynamicThreads}
+}
+
+// Checkpoint dumps the tree into a new images directory.
+func (r *Run) Checkpoint(o checkpointOpts) error {
+	img := filepath.Join(r.dir, fmt.Sprintf("img-%d", len(r.images)+1))
+	r.images = append(r.images, img)
+	args := []string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", "dump.log", "-v4"}
+	if o.LeaveRunning {
+		args = append(args, "--leave-running")
+	}
+	args = append(args, o.Extra...)
+	// The tree as it is right now: these PIDs must disappear (or stay) after the dump.
+	now, err := CollectTree(r.root)
+	if err != nil {
+		return fmt.Errorf("before dump: %w", err)
+	}
+	r.last = now
+	if err := r.gockpt("dump", args...); err != nil {
+		return err
+	}
+	if o.LeaveRunning {
+		cur, err := CollectTree(r.root)
+		if err != nil {
+			return fmt.Errorf("after dump --leave-running: %w", err)
+		}
+		if d := DiffTrees(now, cur, r.diffOptions()); len(d) > 0 {
+			return fmt.Errorf("dump --leave-running changed the running tree:\n%s", strings.Join(d, "\n"))
+		}
+		return nil
+	}
+	if err := waitGone(sortedKeys(now.Tasks), time.Now().Add(10*time.Second)); err != nil {
+		return fmt.Errorf("after dump (which should kill the tree): %w", err)
+	}
+	return nil
+}
+
+// KillTree kills the running tree by PID (snapshot mode: the original goes
+// away, the restored copy takes its place).
+func (r *Run) KillTree() error {
+	return killAll(startTimes(r.last), r.deadline)
+}
+
+// RestoreAndVerify restores the latest images detached and compares the
+// restored tree with the tree as it was set up.
+func (r *Run) RestoreAndVerify(o restoreOpts) error {
+	img := r.images[len(r.images)-1]
+	pidfile := filepath.Join(img, "restore.pid")
+	args := append([]string{"restore", "-D", img, "-d", "--pidfile", pidfile, "-o", "restore.log", "-v4"}, o.Extra...)
+	if err := r.gockpt("restore", args...); err != nil {
+		return err
+	}
+	reap()
+	if b, err := os.ReadFile(pidfile); err != nil {
+		return fmt.Errorf("restore --pidfile: %w", err)
+	} else if p, _ := strconv.Atoi(strings.TrimSpace(string(b))); p != r.root {
+		return fmt.Errorf("restore --pidfile says %q, want %d", strings.TrimSpace(string(b)), r.root)
+	}
+	return r.Verify("restored tree")
+}
+
+// Verify compares the tree as it is now with the tree as it was set up.
+func (r *Run) Verify(what string) error {
+	got, err := CollectTree(r.root)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	r.last = got
+	if err := r.checkCreds(got); err != nil {
+		return err
+	}
+	if d := DiffTrees(r.before, got, r.diffOptions()); len(d) > 0 {
+		return fmt.Errorf("%s differs:\n%s", what, strings.Join(d, "\n"))
+	}
+	return nil
+}
+
+// finish sends SIGTERM to the root, waits for the test to end and judges its
+// output, exit status and leftovers.
+func (r *Run) finish() error {
+	last, err := CollectTree(r.root)
+	if err != nil {
+		return fmt.Errorf("before SIGTERM: %w", err)
+	}
+	r.last = last
+	// Statuses reaped for these PIDs belong to earlier incarnations (the
+	// tree gockpt dump killed, or the original killed in snapshot mode).
+	reap()
+	for pid := range last.Tasks {
+		delete(exits, pid)
+	}
+	r.logf("SIGTERM to %d", r.root)
+	if err := unix.Kill(r.root, unix.SIGTERM); err != nil {
+		return fmt.Errorf("SIGTERM to %d: %w", r.root, err)
+	}
+	ws, ok, err := waitExit(r.root, r.deadline)
+	if err != nil {
+		return fmt.Errorf("after SIGTERM: %w; output: %s", err, r.output())
+	}
+	if ok {
+		r.logf("root %d ended: %s", r.root, describe(ws))
+	} else {
+		r.logf("root %d ended (not the runner's child: status unknown)", r.root)
+	}
+	// Children end when the root has collected them; anything still there is a leak.
+	time.Sleep(20 * time.Millisecond)
+	reap()
+	var left []string
+	for _, pid := range sortedKeys(last.Tasks) {
+		if t := last.Tasks[pid]; startTime(pid) == t.StartTime && alive(pid) {
+			left = append(left, strconv.Itoa(pid))
+		}
+	}
+	verdict := Judge(r.output())
+	if verdict != "" {
+		return fmt.Errorf("%s", verdict)
+	}
+	if ok && (!ws.Exited() || ws.ExitStatus() != 0) {
+		return fmt.Errorf("test printed PASS but ended with status %s", describe(ws))
+	}
+	// Anything else still below the runner came from this test too.
+	for _, pid := range treePIDs(os.Getpid()) {
+		if pid != os.Getpid() && alive(pid) && last.Tasks[pid] == nil {
+			left = append(left, strconv.Itoa(pid))
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("left running after the test ended: %s", strings.Join(left, " "))
+	}
+	return nil
+}
+
+// Judge returns "" if the output says PASS and nothing failed, else why not.
+func Judge(output string) string {
+	var fails []string
+	pass := false
+	for _, line := range strings.Split(output, "\n") {
+		switch {
+		case strings.HasPrefix(line, "FAIL"):
+			fails = append(fails, line)
+		case line == "PASS":
+			pass = true
+		}
+	}
+	if len(fails) > 0 {
+		return strings.Join(fails, "\n")
+	}
+	if !pass {
+		return "no PASS in the test's output: " + lastLines(output, 5)
+	}
+	return ""
+}
+
+func (r *Run) output() string {
+	b, _ := os.ReadFile(r.out)
+	return strings.TrimSpace(string(b))
+}
+
+func describe(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit %d", ws.ExitStatus())
+	case ws.Signaled():
+		return fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+	}
+	return fmt.Sprintf("0x%x", uint32(ws))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s, pfx string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString(pfx + l + "\n")
+	}
+	return b.String()
+}

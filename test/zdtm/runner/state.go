@@ -1,0 +1,326 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Task is what the runner records about one process of a test's tree.
+type Task struct {
+	PID, PPID, PGID, SID int
+	StartTime            uint64
+	Threads              []int
+	Comm                 map[int]string // per thread
+	ThreadStatus         map[int]map[string]string
+	Status               map[string]string
+	Maps                 []Mapping
+	FDs                  map[int]FD
+	Cwd, Exe             string
+	Personality          string
+}
+
+// Tree is a test's process tree at one moment.
+type Tree struct {
+	Root  int
+	Tasks map[int]*Task
+}
+
+// statusKeys are the /proc/PID/status lines that must survive a restore.
+// Pending signals are left out: timers may deliver more at any moment, and
+// the tests check their own pending signals.
+var statusKeys = []string{"Umask", "Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp", "SigIgn", "SigCgt",
+	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}
+
+var threadStatusKeys = []string{"SigBlk"}
+
+// ParseStat returns ppid, pgrp, session and starttime from /proc/PID/stat.
+func ParseStat(text string) (ppid, pgid, sid int, start uint64, state byte, err error) {
+	i := strings.LastIndexByte(text, ')')
+	if i < 0 {
+		return 0, 0, 0, 0, 0, fmt.Errorf("no ')' in stat %q", text)
+	}
+	f := strings.Fields(text[i+1:])
+	// Fields after comm: state(0) ppid(1) pgrp(2) session(3) ... starttime(19).
+	if len(f) < 20 {
+		return 0, 0, 0, 0, 0, fmt.Errorf("stat has %d fields after comm", len(f))
+	}
+	state = f[0][0]
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return
+	}
+	if pgid, err = strconv.Atoi(f[2]); err != nil {
+		return
+	}
+	if sid, err = strconv.Atoi(f[3]); err != nil {
+		return
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return
+}
+
+// ParseStatus picks keys out of /proc/PID/status text.
+func ParseStatus(text string, keys []string) map[string]string {
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = true
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && want[k] {
+			out[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return out
+}
+
+// ParseFdinfo returns the pos and flags lines of /proc/PID/fdinfo/N.
+func ParseFdinfo(text string) (pos, flags string) {
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "pos":
+			pos = strings.TrimSpace(v)
+		case "flags":
+			flags = strings.TrimSpace(v)
+		}
+	}
+	return pos, flags
+}
+
+func readString(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
+// treePIDs lists root and all its descendants, following every thread's
+// children file until the set stops growing.
+func treePIDs(root int) []int {
+	seen := map[int]bool{root: true}
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, c := range childrenOf(pid) {
+			if !seen[c] {
+				seen[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	out := make([]int, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func childrenOf(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		s, err := readString(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(s) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func threadsOf(pid int) []int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, e := range ents {
+		if t, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, t)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// CollectTree records the tree rooted at root.
+func CollectTree(root int) (*Tree, error) {
+	t := &Tree{Root: root, Tasks: map[int]*Task{}}
+	for _, pid := range treePIDs(root) {
+		task, err := collectTask(pid)
+		if err != nil {
+			return nil, err
+		}
+		t.Tasks[pid] = task
+	}
+	return t, nil
+}
+
+func collectTask(pid int) (*Task, error) {
+	p := fmt.Sprintf("/proc/%d", pid)
+	stat, err := readString(p + "/stat")
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	t := &Task{PID: pid, Comm: map[int]string{}, ThreadStatus: map[int]map[string]string{}, FDs: map[int]FD{}}
+	var state byte
+	if t.PPID, t.PGID, t.SID, t.StartTime, state, err = ParseStat(stat); err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	if state == 'Z' {
+		// A zombie has no mm, fds or threads left to compare.
+		t.Threads = []int{pid}
+		return t, nil
+	}
+	t.Threads = threadsOf(pid)
+	for _, tid := range t.Threads {
+		tp := fmt.Sprintf("%s/task/%d", p, tid)
+		comm, _ := readString(tp + "/comm")
+		t.Comm[tid] = strings.TrimSuffix(comm, "\n")
+		st, _ := readString(tp + "/status")
+		t.ThreadStatus[tid] = ParseStatus(st, threadStatusKeys)
+	}
+	st, err := readString(p + "/status")
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	t.Status = ParseStatus(st, statusKeys)
+	maps, err := readString(p + "/maps")
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	if t.Maps, err = ParseMaps(maps); err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	ents, err := os.ReadDir(p + "/fd")
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		target, err := os.Readlink(fmt.Sprintf("%s/fd/%d", p, fd))
+		if err != nil {
+			continue
+		}
+		info, _ := readString(fmt.Sprintf("%s/fdinfo/%d", p, fd))
+		pos, flags := ParseFdinfo(info)
+		t.FDs[fd] = FD{Target: target, Flags: flags, Pos: pos}
+	}
+	t.Cwd, _ = os.Readlink(p + "/cwd")
+	t.Exe, _ = os.Readlink(p + "/exe")
+	pers, _ := readString(p + "/personality")
+	t.Personality = strings.TrimSpace(pers)
+	return t, nil
+}
+
+// DiffOptions relaxes DiffTrees for what a test cannot hold still.
+type DiffOptions struct {
+	// DynamicThreads: the runtime (Go's) starts threads when it likes, so
+	// got may have threads want lacks; every thread of want must still be there.
+	DynamicThreads bool
+}
+
+// DiffTrees lists every difference between the tree before a checkpoint and
+// after a restore; nil means the same.
+func DiffTrees(want, got *Tree, opt DiffOptions) []string {
+	var out []string
+	if want.Root != got.Root {
+		out = append(out, fmt.Sprintf("root pid %d, want %d", got.Root, want.Root))
+	}
+	out = append(out, DiffLines("pids", intLines(sortedKeys(want.Tasks)), intLines(sortedKeys(got.Tasks)))...)
+	for _, pid := range sortedKeys(want.Tasks) {
+		w, g := want.Tasks[pid], got.Tasks[pid]
+		if g == nil {
+			continue
+		}
+		out = append(out, diffTask(w, g, pid == want.Root, opt)...)
+	}
+	wantFDs, gotFDs := map[int]map[int]FD{}, map[int]map[int]FD{}
+	for pid, t := range want.Tasks {
+		wantFDs[pid] = t.FDs
+	}
+	for pid, t := range got.Tasks {
+		gotFDs[pid] = t.FDs
+	}
+	wn, gn := NormalizeFDs(wantFDs), NormalizeFDs(gotFDs)
+	for _, pid := range sortedKeys(want.Tasks) {
+		out = append(out, DiffLines(fmt.Sprintf("task %d fds", pid), wn[pid], gn[pid])...)
+	}
+	return out
+}
+
+func diffTask(w, g *Task, isRoot bool, opt DiffOptions) []string {
+	var out []string
+	pfx := fmt.Sprintf("task %d", w.PID)
+	if !isRoot && w.PPID != g.PPID {
+		out = append(out, fmt.Sprintf("%s: ppid %d, want %d", pfx, g.PPID, w.PPID))
+	}
+	if w.PGID != g.PGID || w.SID != g.SID {
+		out = append(out, fmt.Sprintf("%s: pgid/sid %d/%d, want %d/%d", pfx, g.PGID, g.SID, w.PGID, w.SID))
+	}
+	for _, d := range DiffLines(pfx+" threads", intLines(w.Threads), intLines(g.Threads)) {
+		if opt.DynamicThreads && strings.Contains(d, ": gained ") {
+			continue
+		}
+		out = append(out, d)
+	}
+	for _, tid := range w.Threads {
+		if _, ok := g.Comm[tid]; !ok && opt.DynamicThreads {
+			continue // reported as lost above
+		}
+		if wc, gc := w.Comm[tid], g.Comm[tid]; wc != gc {
+			out = append(out, fmt.Sprintf("%s thread %d: comm %q, want %q", pfx, tid, gc, wc))
+		}
+		out = append(out, diffMap(fmt.Sprintf("%s thread %d", pfx, tid), w.ThreadStatus[tid], g.ThreadStatus[tid])...)
+	}
+	out = append(out, diffMap(pfx, w.Status, g.Status)...)
+	out = append(out, DiffLines(pfx+" maps", NormalizeMaps(w.Maps), NormalizeMaps(g.Maps))...)
+	for _, f := range []struct{ name, w, g string }{
+		{"cwd", w.Cwd, g.Cwd}, {"exe", w.Exe, g.Exe}, {"personality", w.Personality, g.Personality},
+	} {
+		if f.w != f.g {
+			out = append(out, fmt.Sprintf("%s: %s %q, want %q", pfx, f.name, f.g, f.w))
+		}
+	}
+	return out
+}
+
+func diffMap(pfx string, w, g map[string]string) []string {
+	var keys []string
+	for k := range w {
+		keys = append(keys, k)
+	}
+	for k := range g {
+		if _, ok := w[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		if w[k] != g[k] {
+			out = append(out, fmt.Sprintf("%s: %s %q, want %q", pfx, k, g[k], w[k]))
+		}
+	}
+	return out
+}
+
+func intLines(v []int) []string {
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = strconv.Itoa(x)
+	}
+	return out
+}
