@@ -85,6 +85,8 @@ type restorer struct {
 	stats  Stats
 	// epollDone marks epoll file ids whose targets are registered.
 	epollDone map[uint32]bool
+	// rearmed marks POSIX timers restored to expire at once.
+	rearmed map[timerKey]bool
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -99,7 +101,7 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}}
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
 		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
 	defer rs.opener.Close()

@@ -91,10 +91,19 @@ func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 	}
 	if tm := tc.GetTimers(); tm != nil {
 		for which, it := range []*pb.ItimerEntry{tm.GetReal(), tm.GetVirt(), tm.GetProf()} {
-			if it == nil || it.GetVsec() == 0 && it.GetVusec() == 0 {
+			if it == nil || it.GetVsec() == 0 && it.GetVusec() == 0 && it.GetIsec() == 0 && it.GetIusec() == 0 {
 				continue
 			}
-			v, err := r.u64s(it.GetIsec(), it.GetIusec(), it.GetVsec(), it.GetVusec())
+			// A value of 0 with an interval: the timer expired while the
+			// task was frozen, its signal is pending, and the kernel would
+			// re-arm it when the task takes the signal. setitimer with value
+			// 0 would disarm it for good, so let it expire again at once:
+			// the second signal merges with the pending one.
+			vsec, vusec := it.GetVsec(), it.GetVusec()
+			if vsec == 0 && vusec == 0 {
+				vusec = 1
+			}
+			v, err := r.u64s(it.GetIsec(), it.GetIusec(), vsec, vusec)
 			if err != nil {
 				return err
 			}
@@ -161,7 +170,15 @@ func (rs *restorer) restorePosixTimers(t *Task, r *remote, timers []*pb.PosixTim
 		if _, err := r.call(fmt.Sprintf("timer_create(id %d)", tm.GetItId()), sysTimerCreate, uint64(tm.GetClockId()), evp, idp); err != nil {
 			return err
 		}
-		spec, err := r.u64s(tm.GetIsec(), tm.GetInsec(), tm.GetVsec(), tm.GetVnsec())
+		// Expired while frozen (value 0, an interval): let it expire again
+		// at once, as the itimers do; its pending signal is left out of
+		// the queue (rearmedTimer), the kernel makes a fresh one.
+		vsec, vnsec := tm.GetVsec(), tm.GetVnsec()
+		if vsec == 0 && vnsec == 0 && (tm.GetIsec() != 0 || tm.GetInsec() != 0) {
+			vnsec = 1
+			rs.rearmed[timerKey{r.pid, int32(tm.GetItId())}] = true
+		}
+		spec, err := r.u64s(tm.GetIsec(), tm.GetInsec(), vsec, vnsec)
 		if err != nil {
 			return err
 		}
@@ -173,6 +190,15 @@ func (rs *restorer) restorePosixTimers(t *Task, r *remote, timers []*pb.PosixTim
 	return err
 }
 
+// siTimer is the si_code of POSIX timer signals.
+const siTimer = -2
+
+// timerKey names a POSIX timer of a task.
+type timerKey struct {
+	pid int
+	id  int32
+}
+
 // queueSignals puts back pending signals: shared ones to the process,
 // per-thread ones to their thread.
 func (rs *restorer) queueSignals(r *remote, tid int, q *pb.SignalQueueEntry, shared bool) error {
@@ -182,6 +208,10 @@ func (rs *restorer) queueSignals(r *remote, tid int, q *pb.SignalQueueEntry, sha
 			return fmt.Errorf("task %d: a pending signal's siginfo is %d bytes", r.pid, len(si))
 		}
 		sig := uint64(binary.LittleEndian.Uint32(si))
+		if code := int32(binary.LittleEndian.Uint32(si[8:])); code == siTimer && len(si) >= 20 &&
+			rs.rearmed[timerKey{r.pid, int32(binary.LittleEndian.Uint32(si[16:]))}] {
+			continue // the re-armed timer sends its own
+		}
 		p, err := r.put(si)
 		if err != nil {
 			return err
