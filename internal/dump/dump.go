@@ -94,6 +94,10 @@ func Run(o Options) (*Stats, error) {
 	}
 	d.tree = tree
 	frozenAt := time.Now()
+	if err := d.registerThreads(); err != nil {
+		d.cleanup()
+		return nil, err
+	}
 	d.stats.FreezingTime = frozenAt.Sub(start)
 	log.Infof("seized %d tasks in %v", len(tree.Tasks()), d.stats.FreezingTime)
 
@@ -158,6 +162,35 @@ func seizeError(pid int, err error) error {
 		return fmt.Errorf("%w: the process exited while it was being frozen", err)
 	}
 	return err
+}
+
+// registerThreads tells the watchdog each thread's state as seized, before
+// any syscall is injected into it: if gockpt dies during an injected
+// syscall, the thread parks and the watchdog puts this state back.
+func (d *dumper) registerThreads() error {
+	if d.watchdog == nil {
+		return nil
+	}
+	for _, t := range d.tree.Tasks() {
+		for _, te := range t.Threads {
+			regs, err := te.GetRegs()
+			if err != nil {
+				return err
+			}
+			mask, err := te.GetSigmask()
+			if err != nil {
+				return err
+			}
+			x, err := te.GetXstate()
+			if err != nil {
+				return err
+			}
+			if err := d.watchdog.Thread(t.Pid, te.Tid, regs, mask, x); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // finish ends a successful dump as asked: kill the tree (default), leave it

@@ -87,6 +87,9 @@ func checkUnharmed(t *testing.T, i int, delay time.Duration, pid int, logf, maps
 			break
 		}
 		if time.Now().After(deadline) {
+			if !testproc.Alive(pid) {
+				t.Fatalf("kill %d after %v: the target died: %s", i, delay, exitOf(pid))
+			}
 			t.Fatalf("kill %d after %v: the target is still traced or its maps changed:\n%s\n---\n%s", i, delay, mapsBefore, maps)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -110,4 +113,16 @@ func checkUnharmed(t *testing.T, i int, delay time.Duration, pid int, logf, maps
 	if bytes.Contains(b, []byte("BAD")) {
 		t.Fatalf("kill %d after %v: the target found its memory damaged", i, delay)
 	}
+}
+
+// exitOf describes how our child pid ended.
+func exitOf(pid int) string {
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err != nil {
+		return err.Error()
+	}
+	if ws.Signaled() {
+		return fmt.Sprintf("killed by %v", ws.Signal())
+	}
+	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }

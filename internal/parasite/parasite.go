@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
 
@@ -113,13 +114,27 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 	scratchOff := stackOff + stackSize
 	frameOff := scratchOff + scratchLen
 	total := frameOff + pageAlign(uint64(frameSize(len(p.xstate))))
-	addr, err := leader.Syscall(unix.SYS_MMAP, 0, total, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_SHARED|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	// The address is chosen here and told to the watchdog before the mmap,
+	// so that a gockpt killed right after it leaves nothing behind.
+	want, err := freeRange(p.pid, total)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Watchdog.Mapping(p.pid, want, total); err != nil {
+		return nil, err
+	}
+	addr, err := leader.Syscall(unix.SYS_MMAP, want, total, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: map parasite: %w", p.pid, err)
 	}
 	if e := ptrace.Errno(addr); e != 0 {
-		return nil, fmt.Errorf("task %d: map parasite (%d bytes): %w", p.pid, total, e)
+		return nil, fmt.Errorf("task %d: map parasite (%d bytes at %#x): %w", p.pid, total, want, e)
+	}
+	if addr != want {
+		p.area, p.areaLen = addr, total
+		p.unmap()
+		return nil, fmt.Errorf("task %d: parasite mapped at %#x, not at %#x (MAP_FIXED_NOREPLACE needs Linux 4.17)", p.pid, addr, want)
 	}
 	p.area, p.areaLen, p.scratch = addr, total, addr+scratchOff
 	p.watchdog = opts.Watchdog
@@ -701,4 +716,29 @@ func (p *Parasite) abort() error {
 		return err
 	}
 	return p.restoreOrUnmap(st.crash != 0)
+}
+
+// freeRange finds a hole of size bytes in task pid's address space, above
+// 4 GiB (below it live small non-PIE programs and their heaps) and below the
+// top of user space.
+func freeRange(pid int, size uint64) (uint64, error) {
+	vmas, err := proc.ReadMaps(pid)
+	if err != nil {
+		return 0, err
+	}
+	const low, high = 1 << 32, 1 << 46
+	cand := uint64(low)
+	for _, v := range vmas {
+		if v.End <= cand {
+			continue
+		}
+		if v.Start >= cand+size {
+			break
+		}
+		cand = v.End
+	}
+	if cand+size > high {
+		return 0, fmt.Errorf("task %d: no free %d-byte range for the parasite", pid, size)
+	}
+	return cand, nil
 }

@@ -4,6 +4,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/ptrace"
 )
 
 const (
@@ -27,4 +29,16 @@ func getSyscallInfo(tid int) (syscallStop, error) {
 		return syscallStop{}, e
 	}
 	return syscallStop{op: buf[0], ip: le.Uint64(buf[8:]), nr: le.Uint64(buf[24:])}, nil
+}
+
+const unsafeSizeofRegs = unsafe.Sizeof(ptrace.Regs{})
+
+func regsBytes(r *ptrace.Regs) []byte {
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafeSizeofRegs)...)
+}
+
+func regsFromBytes(b []byte) ptrace.Regs {
+	var r ptrace.Regs
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafeSizeofRegs), b)
+	return r
 }

@@ -2,6 +2,7 @@ package parasite
 
 import (
 	"bufio"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -26,11 +27,17 @@ import (
 //
 // gockpt talks to it over its stdin, one line per event:
 //
-//	map PID ADDR LEN INODE    a parasite mapping exists in task PID
+//	thread PID TID STATE      a seized thread's own state (registers,
+//	                          signal mask, xsave area; base64), sent before
+//	                          any syscall is injected into it
+//	map PID ADDR LEN INODE    a parasite mapping exists in task PID (INODE 0:
+//	                          about to be made at ADDR)
 //	unmap PID                 it is gone (cured normally)
 //	bye                       gockpt is done: nothing to clean
 //
-// EOF without "bye" means gockpt died. A nil *Watchdog does nothing.
+// EOF without "bye" means gockpt died. Then a thread found parked in the
+// parking code of injected syscalls (see ptrace) gets its state back, and
+// parasite leftovers are removed. A nil *Watchdog does nothing.
 type Watchdog struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -70,11 +77,31 @@ func (wd *Watchdog) Mapped(pid int, addr, length uint64) error {
 	if wd == nil {
 		return nil
 	}
+	// The inode is known now: replace the registration made before the mmap.
 	var st unix.Stat_t
 	if err := unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, addr, addr+length), &st); err != nil {
 		return fmt.Errorf("task %d: parasite mapping: %w", pid, err)
 	}
 	return wd.send(fmt.Sprintf("map %d %d %d %d", pid, addr, length, st.Ino))
+}
+
+// Thread registers the state of a seized thread, so that the watchdog can
+// put it back if gockpt dies while a syscall is injected into the thread.
+func (wd *Watchdog) Thread(pid, tid int, regs ptrace.Regs, sigmask uint64, xstate []byte) error {
+	if wd == nil {
+		return nil
+	}
+	return wd.send(fmt.Sprintf("thread %d %d %s", pid, tid, base64.StdEncoding.EncodeToString(encodeThreadState(regs, sigmask, xstate))))
+}
+
+// Mapping registers a parasite mapping about to be made at addr (its inode
+// is not known yet): the watchdog removes a shared anonymous mapping found
+// exactly there.
+func (wd *Watchdog) Mapping(pid int, addr, length uint64) error {
+	if wd == nil {
+		return nil
+	}
+	return wd.send(fmt.Sprintf("map %d %d %d 0", pid, addr, length))
 }
 
 // Unmapped says the mapping of task pid is gone.
@@ -99,7 +126,9 @@ type leftover struct {
 // registered. It returns what it did, for the log.
 func ServeWatchdog(r io.Reader) (string, error) {
 	areas := map[int]leftover{}
+	var threads []threadState
 	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 {
@@ -114,6 +143,18 @@ func ServeWatchdog(r io.Reader) (string, error) {
 			l, _ := strconv.ParseUint(f[3], 10, 64)
 			ino, _ := strconv.ParseUint(f[4], 10, 64)
 			areas[pid] = leftover{a, l, ino}
+		case f[0] == "thread" && len(f) == 4:
+			pid, _ := strconv.Atoi(f[1])
+			tid, _ := strconv.Atoi(f[2])
+			b, err := base64.StdEncoding.DecodeString(f[3])
+			if err != nil {
+				return "", fmt.Errorf("watchdog: thread %d state: %w", tid, err)
+			}
+			st, err := decodeThreadState(pid, tid, b)
+			if err != nil {
+				return "", err
+			}
+			threads = append(threads, st)
 		case f[0] == "unmap" && len(f) == 2:
 			pid, _ := strconv.Atoi(f[1])
 			delete(areas, pid)
@@ -123,6 +164,16 @@ func ServeWatchdog(r io.Reader) (string, error) {
 	}
 	var done []string
 	var errs []error
+	// Threads first: a parked thread holds nothing but its own state, and a
+	// parasite leftover can only be removed from a task that runs its code.
+	for _, st := range threads {
+		fixed, err := unpark(st)
+		if err != nil {
+			errs = append(errs, err)
+		} else if fixed {
+			done = append(done, fmt.Sprintf("task %d thread %d: put back from the parking code", st.pid, st.tid))
+		}
+	}
 	for pid, a := range areas {
 		if err := cleanLeftover(pid, a); err != nil {
 			errs = append(errs, err)
@@ -173,7 +224,12 @@ func unmapLeftovers(te *ptrace.Tracee, pid int, a leftover) error {
 		return err
 	}
 	for _, v := range vmas {
-		if v.Start < a.addr || v.End > a.addr+a.length || v.Inode != a.ino {
+		if v.Start < a.addr || v.End > a.addr+a.length {
+			continue
+		}
+		// A known inode must match; inode 0 (registered before the mmap)
+		// takes only a shared anonymous mapping of exactly that range.
+		if a.ino != 0 && v.Inode != a.ino || a.ino == 0 && (v.Start != a.addr || v.End != a.addr+a.length || !v.Shared() || v.Path != "/dev/zero") {
 			continue
 		}
 		r, err := te.Syscall(unix.SYS_MUNMAP, v.Start, v.End-v.Start)
@@ -185,4 +241,67 @@ func unmapLeftovers(te *ptrace.Tracee, pid int, a leftover) error {
 		}
 	}
 	return nil
+}
+
+// threadState is what the watchdog keeps of a seized thread.
+type threadState struct {
+	pid, tid int
+	regs     ptrace.Regs
+	sigmask  uint64
+	xstate   []byte
+}
+
+const regsSize = int(unsafeSizeofRegs)
+
+func encodeThreadState(regs ptrace.Regs, sigmask uint64, xstate []byte) []byte {
+	b := make([]byte, 0, regsSize+8+len(xstate))
+	b = append(b, regsBytes(&regs)...)
+	b = le.AppendUint64(b, sigmask)
+	return append(b, xstate...)
+}
+
+func decodeThreadState(pid, tid int, b []byte) (threadState, error) {
+	if len(b) < regsSize+8 {
+		return threadState{}, fmt.Errorf("watchdog: thread %d state is %d bytes", tid, len(b))
+	}
+	st := threadState{pid: pid, tid: tid, sigmask: le.Uint64(b[regsSize:]), xstate: b[regsSize+8:]}
+	st.regs = regsFromBytes(b[:regsSize])
+	return st, nil
+}
+
+// unpark gives a thread its state back if it sits in the parking code: it
+// was running an injected syscall when gockpt died.
+func unpark(st threadState) (bool, error) {
+	addr, ok, err := ptrace.ParkingAddr(st.pid)
+	if err != nil || !ok {
+		return false, nil // no parking code: nothing was injected
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	te, err := tr.Seize(st.tid)
+	if err != nil {
+		return false, nil // gone
+	}
+	defer te.Detach()
+	regs, err := te.GetRegs()
+	if err != nil {
+		return false, err
+	}
+	if regs.Rip < addr || regs.Rip >= addr+ptrace.ParkingCodeLen {
+		return false, nil
+	}
+	if len(st.xstate) > 0 {
+		if err := te.SetXstate(st.xstate); err != nil {
+			return false, err
+		}
+	}
+	if err := te.SetSigmask(st.sigmask); err != nil {
+		return false, err
+	}
+	// The thread's own syscall, interrupted when it was seized, restarts
+	// as it would have (the saved registers say how).
+	if err := te.SetRegs(&st.regs); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -191,3 +191,78 @@ func TestSyscallForkAdoptsChild(t *testing.T) {
 		t.Fatalf("getppid in the new child = %d, %v; want %d", int64(ppid), err, cmd.Process.Pid)
 	}
 }
+
+// TestParkingOnTracerDeath: injected syscalls run from the parking code, so
+// a thread whose tracer dies mid-injection parks in pause instead of running
+// on with registers that are not its own; its saved state then brings it
+// back. The parking code leaves /proc/PID/maps as it was.
+func TestParkingOnTracerDeath(t *testing.T) {
+	cmd := startSleeper(t)
+	pid := cmd.Process.Pid
+	mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	tr := NewTracer()
+	defer tr.Close()
+	te, err := tr.Seize(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := te.Syscall(unix.SYS_GETPID); err != nil || int(r) != pid {
+		t.Fatalf("getpid %d %v", r, err)
+	}
+	addr, ok, err := ParkingAddr(pid)
+	if err != nil || !ok {
+		t.Fatalf("parking code not installed: %v", err)
+	}
+	if mapsNow, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid)); string(mapsNow) != string(mapsBefore) {
+		t.Fatalf("maps changed by the parking code:\n%s\n---\n%s", mapsBefore, mapsNow)
+	}
+	orig, _ := te.GetRegs()
+	mask, _ := te.GetSigmask()
+	// What a dying gockpt leaves: injected registers, all signals blocked.
+	regs := orig
+	regs.Rip, regs.Rax, regs.Orig_rax = addr, unix.SYS_GETPID, ^uint64(0)
+	if err := te.SetSigmask(^uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.SetRegs(&regs); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+		if strings.HasPrefix(string(b), "34 ") { // parked in pause
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread did not park: /proc/%d/syscall %q", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	te, err = tr.Seize(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, _ := te.GetRegs()
+	if now.Rip < addr || now.Rip >= addr+ParkingCodeLen {
+		t.Fatalf("parked at %#x, outside the parking code at %#x", now.Rip, addr)
+	}
+	te.SetSigmask(mask)
+	te.SetRegs(&orig)
+	te.Detach()
+	time.Sleep(50 * time.Millisecond)
+	if !alive(pid) {
+		t.Fatal("the thread died after its state was put back")
+	}
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}

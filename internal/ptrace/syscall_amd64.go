@@ -182,10 +182,77 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64) (uint64, error) {
 	return out.Rax, nil
 }
 
-// syscallGadget finds a syscall instruction in the task's vDSO. Runs on the
-// tracer thread, which also serialises the tracer's cache. A cached address
-// is checked before use (2 bytes of process_vm_readv): the vDSO may have
-// moved (restore moves it) or the PID may belong to another process now.
+// parkingCode is where injected syscalls run: the syscall, then a loop of
+// pause(2). While gockpt lives, the thread never gets past the syscall: it
+// stops at the syscall exit and gets its registers back. If gockpt dies in
+// between, the kernel lets the thread go, and it parks in pause with every
+// signal blocked instead of running on with registers that are not its own;
+// the parasite watchdog then puts its saved state back.
+//
+//	0: 0f 05           syscall
+//	2: b8 22 00 00 00  mov $34 (pause), %eax
+//	7: 0f 05           syscall
+//	9: eb f7           jmp 2
+var parkingCode = []byte{0x0f, 0x05, 0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7}
+
+// ParkingCodeLen is the size of the parking code.
+const ParkingCodeLen = 11
+
+// parkingOffset places the parking code near the end of the vDSO, in the
+// zero padding after its section headers that nothing reads or runs.
+const parkingOffset = 64
+
+// ParkingAddr returns where the parking code of task pid is, or would be:
+// the end of its vDSO, and whether the code is there now.
+func ParkingAddr(pid int) (uint64, bool, error) {
+	_, end, err := vdsoRange(pid)
+	if err != nil {
+		return 0, false, err
+	}
+	addr := end - parkingOffset
+	b := make([]byte, len(parkingCode))
+	if err := ReadMem(pid, addr, b); err != nil {
+		return addr, false, err
+	}
+	return addr, bytes.Equal(b, parkingCode), nil
+}
+
+// installParking writes the parking code into the task's vDSO through
+// /proc/PID/mem (a private copy of that page, as a debugger's breakpoint
+// makes), after checking that the bytes there are padding. Nothing in the
+// task's address space changes shape: /proc/PID/maps stays the same.
+func installParking(pid int) (uint64, error) {
+	addr, there, err := ParkingAddr(pid)
+	if err != nil {
+		return 0, err
+	}
+	if there {
+		return addr, nil
+	}
+	cur := make([]byte, len(parkingCode)+8)
+	if err := ReadMem(pid, addr-8, cur); err != nil {
+		return 0, err
+	}
+	if !bytes.Equal(cur, make([]byte, len(cur))) {
+		return 0, fmt.Errorf("the end of the vDSO of task %d is not padding", pid)
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(parkingCode, int64(addr)); err != nil {
+		return 0, fmt.Errorf("write parking code into the vDSO of task %d: %w", pid, err)
+	}
+	return addr, nil
+}
+
+// syscallGadget returns where the task's injected syscalls run: the
+// parking code, installed on first use; a bare syscall instruction of the
+// vDSO only where the parking code cannot be written. Runs on the tracer
+// thread, which also serialises the tracer's cache. A cached address is
+// checked before use: the vDSO may have moved (restore moves it) or the PID
+// may belong to another process now.
 func (te *Tracee) syscallGadget() (uint64, error) {
 	tgid := te.Tgid
 	if te.gadget != 0 {
@@ -197,6 +264,10 @@ func (te *Tracee) syscallGadget() (uint64, error) {
 			return g, nil
 		}
 		delete(te.t.gadgets, tgid)
+	}
+	if g, err := installParking(tgid); err == nil {
+		te.t.gadgets[tgid] = g
+		return g, nil
 	}
 	start, end, err := vdsoRange(tgid)
 	if err != nil {

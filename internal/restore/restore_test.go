@@ -91,8 +91,8 @@ func (tg *target) logLines() []string {
 func (tg *target) expectProgress(t *testing.T) {
 	t.Helper()
 	before := len(tg.logLines())
-	deadline := time.Now().Add(5 * time.Second)
-	for len(tg.logLines()) < before+5 {
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tg.logLines()) < before+12 {
 		if !testproc.Alive(tg.pid) {
 			t.Fatalf("restored task %d died; log tail: %v", tg.pid, tail(tg.logLines()))
 		}

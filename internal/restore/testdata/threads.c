@@ -47,6 +47,8 @@ int main(int argc, char **argv) {
 	for (long i = 0; i < NT; i++) pthread_create(&t[i], 0, run, (void *)i);
 	snprintf(path, sizeof path, "%s/ready", argv[1]);
 	close(open(path, O_WRONLY | O_CREAT, 0600));
+	/* State is checked every round; progress over 10 rounds (200 ms), so
+	 * that a loaded machine does not make a slow thread look stuck. */
 	long last[NT] = {0};
 	for (unsigned long n = 0;; n++) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
@@ -54,8 +56,11 @@ int main(int argc, char **argv) {
 		int ok = 1;
 		pthread_mutex_lock(&mu);
 		for (int i = 0; i < NT; i++) {
-			if (bad[i] || progress[i] == last[i]) ok = 0;
-			last[i] = progress[i];
+			if (bad[i]) ok = 0;
+			if (n % 10 == 9) {
+				if (progress[i] == last[i]) ok = 0;
+				last[i] = progress[i];
+			}
 		}
 		pthread_mutex_unlock(&mu);
 		fprintf(log, ok ? "ok %lu\n" : "BAD %lu\n", n);
