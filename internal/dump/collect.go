@@ -83,6 +83,9 @@ func (d *dumper) task(t *ptrace.Task) error {
 	}
 	d.stats.Tasks++
 	d.stats.Threads += len(t.Threads)
+	if err := sameNamespaces(t.Pid); err != nil {
+		return err
+	}
 	if st.TTYNr != 0 {
 		return fmt.Errorf("task %d (%s) has a controlling terminal: terminals arrive with a later issue; start it with setsid and its stdio away from the terminal", t.Pid, st.Comm)
 	}

@@ -140,6 +140,9 @@ func precheck(pid int) error {
 	if st.State == 'Z' {
 		return fmt.Errorf("PID %d (%s) is a zombie: there is nothing left to dump; dump its parent, which holds it", pid, st.Comm)
 	}
+	if err := sameNamespaces(pid); err != nil {
+		return err
+	}
 	// gockpt cannot freeze itself: refuse a tree that contains us.
 	for p := os.Getpid(); p > 1; {
 		if p == pid {
@@ -152,6 +155,33 @@ func precheck(pid int) error {
 		p = s.PPid
 	}
 	return nil
+}
+
+// restoredNamespaces are the namespaces a restored task ends up in: gockpt's
+// own, as restore does not recreate namespaces yet.
+var restoredNamespaces = []string{"pid", "net", "mnt", "ipc", "uts", "user", "time"}
+
+// sameNamespaces refuses a task living in namespaces other than gockpt's:
+// restore would bring it back in gockpt's own, silently different.
+func sameNamespaces(pid int) error {
+	for _, ns := range restoredNamespaces {
+		mine, err1 := os.Readlink("/proc/self/ns/" + ns)
+		theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err1 != nil || err2 != nil {
+			continue // the kernel lacks this namespace type
+		}
+		if mine != theirs {
+			return fmt.Errorf("task %d is in its own %s namespace (%s, gockpt's is %s): namespaces are not restored yet; run gockpt inside that namespace (nsenter --target %d --%s) or dump a process that shares gockpt's", pid, ns, theirs, mine, pid, nsenterFlag(ns))
+		}
+	}
+	return nil
+}
+
+func nsenterFlag(ns string) string {
+	if ns == "mnt" {
+		return "mount"
+	}
+	return ns
 }
 
 func seizeError(pid int, err error) error {

@@ -332,6 +332,7 @@ func TestRefusals(t *testing.T) {
 	ifd := start("inotify")
 	sfd := start("signalfd")
 	big := start("deleted", "2000000")
+	netns := testproc.Start(t, "unshare", "--net", "sleep", "1000")
 	traced := testproc.Start(t, "sleep", "1000")
 	tr := ptrace.NewTracer()
 	defer tr.Close()
@@ -357,6 +358,7 @@ func TestRefusals(t *testing.T) {
 		{"signalfd", sfd.Pid, fmt.Sprintf("task %d fd 3: signalfd (anon_inode:[signalfd]) is not supported yet", sfd.Pid)},
 		{"ghost limit", big.Pid, fmt.Sprintf("task %d fd 3: deleted file", big.Pid)},
 		{"traced", traced.Pid, "not permitted to ptrace it"},
+		{"namespace", netns.Pid, fmt.Sprintf("task %d is in its own net namespace", netns.Pid)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -385,4 +387,24 @@ func TestRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDumpLeaveStopped: --leave-stopped leaves every task stopped (T) and
+// untraced; SIGCONT lets it go on correctly.
+func TestDumpLeaveStopped(t *testing.T) {
+	p := startPatterns(t, 1, 1)
+	tasks := append(testproc.Descendants(p.Pid), p.Pid)
+	if _, err := Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveStopped: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range tasks {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if !strings.Contains(string(st), "State:\tT (stopped)") || !strings.Contains(string(st), "TracerPid:\t0\n") {
+			t.Fatalf("task %d after --leave-stopped:\n%s", pid, st)
+		}
+	}
+	for _, pid := range tasks {
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	p.expectRunningOK(t)
 }

@@ -1,11 +1,16 @@
 package restore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/testproc"
 )
 
 // waitLog waits until the target's log has line.
@@ -55,5 +60,32 @@ func TestRestoreClockAndRseq(t *testing.T) {
 	tg := startTarget(t, "testdata/clock.c")
 	tg.dump(t)
 	tg.restore(t)
+	tg.expectProgress(t)
+}
+
+// TestRestoreLeaveStopped: the restored tree stays stopped until SIGCONT.
+func TestRestoreLeaveStopped(t *testing.T) {
+	tg := startTarget(t, "testdata/threads.c")
+	tg.dump(t)
+	res, err := Run(Options{ImagesDir: tg.imgs, LeaveStopped: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testproc.KillTree(res.RootPid)
+		var ws unix.WaitStatus
+		unix.Wait4(res.RootPid, &ws, 0, nil)
+	})
+	time.Sleep(50 * time.Millisecond)
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", tg.pid))
+	if !strings.Contains(string(st), "State:\tT (stopped)") {
+		t.Fatalf("restored task with --leave-stopped:\n%s", st)
+	}
+	n := len(tg.logLines())
+	time.Sleep(100 * time.Millisecond)
+	if len(tg.logLines()) != n {
+		t.Fatal("a stopped task kept logging")
+	}
+	unix.Kill(tg.pid, unix.SIGCONT)
 	tg.expectProgress(t)
 }
