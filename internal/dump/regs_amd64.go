@@ -9,8 +9,6 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
-
 // xsave component numbers (Intel SDM vol. 1, 13.1) that CRIU's image keeps.
 const (
 	xfeatYMM      = 2
@@ -22,12 +20,6 @@ const (
 	xfeatPKRU     = 9
 )
 
-// xsaveOffset is where component i sits in the standard (uncompacted) xsave
-// layout that NT_X86_XSTATE uses; CPUID leaf 0xD, sub-leaf i, EBX says.
-func xsaveOffset(i uint32) (off, size uint32) {
-	eax, ebx, _, _ := cpuid(0xd, i)
-	return ebx, eax
-}
 
 // gpregsEntry converts ptrace registers to CRIU's user_x86_regs_entry.
 func gpregsEntry(r *ptrace.Regs) *pb.UserX86RegsEntry {
@@ -87,7 +79,7 @@ func fpregsEntry(x []byte) *pb.UserX86FpregsEntry {
 	bv := le.Uint64(x[512:])
 	xs := &pb.UserX86XsaveEntry{XstateBv: proto.Uint64(bv)}
 	part := func(i uint32) []byte {
-		off, size := xsaveOffset(i)
+		off, size := ptrace.XstateComponent(i)
 		if off == 0 || int(off+size) > len(x) {
 			return nil
 		}

@@ -9,62 +9,44 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
 // eventfd describes an eventfd: its counter and semaphore mode come from
 // fdinfo, its status flags too.
-func (d *Dumper) eventfd(pid, fd int, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
-	if id, ok := d.sameOFD(pid, fd, st); ok {
-		return id, nil
-	}
-	count, err := strconv.ParseUint(strings.TrimSpace(info.Fields["eventfd-count"]), 16, 64)
+func (d *Dumper) eventfd(o object) error {
+	raw := o.info.Fields["eventfd-count"]
+	count, err := strconv.ParseUint(strings.TrimSpace(raw), 16, 64)
 	if err != nil {
-		return 0, fmt.Errorf("task %d fd %d: eventfd-count %q in fdinfo: %w", pid, fd, info.Fields["eventfd-count"], err)
+		return fmt.Errorf("task %d fd %d: eventfd-count %q in fdinfo: %w", o.pid, o.fd, raw, err)
 	}
-	flags := info.Flags &^ unix.O_CLOEXEC
-	if strings.TrimSpace(info.Fields["eventfd-semaphore"]) == "1" {
+	flags := o.flags()
+	if strings.TrimSpace(o.info.Fields["eventfd-semaphore"]) == "1" {
 		flags |= unix.EFD_SEMAPHORE
 	}
-	own, err := d.fown(pid, fd)
-	if err != nil {
-		return 0, err
-	}
-	id := d.newID()
-	d.remember(pid, fd, st, id)
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTFD.Enum(), Id: proto.Uint32(id), Efd: &pb.EventfdFileEntry{
-		Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: own, Counter: proto.Uint64(count),
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTFD.Enum(), Id: proto.Uint32(o.id), Efd: &pb.EventfdFileEntry{
+		Id: proto.Uint32(o.id), Flags: proto.Uint32(flags), Fown: o.own, Counter: proto.Uint64(count),
 	}})
-	return id, nil
+	return nil
 }
 
 // eventpoll describes an epoll instance with the fds it watches, as fdinfo
 // lists them ("tfd: N events: X data: Y pos: P ino: I sdev: D").
-func (d *Dumper) eventpoll(pid, fd int, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
-	if id, ok := d.sameOFD(pid, fd, st); ok {
-		return id, nil
-	}
-	own, err := d.fown(pid, fd)
-	if err != nil {
-		return 0, err
-	}
-	id := d.newID()
-	e := &pb.EventpollFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(info.Flags &^ unix.O_CLOEXEC), Fown: own}
-	for _, line := range info.Entries {
+func (d *Dumper) eventpoll(o object) error {
+	e := &pb.EventpollFileEntry{Id: proto.Uint32(o.id), Flags: proto.Uint32(o.flags()), Fown: o.own}
+	for _, line := range o.info.Entries {
 		if !strings.HasPrefix(line, "tfd:") {
 			continue
 		}
 		t, err := parseTfd(line)
 		if err != nil {
-			return 0, fmt.Errorf("task %d fd %d: fdinfo line %q: %w", pid, fd, line, err)
+			return fmt.Errorf("task %d fd %d: fdinfo line %q: %w", o.pid, o.fd, line, err)
 		}
-		t.Id = proto.Uint32(id)
+		t.Id = proto.Uint32(o.id)
 		e.Tfd = append(e.Tfd, t)
 	}
-	d.remember(pid, fd, st, id)
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(id), Epfd: e})
-	return id, nil
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(o.id), Epfd: e})
+	return nil
 }
 
 // parseTfd reads one epoll target line of fdinfo. The values after "data:"

@@ -134,63 +134,91 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 	if info.Flags&unix.O_CLOEXEC != 0 {
 		fe.Flags = proto.Uint32(unix.FD_CLOEXEC)
 	}
+	typ, err := classify(pid, fd, target, &st)
+	if err != nil {
+		return nil, err
+	}
+	fe.Type = typ.Enum()
+	// An fd sharing its open file description with one described earlier
+	// (inherited across fork, or dup'ed) names the same object.
+	if id, ok := d.sameOFD(pid, fd, &st); ok {
+		fe.Id = proto.Uint32(id)
+		return fe, nil
+	}
+	own, err := d.fown(pid, fd)
+	if err != nil {
+		return nil, err
+	}
+	id := d.newID()
+	o := object{pid: pid, fd: fd, id: id, own: own, link: link, target: target, st: &st, info: info}
+	switch typ {
+	case pb.FdTypes_EVENTFD:
+		err = d.eventfd(o)
+	case pb.FdTypes_EVENTPOLL:
+		err = d.eventpoll(o)
+	case pb.FdTypes_PIPE:
+		err = d.pipe(o)
+	case pb.FdTypes_FIFO:
+		err = d.fifo(o)
+	default:
+		err = d.regFile(o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.remember(pid, fd, &st, id)
+	fe.Id = proto.Uint32(id)
+	return fe, nil
+}
+
+// object is one new open file description being described.
+type object struct {
+	pid, fd int
+	id      uint32
+	own     *pb.FownEntry
+	link    string // /proc/PID/fd/N
+	target  string // what the link says
+	st      *unix.Stat_t
+	info    *proc.Fdinfo
+}
+
+// flags are the file status flags, without close-on-exec (an fd flag).
+func (o object) flags() uint32 { return o.info.Flags &^ unix.O_CLOEXEC }
+
+// classify tells the kind of a task's fd, or refuses kinds restore cannot
+// rebuild yet, naming the fd.
+func classify(pid, fd int, target string, st *unix.Stat_t) (pb.FdTypes, error) {
 	unsupported := func(kind, hint string) error {
 		return &UnsupportedError{Pid: pid, Fd: fd, Kind: kind, Target: target, Hint: hint}
 	}
 	const later = "it arrives with a later issue; close it in the process before dumping"
 	switch {
 	case strings.HasPrefix(target, "socket:"):
-		return nil, unsupported("socket", later)
+		return 0, unsupported("socket", later)
 	case target == "anon_inode:[eventfd]":
-		id, err := d.eventfd(pid, fd, &st, info)
-		if err != nil {
-			return nil, err
-		}
-		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_EVENTFD.Enum()
-		return fe, nil
+		return pb.FdTypes_EVENTFD, nil
 	case target == "anon_inode:[eventpoll]":
-		id, err := d.eventpoll(pid, fd, &st, info)
-		if err != nil {
-			return nil, err
-		}
-		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_EVENTPOLL.Enum()
-		return fe, nil
+		return pb.FdTypes_EVENTPOLL, nil
 	case strings.HasPrefix(target, "anon_inode:"):
-		kind := strings.Trim(strings.TrimPrefix(target, "anon_inode:"), "[]")
-		return nil, unsupported(kind, later)
+		return 0, unsupported(strings.Trim(strings.TrimPrefix(target, "anon_inode:"), "[]"), later)
 	case strings.HasPrefix(target, "pipe:"):
-		id, err := d.pipe(pid, fd, link, &st, info)
-		if err != nil {
-			return nil, err
-		}
-		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_PIPE.Enum()
-		return fe, nil
+		return pb.FdTypes_PIPE, nil
 	case strings.HasPrefix(target, "/memfd:"):
-		return nil, unsupported("memfd", later)
+		return 0, unsupported("memfd", later)
 	case !strings.HasPrefix(target, "/"):
-		return nil, unsupported("special file", later)
+		return 0, unsupported("special file", later)
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFIFO:
-		id, err := d.fifo(pid, fd, link, target, &st, info)
-		if err != nil {
-			return nil, err
-		}
-		fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_FIFO.Enum()
-		return fe, nil
+		return pb.FdTypes_FIFO, nil
 	case unix.S_IFCHR:
 		if isTTY(st.Rdev) {
-			return nil, unsupported("terminal", "ttys arrive with a later issue; redirect the process's stdio from the terminal (e.g. </dev/null >log 2>&1) or use setsid")
+			return 0, unsupported("terminal", "ttys arrive with a later issue; redirect the process's stdio from the terminal (e.g. </dev/null >log 2>&1) or use setsid")
 		}
 	case unix.S_IFSOCK:
-		return nil, unsupported("socket", later)
+		return 0, unsupported("socket", later)
 	}
-	id, err := d.regFd(pid, fd, link, target, &st, info)
-	if err != nil {
-		return nil, err
-	}
-	fe.Id, fe.Type = proto.Uint32(id), pb.FdTypes_REG.Enum()
-	return fe, nil
+	return pb.FdTypes_REG, nil
 }
 
 // kcmpFile is KCMP_FILE: do two fds of two tasks share an open file description?
@@ -262,35 +290,26 @@ func (d *Dumper) fown(pid, fd int) (*pb.FownEntry, error) {
 	return f, nil
 }
 
-// regFd describes a regular file, directory or device opened by path.
-func (d *Dumper) regFd(pid, fd int, link, target string, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
-	if id, ok := d.sameOFD(pid, fd, st); ok {
-		return id, nil
-	}
-	own, err := d.fown(pid, fd)
-	if err != nil {
-		return 0, err
-	}
-	id := d.newID()
-	d.remember(pid, fd, st, id)
-	name, deleted := strings.CutSuffix(target, " (deleted)")
+// regFile describes a regular file, directory or device opened by path.
+func (d *Dumper) regFile(o object) error {
+	name, deleted := strings.CutSuffix(o.target, " (deleted)")
 	rf := &pb.RegFileEntry{
-		Id:    proto.Uint32(id),
-		Flags: proto.Uint32(info.Flags &^ unix.O_CLOEXEC),
-		Pos:   proto.Uint64(info.Pos),
-		Fown:  own,
+		Id:    proto.Uint32(o.id),
+		Flags: proto.Uint32(o.flags()),
+		Pos:   proto.Uint64(o.info.Pos),
+		Fown:  o.own,
 		Name:  proto.String(name),
-		MntId: proto.Int32(int32(info.MntID)),
-		Size:  proto.Uint64(uint64(st.Size)),
-		Mode:  proto.Uint32(st.Mode),
+		MntId: proto.Int32(int32(o.info.MntID)),
+		Size:  proto.Uint64(uint64(o.st.Size)),
+		Mode:  proto.Uint32(o.st.Mode),
 	}
-	if deleted && st.Nlink == 0 && st.Mode&unix.S_IFMT == unix.S_IFREG {
-		if err := d.ghost(pid, fd, link, name, id, st); err != nil {
-			return 0, err
+	if deleted && o.st.Nlink == 0 && o.st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if err := d.ghost(o.pid, o.fd, o.link, name, o.id, o.st); err != nil {
+			return err
 		}
 	}
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: rf})
-	return id, nil
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(o.id), Reg: rf})
+	return nil
 }
 
 // ghost saves a deleted file's content, as CRIU's ghost files do, and links
@@ -335,73 +354,56 @@ func (d *Dumper) ghost(pid, fd int, link, name string, fileID uint32, st *unix.S
 
 // pipe describes one end of a pipe; the pipe's buffered bytes are saved the
 // first time any end of it is seen.
-func (d *Dumper) pipe(pid, fd int, link string, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
-	if id, ok := d.sameOFD(pid, fd, st); ok {
-		return id, nil
-	}
-	own, err := d.fown(pid, fd)
-	if err != nil {
-		return 0, err
-	}
-	id := d.newID()
-	d.remember(pid, fd, st, id)
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIPE.Enum(), Id: proto.Uint32(id), Pipe: &pb.PipeEntry{
-		Id:     proto.Uint32(id),
-		PipeId: proto.Uint32(uint32(st.Ino)),
-		Flags:  proto.Uint32(info.Flags &^ unix.O_CLOEXEC),
-		Fown:   own,
+func (d *Dumper) pipe(o object) error {
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIPE.Enum(), Id: proto.Uint32(o.id), Pipe: &pb.PipeEntry{
+		Id:     proto.Uint32(o.id),
+		PipeId: proto.Uint32(uint32(o.st.Ino)),
+		Flags:  proto.Uint32(o.flags()),
+		Fown:   o.own,
 	}})
-	if !d.pipes[st.Ino] {
-		d.pipes[st.Ino] = true
-		pd, err := peekPipe(link, uint32(st.Ino))
-		if err != nil {
-			return 0, fmt.Errorf("task %d fd %d: pipe:[%d]: %w", pid, fd, st.Ino, err)
-		}
-		if pd != nil {
-			d.PipeData = append(d.PipeData, *pd)
-		}
+	data, err := d.pipeData(o)
+	if data != nil {
+		d.PipeData = append(d.PipeData, *data)
 	}
-	return id, nil
+	return err
+}
+
+// pipeData copies the bytes in the pipe behind o, once per pipe.
+func (d *Dumper) pipeData(o object) (*PipeData, error) {
+	if d.pipes[o.st.Ino] {
+		return nil, nil
+	}
+	d.pipes[o.st.Ino] = true
+	pd, err := peekPipe(o.link, uint32(o.st.Ino))
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d: %s: %w", o.pid, o.fd, o.target, err)
+	}
+	return pd, nil
 }
 
 // fifo describes a named pipe: a fifo entry pointing at a regular-file entry
 // for its path, plus its buffered bytes.
-func (d *Dumper) fifo(pid, fd int, link, target string, st *unix.Stat_t, info *proc.Fdinfo) (uint32, error) {
-	if id, ok := d.sameOFD(pid, fd, st); ok {
-		return id, nil
-	}
-	own, err := d.fown(pid, fd)
-	if err != nil {
-		return 0, err
-	}
+func (d *Dumper) fifo(o object) error {
 	regID := d.newID()
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: &pb.RegFileEntry{
 		Id:    proto.Uint32(regID),
-		Flags: proto.Uint32(info.Flags &^ unix.O_CLOEXEC),
+		Flags: proto.Uint32(o.flags()),
 		Pos:   proto.Uint64(0),
-		Fown:  own,
-		Name:  proto.String(target),
-		MntId: proto.Int32(int32(info.MntID)),
-		Mode:  proto.Uint32(st.Mode),
+		Fown:  o.own,
+		Name:  proto.String(o.target),
+		MntId: proto.Int32(int32(o.info.MntID)),
+		Mode:  proto.Uint32(o.st.Mode),
 	}})
-	id := d.newID()
-	d.remember(pid, fd, st, id)
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(id), Fifo: &pb.FifoEntry{
-		Id:     proto.Uint32(id),
-		PipeId: proto.Uint32(uint32(st.Ino)),
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(o.id), Fifo: &pb.FifoEntry{
+		Id:     proto.Uint32(o.id),
+		PipeId: proto.Uint32(uint32(o.st.Ino)),
 		RegfId: proto.Uint32(regID),
 	}})
-	if !d.pipes[st.Ino] {
-		d.pipes[st.Ino] = true
-		pd, err := peekPipe(link, uint32(st.Ino))
-		if err != nil {
-			return 0, fmt.Errorf("task %d fd %d: fifo %s: %w", pid, fd, target, err)
-		}
-		if pd != nil {
-			d.FifoData = append(d.FifoData, *pd)
-		}
+	data, err := d.pipeData(o)
+	if data != nil {
+		d.FifoData = append(d.FifoData, *data)
 	}
-	return id, nil
+	return err
 }
 
 // peekPipe copies the bytes buffered in a pipe without consuming them: a new

@@ -7,8 +7,6 @@ import (
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
 
-func cpuid(leaf, sub uint32) (a, b, c, d uint32)
-
 // The x86-64 rt_sigframe as rt_sigreturn reads it (arch/x86/include/uapi/
 // asm/sigcontext.h, arch/x86/kernel/signal_64.c): the frame starts with the
 // return address slot, rt_sigreturn finds it at rsp-8, so rsp points at uc.
@@ -71,7 +69,7 @@ func xstateLayout(x []byte) (features uint64, size uint32) {
 	size = xsaveMinSize
 	for f := features &^ 3; f != 0; f &= f - 1 {
 		i := uint32(bits.TrailingZeros64(f))
-		sz, off, _, _ := cpuid(0xd, i)
+		off, sz := ptrace.XstateComponent(i)
 		if end := off + sz; end > size {
 			size = end
 		}

@@ -167,7 +167,7 @@ func clobberYmm7(te *ptrace.Tracee) error {
 	if err != nil {
 		return err
 	}
-	_, avxOff, _, _ := cpuid(0xd, 2)
+	avxOff, _ := ptrace.XstateComponent(2)
 	for i := 0; i < 16; i++ {
 		x[160+7*16+i] = 0
 		x[int(avxOff)+7*16+i] = 0

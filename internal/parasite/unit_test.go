@@ -140,8 +140,7 @@ func TestSigframeLayout(t *testing.T) {
 	check("fpstate", 48+184, u64(48+184), 0x10000+448)
 	check("uc_sigmask", 8+296, u64(8+296), 5)
 	fp := f[448:]
-	_, avxOff, _, _ := cpuid(0xd, 2)
-	avxSize, _, _, _ := cpuid(0xd, 2)
+	avxOff, avxSize := ptrace.XstateComponent(2)
 	size := uint64(avxOff + avxSize)
 	check("magic1", 448+464, uint64(le.Uint32(fp[464:])), fpXstateMagic1)
 	check("extended_size", 448+468, uint64(le.Uint32(fp[468:])), size+4)

@@ -1,0 +1,11 @@
+package ptrace
+
+func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
+
+// XstateComponent returns where xsave component i (Intel SDM vol. 1, 13.1)
+// sits in the standard (uncompacted) layout that NT_X86_XSTATE uses, and its
+// size, as CPUID leaf 0xD sub-leaf i reports them for this CPU.
+func XstateComponent(i uint32) (off, size uint32) {
+	eax, ebx, _, _ := cpuid(0xd, i)
+	return ebx, eax
+}
