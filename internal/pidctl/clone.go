@@ -228,12 +228,8 @@ func cloneOnce(parent *Task, req Request, setTID bool, prepare func() error) (*T
 	}
 	childTid := 0
 	var childErr error
-	ret, err := parent.inject(unix.SYS_CLONE3, []uint64{req.Scratch, size}, prepare, func(int) error {
-		msg, err := unix.PtraceGetEventMsg(parent.Tid)
-		if err != nil {
-			return fmt.Errorf("PTRACE_GETEVENTMSG: %w", err)
-		}
-		childTid = int(msg)
+	ret, err := parent.inject(unix.SYS_CLONE3, []uint64{req.Scratch, size}, prepare, func(tid int) error {
+		childTid = tid
 		// Errors about the child do not abort the parent's syscall: it
 		// must still be run to its exit stop and restored.
 		childErr = adoptChild(childTid, parent.options(), mask)
@@ -244,10 +240,12 @@ func cloneOnce(parent *Task, req Request, setTID bool, prepare func() error) (*T
 	}
 	var child *Task
 	if childTid != 0 {
-		child = &Task{Tid: childTid, Tgid: childTid, SyscallAddr: parent.SyscallAddr, PtraceOptions: parent.PtraceOptions, tracer: parent.tracer}
+		tgid := childTid
 		if req.Flags&unix.CLONE_THREAD != 0 {
-			child.Tgid = parent.Tgid
+			tgid = parent.Tgid
 		}
+		child = NewTask(parent.Tracer(), childTid, tgid, parent.SyscallAddr)
+		child.PtraceOptions = parent.PtraceOptions
 	}
 	fail := func(err error) (*Task, error) {
 		if child != nil {
@@ -287,7 +285,7 @@ func adoptChild(tid int, opts int, mask uint64) error {
 		return fmt.Errorf("wait for its first stop: %w", err)
 	}
 	if ws.Exited() || ws.Signaled() {
-		return fmt.Errorf("wait for its first stop: %w", &exitedError{ws})
+		return fmt.Errorf("wait for its first stop: %w", &ptrace.ExitedError{Status: ws})
 	}
 	if !ws.Stopped() || ws.TrapCause() != unix.PTRACE_EVENT_STOP {
 		return fmt.Errorf("first stop is %#x (signal %d), not PTRACE_EVENT_STOP", uint32(ws), ws.StopSignal())
@@ -307,7 +305,7 @@ func adoptChild(tid int, opts int, mask uint64) error {
 func discard(parent, child *Task, flags uint64) error {
 	if flags&unix.CLONE_THREAD != 0 {
 		_, err := child.Syscall(unix.SYS_EXIT, 0)
-		var ex *exitedError
+		var ex *ptrace.ExitedError
 		if errors.As(err, &ex) {
 			return nil
 		}

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -29,7 +30,39 @@ const allSignals = ^uint64(0)
 // syscall-restart logic to it, and the saved registers bring the original
 // restart back when the task resumes.
 func (te *Tracee) Syscall(nr uint64, args ...uint64) (uint64, error) {
-	ret, _, err := te.syscall(nr, args)
+	return te.Inject(Injection{Nr: nr, Args: args})
+}
+
+// Injection is one syscall to run inside a stopped thread, with hooks for
+// callers that need more than the result (pidctl's clone3).
+type Injection struct {
+	Nr   uint64
+	Args []uint64
+	// Prepare, if set, runs on the tracer thread right before the thread
+	// is resumed into the syscall, with nothing else in between.
+	Prepare func() error
+	// OnEvent, if set, runs on the tracer thread at each fork, vfork or
+	// clone event stop, with the event and the new task's id. Without it
+	// the new tasks are collected for SyscallFork.
+	OnEvent func(event, child int) error
+}
+
+// ExitedError reports that the thread ended while an injected syscall ran
+// (an injected exit, or a kill from outside).
+type ExitedError struct{ Status unix.WaitStatus }
+
+func (e *ExitedError) Error() string {
+	if e.Status.Signaled() {
+		return fmt.Sprintf("task was killed by signal %d", e.Status.Signal())
+	}
+	return fmt.Sprintf("task exited with status %d", e.Status.ExitStatus())
+}
+
+// Inject runs in.Nr with in.Args inside the stopped thread and returns the
+// raw result; registers and signal mask are put back, unless the thread
+// ended (ExitedError).
+func (te *Tracee) Inject(in Injection) (uint64, error) {
+	ret, _, err := te.inject(in)
 	return ret, err
 }
 
@@ -38,31 +71,24 @@ func (te *Tracee) Syscall(nr uint64, args ...uint64) (uint64, error) {
 // returns the syscall's result and the new child, adopted and stopped
 // before it ran a single instruction; the caller sets its registers.
 func (te *Tracee) SyscallFork(nr uint64, args ...uint64) (uint64, *Tracee, error) {
-	ret, kids, err := te.syscall(nr, args)
+	ret, kids, err := te.inject(Injection{Nr: nr, Args: args})
 	if err != nil || Errno(ret) != 0 || len(kids) == 0 {
 		return ret, nil, err
 	}
 	child := &Tracee{Tid: kids[0], t: te.t}
 	err = te.t.Do(func() error {
 		// An auto-attached child starts in a PTRACE_EVENT_STOP.
-		for {
-			ws, err := wait(child.Tid)
-			if err != nil {
-				return &Error{"wait for new child", child.Tid, err}
-			}
-			if ws.Exited() || ws.Signaled() {
-				return &Error{"wait for new child", child.Tid, unix.ESRCH}
-			}
-			if ws.Stopped() && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
-				return nil
-			}
-			if ws.Stopped() {
-				// A signal for the child before it ever ran (none should
-				// come): keep it queued by not delivering it now is not
-				// possible, so deliver it after restore by refusing here.
-				return &Error{"wait for new child", child.Tid, fmt.Errorf("unexpected stop %v", ws)}
-			}
+		ws, err := wait(child.Tid)
+		if err != nil {
+			return &Error{"wait for new child", child.Tid, err}
 		}
+		if ws.Exited() || ws.Signaled() {
+			return &Error{"wait for new child", child.Tid, &ExitedError{ws}}
+		}
+		if !ws.Stopped() || ws.TrapCause() != unix.PTRACE_EVENT_STOP {
+			return &Error{"wait for new child", child.Tid, fmt.Errorf("first stop is %v, not PTRACE_EVENT_STOP", ws)}
+		}
+		return nil
 	})
 	if err != nil {
 		return ret, nil, err
@@ -88,7 +114,8 @@ func (te *Tracee) SetOptions(opts int) error {
 	})
 }
 
-func (te *Tracee) syscall(nr uint64, args []uint64) (uint64, []int, error) {
+func (te *Tracee) inject(in Injection) (uint64, []int, error) {
+	nr, args := in.Nr, in.Args
 	if len(args) > 6 {
 		return 0, nil, fmt.Errorf("task %d: syscall %d: %d arguments, at most 6", te.Tid, nr, len(args))
 	}
@@ -118,8 +145,21 @@ func (te *Tracee) syscall(nr uint64, args []uint64) (uint64, []int, error) {
 		copy(a[:], args)
 		r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
 		te.children = nil
-		ret, err = te.runSyscall(&r, nr)
+		onEvent := in.OnEvent
+		if onEvent == nil {
+			onEvent = func(_, child int) error { te.children = append(te.children, child); return nil }
+		}
+		if in.Prepare != nil {
+			err = in.Prepare()
+		}
+		if err == nil {
+			ret, err = te.runSyscall(&r, nr, onEvent)
+		}
 		kids = te.children
+		var ex *ExitedError
+		if errors.As(err, &ex) {
+			return err // nothing left to put back
+		}
 		// Put everything back even when the syscall failed to run.
 		if e := unix.PtraceSetRegs(te.Tid, &orig); e != nil && err == nil {
 			err = fmt.Errorf("restore registers: %w", e)
@@ -134,7 +174,7 @@ func (te *Tracee) syscall(nr uint64, args []uint64) (uint64, []int, error) {
 
 // runSyscall sets r, resumes to syscall entry and then exit, and returns rax.
 // Runs on the tracer thread.
-func (te *Tracee) runSyscall(r *Regs, nr uint64) (uint64, error) {
+func (te *Tracee) runSyscall(r *Regs, nr uint64, onEvent func(event, child int) error) (uint64, error) {
 	if err := unix.PtraceSetRegs(te.Tid, r); err != nil {
 		return 0, err
 	}
@@ -148,7 +188,7 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64) (uint64, error) {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
-			return 0, fmt.Errorf("task exited while running injected syscall %d (%v)", nr, ws)
+			return 0, &ExitedError{ws}
 		case !ws.Stopped():
 			continue
 		case ws.StopSignal() == unix.SIGTRAP|0x80:
@@ -156,12 +196,14 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64) (uint64, error) {
 		case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
 			// Group-stop or a new interrupt: resume into the syscall again.
 		case ws.TrapCause() == unix.PTRACE_EVENT_FORK || ws.TrapCause() == unix.PTRACE_EVENT_VFORK || ws.TrapCause() == unix.PTRACE_EVENT_CLONE:
-			// An injected fork/clone with auto-attach on: note the child.
+			// An injected fork/clone with auto-attach on.
 			msg, err := unix.PtraceGetEventMsg(te.Tid)
 			if err != nil {
 				return 0, err
 			}
-			te.children = append(te.children, int(msg))
+			if err := onEvent(ws.TrapCause(), int(msg)); err != nil {
+				return 0, err
+			}
 		default:
 			return 0, fmt.Errorf("unexpected stop %v (signal %d) while running injected syscall %d", ws, ws.StopSignal(), nr)
 		}
