@@ -20,7 +20,6 @@ const (
 	xfeatPKRU     = 9
 )
 
-
 // gpregsEntry converts ptrace registers to CRIU's user_x86_regs_entry.
 func gpregsEntry(r *ptrace.Regs) *pb.UserX86RegsEntry {
 	return &pb.UserX86RegsEntry{
