@@ -89,7 +89,6 @@ func (d *dumper) task(t *ptrace.Task) error {
 	if st.TTYNr != 0 {
 		return fmt.Errorf("task %d (%s) has a controlling terminal: terminals arrive with a later issue; start it with setsid and its stdio away from the terminal", t.Pid, st.Comm)
 	}
-	leader := t.Threads[0]
 	status, err := proc.ReadStatus(t.Pid)
 	if err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
@@ -160,7 +159,6 @@ func (d *dumper) task(t *ptrace.Task) error {
 	if err := d.dir.WriteOne(images.FSFile(t.Pid), images.KindFS, fs); err != nil {
 		return err
 	}
-	_ = leader
 	return nil
 }
 

@@ -29,11 +29,9 @@ func (rs *restorer) exitTask(r *remote, nr uint64, args ...uint64) error {
 	if err := r.te.SetSigmask(0); err != nil {
 		return err
 	}
-	ws, err := r.te.RunToExit()
-	if err != nil {
+	if _, err := r.te.RunToExit(); err != nil {
 		return fmt.Errorf("task %d: make it a zombie: %w", r.pid, err)
 	}
-	_ = ws
 	return nil
 }
 
