@@ -157,9 +157,10 @@ func precheck(pid int) error {
 	return nil
 }
 
-// restoredNamespaces are the namespaces a restored task ends up in: gockpt's
-// own, as restore does not recreate namespaces yet.
-var restoredNamespaces = []string{"pid", "net", "mnt", "ipc", "uts", "user", "time"}
+// restoredNamespaces are the namespaces a restored task ends up in:
+// gockpt's own, as restore does not recreate them yet. (UTS namespaces are
+// dumped and recreated: see utsNamespace.)
+var restoredNamespaces = []string{"pid", "net", "mnt", "ipc", "user", "time"}
 
 // sameNamespaces refuses a task living in namespaces other than gockpt's:
 // restore would bring it back in gockpt's own, silently different.

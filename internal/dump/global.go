@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -32,6 +33,9 @@ type kobjIDs struct {
 	seen  []seenTask
 	nsIDs map[string]uint32
 	root  *pb.TaskKobjIdsEntry
+	// newUTS are the UTS namespaces other than gockpt's, by id, for
+	// utsns-ID.img.
+	newUTS map[uint32]*pb.UtsnsEntry
 }
 
 type seenTask struct {
@@ -70,7 +74,55 @@ func (k *kobjIDs) ns(pid int, name string) (uint32, error) {
 	}
 	id := k.id()
 	k.nsIDs[key] = id
+	if name == "uts" {
+		var mine unix.Stat_t
+		if err := unix.Stat("/proc/self/ns/uts", &mine); err == nil && mine.Ino != st.Ino {
+			e, err := utsNamespace(pid)
+			if err != nil {
+				return 0, err
+			}
+			if k.newUTS == nil {
+				k.newUTS = map[uint32]*pb.UtsnsEntry{}
+			}
+			k.newUTS[id] = e
+		}
+	}
 	return id, nil
+}
+
+// utsNamespace reads the host and domain name of task pid's UTS namespace:
+// a throwaway thread enters it and asks uname(2). The thread is never given
+// back to the Go scheduler: it ends with its goroutine, namespace and all.
+func utsNamespace(pid int) (*pb.UtsnsEntry, error) {
+	type result struct {
+		e   *pb.UtsnsEntry
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with us
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/uts", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("task %d: uts namespace: %w", pid, err)}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWUTS); err != nil {
+			ch <- result{err: fmt.Errorf("task %d: enter its uts namespace: %w", pid, err)}
+			return
+		}
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		ch <- result{e: &pb.UtsnsEntry{
+			Nodename:   proto.String(unix.ByteSliceToString(u.Nodename[:])),
+			Domainname: proto.String(unix.ByteSliceToString(u.Domainname[:])),
+		}}
+	}()
+	r := <-ch
+	return r.e, r.err
 }
 
 func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
@@ -182,6 +234,12 @@ func (d *dumper) writeGlobal() error {
 			return err
 		}
 		if err := w.Close(); err != nil {
+			return err
+		}
+	}
+	for id, e := range d.ids.newUTS {
+		kind, _ := images.KindByName("UTSNS")
+		if err := d.dir.WriteOne(fmt.Sprintf("utsns-%d.img", id), kind, e); err != nil {
 			return err
 		}
 	}

@@ -96,7 +96,7 @@ var kinds = []*Kind{
 	{Name: "ITIMERS", Magic: 0x57464056, New: msg[pb.ItimerEntry]()},
 	{Name: "POSIX_TIMERS", Magic: 0x52603957, New: msg[pb.PosixTimerEntry]()},
 	{Name: "SK_QUEUES", Magic: 0x56264026, New: msg[pb.SkPacketEntry](), extra: skQueuesExtra},
-	{Name: "UTSNS", Magic: 0x54473203},
+	{Name: "UTSNS", Magic: 0x54473203, New: msg[pb.UtsnsEntry]()},
 	{Name: "CREDS", Magic: 0x54023547, New: msg[pb.CredsEntry]()},
 	{Name: "IPC_VAR", Magic: 0x53115007},
 	{Name: "IPCNS_SHM", Magic: 0x46283044, Opaque: true},

@@ -60,6 +60,8 @@ type Plan struct {
 	FifoData  map[uint32][]byte
 	Remaps    map[uint32]*pb.RemapFilePathEntry // by file id
 	Seccomp   []*pb.SeccompFilter
+	// UTS holds the UTS namespaces the dump saw apart from its own, by id.
+	UTS map[uint32]*pb.UtsnsEntry
 }
 
 // readEntries reads every entry of image name into messages made by mk,
@@ -246,6 +248,19 @@ func (p *Plan) loadFiles() error {
 	}
 	for _, r := range remaps {
 		p.Remaps[r.GetOrigId()] = r
+	}
+	p.UTS = map[uint32]*pb.UtsnsEntry{}
+	for _, t := range p.Tasks {
+		id := t.IDs.GetUtsNsId()
+		name := fmt.Sprintf("utsns-%d.img", id)
+		if t.IDs == nil || p.UTS[id] != nil || !d.Exists(name) {
+			continue
+		}
+		e := &pb.UtsnsEntry{}
+		if err := d.ReadOne(name, e); err != nil {
+			return err
+		}
+		p.UTS[id] = e
 	}
 	if d.Exists("seccomp.img") {
 		var s pb.SeccompEntry

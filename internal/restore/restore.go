@@ -87,6 +87,8 @@ type restorer struct {
 	epollDone map[uint32]bool
 	// rearmed marks POSIX timers restored to expire at once.
 	rearmed map[timerKey]bool
+	// utsMade names, per UTS namespace id, the task that made it.
+	utsMade map[uint32]int
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -101,7 +103,7 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}}
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
 		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
 	defer rs.opener.Close()
@@ -232,6 +234,10 @@ func (rs *restorer) createTask(t *Task) error {
 	} else {
 		parent = rs.byPid[t.Parent.Pid].main
 	}
+	newUTS := rs.needsNewUTS(t)
+	if newUTS {
+		flags |= unix.CLONE_NEWUTS
+	}
 	te, err := rs.clone(parent, flags, uint64(unix.SIGCHLD), t.Pid)
 	if err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
@@ -240,6 +246,9 @@ func (rs *restorer) createTask(t *Task) error {
 	rs.tasks = append(rs.tasks, l)
 	rs.byPid[t.Pid] = l
 	rs.stats.Tasks++
+	if err := rs.utsNamespace(l, newUTS); err != nil {
+		return fmt.Errorf("task %d: uts namespace: %w", t.Pid, err)
+	}
 	if err := rs.sessionAndGroup(l); err != nil {
 		return err
 	}
