@@ -43,6 +43,10 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	if err := rs.moveVDSO(t, r); err != nil {
 		return err
 	}
+	pagesID, entries, err := readPagemap(rs.plan.Dir, t.Pid)
+	if err != nil {
+		return err
+	}
 	fileFds := map[uint64]uint64{} // file id -> fd inside the task
 	defer func() {
 		for _, fd := range fileFds {
@@ -102,7 +106,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			}
 		}
 	}
-	if err := rs.writePages(t); err != nil {
+	if err := rs.writePages(t, pagesID, entries); err != nil {
 		return err
 	}
 	for _, v := range writable {
@@ -249,20 +253,25 @@ func checkSameFile(reg *pb.RegFileEntry) error {
 	return nil
 }
 
+// readPagemap reads the task's pagemap image.
+func readPagemap(d *images.Dir, pid int) (uint32, []pagemap.Entry, error) {
+	f, err := os.Open(d.Join(images.PagemapFile(pid)))
+	if err != nil {
+		return 0, nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	defer f.Close()
+	id, entries, err := pagemap.Parse(f, f.Name())
+	if err != nil {
+		return 0, nil, fmt.Errorf("task %d: %w", pid, err)
+	}
+	return id, entries, nil
+}
+
 // writePages copies the task's saved pages into it with process_vm_writev,
 // streaming pages-N.img in order; runs saved in a parent directory are
 // read through the parent chain.
-func (rs *restorer) writePages(t *Task) error {
+func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry) error {
 	d := rs.plan.Dir
-	f, err := os.Open(d.Join(images.PagemapFile(t.Pid)))
-	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
-	}
-	pagesID, entries, err := pagemap.Parse(f, f.Name())
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
-	}
 	pages, err := os.Open(d.Join(images.PagesFile(pagesID)))
 	if err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
