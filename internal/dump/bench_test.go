@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -30,25 +31,27 @@ func startBigmem(b *testing.B) (*testproc.Proc, uint64) {
 	dir := b.TempDir()
 	p := testproc.Start(b, bin, dir, fmt.Sprint(benchMiB))
 	testproc.WaitFile(b, filepath.Join(dir, "ready"), 60*time.Second)
-	raw, _ := os.ReadFile(filepath.Join(dir, "ready"))
 	var addr uint64
-	fmt.Sscanf(string(raw), "%x", &addr)
+	for addr == 0 { // ready is written with stdio: wait for its content
+		raw, _ := os.ReadFile(filepath.Join(dir, "ready"))
+		fmt.Sscanf(string(raw), "%x", &addr)
+		time.Sleep(time.Millisecond)
+	}
 	return p, addr
 }
 
 // BenchmarkDump1GiB compares a full dump of a process with 1 GiB of touched
 // anonymous memory against the raw baseline of copying the same memory into
 // a file with process_vm_readv, measured in the same run and interleaved
-// round by round (this machine's speed drifts): both ways of reading pages
-// (the parasite's vmsplice and gockpt's process_vm_readv) are dumped each
-// round. Images go to tmpfs. Reported: MB/s of each and the ratio of each
-// dump to the raw baseline.
+// round by round: both ways of reading pages (the parasite's vmsplice and
+// gockpt's process_vm_readv) are dumped each round. Images go to tmpfs. One
+// untimed warm-up round comes first (tmpfs and the VM's memory settle), and
+// medians over the rounds are reported, as this machine's speed drifts.
 func BenchmarkDump1GiB(b *testing.B) {
 	p, addr := startBigmem(b)
 	size := int64(benchMiB) << 20
 	dir := tmpfsDir(b)
-	var raw, byParasite, byVM, frozenParasite, frozenVM time.Duration
-	for i := 0; i < b.N; i++ {
+	round := func(i int) (raw, byParasite, byVM, frozen time.Duration) {
 		start := time.Now()
 		f, err := os.Create(filepath.Join(dir, "raw"))
 		if err != nil {
@@ -60,28 +63,45 @@ func BenchmarkDump1GiB(b *testing.B) {
 		}
 		r.close()
 		f.Close()
-		raw += time.Since(start)
+		raw = time.Since(start)
 		os.Remove(f.Name())
 		for _, m := range []struct {
-			reader        PageReader
-			total, frozen *time.Duration
-		}{{ReadByParasite, &byParasite, &frozenParasite}, {ReadByVM, &byVM, &frozenVM}} {
+			reader PageReader
+			total  *time.Duration
+		}{{ReadByParasite, &byParasite}, {ReadByVM, &byVM}} {
 			img := filepath.Join(dir, fmt.Sprint(i))
 			start := time.Now()
 			st, err := Run(Options{Pid: p.Pid, ImagesDir: img, LeaveRunning: true, PageReader: m.reader})
 			if err != nil {
 				b.Fatal(err)
 			}
-			*m.total += time.Since(start)
-			*m.frozen += st.FrozenTime
+			*m.total = time.Since(start)
+			if m.reader == ReadByParasite {
+				frozen = st.FrozenTime
+			}
 			os.RemoveAll(img)
 		}
+		return
 	}
-	mbs := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
-	b.ReportMetric(mbs(raw), "raw-MB/s")
-	b.ReportMetric(mbs(byParasite), "dump-vmsplice-MB/s")
-	b.ReportMetric(mbs(byVM), "dump-vmreadv-MB/s")
-	b.ReportMetric(raw.Seconds()/byParasite.Seconds(), "vmsplice/raw")
-	b.ReportMetric(raw.Seconds()/byVM.Seconds(), "vmreadv/raw")
-	b.ReportMetric(float64(frozenParasite.Milliseconds())/float64(b.N), "frozen-ms(vmsplice)")
+	round(-1)
+	var raws, pars, vms, frozens []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		raw, par, vm, fr := round(i)
+		raws, pars, vms, frozens = append(raws, raw), append(pars, par), append(vms, vm), append(frozens, fr)
+	}
+	mbs := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+	b.ReportMetric(mbs(median(raws)), "raw-MB/s")
+	b.ReportMetric(mbs(median(pars)), "dump-vmsplice-MB/s")
+	b.ReportMetric(mbs(median(vms)), "dump-vmreadv-MB/s")
+	b.ReportMetric(median(raws).Seconds()/median(pars).Seconds(), "vmsplice/raw")
+	b.ReportMetric(median(raws).Seconds()/median(vms).Seconds(), "vmreadv/raw")
+	b.ReportMetric(float64(median(frozens).Milliseconds()), "frozen-ms(vmsplice)")
+}
+
+// median of a non-empty list of durations.
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
 }
