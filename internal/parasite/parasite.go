@@ -138,15 +138,15 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 	}
 	p.area, p.areaLen, p.scratch = addr, total, addr+scratchOff
 	p.watchdog = opts.Watchdog
-	if err := p.watchdog.Mapped(p.pid, addr, total); err != nil {
-		p.unmap()
-		return nil, err
-	}
 	defer func() {
 		if err != nil && !p.running {
 			p.unmap()
 		}
 	}()
+
+	if err := p.mapCode(leader, addr, codeLen); err != nil {
+		return nil, err
+	}
 
 	// The leader's sigaltstack, asked with its own rsp so the flags say
 	// whether it was running on it.
@@ -162,16 +162,18 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 	if err != nil {
 		return nil, err
 	}
+	// The code is in place (mapCode); the blob's initialized data, its
+	// arguments and the frame go into the writable rest.
 	for _, w := range []struct {
 		off uint64
 		b   []byte
-	}{{0, blob}, {blobArgs, args}, {frameOff, frame}} {
+	}{{codeLen, blob[min(codeLen, uint64(len(blob))):]}, {blobArgs, args}, {frameOff, frame}} {
+		if len(w.b) == 0 {
+			continue
+		}
 		if err := ptrace.WriteMem(p.pid, addr+w.off, w.b); err != nil {
 			return nil, fmt.Errorf("write parasite: %w", err)
 		}
-	}
-	if r, err := leader.Syscall(unix.SYS_MPROTECT, addr, codeLen, unix.PROT_READ|unix.PROT_EXEC); err != nil || ptrace.Errno(r) != 0 {
-		return nil, fmt.Errorf("task %d: mprotect parasite code %#x-%#x r-x: %v%w", p.pid, addr, addr+codeLen, ptrace.Errno(r), err)
 	}
 
 	if err := p.start(addr + scratchOff); err != nil {
@@ -716,6 +718,52 @@ func (p *Parasite) abort() error {
 		return err
 	}
 	return p.restoreOrUnmap(st.crash != 0)
+}
+
+// parasiteMemfd names the memfd the parasite's code is mapped from.
+const parasiteMemfd = "gockpt-parasite"
+
+// mapCode maps the blob's code at addr, read and execute, over the start of
+// the area. It comes from a memfd the task creates: SELinux refuses
+// executable anonymous memory (execmem) even to unconfined domains on many
+// systems, but lets a task map a file of its own executable. gockpt fills
+// the memfd through /proc/PID/fd, then the task maps it and closes it.
+func (p *Parasite) mapCode(leader *ptrace.Tracee, addr, codeLen uint64) error {
+	call := func(what string, nr uint64, args ...uint64) (uint64, error) {
+		r, err := leader.Syscall(nr, args...)
+		if err == nil && ptrace.Errno(r) != 0 {
+			err = ptrace.Errno(r)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("task %d: %s: %w", p.pid, what, err)
+		}
+		return r, nil
+	}
+	name := append([]byte(parasiteMemfd), 0)
+	if err := ptrace.WriteMem(p.pid, p.scratch, name); err != nil {
+		return err
+	}
+	fd, err := call("memfd_create for the parasite", unix.SYS_MEMFD_CREATE, p.scratch, unix.MFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer call("close the parasite memfd", unix.SYS_CLOSE, fd)
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", p.pid, fd), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("task %d: open the parasite memfd: %w", p.pid, err)
+	}
+	code := make([]byte, codeLen)
+	copy(code, blob)
+	_, err = f.Write(code)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("task %d: fill the parasite memfd: %w", p.pid, err)
+	}
+	if _, err := call(fmt.Sprintf("map parasite code at %#x", addr), unix.SYS_MMAP, addr, codeLen,
+		unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED|unix.MAP_FIXED, fd, 0); err != nil {
+		return err
+	}
+	return nil
 }
 
 // freeRange finds a hole of size bytes in task pid's address space, above

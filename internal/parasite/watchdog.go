@@ -2,6 +2,7 @@ package parasite
 
 import (
 	"bufio"
+	"os"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -30,8 +31,7 @@ import (
 //	thread PID TID STATE      a seized thread's own state (registers,
 //	                          signal mask, xsave area; base64), sent before
 //	                          any syscall is injected into it
-//	map PID ADDR LEN INODE    a parasite mapping exists in task PID (INODE 0:
-//	                          about to be made at ADDR)
+//	map PID ADDR LEN          a parasite area is about to be mapped at ADDR
 //	unmap PID                 it is gone (cured normally)
 //	bye                       gockpt is done: nothing to clean
 //
@@ -50,6 +50,8 @@ type Watchdog struct {
 func StartWatchdog(exe string, args ...string) (*Watchdog, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// What it did (or failed to do) is for the user who killed gockpt.
+	cmd.Stderr = os.Stderr
 	w, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -72,19 +74,6 @@ func (wd *Watchdog) send(line string) error {
 	return nil
 }
 
-// Mapped registers a parasite mapping of task pid.
-func (wd *Watchdog) Mapped(pid int, addr, length uint64) error {
-	if wd == nil {
-		return nil
-	}
-	// The inode is known now: replace the registration made before the mmap.
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, addr, addr+length), &st); err != nil {
-		return fmt.Errorf("task %d: parasite mapping: %w", pid, err)
-	}
-	return wd.send(fmt.Sprintf("map %d %d %d %d", pid, addr, length, st.Ino))
-}
-
 // Thread registers the state of a seized thread, so that the watchdog can
 // put it back if gockpt dies while a syscall is injected into the thread.
 func (wd *Watchdog) Thread(pid, tid int, regs ptrace.Regs, sigmask uint64, xstate []byte) error {
@@ -94,14 +83,14 @@ func (wd *Watchdog) Thread(pid, tid int, regs ptrace.Regs, sigmask uint64, xstat
 	return wd.send(fmt.Sprintf("thread %d %d %s", pid, tid, base64.StdEncoding.EncodeToString(encodeThreadState(regs, sigmask, xstate))))
 }
 
-// Mapping registers a parasite mapping about to be made at addr (its inode
-// is not known yet): the watchdog removes a shared anonymous mapping found
-// exactly there.
+// Mapping registers a parasite area about to be mapped at addr: if gockpt
+// dies, the watchdog removes the parasite's own mappings found inside it
+// (shared anonymous memory, the parasite memfd), nothing else.
 func (wd *Watchdog) Mapping(pid int, addr, length uint64) error {
 	if wd == nil {
 		return nil
 	}
-	return wd.send(fmt.Sprintf("map %d %d %d 0", pid, addr, length))
+	return wd.send(fmt.Sprintf("map %d %d %d", pid, addr, length))
 }
 
 // Unmapped says the mapping of task pid is gone.
@@ -118,7 +107,7 @@ func (wd *Watchdog) Close() error {
 }
 
 type leftover struct {
-	addr, length, ino uint64
+	addr, length uint64
 }
 
 // ServeWatchdog is the watchdog process's main: it reads events from r until
@@ -137,12 +126,11 @@ func ServeWatchdog(r io.Reader) (string, error) {
 		switch {
 		case f[0] == "bye":
 			return "", nil
-		case f[0] == "map" && len(f) == 5:
+		case f[0] == "map" && len(f) == 4:
 			pid, _ := strconv.Atoi(f[1])
 			a, _ := strconv.ParseUint(f[2], 10, 64)
 			l, _ := strconv.ParseUint(f[3], 10, 64)
-			ino, _ := strconv.ParseUint(f[4], 10, 64)
-			areas[pid] = leftover{a, l, ino}
+			areas[pid] = leftover{a, l}
 		case f[0] == "thread" && len(f) == 4:
 			pid, _ := strconv.Atoi(f[1])
 			tid, _ := strconv.Atoi(f[2])
@@ -185,14 +173,15 @@ func ServeWatchdog(r io.Reader) (string, error) {
 }
 
 // cleanLeftover waits for the self-cured task to be out of the blob, then
-// unmaps, from inside it, the VMAs of the area that are still the parasite's
-// own mapping (same shmem inode): nothing the task mapped since is touched.
+// unmaps, from inside it, the VMAs of the area that are still the
+// parasite's own (shared anonymous memory, the parasite memfd): nothing the
+// task mapped since is touched.
 func cleanLeftover(pid int, a leftover) error {
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		te, err := tr.Seize(pid)
+		te, err := seizeWhenFree(tr, pid)
 		if err != nil {
 			return fmt.Errorf("task %d: %w", pid, err)
 		}
@@ -227,9 +216,7 @@ func unmapLeftovers(te *ptrace.Tracee, pid int, a leftover) error {
 		if v.Start < a.addr || v.End > a.addr+a.length {
 			continue
 		}
-		// A known inode must match; inode 0 (registered before the mmap)
-		// takes only a shared anonymous mapping of exactly that range.
-		if a.ino != 0 && v.Inode != a.ino || a.ino == 0 && (v.Start != a.addr || v.End != a.addr+a.length || !v.Shared() || v.Path != "/dev/zero") {
+		if !v.Shared() || v.Path != "/dev/zero" && v.Path != "/memfd:"+parasiteMemfd {
 			continue
 		}
 		r, err := te.Syscall(unix.SYS_MUNMAP, v.Start, v.End-v.Start)
@@ -278,9 +265,12 @@ func unpark(st threadState) (bool, error) {
 	}
 	tr := ptrace.NewTracer()
 	defer tr.Close()
-	te, err := tr.Seize(st.tid)
+	te, err := seizeWhenFree(tr, st.tid)
 	if err != nil {
-		return false, nil // gone
+		if errors.Is(err, unix.ESRCH) {
+			return false, nil // gone
+		}
+		return false, err
 	}
 	defer te.Detach()
 	regs, err := te.GetRegs()
@@ -304,4 +294,18 @@ func unpark(st threadState) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// seizeWhenFree seizes tid once the dead gockpt's ptrace attachment is gone:
+// a dying process closes its files (our EOF) before the kernel lets its
+// tracees go, so the first tries can meet EPERM.
+func seizeWhenFree(tr *ptrace.Tracer, tid int) (*ptrace.Tracee, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		te, err := tr.Seize(tid)
+		if err == nil || !errors.Is(err, unix.EPERM) || time.Now().After(deadline) {
+			return te, err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
