@@ -2,11 +2,11 @@ package parasite
 
 import (
 	"bufio"
-	"os"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
