@@ -193,22 +193,16 @@ func (rs *restorer) startStub() error {
 	rs.area.scratch, rs.area.scratchSize = scratch, scratchSize-4096
 	rs.area.cloneScratch = scratch + scratchSize - 4096
 	rs.area.park = scratch + scratchSize
+	r.scratch, r.size = rs.area.scratch, rs.area.scratchSize
 	// The stub's code is mapped from its executable (a memfd), and the
 	// kernel refuses to change a task's exe link while its old exe is
-	// mapped: move the one instruction we need, syscall, to an anonymous
-	// page at the end of the area and unmap the executable.
+	// mapped: move the one instruction we need, syscall, to a page of its
+	// own at the end of the area and unmap the executable.
 	code := rs.area.end - 4096
 	if rs.area.park+128<<10 > code {
 		return fmt.Errorf("stub area too small")
 	}
-	if _, err := r.call("mmap stub code page", unix.SYS_MMAP, code, 4096, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0); err != nil {
-		return err
-	}
-	if err := ptrace.WriteMem(stub.Pid, code, []byte{0x0f, 0x05, 0xcc}); err != nil { // syscall; int3
-		return err
-	}
-	if _, err := r.call("mprotect stub code page", unix.SYS_MPROTECT, code, 4096, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+	if err := mapStubCode(r, code); err != nil {
 		return err
 	}
 	stub.Tracee.UseSyscallAt(code)
@@ -217,6 +211,30 @@ func (rs *restorer) startStub() error {
 		return err
 	}
 	return nil
+}
+
+// mapStubCode maps, at code, one page holding "syscall; int3", read and
+// execute. It comes from a memfd the stub creates and gockpt fills through
+// /proc: SELinux commonly refuses executable anonymous memory (execmem),
+// not executable mappings of a task's own files.
+func mapStubCode(r *remote, code uint64) error {
+	name, err := r.str("gockpt-stub-code")
+	if err != nil {
+		return err
+	}
+	fd, err := r.call("memfd_create for the stub code", unix.SYS_MEMFD_CREATE, name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer r.call("close the stub code memfd", unix.SYS_CLOSE, fd)
+	page := make([]byte, 4096)
+	copy(page, []byte{0x0f, 0x05, 0xcc}) // syscall; int3
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/fd/%d", r.pid, fd), page, 0); err != nil {
+		return fmt.Errorf("fill the stub code memfd: %w", err)
+	}
+	_, err = r.call("map the stub code page", unix.SYS_MMAP, code, 4096, unix.PROT_READ|unix.PROT_EXEC,
+		unix.MAP_PRIVATE|unix.MAP_FIXED, fd, 0)
+	return err
 }
 
 func (rs *restorer) remoteFor(te *ptrace.Tracee, pid int) *remote {
