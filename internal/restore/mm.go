@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,8 +83,11 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		default:
 			flags |= unix.MAP_ANONYMOUS
 		}
-		// Private areas get PROT_WRITE until their pages are in.
-		if st&vmaFileShared == 0 && prot&unix.PROT_WRITE == 0 {
+		// Private areas get PROT_WRITE until their pages are in, but not
+		// executable ones: writable and executable at once is what SELinux
+		// denies as execmem. Their pages go in through /proc/PID/mem,
+		// which writes past protections as a debugger does.
+		if st&vmaFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 {
 			prot |= unix.PROT_WRITE
 			writable = append(writable, v)
 		}
@@ -284,6 +288,7 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry)
 		}
 	}()
 	buf := make([]byte, 4<<20)
+	var mem *os.File
 	for _, e := range entries {
 		if e.Flags&pagemap.FlagPresent == 0 && e.Flags&pagemap.FlagParent == 0 {
 			continue
@@ -309,7 +314,20 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry)
 				}
 			}
 			if err := ptrace.WriteMem(t.Pid, addr, chunk); err != nil {
-				return err
+				if !errors.Is(err, unix.EFAULT) {
+					return err
+				}
+				// Not writable to process_vm_writev (an executable area):
+				// the forced write of /proc/PID/mem.
+				if mem == nil {
+					if mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", t.Pid), os.O_RDWR, 0); err != nil {
+						return fmt.Errorf("task %d: %w", t.Pid, err)
+					}
+					defer mem.Close()
+				}
+				if _, err := mem.WriteAt(chunk, int64(addr)); err != nil {
+					return fmt.Errorf("task %d: write pages at %#x: %w", t.Pid, addr, err)
+				}
 			}
 			rs.stats.PagesRestored += n / 4096
 			addr += n

@@ -229,7 +229,13 @@ func mapStubCode(r *remote, code uint64) error {
 	defer r.call("close the stub code memfd", unix.SYS_CLOSE, fd)
 	page := make([]byte, 4096)
 	copy(page, []byte{0x0f, 0x05, 0xcc}) // syscall; int3
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/fd/%d", r.pid, fd), page, 0); err != nil {
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", r.pid, fd), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open the stub code memfd: %w", err)
+	}
+	_, err = f.Write(page)
+	f.Close()
+	if err != nil {
 		return fmt.Errorf("fill the stub code memfd: %w", err)
 	}
 	_, err = r.call("map the stub code page", unix.SYS_MMAP, code, 4096, unix.PROT_READ|unix.PROT_EXEC,
