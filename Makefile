@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all gockpt test generate lint bench demo clean
+.PHONY: all gockpt test generate lint bench demo clean vm-selinux
 
 all: gockpt
 
@@ -33,6 +33,11 @@ lint:
 bench: gockpt
 	$(GO) test -run XXX -bench 'Dump1GiB|Restore1GiB' -benchtime 5x -count 1 ./internal/dump/ ./internal/restore/
 	$(GO) test -run XXX -bench . -benchtime 5x -count 1 ./internal/parasite/
+
+# Dump and restore of an SELinux-confined process in the test VM (Debian 6.1,
+# SELinux enforcing; ../shared/vm). Slow (qemu without KVM): not in make test.
+vm-selinux:
+	./test/vm/selinux.sh
 
 # The main job on a demo process: start it, checkpoint it, show the images.
 demo: gockpt
