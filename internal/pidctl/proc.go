@@ -23,6 +23,10 @@ func (e *TakenError) Error() string {
 	who := "another process"
 	if e.Occupant != "" {
 		who = e.Occupant
+	} else {
+		// No task has it, yet the kernel will not hand it out: it still
+		// names the session or process group of live processes.
+		return fmt.Sprintf("PID %d is still in use as the session or process group ID of running processes (%s): stop them, or restore in a new PID namespace", e.PID, holders(e.PID))
 	}
 	if strings.HasPrefix(e.Occupant, "a zombie") {
 		// The dumped tree itself, killed but not reaped yet: say who must.
@@ -37,6 +41,39 @@ func (e *TakenError) Is(target error) bool { return target == ErrPIDTaken }
 // takenError names the task holding pid in gockpt's PID namespace.
 func takenError(pid int) *TakenError {
 	return &TakenError{PID: pid, Occupant: occupant(pid)}
+}
+
+// holders lists processes whose session or process group is pid.
+func holders(pid int) string {
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 3 && (f[2] == strconv.Itoa(pid) || f[3] == strconv.Itoa(pid)) {
+			out = append(out, e.Name())
+			if len(out) == 5 {
+				out = append(out, "...")
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "none found"
+	}
+	return "PIDs " + strings.Join(out, " ")
 }
 
 func occupant(pid int) string {

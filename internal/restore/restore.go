@@ -109,6 +109,7 @@ func Run(o Options) (*Result, error) {
 	defer rs.opener.Close()
 	rs.tracer = ptrace.NewTracer()
 	defer rs.tracer.Close()
+	defer subreaper()()
 	if err := rs.run(); err != nil {
 		rs.killAll()
 		return nil, err
@@ -123,20 +124,42 @@ func Run(o Options) (*Result, error) {
 	return &Result{RootPid: plan.Root.Pid, Stats: rs.stats}, nil
 }
 
-// killAll removes every task restored so far, and the stub.
+// killAll removes every task restored so far, and the stub: SIGKILL, then
+// reap each as its tracer and, since gockpt is a child subreaper during
+// restore (orphans of killed parents come to it, not to init), as its
+// parent too. Nothing is left behind, not even a zombie.
 func (rs *restorer) killAll() {
 	for i := len(rs.tasks) - 1; i >= 0; i-- {
 		unix.Kill(rs.tasks[i].t.Pid, unix.SIGKILL)
 	}
-	// Reap the root, our child; the others are reaped by their killed
-	// parents' reparenting to init.
-	if len(rs.tasks) > 0 {
-		var ws unix.WaitStatus
-		unix.Wait4(rs.tasks[0].t.Pid, &ws, unix.WALL, nil)
+	for i := len(rs.tasks) - 1; i >= 0; i-- {
+		l := rs.tasks[i]
+		if !l.t.Zombie {
+			pidctl.FromTracee(l.threads[0], rs.area.syscallAddr).Kill()
+		}
+		// A killed child of a killed parent comes to us (subreaper) a
+		// moment later: wait until the PID is gone, reaping as we can.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+			var ws unix.WaitStatus
+			unix.Wait4(l.t.Pid, &ws, unix.WALL|unix.WNOHANG, nil)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", l.t.Pid)); err != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	if rs.stub != nil {
 		rs.stub.Kill()
 	}
+}
+
+// subreaper makes gockpt a child subreaper for the restore and returns how
+// to undo it.
+func subreaper() func() {
+	var old int
+	unix.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, uintptrOf(&old), 0)
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	return func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, uintptr(old), 0, 0, 0) }
 }
 
 func (rs *restorer) run() error {

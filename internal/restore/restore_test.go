@@ -223,6 +223,30 @@ func TestRestoreFailsCleanly(t *testing.T) {
 			t.Error("failed restore modified the images")
 		}
 	})
+	t.Run("child fails", func(t *testing.T) {
+		// The root comes back, its child cannot (its pages are cut short):
+		// the root must go again, and so must the child.
+		tg := startTarget(t, "../dump/testdata/patterns.c", "0", "1")
+		child := testproc.Descendants(tg.pid)[0]
+		tg.dump(t)
+		// pages-N.img of the child: the second task dumped writes
+		// pages-2.img.
+		pages := filepath.Join(tg.imgs, "pages-2.img")
+		b, err := os.ReadFile(pages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(pages, b[:len(b)/2], 0o600)
+		_, err = Run(Options{ImagesDir: tg.imgs})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("task %d", child)) {
+			t.Fatalf("restore with the child's pages cut short: %v", err)
+		}
+		for _, pid := range []int{tg.pid, child} {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				t.Fatalf("task %d left behind by a failed restore", pid)
+			}
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		tg := startTarget(t, "../dump/testdata/patterns.c", "0", "0")
 		tg.dump(t)

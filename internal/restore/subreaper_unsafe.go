@@ -1,0 +1,5 @@
+package restore
+
+import "unsafe"
+
+func uintptrOf(p *int) uintptr { return uintptr(unsafe.Pointer(p)) }
