@@ -166,6 +166,7 @@ func (rs *restorer) run() error {
 	if err := rs.startStub(); err != nil {
 		return err
 	}
+	log.Infof("stub %d at %#x-%#x", rs.stub.Pid, rs.area.start, rs.area.end)
 	fork := time.Now()
 	for _, t := range rs.plan.Tasks {
 		if err := rs.createTask(t); err != nil {
@@ -317,6 +318,7 @@ func (rs *restorer) createTask(t *Task) error {
 		if err := s.f(); err != nil {
 			return fmt.Errorf("task %d: %s: %w", t.Pid, s.what, err)
 		}
+		log.Debugf("task %d: %s restored", t.Pid, s.what)
 	}
 	return nil
 }
@@ -416,7 +418,11 @@ func (rs *restorer) secondPass(l *live) error {
 			return fmt.Errorf("task %d thread %d: creds: %w", t.Pid, te.Tid, err)
 		}
 	}
-	return rs.restoreSeccomp(l)
+	if err := rs.restoreSeccomp(l); err != nil {
+		return err
+	}
+	log.Infof("task %d: %d threads, creds and seccomp restored", t.Pid, len(l.threads))
+	return nil
 }
 
 // setLabel gives the task its SELinux label from inside its main thread,
