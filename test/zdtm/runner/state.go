@@ -228,8 +228,23 @@ func collectTask(pid int) (*Task, error) {
 // DiffOptions relaxes DiffTrees for what a test cannot hold still.
 type DiffOptions struct {
 	// DynamicThreads: the runtime (Go's) starts threads when it likes, so
-	// got may have threads want lacks; every thread of want must still be there.
+	// got may have threads want lacks; every thread of want must still be
+	// there. Such a runtime also maps and unmaps anonymous memory on its own
+	// (heap arenas, stacks) between the look before the checkpoint and the
+	// dump: anonymous read-write areas may come and go.
 	DynamicThreads bool
+}
+
+// runtimeAnon tells whether a maps diff line is about an anonymous private
+// read-write area, which a managed runtime makes and drops as it likes.
+func runtimeAnon(d string) bool {
+	for _, verb := range []string{": gained ", ": lost "} {
+		if i := strings.Index(d, verb); i >= 0 {
+			f := strings.Fields(d[i+len(verb):])
+			return len(f) == 5 && f[1] == "rw-p" && f[3] == "00:00" && f[4] == "0"
+		}
+	}
+	return false
 }
 
 // DiffTrees lists every difference between the tree before a checkpoint and
@@ -286,7 +301,12 @@ func diffTask(w, g *Task, isRoot bool, opt DiffOptions) []string {
 		out = append(out, diffMap(fmt.Sprintf("%s thread %d", pfx, tid), w.ThreadStatus[tid], g.ThreadStatus[tid])...)
 	}
 	out = append(out, diffMap(pfx, w.Status, g.Status)...)
-	out = append(out, DiffLines(pfx+" maps", NormalizeMaps(w.Maps), NormalizeMaps(g.Maps))...)
+	for _, d := range DiffLines(pfx+" maps", NormalizeMaps(w.Maps), NormalizeMaps(g.Maps)) {
+		if opt.DynamicThreads && runtimeAnon(d) {
+			continue
+		}
+		out = append(out, d)
+	}
 	for _, f := range []struct{ name, w, g string }{
 		{"cwd", w.Cwd, g.Cwd}, {"exe", w.Exe, g.Exe}, {"personality", w.Personality, g.Personality},
 	} {
