@@ -1,9 +1,12 @@
 package ptrace
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,8 +122,39 @@ func (te *Tracee) DetachStopped() error {
 			return err
 		}
 		_, err := rawPtrace(unix.PTRACE_DETACH, te.Tid, 0, uintptr(unix.SIGSTOP))
-		return err
+		if err != nil {
+			return err
+		}
+		return waitGroupStop(te.Tgid, te.Tid)
 	})
+}
+
+// waitGroupStop returns once the thread shows state T (or is gone), so a
+// caller that looks at it after DetachStopped sees it stopped, not still on
+// its way to the signal.
+func waitGroupStop(tgid, tid int) error {
+	path := fmt.Sprintf("/proc/%d/task/%d/stat", tgid, tid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil // gone
+		}
+		// The state follows the last ')' (comm may hold parentheses).
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return nil
+		}
+		switch st := b[i+2]; st {
+		case 'T', 't', 'Z', 'X':
+			return nil
+		default:
+			if time.Now().After(deadline) {
+				return fmt.Errorf("thread %d did not stop within 5 s (state %c); send it SIGSTOP", tid, st)
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // GetRegs reads the general registers.
