@@ -28,6 +28,10 @@ it running as it was.`,
 			if opts.LeaveRunning && opts.LeaveStopped {
 				return fmt.Errorf("--leave-running and --leave-stopped exclude each other: choose one")
 			}
+			backend, err := dump.ParseBackend(opts.TrackMemBackend)
+			if err != nil {
+				return err
+			}
 			st, err := dump.Run(dump.Options{
 				Pid:          opts.Pid,
 				ImagesDir:    opts.ImagesDir,
@@ -36,12 +40,18 @@ it running as it was.`,
 				Timeout:      time.Duration(opts.Timeout) * time.Second,
 				GhostLimit:   opts.GhostLimit,
 				WatchdogArgs: watchdogArgs(),
+				TrackMem:      opts.TrackMem,
+				PrevImagesDir: opts.PrevImagesDir,
+				TrackBackend:  backend,
 			})
 			if err != nil {
 				return err
 			}
 			summary := fmt.Sprintf("Dumped %d tasks, %d threads, %d pages written, frozen for %v",
 				st.Tasks, st.Threads, st.PagesWritten, st.FrozenTime.Round(time.Microsecond))
+			if opts.PrevImagesDir != "" {
+				summary += fmt.Sprintf("; %d pages left in the parent images", st.PagesSkippedParent)
+			}
 			log.Infof("%s", summary)
 			fmt.Fprintln(cmd.OutOrStdout(), summary)
 			if opts.DisplayStats {
@@ -57,8 +67,17 @@ it running as it was.`,
 	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if it stays frozen longer than this many seconds (0: no limit)")
 	f.Int64Var(&opts.GhostLimit, "ghost-limit", files.DefaultGhostLimit, "largest deleted-but-open file whose content is saved, in bytes")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the dump statistics (as the stats-dump image holds them)")
+	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd
+}
+
+// addTrackFlags registers the options of incremental dumps.
+func addTrackFlags(cmd *cobra.Command, opts *config.Options) {
+	f := cmd.Flags()
+	f.BoolVar(&opts.TrackMem, "track-mem", false, "track memory changes with the kernel so the next --prev-images-dir iteration saves only changed pages")
+	f.StringVar(&opts.PrevImagesDir, "prev-images-dir", "", "images of the previous iteration (a pre-dump), relative to the images directory; unchanged pages are left there")
+	f.StringVar(&opts.TrackMemBackend, "track-mem-backend", "auto", "memory tracker for --track-mem: auto, uffd-wp, soft-dirty or hashes (gockpt check --feature mem_dirty_track shows which work)")
 }
 
 func printDumpStats(cmd *cobra.Command, st *dump.Stats) {
@@ -69,7 +88,7 @@ func printDumpStats(cmd *cobra.Command, st *dump.Stats) {
 	fmt.Fprintf(w, "Memory dump time: %d us\n", st.MemdumpTime.Microseconds())
 	fmt.Fprintf(w, "Memory write time: %d us\n", st.MemwriteTime.Microseconds())
 	fmt.Fprintf(w, "Memory pages scanned: %d (0x%x)\n", st.PagesScanned, st.PagesScanned)
-	fmt.Fprintf(w, "Memory pages skipped from parent: 0 (0x0)\n")
+	fmt.Fprintf(w, "Memory pages skipped from parent: %d (0x%x)\n", st.PagesSkippedParent, st.PagesSkippedParent)
 	fmt.Fprintf(w, "Memory pages written: %d (0x%x)\n", st.PagesWritten, st.PagesWritten)
 	fmt.Fprintf(w, "Lazy memory pages: 0 (0x0)\n")
 }

@@ -38,6 +38,10 @@ type Options struct {
 	Timeout      int // seconds; 0 means no limit
 	GhostLimit   int64
 	DisplayStats bool
+	// pre-dump and incremental dump
+	TrackMem        bool
+	PrevImagesDir   string
+	TrackMemBackend string
 
 	// restore
 	RestoreDetached bool

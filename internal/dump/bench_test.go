@@ -58,7 +58,7 @@ func BenchmarkDump1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		r := newVMReader(p.Pid)
-		if err := r.copyRanges([]mem.Range{{Start: addr, Len: uint64(size)}}, f); err != nil {
+		if err := r.copyRanges([]mem.Range{{Start: addr, Len: uint64(size)}}, f, false); err != nil {
 			b.Fatal(err)
 		}
 		r.close()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
-	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
@@ -37,6 +37,9 @@ type dumper struct {
 	pages  uint32 // pages-N.img counter
 	// watchdog cleans parasite leftovers if gockpt dies; may be nil.
 	watchdog *parasite.Watchdog
+	// inc is the previous iteration of an incremental dump; nil for a
+	// full dump.
+	inc *incremental
 }
 
 func (d *dumper) checkTimeout() error {
@@ -255,38 +258,22 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 }
 
 // memory writes the task's private pages: pagemap-PID.img lists them,
-// pages-N.img holds their bytes in the same order.
+// pages-N.img holds their bytes in the same order. In an incremental dump
+// pages unchanged since the parent images are listed as in the parent.
 func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan, p *parasite.Parasite) error {
 	begin := time.Now()
-	ranges, scanned, err := presentRanges(t.Pid, plans)
+	tt, err := d.inc.taskTrack(t.Pid, startTime(t.Pid), false)
+	if err != nil {
+		return err
+	}
+	defer tt.close()
+	runs, scanned, err := pageRuns(t.Pid, plans, tt)
 	if err != nil {
 		return err
 	}
 	d.stats.PagesScanned += scanned
 	d.pages++
 	id := d.pages
-	pm, err := d.dir.Create(images.PagemapFile(t.Pid), images.KindPagemap)
-	if err != nil {
-		return err
-	}
-	defer pm.Close()
-	if err := pm.WriteEntry(&pb.PagemapHead{PagesId: proto.Uint32(id)}); err != nil {
-		return err
-	}
-	for _, r := range ranges {
-		if err := pm.WriteEntry(&pb.PagemapEntry{
-			Vaddr:         proto.Uint64(r.Start),
-			CompatNrPages: proto.Uint32(uint32(r.Pages())),
-			NrPages:       proto.Uint64(r.Pages()),
-			Flags:         proto.Uint32(pePresent),
-		}); err != nil {
-			return err
-		}
-		d.stats.PagesWritten += r.Pages()
-	}
-	if err := pm.Close(); err != nil {
-		return err
-	}
 	f, err := d.dir.CreateFile(images.PagesFile(id))
 	if err != nil {
 		return err
@@ -294,14 +281,34 @@ func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan, p *parasite.Parasite) e
 	defer f.Close()
 	d.stats.MemdumpTime += time.Since(begin)
 	begin = time.Now()
-	if err := d.copyPages(t.Pid, plans, ranges, p, f); err != nil {
+	out := &pagemapOut{}
+	if tt != nil && tt.parentHashes != nil {
+		vm := newVMReader(t.Pid)
+		defer vm.close()
+		err = hashRuns(vm, runs, tt.parentHashes, out, nil, f, false)
+	} else {
+		var dirty []mem.Range
+		for _, r := range runs {
+			out.add(r.Range, r.vma, !r.dirty)
+			if r.dirty {
+				dirty = append(dirty, r.Range)
+			}
+		}
+		err = d.copyPages(t.Pid, plans, dirty, p, f)
+	}
+	if err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
+	if err := out.write(d.dir, t.Pid, id); err != nil {
+		return err
+	}
+	d.stats.PagesWritten += out.written
+	d.stats.PagesSkippedParent += out.parent
 	d.stats.MemwriteTime += time.Since(begin)
-	log.Debugf("task %d: %d page ranges written to %s", t.Pid, len(ranges), images.PagesFile(id))
+	logRuns(t.Pid, out)
 	return nil
 }
 

@@ -49,6 +49,18 @@ type Options struct {
 	// binary running its watchdog command), which removes parasite
 	// leftovers if this process is killed mid-dump.
 	WatchdogArgs []string
+
+	// TrackMem uses a kernel dirty tracker (TrackBackend, or the best one
+	// here) for incremental dumps; PrevImagesDir (relative to ImagesDir,
+	// as CRIU takes it) names the previous iteration. With PrevImagesDir
+	// alone pages are compared by content.
+	TrackMem      bool
+	PrevImagesDir string
+	TrackBackend  Backend
+	// KeeperArgs start the memory tracker keeper (argv of a gockpt binary
+	// running its mem-keeper command), which holds userfaultfds between
+	// pre-dumps.
+	KeeperArgs []string
 }
 
 // Stats is what a dump did, as CRIU's stats-dump image records it.
@@ -56,10 +68,13 @@ type Stats struct {
 	Tasks, Threads int
 	PagesScanned   uint64
 	PagesWritten   uint64
-	FreezingTime   time.Duration
-	FrozenTime     time.Duration
-	MemdumpTime    time.Duration
-	MemwriteTime   time.Duration
+	// PagesSkippedParent are pages left in the parent images: unchanged
+	// since the previous iteration.
+	PagesSkippedParent uint64
+	FreezingTime       time.Duration
+	FrozenTime         time.Duration
+	MemdumpTime        time.Duration
+	MemwriteTime       time.Duration
 }
 
 // Run dumps the tree rooted at o.Pid into o.ImagesDir.
@@ -85,11 +100,17 @@ func Run(o Options) (*Stats, error) {
 		defer wd.Close()
 	}
 
+	if d.inc, err = d.setupIncremental(false); err != nil {
+		return nil, err
+	}
+	defer d.inc.close()
+
 	tracer := ptrace.NewTracer()
 	defer tracer.Close()
 	start := time.Now()
 	tree, err := tracer.SeizeTree(o.Pid)
 	if err != nil {
+		d.inc.abort()
 		return nil, seizeError(o.Pid, err)
 	}
 	d.tree = tree
@@ -116,7 +137,10 @@ func Run(o Options) (*Stats, error) {
 		d.cleanup()
 		return nil, err
 	}
-	return d.stats, d.finish()
+	err = d.finish()
+	// A complete dump ends the iteration: the trackers are let go.
+	d.inc.release()
+	return d.stats, err
 }
 
 // precheck refuses, before touching anything, what can never be dumped.
@@ -274,4 +298,5 @@ func (d *dumper) cleanup() {
 	if err := d.detachAll(false); err != nil {
 		log.Errorf("detach after failed dump: %v", err)
 	}
+	d.inc.abort()
 }

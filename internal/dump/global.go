@@ -281,7 +281,7 @@ func (d *dumper) writeStats() error {
 		MemdumpTime:        us(s.MemdumpTime),
 		MemwriteTime:       us(s.MemwriteTime),
 		PagesScanned:       proto.Uint64(s.PagesScanned),
-		PagesSkippedParent: proto.Uint64(0),
+		PagesSkippedParent: proto.Uint64(s.PagesSkippedParent),
 		PagesWritten:       proto.Uint64(s.PagesWritten),
 		PagesLazy:          proto.Uint64(0),
 	}}

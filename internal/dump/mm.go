@@ -8,7 +8,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/files"
-	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -183,30 +182,6 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		out = append(out, plan)
 	}
 	return out, nil
-}
-
-// presentRanges lists the pages of each dumpable VMA that hold private data.
-func presentRanges(pid int, plans []vmaPlan) ([]mem.Range, uint64, error) {
-	pm, err := mem.OpenPagemap(pid)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer pm.Close()
-	var out []mem.Range
-	var scanned uint64
-	for _, p := range plans {
-		if !p.dumpPages {
-			continue
-		}
-		start, end := p.entry.GetStart(), p.entry.GetEnd()
-		scanned += (end - start) / mem.PageSize
-		rs, err := pm.Scan(start, end, mem.AnonPages(p.privateFile))
-		if err != nil {
-			return nil, 0, fmt.Errorf("task %d VMA %#x-%#x: %w", pid, start, end, err)
-		}
-		out = append(out, rs...)
-	}
-	return out, scanned, nil
 }
 
 // readAuxv returns the task's saved auxiliary vector as CRIU stores it.

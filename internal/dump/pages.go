@@ -32,7 +32,7 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 	vm := newVMReader(pid)
 	defer vm.close()
 	if d.opts.PageReader == ReadByVM || p == nil {
-		return vm.copyRanges(ranges, f)
+		return vm.copyRanges(ranges, f, false)
 	}
 	readable := func(addr uint64) bool {
 		for _, pl := range plans {
@@ -56,7 +56,7 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 			if _, err := p.DumpPages(prs, f); err != nil {
 				return err
 			}
-		} else if err := vm.copyRanges(ranges[:n], f); err != nil {
+		} else if err := vm.copyRanges(ranges[:n], f, false); err != nil {
 			return err
 		}
 		ranges = ranges[n:]
@@ -80,6 +80,8 @@ type vmReader struct {
 	memFd  *os.File
 	local  []unix.Iovec
 	remote []unix.RemoteIovec
+	// vanished counts pages a tolerant read found gone.
+	vanished int
 }
 
 func newVMReader(pid int) *vmReader {
@@ -93,18 +95,43 @@ func (r *vmReader) close() {
 }
 
 // copyRanges writes the content of ranges, in order, to w.
-func (r *vmReader) copyRanges(ranges []mem.Range, w io.Writer) error {
+func (r *vmReader) copyRanges(ranges []mem.Range, w io.Writer, tolerant bool) error {
+	return r.each(ranges, tolerant, func(_ uint64, data []byte) error {
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("write pages: %w", err)
+		}
+		return nil
+	})
+}
+
+// each reads ranges in order, in chunks of whole pages, and hands each chunk
+// with its address to fn. A tolerant reader (the task runs on, as after a
+// pre-dump let it go) reads pages whose area vanished meanwhile as zeros:
+// the next iteration finds that area changed and dumps it again.
+func (r *vmReader) each(ranges []mem.Range, tolerant bool, fn func(addr uint64, data []byte) error) error {
 	fill := 0
 	r.remote = r.remote[:0]
 	flush := func() error {
 		if fill == 0 {
 			return nil
 		}
-		if err := r.read(fill); err != nil {
+		if err := r.read(fill, tolerant); err != nil {
 			return err
 		}
-		if _, err := w.Write(r.buf[:fill]); err != nil {
-			return fmt.Errorf("write pages: %w", err)
+		off := 0
+		// Hand out the chunk per contiguous remote piece.
+		for i := 0; i < len(r.remote); {
+			base, n := uint64(r.remote[i].Base), r.remote[i].Len
+			j := i + 1
+			for j < len(r.remote) && uint64(r.remote[j].Base) == base+uint64(n) {
+				n += r.remote[j].Len
+				j++
+			}
+			if err := fn(base, r.buf[off:off+n]); err != nil {
+				return err
+			}
+			off += n
+			i = j
 		}
 		fill = 0
 		r.remote = r.remote[:0]
@@ -130,31 +157,49 @@ func (r *vmReader) copyRanges(ranges []mem.Range, w io.Writer) error {
 }
 
 // read fills r.buf[:fill] from r.remote.
-func (r *vmReader) read(fill int) error {
+func (r *vmReader) read(fill int, tolerant bool) error {
 	r.local = append(r.local[:0], unix.Iovec{Base: &r.buf[0]})
 	r.local[0].SetLen(fill)
 	n, err := unix.ProcessVMReadv(r.pid, r.local, r.remote, 0)
 	if err == nil && n == fill {
 		return nil
 	}
-	if err != nil && !errors.Is(err, unix.EFAULT) {
+	if err != nil && !errors.Is(err, unix.EFAULT) && !tolerant {
 		return fmt.Errorf("task %d: process_vm_readv: %w", r.pid, err)
 	}
 	// Part of the batch is not readable this way: read it all via
 	// /proc/PID/mem, one remote piece at a time.
 	if r.memFd == nil {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/mem", r.pid))
-		if err != nil {
+		if err != nil && !tolerant {
 			return fmt.Errorf("task %d: %w", r.pid, err)
 		}
 		r.memFd = f
 	}
 	off := 0
 	for _, iv := range r.remote {
-		if _, err := r.memFd.ReadAt(r.buf[off:off+iv.Len], int64(iv.Base)); err != nil {
+		buf := r.buf[off : off+iv.Len]
+		off += iv.Len
+		var err error = errVanished
+		if r.memFd != nil {
+			_, err = r.memFd.ReadAt(buf, int64(iv.Base))
+		}
+		if err == nil {
+			continue
+		}
+		if !tolerant {
 			return fmt.Errorf("task %d: read memory %#x-%#x: %w", r.pid, iv.Base, uint64(iv.Base)+uint64(iv.Len), err)
 		}
-		off += iv.Len
+		// Page by page; what cannot be read any more reads as zeros.
+		for p := 0; p < len(buf); p += mem.PageSize {
+			pg := buf[p : p+mem.PageSize]
+			if r.memFd == nil {
+				clear(pg)
+			} else if _, err := r.memFd.ReadAt(pg, int64(iv.Base)+int64(p)); err != nil {
+				clear(pg)
+				r.vanished++
+			}
+		}
 	}
 	return nil
 }

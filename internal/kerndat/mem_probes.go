@@ -1,7 +1,6 @@
 package kerndat
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
@@ -9,27 +8,30 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/mem"
 )
 
-// UFFD_FEATURE_* bits (linux/userfaultfd.h), in bit order.
+// UFFD_FEATURE_* bits (linux/userfaultfd.h), in bit order; internal/mem
+// owns the ABI.
 const (
-	UffdFeaturePagefaultFlagWP  = 1 << 0
-	UffdFeatureEventFork        = 1 << 1
-	UffdFeatureEventRemap       = 1 << 2
-	UffdFeatureEventRemove      = 1 << 3
-	UffdFeatureMissingHugetlbfs = 1 << 4
-	UffdFeatureMissingShmem     = 1 << 5
-	UffdFeatureEventUnmap       = 1 << 6
-	UffdFeatureSigbus           = 1 << 7
-	UffdFeatureThreadID         = 1 << 8
-	UffdFeatureMinorHugetlbfs   = 1 << 9
-	UffdFeatureMinorShmem       = 1 << 10
-	UffdFeatureExactAddress     = 1 << 11
-	UffdFeatureWPHugetlbfsShmem = 1 << 12
-	UffdFeatureWPUnpopulated    = 1 << 13
-	UffdFeaturePoison           = 1 << 14
-	UffdFeatureWPAsync          = 1 << 15
-	UffdFeatureMove             = 1 << 16
+	UffdFeaturePagefaultFlagWP  = mem.UffdFeaturePagefaultFlagWP
+	UffdFeatureEventFork        = mem.UffdFeatureEventFork
+	UffdFeatureEventRemap       = mem.UffdFeatureEventRemap
+	UffdFeatureEventRemove      = mem.UffdFeatureEventRemove
+	UffdFeatureMissingHugetlbfs = mem.UffdFeatureMissingHugetlbfs
+	UffdFeatureMissingShmem     = mem.UffdFeatureMissingShmem
+	UffdFeatureEventUnmap       = mem.UffdFeatureEventUnmap
+	UffdFeatureSigbus           = mem.UffdFeatureSigbus
+	UffdFeatureThreadID         = mem.UffdFeatureThreadID
+	UffdFeatureMinorHugetlbfs   = mem.UffdFeatureMinorHugetlbfs
+	UffdFeatureMinorShmem       = mem.UffdFeatureMinorShmem
+	UffdFeatureExactAddress     = mem.UffdFeatureExactAddress
+	UffdFeatureWPHugetlbfsShmem = mem.UffdFeatureWPHugetlbfsShmem
+	UffdFeatureWPUnpopulated    = mem.UffdFeatureWPUnpopulated
+	UffdFeaturePoison           = mem.UffdFeaturePoison
+	UffdFeatureWPAsync          = mem.UffdFeatureWPAsync
+	UffdFeatureMove             = mem.UffdFeatureMove
 )
 
 var uffdFeatureNames = []string{
@@ -58,27 +60,9 @@ func UffdFeatureString(bits uint64) string {
 // uffdFeatureBits holds what the userfaultfd probe found.
 var uffdFeatureBits atomic.Uint64
 
-// newUffd creates a userfaultfd: the syscall first, then /dev/userfaultfd
-// (Linux 6.1+), which works for whoever may open the device even when
-// vm.unprivileged_userfaultfd forbids the syscall. It says which it used.
-func newUffd() (int, string, error) {
-	const flags = unix.O_CLOEXEC | unix.O_NONBLOCK
-	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, flags, 0, 0)
-	if e == 0 {
-		return int(fd), "userfaultfd(2)", nil
-	}
-	sysErr := fmt.Errorf("userfaultfd(2): %w", e)
-	dev, err := os.OpenFile("/dev/userfaultfd", os.O_RDWR, 0)
-	if err != nil {
-		return -1, "", fmt.Errorf("%w; %w", sysErr, err)
-	}
-	defer dev.Close()
-	// USERFAULTFD_IOC_NEW takes the flags as its argument.
-	fd2, _, e2 := unix.Syscall(unix.SYS_IOCTL, dev.Fd(), userfaultfdIocNew, flags)
-	if e2 != 0 {
-		return -1, "", fmt.Errorf("%w; /dev/userfaultfd USERFAULTFD_IOC_NEW: %w", sysErr, e2)
-	}
-	return int(fd2), "/dev/userfaultfd", nil
+// newUffd creates a userfaultfd of our own and says how.
+func newUffd() (*mem.Uffd, string, error) {
+	return mem.NewUffd(unix.O_CLOEXEC | unix.O_NONBLOCK)
 }
 
 func uffdFailure(err error) Result {
@@ -93,18 +77,17 @@ func uffdFailure(err error) Result {
 }
 
 func probeUserfaultfd() Result {
-	fd, how, err := newUffd()
+	u, how, err := newUffd()
 	if err != nil {
 		return uffdFailure(err)
 	}
-	defer unix.Close(fd)
-	api, err := uffdAPIHandshake(fd, 0)
+	defer u.Close()
+	features, err := u.Handshake(0)
 	if err != nil {
-		return uffdFailure(fmt.Errorf("UFFDIO_API: %w", err))
+		return uffdFailure(err)
 	}
-	uffdFeatureBits.Store(api.Features)
-	r := ok("%s, UFFDIO_API features: %s", how, UffdFeatureString(api.Features))
-	return r
+	uffdFeatureBits.Store(features)
+	return ok("%s, UFFDIO_API features: %s", how, UffdFeatureString(features))
 }
 
 func probeUffdWPAsync() Result {
@@ -115,21 +98,15 @@ func probeUffdWPAsync() Result {
 	if bits&UffdFeatureWPAsync == 0 {
 		return kernelTooOld("the kernel offers no UFFD_FEATURE_WP_ASYNC", 6, 7, "CONFIG_PTE_MARKER_UFFD_WP")
 	}
-	fd, _, err := newUffd()
+	u, _, err := newUffd()
 	if err != nil {
 		return uffdFailure(err)
 	}
-	defer unix.Close(fd)
-	if _, err := uffdAPIHandshake(fd, wpAsyncFeatures(bits)); err != nil {
-		return fail(fmt.Errorf("UFFDIO_API with UFFD_FEATURE_WP_ASYNC: %w", err))
+	defer u.Close()
+	if _, err := u.HandshakeWPAsync(); err != nil {
+		return fail(err)
 	}
 	return ok("UFFDIO_API accepted UFFD_FEATURE_WP_ASYNC")
-}
-
-// wpAsyncFeatures is what a dirty tracker asks for: WP_ASYNC, and
-// WP_UNPOPULATED when offered so pages never touched are tracked too.
-func wpAsyncFeatures(offered uint64) uint64 {
-	return UffdFeatureWPAsync | offered&UffdFeatureWPUnpopulated
 }
 
 // kernelTooOld builds a failure that names the minimum version and says
@@ -158,7 +135,7 @@ func scratchPages(n int) ([]byte, error) {
 }
 
 // regionsString prints regions as page indexes relative to base.
-func regionsString(rs []pageRegion, base uint64) string {
+func regionsString(rs []mem.Region, base uint64) string {
 	var parts []string
 	for _, r := range rs {
 		parts = append(parts, fmt.Sprintf("pages %d-%d", (r.Start-base)/pageSize, (r.End-base)/pageSize-1))
@@ -170,36 +147,39 @@ func regionsString(rs []pageRegion, base uint64) string {
 }
 
 // onlyPage reports whether rs is exactly page i of the area at base.
-func onlyPage(rs []pageRegion, base uint64, i int) bool {
+func onlyPage(rs []mem.Region, base uint64, i int) bool {
 	return len(rs) == 1 && rs[0].Start == base+uint64(i)*pageSize && rs[0].End == rs[0].Start+pageSize
 }
 
 func probePagemapScan() Result {
-	pm, err := os.Open("/proc/self/pagemap")
+	pm, err := mem.OpenPagemap(os.Getpid())
 	if err != nil {
 		return fail(err)
 	}
 	defer pm.Close()
 	const n = 4
-	mem, err := scratchPages(n)
+	area, err := scratchPages(n)
 	if err != nil {
 		return fail(err)
 	}
-	defer unix.Munmap(mem)
-	base := addrOf(mem)
+	defer unix.Munmap(area)
+	base := addrOf(area)
 	end := base + n*pageSize
+	scan := func(flags, mask uint64) ([]mem.Region, error) {
+		return pm.ScanRegions(base, end, mem.ScanArgs{Flags: flags, CategoryMask: mask, ReturnMask: mask})
+	}
 
 	// Plain PAGEMAP_SCAN: one touched page is present, the others not.
-	mem[0] = 1
-	rs, err := pagemapScanRegions(int(pm.Fd()), 0, base, end, pageIsPresent)
+	area[0] = 1
+	rs, err := scan(0, mem.PageIsPresent)
 	if err != nil {
 		e := errnoOf(err)
 		if e == unix.ENOTTY || e == unix.EINVAL {
-			r := kernelTooOld(fmt.Sprintf("PAGEMAP_SCAN ioctl: %v", err), 6, 7, "")
+			r := kernelTooOld(err.Error(), 6, 7, "")
 			r.Err = err
 			return r
 		}
-		return fail(fmt.Errorf("PAGEMAP_SCAN: %w", err))
+		return fail(err)
 	}
 	if !onlyPage(rs, base, 0) {
 		return failf("PAGEMAP_SCAN PAGE_IS_PRESENT after touching page 0 of %d reported %s", n, regionsString(rs, base))
@@ -209,46 +189,44 @@ func probePagemapScan() Result {
 	if a := must("uffd_wp_async"); !a.Supported {
 		return failf("PAGEMAP_SCAN works, but written-page tracking needs uffd WP_ASYNC: %s", a.Detail)
 	}
-	fd, _, err := newUffd()
+	u, _, err := newUffd()
 	if err != nil {
 		return uffdFailure(err)
 	}
-	defer unix.Close(fd)
-	if _, err := uffdAPIHandshake(fd, wpAsyncFeatures(uffdFeatureBits.Load())); err != nil {
-		return fail(fmt.Errorf("UFFDIO_API with WP_ASYNC: %w", err))
+	defer u.Close()
+	if _, err := u.HandshakeWPAsync(); err != nil {
+		return fail(err)
 	}
 	for i := range n {
-		mem[i*pageSize] = 2 // populate every page before protecting
+		area[i*pageSize] = 2 // populate every page before protecting
 	}
-	if err := uffdRegisterWP(fd, base, n*pageSize); err != nil {
-		return fail(fmt.Errorf("UFFDIO_REGISTER mode WP: %w", err))
+	if err := u.RegisterWP(base, n*pageSize); err != nil {
+		return fail(err)
 	}
-	if err := uffdWriteprotect(fd, base, n*pageSize); err != nil {
-		return fail(fmt.Errorf("UFFDIO_WRITEPROTECT: %w", err))
+	if err := u.WriteProtect(base, n*pageSize); err != nil {
+		return fail(err)
 	}
-	written := func() ([]pageRegion, error) {
-		return pagemapScanRegions(int(pm.Fd()), 0, base, end, pageIsWritten)
-	}
+	written := func() ([]mem.Region, error) { return scan(0, mem.PageIsWritten) }
 	if rs, err := written(); err != nil || len(rs) != 0 {
 		return failf("PAGEMAP_SCAN PAGE_IS_WRITTEN right after write-protecting: %s, %v", regionsString(rs, base), err)
 	}
-	mem[1*pageSize] = 3                // written
-	runtime.KeepAlive(mem[2*pageSize]) // read only
+	area[1*pageSize] = 3                // written
+	runtime.KeepAlive(area[2*pageSize]) // read only
 	rs, err = written()
 	if err != nil {
-		return fail(fmt.Errorf("PAGEMAP_SCAN PAGE_IS_WRITTEN: %w", err))
+		return fail(err)
 	}
 	if !onlyPage(rs, base, 1) {
 		return failf("wrote page 1 and read page 2 of a WP_ASYNC area; PAGEMAP_SCAN PAGE_IS_WRITTEN reported %s", regionsString(rs, base))
 	}
 	// Re-arm the way the next pre-dump does, then write another page.
-	if _, err := pagemapScanRegions(int(pm.Fd()), pmScanWPMatching|pmScanCheckWPAsync, base, end, pageIsWritten); err != nil {
-		return fail(fmt.Errorf("PAGEMAP_SCAN PM_SCAN_WP_MATCHING: %w", err))
+	if _, err := scan(mem.ScanWPMatching|mem.ScanCheckWPAsync, mem.PageIsWritten); err != nil {
+		return fail(fmt.Errorf("re-protecting with PM_SCAN_WP_MATCHING: %w", err))
 	}
-	mem[3*pageSize] = 4
+	area[3*pageSize] = 4
 	rs, err = written()
 	if err != nil {
-		return fail(fmt.Errorf("PAGEMAP_SCAN PAGE_IS_WRITTEN: %w", err))
+		return fail(err)
 	}
 	if !onlyPage(rs, base, 3) {
 		return failf("after re-protecting with PM_SCAN_WP_MATCHING and writing page 3, PAGE_IS_WRITTEN reported %s", regionsString(rs, base))
@@ -256,46 +234,44 @@ func probePagemapScan() Result {
 	return ok("PAGEMAP_SCAN PAGE_IS_WRITTEN on a uffd WP_ASYNC area reported the written page and not the untouched or read ones, also after re-protecting with PM_SCAN_WP_MATCHING")
 }
 
-const pmSoftDirty = 1 << 55
-
-// pagemapEntry reads our own pagemap entry for addr.
-func pagemapEntry(pm *os.File, addr uint64) (uint64, error) {
-	b := make([]byte, 8)
-	if _, err := pm.ReadAt(b, int64(addr/pageSize*8)); err != nil {
-		return 0, fmt.Errorf("read /proc/self/pagemap: %w", err)
+// softDirtyBit reads the soft-dirty bit of our own page at addr.
+func softDirtyBit(pm *mem.Pagemap, addr uint64) (bool, error) {
+	es, err := pm.Entries(addr, addr+pageSize)
+	if err != nil {
+		return false, err
 	}
-	return binary.NativeEndian.Uint64(b), nil
+	return mem.IsSoftDirty(es[0]), nil
 }
 
 func probeSoftDirty() Result {
-	pm, err := os.Open("/proc/self/pagemap")
+	pm, err := mem.OpenPagemap(os.Getpid())
 	if err != nil {
 		return fail(err)
 	}
 	defer pm.Close()
-	mem, err := scratchPages(1)
+	area, err := scratchPages(1)
 	if err != nil {
 		return fail(err)
 	}
-	defer unix.Munmap(mem)
-	addr := addrOf(mem)
-	mem[0] = 1
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("4"), 0); err != nil {
-		return fail(fmt.Errorf("write 4 to /proc/self/clear_refs: %w", err))
+	defer unix.Munmap(area)
+	addr := addrOf(area)
+	area[0] = 1
+	if err := mem.ClearSoftDirty(os.Getpid()); err != nil {
+		return fail(err)
 	}
-	before, err := pagemapEntry(pm, addr)
+	before, err := softDirtyBit(pm, addr)
 	if err != nil {
 		return fail(err)
 	}
-	mem[0] = 2
-	after, err := pagemapEntry(pm, addr)
+	area[0] = 2
+	after, err := softDirtyBit(pm, addr)
 	if err != nil {
 		return fail(err)
 	}
 	switch {
-	case before&pmSoftDirty != 0:
+	case before:
 		return failf("pagemap bit 55 stayed 1 after clear_refs 4: soft-dirty bits cannot be cleared")
-	case after&pmSoftDirty == 0:
+	case !after:
 		observed := "pagemap bit 55 stayed 0 after a write following clear_refs 4"
 		switch configOption("CONFIG_MEM_SOFT_DIRTY") {
 		case "n":

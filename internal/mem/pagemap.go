@@ -15,12 +15,37 @@ const PageSize = 4096
 
 // Bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
 const (
-	pmPresent    = 1 << 63
-	pmSwapped    = 1 << 62
-	pmFileShared = 1 << 61
-	pmExclusive  = 1 << 56
-	pmSoftDirty  = 1 << 55
+	pmPresent     = 1 << 63
+	pmSwapped     = 1 << 62
+	pmFileShared  = 1 << 61
+	pmGuardRegion = 1 << 58
+	pmUffdWP      = 1 << 57
+	pmExclusive   = 1 << 56
+	pmSoftDirty   = 1 << 55
+	pmPFNMask     = 1<<55 - 1
+
+	// A swapped entry's frame field holds the swap type in its low 5 bits.
+	// The last type, 31, is SWP_PTE_MARKER.
+	pmSwapTypeMask = 1<<5 - 1
+	swapTypeMarker = 31
 )
+
+// IsMarker reports an entry for a PTE marker: a page that holds nothing
+// but a note, left by write-protecting an unpopulated page with uffd-wp
+// (WP_UNPOPULATED) and by MADV_GUARD_INSTALL. The kernel reports markers as
+// swapped; only guard markers can be told apart when PFNs (and so swap
+// types) are hidden.
+func IsMarker(e uint64) bool {
+	return e&pmSwapped != 0 && (e&pmGuardRegion != 0 || e&pmSwapTypeMask == swapTypeMarker)
+}
+
+// IsUffdWP reports the uffd-wp bit: the page is write-protected and has not
+// been written since.
+func IsUffdWP(e uint64) bool { return e&pmUffdWP != 0 }
+
+// PFN is the page frame number of a present page's entry; it reads 0 when the
+// pagemap was opened without CAP_SYS_ADMIN.
+func PFN(e uint64) uint64 { return e & pmPFNMask }
 
 // Range is a run of pages [Start, Start+Len) in the task's address space.
 type Range struct {
@@ -38,6 +63,7 @@ func (r Range) Pages() uint64 { return r.Len / PageSize }
 type Pagemap struct {
 	f   *os.File
 	buf []byte
+	vec []Region // PAGEMAP_SCAN output, kept between scans
 }
 
 // OpenPagemap opens /proc/pid/pagemap.
@@ -58,10 +84,11 @@ type Selector func(entry uint64) bool
 // AnonPages selects pages with private content: present or swapped. For a
 // private file mapping it skips pages still shared with the page cache (the
 // file bit is set until the first write copies the page), since restore maps
-// the same file and gets them back from it.
+// the same file and gets them back from it. PTE markers look swapped but
+// hold nothing, and reading a guard page faults, so they are skipped too.
 func AnonPages(privateFile bool) Selector {
 	return func(e uint64) bool {
-		if e&(pmPresent|pmSwapped) == 0 {
+		if e&(pmPresent|pmSwapped) == 0 || IsMarker(e) {
 			return false
 		}
 		if privateFile && e&pmFileShared != 0 {
@@ -99,6 +126,27 @@ func (p *Pagemap) Scan(start, end uint64, sel Selector) ([]Range, error) {
 			} else {
 				out = append(out, Range{Start: a, Len: PageSize})
 			}
+		}
+		addr += n * PageSize
+	}
+	return out, nil
+}
+
+// Entries returns the raw pagemap entries of the pages in [start, end), one
+// per page, for callers that combine bits a Selector sees only one at a time.
+func (p *Pagemap) Entries(start, end uint64) ([]uint64, error) {
+	if start%PageSize != 0 || end%PageSize != 0 || end < start {
+		return nil, fmt.Errorf("%s: entries %#x-%#x: not a page-aligned range", p.f.Name(), start, end)
+	}
+	out := make([]uint64, 0, (end-start)/PageSize)
+	for addr := start; addr < end; {
+		n := min((end-addr)/PageSize, uint64(len(p.buf)/8))
+		b := p.buf[:n*8]
+		if _, err := p.f.ReadAt(b, int64(addr/PageSize*8)); err != nil {
+			return nil, fmt.Errorf("%s at %#x: %w", p.f.Name(), addr, err)
+		}
+		for i := range n {
+			out = append(out, binary.LittleEndian.Uint64(b[i*8:]))
 		}
 		addr += n * PageSize
 	}

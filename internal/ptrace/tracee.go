@@ -300,7 +300,9 @@ func WriteMem(pid int, addr uint64, buf []byte) error {
 		return fmt.Errorf("task %d: write %d bytes at %#x: %w", pid, len(buf), addr, err)
 	}
 	if n != len(buf) {
-		return fmt.Errorf("task %d: write %d bytes at %#x: short write of %d", pid, len(buf), addr, n)
+		// The rest is not writable this way (e.g. the next area is
+		// read-only): EFAULT, as when nothing could be written.
+		return fmt.Errorf("task %d: write %d bytes at %#x: short write of %d: %w", pid, len(buf), addr, n, unix.EFAULT)
 	}
 	return nil
 }

@@ -111,6 +111,9 @@ func LoadPlan(dir string) (*Plan, error) {
 	if v := p.Inventory.GetImgVersion(); v != 2 {
 		return nil, fmt.Errorf("inventory.img: image version %d is not supported (gockpt reads version 2, CRIU 3.x and later)", v)
 	}
+	if p.Inventory.GetPreDumpMode() != 0 {
+		return nil, fmt.Errorf("%s holds a pre-dump (memory only): restore needs the final dump, made with gockpt dump --prev-images-dir pointing at this pre-dump; restore from that directory", d.Path())
+	}
 	entries, _, err := readEntries(d, "pstree.img", func() *pb.PstreeEntry { return &pb.PstreeEntry{} })
 	if err != nil {
 		return nil, err

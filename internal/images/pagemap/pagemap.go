@@ -331,3 +331,23 @@ func (w *Writer) Close() error {
 	}
 	return err
 }
+
+// WriteEntries writes pagemap-PID.img naming pages-ID.img, for a dump that
+// wrote the page data itself (in entry order, present runs only).
+func WriteEntries(d *images.Dir, pid int, pagesID uint32, entries []Entry) error {
+	pm, err := d.Create(images.PagemapFile(pid), images.KindPagemap)
+	if err != nil {
+		return err
+	}
+	defer pm.Close()
+	if err := pm.WriteEntry(&pb.PagemapHead{PagesId: &pagesID}); err != nil {
+		return err
+	}
+	var zero uint32
+	for _, e := range entries {
+		if err := pm.WriteEntry(&pb.PagemapEntry{Vaddr: &e.Vaddr, CompatNrPages: &zero, Flags: &e.Flags, NrPages: &e.NrPages}); err != nil {
+			return err
+		}
+	}
+	return pm.Close()
+}

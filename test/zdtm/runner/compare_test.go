@@ -269,6 +269,7 @@ func TestRuntimeAnon(t *testing.T) {
 	for d, want := range map[string]bool{
 		"task 1 maps: gained 7f6d43b20000-7f6d43b22000 rw-p 0 00:00 0":           true,
 		"task 1 maps: lost 7f6d43b20000-7f6d43b22000 rw-p 0 00:00 0":             true,
+		"task 1 maps: lost 6d108c00000-6d10c000000 ---p 0 00:00 0":               true,
 		"task 1 maps: gained 7f6d43b20000-7f6d43b22000 r--p 0 00:00 0":           false,
 		"task 1 maps: gained 7f6d43b20000-7f6d43b22000 rw-p 0 fe:00 12 /a/file":  false,
 		"task 1 maps: gained 7f6d43b20000-7f6d43b22000 rw-s 0 00:01 5 /dev/zero": false,

@@ -31,7 +31,7 @@ func main() {
 func run() int {
 	var (
 		names   = flag.String("t", "", "run only these tests (comma-separated names)")
-		modeArg = flag.String("m", strings.Join(defaultModes, ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice; \"all\" = restore,snapshot,twice)")
+		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, predump-hashes; \"all\" = the default set; a test runs only the modes its header allows)")
 		noCR    = flag.Bool("no-cr", false, "same as -m none: no checkpoint, only the tests' own checks")
 		keep    = flag.Bool("keep", false, "keep the work directory (images, logs, output) of failed runs")
 		verbose = flag.Bool("v", false, "verbose: commands, timings, gockpt output")
@@ -70,7 +70,7 @@ func run() int {
 	var runModes []*Mode
 	for _, m := range strings.Split(*modeArg, ",") {
 		if m == "all" {
-			for _, dm := range defaultModes {
+			for _, dm := range defaultRunModes() {
 				runModes = append(runModes, findMode(dm))
 			}
 			continue

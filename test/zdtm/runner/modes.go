@@ -1,14 +1,14 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Mode is one way of checkpointing a running test between "ready" and
 // SIGTERM. A new mode is one more entry in modes built from the Run steps
-// Checkpoint, KillTree, RestoreAndVerify and Verify, for example:
+// PreDump, Checkpoint, KillTree, RestoreAndVerify and Verify, for example:
 //
-//   - predump: a pre-dump step (gockpt pre-dump --track-mem into img-N),
-//     then Checkpoint with Extra --prev-images-dir pointing at it, then
-//     RestoreAndVerify;
 //   - lazy: Checkpoint, then RestoreAndVerify with Extra --lazy-pages and a
 //     lazy-pages daemon the mode starts and stops around it;
 //   - page-server: a page-server daemon on the images directory, Checkpoint
@@ -17,6 +17,9 @@ type Mode struct {
 	Name string
 	Desc string
 	CR   func(r *Run) error
+	// OptIn: not one of a test's default modes; only tests whose header
+	// names it run it (it is still in the runner's default -m set).
+	OptIn bool
 }
 
 var modes = []*Mode{
@@ -45,6 +48,40 @@ var modes = []*Mode{
 			}
 			return nil
 		}},
+	{Name: "predump", Desc: "pre-dump --track-mem into img-1, pre-dump --track-mem --prev-images-dir ../img-1 into img-2, dump --track-mem --prev-images-dir ../img-2 into img-3 (which kills the tree), restore -d from img-3 through the parent chain; the test runs on for 100 ms after each pre-dump, which must leave the tree running and unchanged",
+		CR: func(r *Run) error { return r.preDumpChain(true) }},
+	{Name: "predump-hashes", OptIn: true, Desc: "the predump chain without --track-mem: each iteration after the first finds changed pages by comparing contents with its parent images (only tests whose header names it)",
+		CR: func(r *Run) error { return r.preDumpChain(false) }},
+}
+
+// preDumpPause is how long the test runs on (and writes memory) after each
+// pre-dump, before the next iteration.
+const preDumpPause = 100 * time.Millisecond
+
+// preDumpChain is the predump modes: two pre-dumps and a final dump, each
+// iteration chained to the previous one with --prev-images-dir, then a
+// restore from the last images directory. track: with --track-mem (the
+// kernel tracks written pages between iterations) rather than comparing
+// page contents with the parent images.
+func (r *Run) preDumpChain(track bool) error {
+	var opts []string
+	if track {
+		opts = []string{"--track-mem"}
+	}
+	for i := 1; i <= 2; i++ {
+		if err := r.PreDump(preDumpOpts{Extra: append(opts, r.prevImagesOpts()...)}); err != nil {
+			return fmt.Errorf("pre-dump %d: %w", i, err)
+		}
+		time.Sleep(preDumpPause)
+	}
+	final := append(append(opts, "--display-stats"), r.prevImagesOpts()...)
+	if err := r.Checkpoint(checkpointOpts{Extra: final}); err != nil {
+		return fmt.Errorf("final dump: %w", err)
+	}
+	if err := r.checkNothingLeft("after the final dump"); err != nil {
+		return err
+	}
+	return r.RestoreAndVerify(restoreOpts{})
 }
 
 func (r *Run) dumpRestoreCycle() error {
@@ -52,6 +89,18 @@ func (r *Run) dumpRestoreCycle() error {
 		return err
 	}
 	return r.RestoreAndVerify(restoreOpts{})
+}
+
+// defaultRunModes are the modes run when -m is not given (and for -m all):
+// the default modes of a test, then the opt-in modes.
+func defaultRunModes() []string {
+	out := append([]string{}, defaultModes...)
+	for _, m := range modes {
+		if m.OptIn {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
 
 func findMode(name string) *Mode {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -40,8 +41,14 @@ type Run struct {
 
 type checkpointOpts struct {
 	LeaveRunning bool
-	// Extra dump options, for modes to come: pre-dump chains pass
+	// Extra dump options: pre-dump chains pass --track-mem and
 	// --prev-images-dir ../img-N, page-server modes --page-server --address --port.
+	Extra []string
+}
+
+type preDumpOpts struct {
+	// Extra pre-dump options: --track-mem, --prev-images-dir ../img-N,
+	// --track-mem-backend.
 	Extra []string
 }
 
@@ -97,12 +104,38 @@ func (r *Run) start() error {
 	if r.root, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
 		return fmt.Errorf("pid file %q: %w", b, err)
 	}
-	if r.before, err = CollectTree(r.root); err != nil {
+	if r.before, err = r.settled(); err != nil {
 		return err
 	}
 	r.last = r.before
 	r.logf("ready: root %d, tree %v", r.root, sortedKeys(r.before.Tasks))
 	return r.checkCreds(r.before)
+}
+
+// settled looks at the tree until two looks 10 ms apart agree (for at most
+// half a second, then the last look stands). The launcher exits as soon as
+// the root has written its ready byte, and the root closes its end of that
+// pipe only just after (zt_ready): a single look can catch the fd still
+// open, and every later look, or the restored tree, then "lost" it.
+func (r *Run) settled() (*Tree, error) {
+	prev, err := CollectTree(r.root)
+	if err != nil {
+		return nil, err
+	}
+	for until := time.Now().Add(500 * time.Millisecond); time.Now().Before(until); {
+		time.Sleep(10 * time.Millisecond)
+		cur, err := CollectTree(r.root)
+		if err != nil {
+			return nil, err
+		}
+		d := DiffTrees(prev, cur, r.diffOptions())
+		if len(d) == 0 {
+			return cur, nil
+		}
+		r.logf("tree still settling after ready:\n%s", indent(strings.Join(d, "\n"), "      "))
+		prev = cur
+	}
+	return prev, nil
 }
 
 // checkCreds checks the uid/gid the header declares against /proc.
@@ -125,6 +158,12 @@ func (r *Run) checkCreds(t *Tree) error {
 }
 
 func (r *Run) gockpt(name string, args ...string) error {
+	_, err := r.gockptOut(name, args...)
+	return err
+}
+
+// gockptOut runs gockpt and returns its output (stdout and stderr).
+func (r *Run) gockptOut(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, r.cfg.Gockpt, args...)
@@ -138,22 +177,131 @@ func (r *Run) gockpt(name string, args ...string) error {
 		fmt.Print(indent(out.String(), "      "))
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("gockpt %s: killed at the test's time limit (%v): %s", name, r.cfg.Timeout, lastLines(out.String(), 5))
+		return out.String(), fmt.Errorf("gockpt %s: killed at the test's time limit (%v): %s", name, r.cfg.Timeout, lastLines(out.String(), 5))
 	}
 	if err != nil {
-		return fmt.Errorf("gockpt %s: %v: %s", name, err, lastLines(out.String(), 5))
+		return out.String(), fmt.Errorf("gockpt %s: %v: %s", name, err, lastLines(out.String(), 5))
 	}
-	return nil
+	return out.String(), nil
 }
 
 func (r *Run) diffOptions() DiffOptions {
 	return DiffOptions{DynamicThreads: r.test.DynamicThreads}
 }
 
-// Checkpoint dumps the tree into a new images directory.
-func (r *Run) Checkpoint(o checkpointOpts) error {
+// newImagesDir names the next images directory, img-N in the run's
+// directory, N counting every pre-dump and dump of the run from 1: the last
+// one is always the latest images.
+func (r *Run) newImagesDir() string {
 	img := filepath.Join(r.dir, fmt.Sprintf("img-%d", len(r.images)+1))
 	r.images = append(r.images, img)
+	return img
+}
+
+// prevImagesOpts chains the next pre-dump or dump to the latest images
+// directory: --prev-images-dir ../img-N, relative to the new images
+// directory as in CRIU. None before the first iteration.
+func (r *Run) prevImagesOpts() []string {
+	if len(r.images) == 0 {
+		return nil
+	}
+	return []string{"--prev-images-dir", "../" + filepath.Base(r.images[len(r.images)-1])}
+}
+
+// PreDump saves the tree's memory into a new images directory with gockpt
+// pre-dump. The tree must run on, unchanged: the same PIDs and threads, and
+// the same maps, fds and the rest the runner compares (a pre-dump must
+// leave nothing behind in its target).
+func (r *Run) PreDump(o preDumpOpts) error {
+	img := r.newImagesDir()
+	args := []string{"pre-dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", "pre-dump.log", "-v4", "--display-stats"}
+	args = append(args, o.Extra...)
+	now, err := CollectTree(r.root)
+	if err != nil {
+		return fmt.Errorf("before pre-dump: %w", err)
+	}
+	r.last = now
+	out, err := r.gockptOut("pre-dump", args...)
+	if err != nil {
+		return err
+	}
+	r.logf("pre-dump into %s: %s", filepath.Base(img), memStats(out))
+	cur, err := CollectTree(r.root)
+	if err != nil {
+		return fmt.Errorf("after pre-dump (the tree must run on): %w", err)
+	}
+	if d := DiffTrees(now, cur, r.diffOptions()); len(d) > 0 {
+		return fmt.Errorf("pre-dump changed the running tree:\n%s", strings.Join(d, "\n"))
+	}
+	r.last = cur
+	return checkParentLink(img, o.Extra)
+}
+
+// checkParentLink checks the "parent" symlink a pre-dump or dump with
+// --prev-images-dir leaves in its images directory: the restore follows it.
+func checkParentLink(img string, opts []string) error {
+	prev := ""
+	for i, o := range opts {
+		if o == "--prev-images-dir" && i+1 < len(opts) {
+			prev = opts[i+1]
+		}
+	}
+	if prev == "" {
+		return nil
+	}
+	link := filepath.Join(img, "parent")
+	target, err := os.Readlink(link)
+	if err != nil {
+		return fmt.Errorf("--prev-images-dir %s: no parent symlink: %w", prev, err)
+	}
+	got, err1 := os.Stat(link)
+	want, err2 := os.Stat(filepath.Join(img, prev))
+	if err1 != nil || err2 != nil || !os.SameFile(got, want) {
+		return fmt.Errorf("--prev-images-dir %s: parent symlink points at %q", prev, target)
+	}
+	return nil
+}
+
+var statsLine = regexp.MustCompile(`(?m)^Memory pages (scanned|skipped from parent|written): (\d+)`)
+
+// memStats summarizes the memory lines of --display-stats output.
+func memStats(out string) string {
+	var parts []string
+	for _, m := range statsLine.FindAllStringSubmatch(out, -1) {
+		parts = append(parts, m[1]+" "+m[2])
+	}
+	if len(parts) == 0 {
+		return "no memory statistics in the output"
+	}
+	return "pages " + strings.Join(parts, ", ")
+}
+
+// checkNothingLeft checks that nothing gockpt started (the keeper of
+// pre-dump --track-mem) still runs below the runner once the tree is gone.
+func (r *Run) checkNothingLeft(when string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		reap()
+		var left []string
+		for _, pid := range treePIDs(os.Getpid()) {
+			if pid != os.Getpid() && alive(pid) {
+				cmd, _ := readString(fmt.Sprintf("/proc/%d/cmdline", pid))
+				left = append(left, fmt.Sprintf("%d (%s)", pid, strings.TrimSpace(strings.ReplaceAll(cmd, "\x00", " "))))
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s, still running below the runner: %s", when, strings.Join(left, ", "))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Checkpoint dumps the tree into a new images directory.
+func (r *Run) Checkpoint(o checkpointOpts) error {
+	img := r.newImagesDir()
 	args := []string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", "dump.log", "-v4"}
 	if o.LeaveRunning {
 		args = append(args, "--leave-running")
@@ -165,7 +313,14 @@ func (r *Run) Checkpoint(o checkpointOpts) error {
 		return fmt.Errorf("before dump: %w", err)
 	}
 	r.last = now
-	if err := r.gockpt("dump", args...); err != nil {
+	out, err := r.gockptOut("dump", args...)
+	if err != nil {
+		return err
+	}
+	if s := memStats(out); len(r.images) > 1 && !strings.HasPrefix(s, "no ") {
+		r.logf("dump into %s: %s", filepath.Base(img), s)
+	}
+	if err := checkParentLink(img, o.Extra); err != nil {
 		return err
 	}
 	if o.LeaveRunning {

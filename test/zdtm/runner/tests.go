@@ -32,7 +32,7 @@ type Test struct {
 }
 
 // defaultModes are the checkpoint modes a test runs in when its header says nothing.
-var defaultModes = []string{"restore", "snapshot", "twice"}
+var defaultModes = []string{"restore", "snapshot", "twice", "predump"}
 
 var headerLine = regexp.MustCompile(`^\s*(?://|#)\s*zdtm:\s*([a-z_]+):\s*(.*?)\s*$`)
 

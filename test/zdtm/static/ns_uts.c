@@ -1,5 +1,5 @@
 // zdtm: desc: UTS namespaces: the root unshares one and names it, a child stays in it, another child unshares a second one; host and domain names are checked in each after restore
-// zdtm: modes: restore snapshot twice
+// zdtm: modes: restore snapshot twice predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sched.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: personality ADDR_NO_RANDOMIZE (set with personality(2) before checkpoint) read back after restore
-// zdtm: modes: restore snapshot twice
+// zdtm: modes: restore snapshot twice predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/personality.h>

@@ -1,0 +1,330 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/pagemap"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/mem"
+)
+
+// run is a run of pages holding data, and whether it changed since the
+// parent images. Pages that are not dirty are recorded as "in the parent".
+type run struct {
+	mem.Range
+	dirty bool
+	// vma is the start of the VMA holding the run: runs of different
+	// VMAs are never merged, so no pagemap entry crosses an area.
+	vma uint64
+}
+
+// taskTrack is what an incremental dump knows about one task: the parent
+// images of the task (if any) and which of its areas the tracker covers.
+type taskTrack struct {
+	backend Backend
+	// parent is the task's pagemap in the parent images; nil when the
+	// parent has none for this task (a new task, a full dump).
+	parent *pagemap.Reader
+	// prev is the task as the previous pre-dump left it; nil when the
+	// tracker cannot be trusted for this task at all.
+	prev *trackedTask
+	// rearm: this is a pre-dump; the written state is reset while scanning
+	// so the next iteration sees only what is written from now on.
+	rearm bool
+	// parentHashes are the parent's page hashes (hashes backend).
+	parentHashes *pageHashes
+}
+
+func (tt *taskTrack) close() {
+	if tt != nil && tt.parent != nil {
+		tt.parent.Close()
+	}
+}
+
+// trusted reports whether the kernel tracker's word on area [start, end)
+// may be taken: the area is exactly one the previous pre-dump armed.
+// New, moved or resized areas are all dirty.
+func (tt *taskTrack) trusted(start, end uint64) bool {
+	return tt != nil && tt.prev != nil && tt.prev.covers(start, end)
+}
+
+// zeroPFN is the kernel's zero page, learnt once; 0 when PFNs are hidden.
+func zeroPFN() uint64 {
+	pfn, err := mem.ZeroPFN()
+	if err != nil {
+		return 0
+	}
+	return pfn
+}
+
+// pageRuns lists the pages of each dumpable VMA that hold data, with the
+// tracker's verdict on each. Pages mapping the zero page are left out:
+// they hold zeros, which restore gets anyway, and after MADV_DONTNEED and a
+// read they would look unwritten although the parent's data is stale.
+func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
+	pm, err := mem.OpenPagemap(pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer pm.Close()
+	zero := zeroPFN()
+	var out []run
+	var scanned uint64
+	for _, p := range plans {
+		if !p.dumpPages {
+			continue
+		}
+		start, end := p.entry.GetStart(), p.entry.GetEnd()
+		scanned += (end - start) / mem.PageSize
+		var rs []run
+		switch {
+		case tt != nil && tt.backend == BackendUffdWP && tt.parent != nil:
+			rs, err = uffdRuns(pm, start, end, p.privateFile, tt.trusted(start, end), tt.rearm)
+		case tt != nil && tt.backend == BackendSoftDirty && tt.parent != nil:
+			rs, err = softDirtyRuns(pm, start, end, p.privateFile, zero, tt.trusted(start, end) && zero != 0)
+		default:
+			var rgs []mem.Range
+			rgs, err = pm.Scan(start, end, mem.DataPages(p.privateFile, zero))
+			for _, r := range rgs {
+				rs = append(rs, run{Range: r, dirty: true})
+			}
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("task %d VMA %#x-%#x: %w", pid, start, end, err)
+		}
+		for i := range rs {
+			rs[i].vma = start
+		}
+		out = append(out, rs...)
+	}
+	if tt != nil && tt.parent != nil {
+		out = parentMustHold(out, tt.parent)
+	}
+	return out, scanned, nil
+}
+
+// uffdRuns asks PAGEMAP_SCAN for the area's pages. In a trusted area a
+// page is dirty if written since the last arming; with rearm the same call
+// write-protects them again (PM_SCAN_WP_MATCHING), atomically.
+func uffdRuns(pm *mem.Pagemap, start, end uint64, privateFile, trusted, rearm bool) ([]run, error) {
+	a := mem.ScanArgs{
+		CategoryAnyofMask: mem.PageIsPresent | mem.PageIsSwapped,
+		ReturnMask:        mem.PageIsPresent | mem.PageIsSwapped | mem.PageIsFile | mem.PageIsPFNZero | mem.PageIsWritten,
+	}
+	if trusted {
+		// The scan fails, rather than guess, if the area is not (or no
+		// longer) registered in WP_ASYNC mode.
+		a.Flags = mem.ScanCheckWPAsync
+		if rearm {
+			a.Flags |= mem.ScanWPMatching
+		}
+	}
+	regs, err := pm.ScanRegions(start, end, a)
+	if trusted && errors.Is(err, unix.EPERM) {
+		// The area is no longer registered in WP_ASYNC mode (the
+		// tracker was closed): nothing it says counts.
+		log.Debugf("VMA %#x-%#x: no longer tracked: all its pages are dirty", start, end)
+		return uffdRuns(pm, start, end, privateFile, false, false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []run
+	for _, r := range regs {
+		c := r.Categories
+		if c&mem.PageIsPFNZero != 0 {
+			continue
+		}
+		if privateFile && c&mem.PageIsFile != 0 && c&mem.PageIsSwapped == 0 {
+			continue // still the file's page: restore maps the file
+		}
+		dirty := !trusted || c&mem.PageIsWritten != 0
+		if c&mem.PageIsSwapped != 0 && c&mem.PageIsPresent == 0 {
+			// Swap entries include uffd-wp markers, which the kernel
+			// leaves where a tracked page of a file mapping was zapped:
+			// no data there. Tell them apart page by page.
+			es, err := pm.Entries(r.Start, r.End)
+			if err != nil {
+				return nil, err
+			}
+			for i, e := range es {
+				if mem.IsMarker(e) {
+					continue
+				}
+				out = appendRun(out, run{Range: mem.Range{Start: r.Start + uint64(i)*mem.PageSize, Len: mem.PageSize}, dirty: dirty})
+			}
+			continue
+		}
+		out = appendRun(out, run{Range: mem.Range{Start: r.Start, Len: r.End - r.Start}, dirty: dirty})
+	}
+	return out, nil
+}
+
+// softDirtyRuns reads pagemap entries: a page is dirty if its soft-dirty
+// bit is set (written since clear_refs, or in a new area).
+func softDirtyRuns(pm *mem.Pagemap, start, end uint64, privateFile bool, zero uint64, trusted bool) ([]run, error) {
+	es, err := pm.Entries(start, end)
+	if err != nil {
+		return nil, err
+	}
+	sel := mem.DataPages(privateFile, zero)
+	var out []run
+	for i, e := range es {
+		if !sel(e) {
+			continue
+		}
+		addr := start + uint64(i)*mem.PageSize
+		out = appendRun(out, run{Range: mem.Range{Start: addr, Len: mem.PageSize}, dirty: !trusted || mem.IsSoftDirty(e)})
+	}
+	return out, nil
+}
+
+func appendRun(out []run, r run) []run {
+	if n := len(out); n > 0 && out[n-1].End() == r.Start && out[n-1].dirty == r.dirty && out[n-1].vma == r.vma {
+		out[n-1].Len += r.Len
+		return out
+	}
+	return append(out, r)
+}
+
+// parentMustHold makes dirty every clean page the parent images do not
+// hold: a page that appeared without a write (a file page copied on a
+// read fault, a page the previous round did not see) cannot come from the
+// parent. When in doubt, a page is dirty.
+func parentMustHold(in []run, parent *pagemap.Reader) []run {
+	var out []run
+	for _, r := range in {
+		if r.dirty {
+			out = appendRun(out, r)
+			continue
+		}
+		for addr := r.Start; addr < r.End(); {
+			e, ok := parent.Find(addr)
+			next := r.End()
+			held := ok && e.Flags&(pagemap.FlagPresent|pagemap.FlagParent) != 0
+			if ok {
+				next = min(next, e.End())
+			} else if i := nextEntry(parent, addr); i >= 0 {
+				next = min(next, parent.Entries()[i].Vaddr)
+			}
+			out = appendRun(out, run{Range: mem.Range{Start: addr, Len: next - addr}, dirty: !held, vma: r.vma})
+			addr = next
+		}
+	}
+	return out
+}
+
+// nextEntry is the index of the first entry starting after addr, or -1.
+func nextEntry(r *pagemap.Reader, addr uint64) int {
+	es := r.Entries()
+	lo, hi := 0, len(es)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if es[m].Vaddr <= addr {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(es) {
+		return lo
+	}
+	return -1
+}
+
+// openParentPagemap opens the task's pagemap in the parent images; nil
+// without error when the parent has none for this PID.
+func openParentPagemap(parent *images.Dir, pid int) (*pagemap.Reader, error) {
+	if parent == nil || !parent.Exists(images.PagemapFile(pid)) {
+		return nil, nil
+	}
+	r, err := pagemap.Open(parent, pid)
+	if err != nil {
+		return nil, fmt.Errorf("parent images: %w", err)
+	}
+	return r, nil
+}
+
+// pagemapOut collects a task's pagemap entries while its pages are written.
+type pagemapOut struct {
+	entries []pagemap.Entry
+	lastVMA uint64
+	written uint64 // pages with data in this directory
+	parent  uint64 // pages left in the parent images
+}
+
+func (o *pagemapOut) add(r mem.Range, vma uint64, inParent bool) {
+	flags := uint32(pagemap.FlagPresent)
+	if inParent {
+		flags = pagemap.FlagParent
+		o.parent += r.Pages()
+	} else {
+		o.written += r.Pages()
+	}
+	if n := len(o.entries); n > 0 && o.entries[n-1].End() == r.Start && o.entries[n-1].Flags == flags && o.lastVMA == vma {
+		o.entries[n-1].NrPages += r.Pages()
+		return
+	}
+	o.lastVMA = vma
+	o.entries = append(o.entries, pagemap.Entry{Vaddr: r.Start, NrPages: r.Pages(), Flags: flags})
+}
+
+// write writes pagemap-PID.img naming pages-ID.img.
+func (o *pagemapOut) write(dir *images.Dir, pid int, pagesID uint32) error {
+	return pagemap.WriteEntries(dir, pid, pagesID, o.entries)
+}
+
+// errVanished is what a tolerant read reports for pages it could not read
+// because the area went away after the tree was let go.
+var errVanished = errors.New("area vanished")
+
+// hashRuns compares the data of runs with the parent's hashes, page by
+// page, writes the pages that differ to f and records every page in out
+// (and its hash in hs, when not nil). Reading happens with the task frozen
+// (final dump) or running (pre-dump, tolerant).
+func hashRuns(vm *vmReader, runs []run, ph *pageHashes, out *pagemapOut, hs *hashWriter, f *os.File, tolerant bool) error {
+	for _, r := range runs {
+		if !r.dirty {
+			// The kernel tracker found it clean: no need to read it.
+			out.add(r.Range, r.vma, true)
+			if hs != nil {
+				if err := hs.fromParent(r.Range, ph); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		err := vm.each([]mem.Range{r.Range}, tolerant, func(addr uint64, data []byte) error {
+			for off := 0; off < len(data); off += mem.PageSize {
+				pg := data[off : off+mem.PageSize]
+				a := addr + uint64(off)
+				sum := pageHash(pg)
+				same := ph != nil && ph.equal(a, sum)
+				out.add(mem.Range{Start: a, Len: mem.PageSize}, r.vma, same)
+				if !same {
+					if _, err := f.Write(pg); err != nil {
+						return fmt.Errorf("write pages: %w", err)
+					}
+				}
+				if hs != nil {
+					hs.add(sum)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logRuns says how much the tracker saved for a task.
+func logRuns(pid int, o *pagemapOut) {
+	log.Debugf("task %d: %d pages written, %d left in the parent images", pid, o.written, o.parent)
+}

@@ -1,0 +1,249 @@
+package dump
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/parasite"
+	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/ptrace"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// preDumpModeRead is CRIU's PRE_DUMP_READ: pages were read with
+// process_vm_readv, not spliced.
+const preDumpModeRead = 2
+
+// preTask is one task of a pre-dump between the scan (tree frozen) and
+// the copy (tree running).
+type preTask struct {
+	pid   int
+	plans []vmaPlan
+	tt    *taskTrack
+	runs  []run
+}
+
+// PreDump saves the memory of the tree rooted at o.Pid and lets it run on:
+// pagemap and pages images plus what the next iteration needs to chain
+// (TrackFile). The tree is frozen only while its areas are scanned and the
+// trackers re-armed; pages are copied after it runs again. That is safe:
+// whatever the tree writes after the re-arm is dirty in the next iteration,
+// which overwrites it.
+func PreDump(o Options) (*Stats, error) {
+	if o.LSM == nil {
+		o.LSM = lsm.Detect()
+	}
+	if err := precheck(o.Pid); err != nil {
+		return nil, err
+	}
+	dir, err := images.CreateDir(o.ImagesDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &dumper{opts: o, dir: dir, files: files.NewDumper(0), stats: &Stats{}}
+	defer d.files.Close()
+	if d.inc, err = d.setupIncremental(true); err != nil {
+		return nil, err
+	}
+	if d.inc == nil {
+		// Neither --track-mem nor a parent: a full copy of memory.
+		d.inc = &incremental{backend: BackendHashes, preDump: true}
+	}
+	defer d.inc.close()
+	if len(o.WatchdogArgs) > 0 {
+		wd, err := parasite.StartWatchdog(o.WatchdogArgs[0], o.WatchdogArgs[1:]...)
+		if err != nil {
+			d.inc.abort()
+			return nil, err
+		}
+		d.watchdog = wd
+		defer wd.Close()
+	}
+
+	tracer := ptrace.NewTracer()
+	defer tracer.Close()
+	start := time.Now()
+	tree, err := tracer.SeizeTree(o.Pid)
+	if err != nil {
+		d.inc.abort()
+		return nil, seizeError(o.Pid, err)
+	}
+	d.tree = tree
+	frozenAt := time.Now()
+	d.stats.FreezingTime = frozenAt.Sub(start)
+	if err := d.registerThreads(); err != nil {
+		d.cleanup()
+		return nil, err
+	}
+	if o.Timeout > 0 {
+		timer := time.AfterFunc(o.Timeout, func() { d.timedOut.Store(true) })
+		defer timer.Stop()
+	}
+	tasks, err := d.preScan()
+	defer func() {
+		for _, pt := range tasks {
+			pt.tt.close()
+		}
+	}()
+	if err != nil {
+		d.cleanup()
+		return nil, err
+	}
+	// Let the tree go; from here on nothing can harm it.
+	if err := d.detachAll(false); err != nil {
+		log.Warnf("letting the tree run: %v", err)
+	}
+	d.stats.FrozenTime = time.Since(frozenAt)
+	log.Infof("pre-dump: tree frozen for %v", d.stats.FrozenTime)
+
+	if err := d.preWrite(tasks); err != nil {
+		d.inc.abort()
+		return nil, err
+	}
+	gen, err := d.inc.commit(true)
+	if err != nil {
+		return nil, err
+	}
+	st := &trackState{PreDump: true, Backend: d.inc.backend, Generation: gen, KeeperAddr: d.inc.keeperAddr, KeeperPid: d.inc.keeperPid, Tasks: d.inc.armed}
+	if !o.TrackMem {
+		st.Generation, st.Tasks = "", nil
+	}
+	if err := writeTrackState(d.dir, st); err != nil {
+		return nil, err
+	}
+	return d.stats, nil
+}
+
+// preScan runs with the tree frozen: per task, its areas, the tracker's
+// verdict on each page, and the trackers re-armed.
+func (d *dumper) preScan() ([]*preTask, error) {
+	var out []*preTask
+	for _, t := range d.tree.Tasks() {
+		if err := d.checkTimeout(); err != nil {
+			return out, err
+		}
+		if t.Zombie {
+			continue
+		}
+		st, err := proc.ReadStat(t.Pid)
+		if err != nil {
+			return out, fmt.Errorf("task %d: %w", t.Pid, err)
+		}
+		d.stats.Tasks++
+		d.stats.Threads += len(t.Threads)
+		plans, err := collectVMAs(t.Pid, d.files)
+		if err != nil {
+			return out, err
+		}
+		tt, err := d.inc.taskTrack(t.Pid, st.StartTime, true)
+		if err != nil {
+			return out, err
+		}
+		pt := &preTask{pid: t.Pid, plans: plans, tt: tt}
+		out = append(out, pt)
+		var u *mem.Uffd
+		if d.opts.TrackMem && d.inc.backend == BackendUffdWP {
+			if u = d.inc.uffdFor(t, st.StartTime); u == nil {
+				tt.prev = nil
+			}
+		}
+		runs, scanned, err := pageRuns(t.Pid, plans, tt)
+		if err != nil {
+			return out, err
+		}
+		pt.runs = runs
+		d.stats.PagesScanned += scanned
+		if !d.opts.TrackMem {
+			continue
+		}
+		var rec *trackedTask
+		switch d.inc.backend {
+		case BackendUffdWP:
+			if u == nil {
+				continue
+			}
+			if rec, err = armUffd(t.Pid, u, plans, runs, tt); err != nil {
+				return out, err
+			}
+		case BackendSoftDirty:
+			if err := mem.ClearSoftDirty(t.Pid); err != nil {
+				return out, err
+			}
+			rec = softDirtyRecord(t.Pid, plans)
+		default:
+			continue
+		}
+		rec.StartTime = st.StartTime
+		d.inc.armed = append(d.inc.armed, *rec)
+	}
+	return out, nil
+}
+
+// preWrite copies the pages with the tree running and writes the images.
+func (d *dumper) preWrite(tasks []*preTask) error {
+	begin := time.Now()
+	for _, pt := range tasks {
+		d.pages++
+		id := d.pages
+		f, err := d.dir.CreateFile(images.PagesFile(id))
+		if err != nil {
+			return err
+		}
+		vm := newVMReader(pt.pid)
+		out := &pagemapOut{}
+		if d.inc.backend == BackendHashes {
+			hs := newHashWriter()
+			err = hashRuns(vm, pt.runs, pt.tt.parentHashes, out, hs, f, true)
+			if err == nil {
+				err = hs.write(d.dir, pt.pid)
+			}
+		} else {
+			var dirty []mem.Range
+			for _, r := range pt.runs {
+				out.add(r.Range, r.vma, !r.dirty)
+				if r.dirty {
+					dirty = append(dirty, r.Range)
+				}
+			}
+			err = vm.copyRanges(dirty, f, true)
+		}
+		if vm.vanished > 0 {
+			log.Infof("task %d: %d pages went away before they were read; the next iteration dumps their areas again", pt.pid, vm.vanished)
+		}
+		vm.close()
+		if err == nil {
+			err = f.Close()
+		} else {
+			f.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("task %d: %w", pt.pid, err)
+		}
+		if err := out.write(d.dir, pt.pid, id); err != nil {
+			return err
+		}
+		d.stats.PagesWritten += out.written
+		d.stats.PagesSkippedParent += out.parent
+		logRuns(pt.pid, out)
+	}
+	d.stats.MemwriteTime = time.Since(begin)
+	inv := &pb.InventoryEntry{
+		ImgVersion:  proto.Uint32(imgVersion),
+		FdinfoPerId: proto.Bool(true),
+		NsPerId:     proto.Bool(true),
+		Lsmtype:     lsmType(d.opts.LSM).Enum(),
+		DumpUptime:  proto.Uint64(uptimeMicros()),
+		PreDumpMode: proto.Uint32(preDumpModeRead),
+	}
+	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
+		return err
+	}
+	return d.writeStats()
+}
