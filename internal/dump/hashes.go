@@ -79,7 +79,7 @@ func parseHashes(b []byte, pages int64) ([]byte, error) {
 		return nil, fmt.Errorf("no %s magic", hashMagic)
 	}
 	b = b[len(hashMagic):]
-	if int64(len(b)) != pages*hashSize {
+	if pages < 0 || pages > int64(len(b))/hashSize || int64(len(b)) != pages*hashSize {
 		return nil, fmt.Errorf("%d bytes of hashes for %d pages", len(b), pages)
 	}
 	return b, nil

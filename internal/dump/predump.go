@@ -129,12 +129,26 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		if err := d.checkTimeout(); err != nil {
 			return out, err
 		}
-		if t.Zombie {
-			continue
-		}
 		st, err := proc.ReadStat(t.Pid)
 		if err != nil {
 			return out, fmt.Errorf("task %d: %w", t.Pid, err)
+		}
+		// The tree's shape, for image tools (restore refuses a pre-dump).
+		ppid := 0
+		if t.Parent != nil {
+			ppid = t.Parent.Pid
+		}
+		pe := &pb.PstreeEntry{Pid: proto.Uint32(uint32(t.Pid)), Ppid: proto.Uint32(uint32(ppid)),
+			Pgid: proto.Uint32(uint32(st.Pgrp)), Sid: proto.Uint32(uint32(st.Session))}
+		for _, te := range t.Threads {
+			pe.Threads = append(pe.Threads, uint32(te.Tid))
+		}
+		if t.Zombie {
+			pe.Threads = []uint32{uint32(t.Pid)}
+		}
+		d.pstree = append(d.pstree, pe)
+		if t.Zombie {
+			continue
 		}
 		d.stats.Tasks++
 		d.stats.Threads += len(t.Threads)
@@ -243,6 +257,19 @@ func (d *dumper) preWrite(tasks []*preTask) error {
 		PreDumpMode: proto.Uint32(preDumpModeRead),
 	}
 	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
+		return err
+	}
+	pw, err := d.dir.Create("pstree.img", images.KindPstree)
+	if err != nil {
+		return err
+	}
+	defer pw.Close()
+	for _, e := range d.pstree {
+		if err := pw.WriteEntry(e); err != nil {
+			return err
+		}
+	}
+	if err := pw.Close(); err != nil {
 		return err
 	}
 	return d.writeStats()

@@ -134,9 +134,36 @@ func readTrackState(dir *images.Dir) (*trackState, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := parseTrackState(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: the file is damaged; run a new pre-dump without --prev-images-dir", dir.Join(TrackFile), err)
+	}
+	return s, nil
+}
+
+// parseTrackState decodes and checks TrackFile's content.
+func parseTrackState(b []byte) (*trackState, error) {
 	var s trackState
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w: the file is damaged; run a new pre-dump without --prev-images-dir", dir.Join(TrackFile), err)
+		return nil, err
+	}
+	switch s.Backend {
+	case BackendUffdWP, BackendSoftDirty, BackendHashes:
+	default:
+		return nil, fmt.Errorf("unknown memory tracker %q", s.Backend)
+	}
+	if s.KeeperPid < 0 {
+		return nil, fmt.Errorf("keeper PID %d", s.KeeperPid)
+	}
+	for _, t := range s.Tasks {
+		if t.Pid <= 0 {
+			return nil, fmt.Errorf("task PID %d", t.Pid)
+		}
+		for _, v := range t.VMAs {
+			if v[0] >= v[1] || v[0]%4096 != 0 || v[1]%4096 != 0 {
+				return nil, fmt.Errorf("task %d: bad area %#x-%#x", t.Pid, v[0], v[1])
+			}
+		}
 	}
 	return &s, nil
 }

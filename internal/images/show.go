@@ -45,7 +45,16 @@ func List(d *Dir) ([]FileInfo, error) {
 	return out, nil
 }
 
+// notImages are files gockpt keeps beside the images: logs, the tracker
+// state of a pre-dump, page hashes. They are listed, not decoded.
+func notImage(name string) bool {
+	return strings.HasSuffix(name, ".log") || strings.HasPrefix(name, "gockpt-") || strings.HasSuffix(name, ".pid")
+}
+
 func countEntries(d *Dir, name string) (string, int, error) {
+	if notImage(name) {
+		return "", -1, nil
+	}
 	r, err := d.Open(name)
 	if err != nil {
 		return "", -1, err
@@ -77,6 +86,9 @@ func WriteList(w io.Writer, files []FileInfo) error {
 		}
 		if f.Entries < 0 {
 			n = "raw"
+		}
+		if f.Kind == "" && f.Err == nil {
+			n = "-"
 		}
 		if f.Err != nil {
 			n = "error: " + f.Err.Error()

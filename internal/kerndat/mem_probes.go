@@ -302,7 +302,7 @@ func probeMemDirtyTrack() Result {
 	if len(works) == 0 {
 		return failf("no kernel dirty tracker works (%s); %s", strings.Join(not, "; "), fallback)
 	}
-	r := ok("kernel trackers that work: %s", strings.Join(works, ", "))
+	r := ok("pre-dump --track-mem uses %s; kernel trackers that work: %s", works[0], strings.Join(works, ", "))
 	if len(not) > 0 {
 		r.Detail += "; not available: " + strings.Join(not, "; ")
 	}

@@ -37,6 +37,7 @@ type Run struct {
 	before *Tree // as set up, before any checkpoint
 	last   *Tree // the tree most recently seen alive
 	images []string
+	stats  map[string]int // memStats of the latest pre-dump or dump, nil without --display-stats
 }
 
 type checkpointOpts struct {
@@ -225,7 +226,8 @@ func (r *Run) PreDump(o preDumpOpts) error {
 	if err != nil {
 		return err
 	}
-	r.logf("pre-dump into %s: %s", filepath.Base(img), memStats(out))
+	r.stats = memStats(out)
+	r.logf("pre-dump into %s: %s", filepath.Base(img), formatStats(r.stats))
 	cur, err := CollectTree(r.root)
 	if err != nil {
 		return fmt.Errorf("after pre-dump (the tree must run on): %w", err)
@@ -264,16 +266,24 @@ func checkParentLink(img string, opts []string) error {
 
 var statsLine = regexp.MustCompile(`(?m)^Memory pages (scanned|skipped from parent|written): (\d+)`)
 
-// memStats summarizes the memory lines of --display-stats output.
-func memStats(out string) string {
-	var parts []string
+// memStats picks the memory lines out of --display-stats output: "scanned",
+// "skipped from parent", "written"; nil if there are none.
+func memStats(out string) map[string]int {
+	var st map[string]int
 	for _, m := range statsLine.FindAllStringSubmatch(out, -1) {
-		parts = append(parts, m[1]+" "+m[2])
+		if st == nil {
+			st = map[string]int{}
+		}
+		st[m[1]], _ = strconv.Atoi(m[2])
 	}
-	if len(parts) == 0 {
+	return st
+}
+
+func formatStats(st map[string]int) string {
+	if st == nil {
 		return "no memory statistics in the output"
 	}
-	return "pages " + strings.Join(parts, ", ")
+	return fmt.Sprintf("pages scanned %d, written %d, left in the parent images %d", st["scanned"], st["written"], st["skipped from parent"])
 }
 
 // checkNothingLeft checks that nothing gockpt started (the keeper of
@@ -317,8 +327,8 @@ func (r *Run) Checkpoint(o checkpointOpts) error {
 	if err != nil {
 		return err
 	}
-	if s := memStats(out); len(r.images) > 1 && !strings.HasPrefix(s, "no ") {
-		r.logf("dump into %s: %s", filepath.Base(img), s)
+	if r.stats = memStats(out); r.stats != nil {
+		r.logf("dump into %s: %s", filepath.Base(img), formatStats(r.stats))
 	}
 	if err := checkParentLink(img, o.Extra); err != nil {
 		return err
