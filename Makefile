@@ -31,7 +31,8 @@ lint:
 # raw baseline measured in the same run; page reading by vmsplice vs
 # process_vm_readv. Numbers are ratios and MB/s per benchmark line.
 bench: gockpt
-	$(GO) test -run XXX -bench 'Dump1GiB|Restore1GiB' -benchtime 5x -count 1 ./internal/dump/ ./internal/restore/
+	$(GO) test -run XXX -bench '^Benchmark(Dump|Restore)1GiB$$' -benchtime 5x -count 1 ./internal/dump/ ./internal/restore/
+	$(GO) test -run XXX -bench 'PreDump1GiB' -benchtime 3x -count 1 ./internal/dump/
 	$(GO) test -run XXX -bench . -benchtime 5x -count 1 ./internal/parasite/
 
 # Dump and restore of an SELinux-confined process in the test VM (Debian 6.1,

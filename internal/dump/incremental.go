@@ -12,6 +12,7 @@ import (
 	"github.com/gockpt/gockpt/internal/keeper"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
@@ -195,7 +196,7 @@ func (inc *incremental) taskTrack(pid int, start uint64, rearm bool) (*taskTrack
 // uffdFor returns the task's userfaultfd: the one the keeper held for it,
 // or a new one made inside the task. nil (with a warning) when the task
 // cannot have one: its pages are then dirty every time.
-func (inc *incremental) uffdFor(t *ptrace.Task, start uint64) *mem.Uffd {
+func (inc *incremental) uffdFor(t *ptrace.Task, start uint64, wd *parasite.Watchdog) *mem.Uffd {
 	if h := inc.uffds[t.Pid]; h != nil {
 		if h.startTime == start {
 			return h.u
@@ -203,7 +204,7 @@ func (inc *incremental) uffdFor(t *ptrace.Task, start uint64) *mem.Uffd {
 		h.u.Close() // the PID was reused: that tracker followed another process
 		delete(inc.uffds, t.Pid)
 	}
-	u, err := newTargetUffd(t)
+	u, err := newTargetUffd(t, wd)
 	if err != nil {
 		log.Warnf("task %d: no memory tracker: %v; its pages count as written in every iteration", t.Pid, err)
 		return nil
@@ -214,7 +215,7 @@ func (inc *incremental) uffdFor(t *ptrace.Task, start uint64) *mem.Uffd {
 
 // newTargetUffd creates a userfaultfd in the task's own mm (only the task
 // can), takes a copy with pidfd_getfd and closes the task's fd at once.
-func newTargetUffd(t *ptrace.Task) (*mem.Uffd, error) {
+func newTargetUffd(t *ptrace.Task, wd *parasite.Watchdog) (*mem.Uffd, error) {
 	te := t.Threads[0]
 	ret, err := te.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|mem.UffdUserModeOnly)
 	if err != nil {
@@ -224,7 +225,16 @@ func newTargetUffd(t *ptrace.Task) (*mem.Uffd, error) {
 		return nil, fmt.Errorf("userfaultfd(2) in the task: %w (a seccomp filter or vm.unprivileged_userfaultfd may forbid it)", e)
 	}
 	tfd := int(ret)
-	defer te.Syscall(unix.SYS_CLOSE, uint64(tfd))
+	// Should gockpt die before the close, the watchdog closes it.
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.Pid, tfd), &st); err == nil {
+		wd.TempFd(t.Pid, tfd, st.Ino)
+	}
+	defer func() {
+		if r, err := te.Syscall(unix.SYS_CLOSE, uint64(tfd)); err == nil && ptrace.Errno(r) == 0 {
+			wd.FdClosed(t.Pid)
+		}
+	}()
 	pidfd, err := unix.PidfdOpen(t.Pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_open: %w", err)

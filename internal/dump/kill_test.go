@@ -126,3 +126,104 @@ func exitOf(pid int) string {
 	}
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
+
+// TestKilledPreDumpNeverHarms kills gockpt pre-dump --track-mem with SIGKILL
+// at random moments: the target must run on correctly, untraced, with the
+// same mappings and the same open files (the userfaultfd made inside it is
+// closed by gockpt or, if gockpt died first, by the watchdog).
+func TestKilledPreDumpNeverHarms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: 15 pre-dumps of 256 MiB")
+	}
+	gockpt := buildGockpt(t)
+	bin := testproc.BuildC(t, "testdata/bigcheck.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir, "256")
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	logf := filepath.Join(dir, "log")
+	mapsPath := fmt.Sprintf("/proc/%d/maps", p.Pid)
+	mapsBefore, err := os.ReadFile(mapsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdsBefore := fdList(p.Pid)
+	var keepers []int
+	t.Cleanup(func() {
+		for _, k := range keepers {
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+	})
+	preDump := func(img string) *exec.Cmd {
+		return exec.Command(gockpt, "pre-dump", "-t", fmt.Sprint(p.Pid), "-D", img, "--track-mem")
+	}
+	img := filepath.Join(t.TempDir(), "img")
+	start := time.Now()
+	if b, err := preDump(img).CombinedOutput(); err != nil {
+		t.Fatalf("pre-dump: %v\n%s", err, b)
+	}
+	whole := time.Since(start)
+	keepers = append(keepers, keeperOf(img)...)
+	// Let that tracking go, so that each pre-dump below arms its own.
+	for _, k := range keeperOf(img) {
+		syscall.Kill(k, syscall.SIGKILL)
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	killedMidway := 0
+	for i := 0; i < 15; i++ {
+		img := filepath.Join(t.TempDir(), "img")
+		cmd := preDump(img)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(rng.Int63n(int64(whole)))
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err != nil {
+			killedMidway++
+		}
+		checkUnharmed(t, i, delay, p.Pid, logf, mapsPath, mapsBefore)
+		deadline := time.Now().Add(5 * time.Second)
+		for fdList(p.Pid) != fdsBefore {
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d after %v: the target's open files changed:\n%s\n---\n%s", i, delay, fdsBefore, fdList(p.Pid))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, k := range keeperOf(img) {
+			keepers = append(keepers, k)
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+	}
+	t.Logf("%d of 15 pre-dumps killed before they finished (a whole one takes %v)", killedMidway, whole)
+	if killedMidway < 7 {
+		t.Errorf("only %d pre-dumps were killed midway: the kills missed them", killedMidway)
+	}
+}
+
+// fdList describes a task's open files: numbers and what they are.
+func fdList(pid int) string {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	var b strings.Builder
+	for _, e := range ents {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		fmt.Fprintf(&b, "%s -> %s\n", e.Name(), l)
+	}
+	return b.String()
+}
+
+// keeperOf finds the PID of the keeper a pre-dump started, from the log
+// the keeper writes in its images directory.
+func keeperOf(img string) []int {
+	b, err := os.ReadFile(filepath.Join(img, "mem-keeper.log"))
+	if err != nil {
+		return nil
+	}
+	var pid int
+	if i := bytes.Index(b, []byte("mem-keeper[")); i >= 0 {
+		fmt.Sscanf(string(b[i+len("mem-keeper["):]), "%d", &pid)
+	}
+	if pid <= 0 {
+		return nil
+	}
+	return []int{pid}
+}

@@ -164,7 +164,7 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		out = append(out, pt)
 		var u *mem.Uffd
 		if d.opts.TrackMem && d.inc.backend == BackendUffdWP {
-			if u = d.inc.uffdFor(t, st.StartTime); u == nil {
+			if u = d.inc.uffdFor(t, st.StartTime, d.watchdog); u == nil {
 				tt.prev = nil
 			}
 		}

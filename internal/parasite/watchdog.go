@@ -96,6 +96,20 @@ func (wd *Watchdog) Mapping(pid int, addr, length uint64) error {
 // Unmapped says the mapping of task pid is gone.
 func (wd *Watchdog) Unmapped(pid int) { wd.send(fmt.Sprintf("unmap %d", pid)) }
 
+// TempFd registers an fd gockpt made inside task pid (an injected
+// userfaultfd, copied out and closed at once): if gockpt dies before
+// FdClosed, the watchdog closes it in the task, provided fd is still the
+// same file (inode ino).
+func (wd *Watchdog) TempFd(pid, fd int, ino uint64) error {
+	if wd == nil {
+		return nil
+	}
+	return wd.send(fmt.Sprintf("fd %d %d %d", pid, fd, ino))
+}
+
+// FdClosed says the fd registered with TempFd is closed.
+func (wd *Watchdog) FdClosed(pid int) { wd.send(fmt.Sprintf("nofd %d", pid)) }
+
 // Close tells the watchdog that all is well and waits for it to exit.
 func (wd *Watchdog) Close() error {
 	if wd == nil {
@@ -115,6 +129,7 @@ type leftover struct {
 // registered. It returns what it did, for the log.
 func ServeWatchdog(r io.Reader) (string, error) {
 	areas := map[int]leftover{}
+	fds := map[int][2]uint64{} // pid: fd, inode
 	var threads []threadState
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -146,6 +161,14 @@ func ServeWatchdog(r io.Reader) (string, error) {
 		case f[0] == "unmap" && len(f) == 2:
 			pid, _ := strconv.Atoi(f[1])
 			delete(areas, pid)
+		case f[0] == "fd" && len(f) == 4:
+			pid, _ := strconv.Atoi(f[1])
+			fd, _ := strconv.ParseUint(f[2], 10, 32)
+			ino, _ := strconv.ParseUint(f[3], 10, 64)
+			fds[pid] = [2]uint64{fd, ino}
+		case f[0] == "nofd" && len(f) == 2:
+			pid, _ := strconv.Atoi(f[1])
+			delete(fds, pid)
 		default:
 			return "", fmt.Errorf("watchdog: bad line %q", sc.Text())
 		}
@@ -160,6 +183,13 @@ func ServeWatchdog(r io.Reader) (string, error) {
 			errs = append(errs, err)
 		} else if fixed {
 			done = append(done, fmt.Sprintf("task %d thread %d: put back from the parking code", st.pid, st.tid))
+		}
+	}
+	for pid, fi := range fds {
+		if err := closeLeftoverFd(pid, int(fi[0]), fi[1]); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, fmt.Sprintf("task %d: closed gockpt's fd %d", pid, fi[0]))
 		}
 	}
 	for pid, a := range areas {
@@ -205,6 +235,33 @@ func cleanLeftover(pid int, a leftover) error {
 		}
 		return err
 	}
+}
+
+// closeLeftoverFd closes, from inside the task, an fd gockpt made there,
+// if it is still the same file.
+func closeLeftoverFd(pid, fd int, ino uint64) error {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), &st); err != nil || st.Ino != ino {
+		return nil // closed already, or the task's own file by now
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	te, err := seizeWhenFree(tr, pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", pid, err)
+	}
+	defer te.Detach()
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), &st); err != nil || st.Ino != ino {
+		return nil
+	}
+	r, err := te.Syscall(unix.SYS_CLOSE, uint64(fd))
+	if err != nil {
+		return err
+	}
+	if e := ptrace.Errno(r); e != 0 {
+		return fmt.Errorf("task %d: close %d: %w", pid, fd, e)
+	}
+	return nil
 }
 
 func unmapLeftovers(te *ptrace.Tracee, pid int, a leftover) error {
