@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all gockpt test generate lint bench demo clean vm-selinux
+.PHONY: all gockpt test generate lint bench demo clean vm-selinux vm-softdirty
 
 all: gockpt
 
@@ -39,6 +39,12 @@ bench: gockpt
 # SELinux enforcing; ../shared/vm). Slow (qemu without KVM): not in make test.
 vm-selinux:
 	./test/vm/selinux.sh
+
+# Pre-dumps and an incremental dump tracked by soft-dirty in the test VM
+# (Debian 6.1: soft-dirty, no PAGEMAP_SCAN): exact pages per iteration, then
+# restore. Slow (qemu without KVM): not in make test.
+vm-softdirty:
+	./test/vm/softdirty.sh
 
 # The main job on a demo process: start it, checkpoint it, show the images.
 demo: gockpt

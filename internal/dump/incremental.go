@@ -263,7 +263,7 @@ func armUffd(pid int, u *mem.Uffd, plans []vmaPlan, runs []run, tt *taskTrack) (
 			continue
 		}
 		start, end := p.entry.GetStart(), p.entry.GetEnd()
-		if tt.trusted(start, end) {
+		if tt.trusted(start, end) && p.smaps.Flags.Has("uw") {
 			ours = append(ours, [2]uint64{start, end}) // re-armed by the scan
 			continue
 		}
