@@ -181,6 +181,8 @@ func (inc *incremental) taskTrack(pid int, start uint64, rearm bool) (*taskTrack
 		if inc.backend == BackendUffdWP {
 			if h := inc.uffds[pid]; h == nil || h.startTime != start {
 				tt.prev = nil
+			} else {
+				tt.uffd = h.u
 			}
 		}
 	}

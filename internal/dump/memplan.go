@@ -38,6 +38,16 @@ type taskTrack struct {
 	rearm bool
 	// parentHashes are the parent's page hashes (hashes backend).
 	parentHashes *pageHashes
+	// uffd is the task's userfaultfd as the keeper held it (uffd-wp).
+	uffd *mem.Uffd
+}
+
+// ownsArea reports whether the area is registered with this task's own
+// tracker: registering it again is a no-op for our userfaultfd and fails
+// (EBUSY) if the task registered the area with a userfaultfd of its own.
+func (tt *taskTrack) ownsArea(p vmaPlan) bool {
+	start, end := p.entry.GetStart(), p.entry.GetEnd()
+	return tt.uffd != nil && p.smaps.Flags.Has("uw") && tt.uffd.RegisterWP(start, end-start) == nil
 }
 
 func (tt *taskTrack) close() {
@@ -84,7 +94,7 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 		var rs []run
 		switch {
 		case tt != nil && tt.backend == BackendUffdWP && tt.parent != nil:
-			rs, err = uffdRuns(pm, start, end, p.privateFile, tt.trusted(start, end), tt.rearm)
+			rs, err = uffdRuns(pm, start, end, p.privateFile, tt.trusted(start, end) && tt.ownsArea(p), tt.rearm)
 		case tt != nil && tt.backend == BackendSoftDirty && tt.parent != nil:
 			rs, err = softDirtyRuns(pm, start, end, p.privateFile, zero, tt.trusted(start, end) && zero != 0)
 		default:
