@@ -265,6 +265,18 @@ func (d *dumper) finish() error {
 		}
 	}
 	d.tree.Detach()
+	// Return once they are dead, so that a restore started right after
+	// finds them gone (or zombies for their parents to reap), not dying.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, t := range d.tree.Tasks() {
+		for time.Now().Before(deadline) {
+			st, err := proc.ReadStat(t.Pid)
+			if err != nil || st.State == 'Z' || st.State == 'X' {
+				break
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
 	return nil
 }
 

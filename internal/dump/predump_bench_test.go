@@ -108,8 +108,8 @@ func benchPreDumpChain(b *testing.B, pid int, root string, backend Backend) {
 	b.ReportMetric(med(func(r chainRound) float64 { return mb(r.pre2Pages) }), "predump2_MB")
 	b.ReportMetric(med(func(r chainRound) float64 { return float64(r.finalParent) }), "final_parent_pages")
 	for i, r := range rounds {
-		b.Logf("round %d: full %v %d pages; pre1 %v %d; pre2 %v %d; final %v %d pages, %d in the parent",
-			i, r.fullFrozen, r.fullPages, r.pre1Frozen, r.pre1Pages, r.pre2Frozen, r.pre2Pages, r.finalFrozen, r.finalPages, r.finalParent)
+		b.Logf("b.N=%d round %d: full %v %d pages; pre1 %v %d; pre2 %v %d; final %v %d pages, %d in the parent",
+			b.N, i, r.fullFrozen, r.fullPages, r.pre1Frozen, r.pre1Pages, r.pre2Frozen, r.pre2Pages, r.finalFrozen, r.finalPages, r.finalParent)
 	}
 }
 

@@ -175,19 +175,7 @@ func (w *writer) preDump(n int, o dump.Options) *dump.Stats {
 	return st
 }
 
-func (w *writer) keeperPid(n int) int {
-	b, err := os.ReadFile(filepath.Join(w.img(n), dump.TrackFile))
-	if err != nil {
-		return 0
-	}
-	i := strings.Index(string(b), `"keeper_pid": `)
-	if i < 0 {
-		return 0
-	}
-	var pid int
-	fmt.Sscanf(string(b[i+len(`"keeper_pid": `):]), "%d", &pid)
-	return pid
-}
+func (w *writer) keeperPid(n int) int { return keeperPidIn(w.img(n)) }
 
 func (w *writer) img(n int) string { return filepath.Join(w.dir, fmt.Sprintf("img-%d", n)) }
 
@@ -430,4 +418,97 @@ func TestPreDumpRefusedRestore(t *testing.T) {
 		t.Fatalf("restore of a pre-dump: %v", err)
 	}
 	w.do(w.root.Pid, "v")
+}
+
+// TestPreDumpWhileForking: the target forks a short-lived child all the
+// time; pre-dumps and the final dump catch it in any state, and the
+// restored tree goes on with its memory right.
+func TestPreDumpWhileForking(t *testing.T) {
+	needTracker(t, dump.BackendUffdWP)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	tg := startTarget(t, "testdata/forker.c")
+	os.Setenv(keeperEnv, "1")
+	defer os.Unsetenv(keeperEnv)
+	base := filepath.Dir(tg.imgs)
+	var keepers []int
+	t.Cleanup(func() {
+		for _, k := range keepers {
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+	})
+	for i := 1; i <= 3; i++ {
+		o := dump.Options{Pid: tg.pid, ImagesDir: filepath.Join(base, fmt.Sprintf("pre%d", i)), TrackMem: true, KeeperArgs: []string{os.Args[0]}}
+		if i > 1 {
+			o.PrevImagesDir = fmt.Sprintf("../pre%d", i-1)
+		}
+		st, err := dump.PreDump(o)
+		if err != nil {
+			t.Fatalf("pre-dump %d: %v", i, err)
+		}
+		t.Logf("pre-dump %d: %d tasks, %d pages written, %d in the parent", i, st.Tasks, st.PagesWritten, st.PagesSkippedParent)
+		if k := keeperPidIn(o.ImagesDir); k > 0 {
+			keepers = append(keepers, k)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	tree := append(testproc.Descendants(tg.pid), tg.pid)
+	if _, err := dump.Run(dump.Options{Pid: tg.pid, ImagesDir: tg.imgs, TrackMem: true, PrevImagesDir: "../pre3"}); err != nil {
+		t.Fatal(err)
+	}
+	tg.proc.Cmd.Wait()
+	for _, pid := range tree {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// Children forked after the list above were dumped and killed too;
+	// orphaned, they are ours (subreaper) to reap.
+	reapSession(tg.pid)
+	tg.restore(t)
+	tg.expectProgress(t)
+}
+
+// reapSession reaps the dead members of session sid that became our
+// children as orphans.
+func reapSession(sid int) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) > 3 && f[3] == strconv.Itoa(sid) && f[1] == strconv.Itoa(os.Getpid()) {
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+		}
+	}
+}
+
+// keeperPidIn reads the keeper's PID from a pre-dump's track file.
+func keeperPidIn(img string) int {
+	b, err := os.ReadFile(filepath.Join(img, dump.TrackFile))
+	if err != nil {
+		return 0
+	}
+	i := strings.Index(string(b), `"keeper_pid": `)
+	if i < 0 {
+		return 0
+	}
+	var pid int
+	fmt.Sscanf(string(b[i+len(`"keeper_pid": `):]), "%d", &pid)
+	return pid
 }
