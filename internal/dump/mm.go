@@ -27,9 +27,6 @@ const (
 	vmaAreaUprobes  = 1 << 17
 )
 
-// pePresent marks pagemap entries whose pages are in this image's pages file.
-const pePresent = 1 << 2
-
 // mmap flags CRIU records from VmFlags (x86-64 values).
 const (
 	mapGrowsdown = 0x100
