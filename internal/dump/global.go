@@ -158,15 +158,20 @@ func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 	return e, nil
 }
 
-// writeGlobal writes the images that describe the whole tree.
-func (d *dumper) writeGlobal() error {
+// writeTree writes inventory.img and pstree.img; preDumpMode is CRIU's
+// pre_dump_mode (0 for a full dump).
+func (d *dumper) writeTree(preDumpMode uint32) error {
 	inv := &pb.InventoryEntry{
 		ImgVersion:  proto.Uint32(imgVersion),
 		FdinfoPerId: proto.Bool(true),
 		NsPerId:     proto.Bool(true),
-		RootIds:     d.ids.root,
 		Lsmtype:     lsmType(d.opts.LSM).Enum(),
 		DumpUptime:  proto.Uint64(uptimeMicros()),
+	}
+	if preDumpMode != 0 {
+		inv.PreDumpMode = proto.Uint32(preDumpMode)
+	} else {
+		inv.RootIds = d.ids.root
 	}
 	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
 		return err
@@ -181,7 +186,12 @@ func (d *dumper) writeGlobal() error {
 			return err
 		}
 	}
-	if err := pw.Close(); err != nil {
+	return pw.Close()
+}
+
+// writeGlobal writes the images that describe the whole tree.
+func (d *dumper) writeGlobal() error {
+	if err := d.writeTree(0); err != nil {
 		return err
 	}
 	fw, err := d.dir.Create("files.img", images.KindFiles)

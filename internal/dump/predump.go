@@ -248,28 +248,7 @@ func (d *dumper) preWrite(tasks []*preTask) error {
 		logRuns(pt.pid, out)
 	}
 	d.stats.MemwriteTime = time.Since(begin)
-	inv := &pb.InventoryEntry{
-		ImgVersion:  proto.Uint32(imgVersion),
-		FdinfoPerId: proto.Bool(true),
-		NsPerId:     proto.Bool(true),
-		Lsmtype:     lsmType(d.opts.LSM).Enum(),
-		DumpUptime:  proto.Uint64(uptimeMicros()),
-		PreDumpMode: proto.Uint32(preDumpModeRead),
-	}
-	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
-		return err
-	}
-	pw, err := d.dir.Create("pstree.img", images.KindPstree)
-	if err != nil {
-		return err
-	}
-	defer pw.Close()
-	for _, e := range d.pstree {
-		if err := pw.WriteEntry(e); err != nil {
-			return err
-		}
-	}
-	if err := pw.Close(); err != nil {
+	if err := d.writeTree(preDumpModeRead); err != nil {
 		return err
 	}
 	return d.writeStats()
