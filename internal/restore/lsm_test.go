@@ -90,3 +90,40 @@ func threadsOf(pid int) []int {
 	}
 	return out
 }
+
+// TestLabelAlreadySet: a task that has its label already (inherited from
+// gockpt) is not written again: SELinux may forbid even that transition
+// (unconfined_t has no dyntransition to itself; seen on Debian's policy).
+func TestLabelAlreadySet(t *testing.T) {
+	const label = "unconfined_u:unconfined_r:unconfined_t:s0"
+	tg := startTarget(t, "testdata/threads.c")
+	labels := map[int]string{}
+	for _, tid := range append(threadsOf(tg.pid), tg.pid) {
+		labels[tid] = label
+	}
+	tree := append(testproc.Descendants(tg.pid), tg.pid)
+	if _, err := dump.Run(dump.Options{Pid: tg.pid, ImagesDir: tg.imgs, LSM: &lsm.Recorder{Labels: labels}}); err != nil {
+		t.Fatal(err)
+	}
+	tg.proc.Cmd.Wait()
+	for _, pid := range tree {
+		waitGone(t, pid)
+	}
+	out := filepath.Join(t.TempDir(), "attr-current")
+	rec := &lsm.Recorder{Labels: map[int]string{tg.pid: label}}
+	res, err := Run(Options{ImagesDir: tg.imgs, LSM: fileLSM{rec, out}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testproc.KillTree(res.RootPid)
+		var ws unix.WaitStatus
+		unix.Wait4(res.RootPid, &ws, 0, nil)
+	})
+	tg.expectProgress(t)
+	for _, c := range rec.Calls() {
+		if strings.HasPrefix(c, "ProcessLabelWrite") {
+			t.Fatalf("label written although the task had it; calls:\n%s", rec)
+		}
+	}
+}

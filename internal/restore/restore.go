@@ -435,6 +435,12 @@ func (rs *restorer) setLabel(l *live) error {
 	if len(l.threads) > 1 {
 		return errors.New("the label must be set before any other thread exists")
 	}
+	// A task that has its label already (it inherited it from gockpt) is
+	// left alone: writing even the same label is a transition the policy
+	// may forbid (unconfined_t has no dyntransition to itself).
+	if cur, err := rs.opts.LSM.ProcessLabel(l.t.Pid); err == nil && cur == label {
+		return nil
+	}
 	w, err := rs.opts.LSM.ProcessLabelWrite(label)
 	if err != nil {
 		return err

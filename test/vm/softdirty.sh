@@ -9,9 +9,9 @@
 # Usage: test/vm/softdirty.sh (builds the VM on first use, ~2 min).
 # KEEP=DIR keeps the VM's results (images, logs) in DIR.
 # PROGCTX=TYPE: the SELinux domain the program runs in (default vmtest_a_t,
-# as in selinux.sh; PROGCTX= runs it unconfined_t like the job, which
-# restore cannot yet bring back there: unconfined_t may not dyntransition
-# to itself, and restore writes the label even when it is unchanged).
+# as in selinux.sh; PROGCTX= runs it unconfined_t like the job: restore
+# then leaves the label it inherited alone, as unconfined_t may not even
+# dyntransition to itself).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 vmdir=$(cd ../shared/vm && pwd)
