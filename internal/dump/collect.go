@@ -12,6 +12,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
@@ -266,11 +267,12 @@ func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan, p *parasite.Parasite) e
 	if err != nil {
 		return err
 	}
-	defer tt.close()
+	log.Debugf("task %d: parent images opened in %v", t.Pid, time.Since(begin))
 	runs, scanned, err := pageRuns(t.Pid, plans, tt)
 	if err != nil {
 		return err
 	}
+	log.Debugf("task %d: %d runs of pages found in %v", t.Pid, len(runs), time.Since(begin))
 	d.stats.PagesScanned += scanned
 	d.pages++
 	id := d.pages
@@ -302,9 +304,11 @@ func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan, p *parasite.Parasite) e
 	if err := f.Close(); err != nil {
 		return err
 	}
+	log.Debugf("task %d: pages copied after %v", t.Pid, time.Since(begin))
 	if err := out.write(d.dir, t.Pid, id); err != nil {
 		return err
 	}
+	log.Debugf("task %d: pagemap written after %v", t.Pid, time.Since(begin))
 	d.stats.PagesWritten += out.written
 	d.stats.PagesSkippedParent += out.parent
 	d.stats.MemwriteTime += time.Since(begin)

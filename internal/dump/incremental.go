@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/keeper"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
@@ -50,6 +51,9 @@ type incremental struct {
 	armed []trackedTask
 	// genFile holds the soft-dirty generation (no keeper needed there).
 	genFile string
+	// parents are the parent images' pagemaps by PID, read before the
+	// tree is frozen: they do not change, and reading them takes time.
+	parents map[int]*pagemap.Reader
 }
 
 type heldUffd struct {
@@ -75,6 +79,10 @@ func (d *dumper) setupIncremental(preDump bool) (*incremental, error) {
 			return nil, err
 		}
 		if inc.prev, err = readTrackState(inc.parentDir); err != nil {
+			return nil, err
+		}
+		if inc.parents, err = openParentPagemaps(inc.parentDir); err != nil {
+			inc.close()
 			return nil, err
 		}
 	}
@@ -171,10 +179,7 @@ func (inc *incremental) taskTrack(pid int, start uint64, rearm bool) (*taskTrack
 	if inc == nil {
 		return nil, nil
 	}
-	parent, err := openParentPagemap(inc.parentDir, pid)
-	if err != nil {
-		return nil, err
-	}
+	parent := inc.parents[pid]
 	tt := &taskTrack{backend: inc.backend, parent: parent, rearm: rearm}
 	if inc.trusted {
 		tt.prev = inc.prev.task(pid, start)
@@ -187,8 +192,8 @@ func (inc *incremental) taskTrack(pid int, start uint64, rearm bool) (*taskTrack
 		}
 	}
 	if inc.backend == BackendHashes && parent != nil {
+		var err error
 		if tt.parentHashes, err = loadHashes(inc.parentDir, pid, parent); err != nil {
-			tt.close()
 			return nil, err
 		}
 	}
@@ -407,6 +412,9 @@ func (inc *incremental) close() {
 	}
 	for _, h := range inc.uffds {
 		h.u.Close()
+	}
+	for _, r := range inc.parents {
+		r.Close()
 	}
 	if inc.keeper != nil {
 		inc.keeper.Close()

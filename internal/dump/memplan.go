@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,12 +51,6 @@ func (tt *taskTrack) ownsArea(p vmaPlan) bool {
 	return tt.uffd != nil && p.smaps.Flags.Has("uw") && tt.uffd.RegisterWP(start, end-start) == nil
 }
 
-func (tt *taskTrack) close() {
-	if tt != nil && tt.parent != nil {
-		tt.parent.Close()
-	}
-}
-
 // trusted reports whether the kernel tracker's word on area [start, end)
 // may be taken: the area is exactly one the previous pre-dump armed.
 // New, moved or resized areas are all dirty.
@@ -92,6 +87,7 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 		start, end := p.entry.GetStart(), p.entry.GetEnd()
 		scanned += (end - start) / mem.PageSize
 		var rs []run
+		vmaBegin := time.Now()
 		switch {
 		case tt != nil && tt.backend == BackendUffdWP && tt.parent != nil:
 			rs, err = uffdRuns(pm, start, end, p.privateFile, tt.trusted(start, end) && tt.ownsArea(p), tt.rearm)
@@ -110,10 +106,15 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 		for i := range rs {
 			rs[i].vma = start
 		}
+		if el := time.Since(vmaBegin); el > time.Millisecond {
+			log.Debugf("task %d VMA %#x-%#x: %d runs in %v", pid, start, end, len(rs), el)
+		}
 		out = append(out, rs...)
 	}
 	if tt != nil && tt.parent != nil {
+		b := time.Now()
 		out = parentMustHold(out, tt.parent)
+		log.Debugf("task %d: parent coverage checked in %v", pid, time.Since(b))
 	}
 	return out, scanned, nil
 }
@@ -124,7 +125,11 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 func uffdRuns(pm *mem.Pagemap, start, end uint64, privateFile, trusted, rearm bool) ([]run, error) {
 	a := mem.ScanArgs{
 		CategoryAnyofMask: mem.PageIsPresent | mem.PageIsSwapped,
-		ReturnMask:        mem.PageIsPresent | mem.PageIsSwapped | mem.PageIsFile | mem.PageIsPFNZero | mem.PageIsWritten,
+		ReturnMask:        mem.PageIsPresent | mem.PageIsSwapped | mem.PageIsPFNZero | mem.PageIsWritten,
+	}
+	if privateFile {
+		// Costs a page lookup per page: asked only where it matters.
+		a.ReturnMask |= mem.PageIsFile
 	}
 	if trusted {
 		// The scan fails, rather than guess, if the area is not (or no
@@ -247,17 +252,28 @@ func nextEntry(r *pagemap.Reader, addr uint64) int {
 	return -1
 }
 
-// openParentPagemap opens the task's pagemap in the parent images; nil
-// without error when the parent has none for this PID.
-func openParentPagemap(parent *images.Dir, pid int) (*pagemap.Reader, error) {
-	if parent == nil || !parent.Exists(images.PagemapFile(pid)) {
-		return nil, nil
-	}
-	r, err := pagemap.Open(parent, pid)
+// openParentPagemaps opens every task's pagemap in the parent images.
+func openParentPagemaps(parent *images.Dir) (map[int]*pagemap.Reader, error) {
+	ents, err := os.ReadDir(parent.Path())
 	if err != nil {
 		return nil, fmt.Errorf("parent images: %w", err)
 	}
-	return r, nil
+	out := map[int]*pagemap.Reader{}
+	for _, e := range ents {
+		var pid int
+		if n, _ := fmt.Sscanf(e.Name(), "pagemap-%d.img", &pid); n != 1 || images.PagemapFile(pid) != e.Name() {
+			continue
+		}
+		r, err := pagemap.Open(parent, pid)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("parent images: %w", err)
+		}
+		out[pid] = r
+	}
+	return out, nil
 }
 
 // pagemapOut collects a task's pagemap entries while its pages are written.

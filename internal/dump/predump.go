@@ -87,11 +87,6 @@ func PreDump(o Options) (*Stats, error) {
 		defer timer.Stop()
 	}
 	tasks, err := d.preScan()
-	defer func() {
-		for _, pt := range tasks {
-			pt.tt.close()
-		}
-	}()
 	if err != nil {
 		d.cleanup()
 		return nil, err

@@ -77,6 +77,7 @@ type chainRound struct {
 	fullFrozen, pre1Frozen, pre2Frozen, finalFrozen time.Duration
 	fullPages, pre1Pages, pre2Pages, finalPages     uint64
 	finalParent                                     uint64
+	finalScan, finalCopy                            time.Duration
 }
 
 func benchPreDumpChain(b *testing.B, pid int, root string, backend Backend) {
@@ -107,6 +108,8 @@ func benchPreDumpChain(b *testing.B, pid int, root string, backend Backend) {
 	b.ReportMetric(med(func(r chainRound) float64 { return mb(r.pre1Pages) }), "predump1_MB")
 	b.ReportMetric(med(func(r chainRound) float64 { return mb(r.pre2Pages) }), "predump2_MB")
 	b.ReportMetric(med(func(r chainRound) float64 { return float64(r.finalParent) }), "final_parent_pages")
+	b.ReportMetric(med(func(r chainRound) float64 { return ms(r.finalScan) }), "final_scan_ms")
+	b.ReportMetric(med(func(r chainRound) float64 { return ms(r.finalCopy) }), "final_copy_ms")
 	for i, r := range rounds {
 		b.Logf("b.N=%d round %d: full %v %d pages; pre1 %v %d; pre2 %v %d; final %v %d pages, %d in the parent",
 			b.N, i, r.fullFrozen, r.fullPages, r.pre1Frozen, r.pre1Pages, r.pre2Frozen, r.pre2Pages, r.finalFrozen, r.finalPages, r.finalParent)
@@ -188,6 +191,7 @@ func preDumpRound(b *testing.B, pid int, dir string, backend Backend) chainRound
 	}
 	released = true
 	r.finalFrozen, r.finalPages, r.finalParent = st.FrozenTime, st.PagesWritten, st.PagesSkippedParent
+	r.finalScan, r.finalCopy = st.MemdumpTime, st.MemwriteTime
 	// About 2 % of the area changes per pause; far more than a tenth
 	// written means the tracking was not trusted.
 	if area := uint64(benchMiB) << 20 / 4096; r.finalPages > area/10 || r.pre2Pages > area/10 {
