@@ -159,10 +159,8 @@ func preDumpRound(b *testing.B, pid int, dir string, backend Backend) chainRound
 		}
 	}()
 	preDump := func(name, prev string) *Stats {
-		o := Options{Pid: pid, ImagesDir: filepath.Join(dir, name), TrackMem: trackMem, PrevImagesDir: prev, TrackBackend: BackendAuto, KeeperArgs: []string{os.Args[0]}}
-		os.Setenv(keeperEnv, "1")
+		o := Options{Pid: pid, ImagesDir: filepath.Join(dir, name), TrackMem: trackMem, PrevImagesDir: prev, TrackBackend: BackendAuto, KeeperArgs: testproc.KeeperArgs()}
 		st, err := PreDump(o)
-		os.Unsetenv(keeperEnv)
 		// A failed pre-dump may still have started a keeper: it exits by
 		// itself when nothing is committed, but the track file of an
 		// earlier iteration names it anyway.

@@ -16,29 +16,14 @@ import (
 	"github.com/gockpt/gockpt/internal/dump"
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
-	"github.com/gockpt/gockpt/internal/keeper"
 	"github.com/gockpt/gockpt/internal/kerndat"
 	"github.com/gockpt/gockpt/internal/testproc"
 )
 
-// keeperEnv makes this test binary run the memory tracker keeper.
-const keeperEnv = "GOCKPT_TEST_KEEPER"
-
+// TestMain lets this test binary serve as the memory tracker keeper that
+// pre-dumps start (testproc.KeeperArgs).
 func TestMain(m *testing.M) {
-	if os.Getenv(keeperEnv) == "1" {
-		// argv: binary, then what keeper.Start appends: --addr ADDR.
-		addr := ""
-		for i, a := range os.Args {
-			if a == "--addr" && i+1 < len(os.Args) {
-				addr = os.Args[i+1]
-			}
-		}
-		if err := keeper.Serve(addr, os.NewFile(3, "ready")); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	testproc.ServeKeeperIfAsked()
 	os.Exit(m.Run())
 }
 
@@ -162,9 +147,7 @@ func (w *writer) preDump(n int, o dump.Options) *dump.Stats {
 	if n > 1 && o.PrevImagesDir == "" {
 		o.PrevImagesDir = fmt.Sprintf("../img-%d", n-1)
 	}
-	o.KeeperArgs = []string{os.Args[0]}
-	os.Setenv(keeperEnv, "1")
-	defer os.Unsetenv(keeperEnv)
+	o.KeeperArgs = testproc.KeeperArgs()
 	st, err := dump.PreDump(o)
 	if err != nil {
 		w.t.Fatalf("pre-dump %d: %v", n, err)
@@ -430,8 +413,6 @@ func TestPreDumpWhileForking(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	tg := startTarget(t, "testdata/forker.c")
-	os.Setenv(keeperEnv, "1")
-	defer os.Unsetenv(keeperEnv)
 	base := filepath.Dir(tg.imgs)
 	var keepers []int
 	t.Cleanup(func() {
@@ -440,7 +421,7 @@ func TestPreDumpWhileForking(t *testing.T) {
 		}
 	})
 	for i := 1; i <= 3; i++ {
-		o := dump.Options{Pid: tg.pid, ImagesDir: filepath.Join(base, fmt.Sprintf("pre%d", i)), TrackMem: true, KeeperArgs: []string{os.Args[0]}}
+		o := dump.Options{Pid: tg.pid, ImagesDir: filepath.Join(base, fmt.Sprintf("pre%d", i)), TrackMem: true, KeeperArgs: testproc.KeeperArgs()}
 		if i > 1 {
 			o.PrevImagesDir = fmt.Sprintf("../pre%d", i-1)
 		}
