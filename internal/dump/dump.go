@@ -79,26 +79,15 @@ type Stats struct {
 
 // Run dumps the tree rooted at o.Pid into o.ImagesDir.
 func Run(o Options) (*Stats, error) {
-	if o.LSM == nil {
-		o.LSM = lsm.Detect()
-	}
-	if err := precheck(o.Pid); err != nil {
-		return nil, err
-	}
-	dir, err := images.CreateDir(o.ImagesDir)
+	d, err := newDumper(o)
 	if err != nil {
 		return nil, err
 	}
-	d := &dumper{opts: o, dir: dir, files: files.NewDumper(o.GhostLimit), stats: &Stats{}}
 	defer d.files.Close()
-	if len(o.WatchdogArgs) > 0 {
-		wd, err := parasite.StartWatchdog(o.WatchdogArgs[0], o.WatchdogArgs[1:]...)
-		if err != nil {
-			return nil, err
-		}
-		d.watchdog = wd
-		defer wd.Close()
+	if err := d.startWatchdog(); err != nil {
+		return nil, err
 	}
+	defer d.watchdog.Close()
 
 	if d.inc, err = d.setupIncremental(false); err != nil {
 		return nil, err
@@ -141,6 +130,36 @@ func Run(o Options) (*Stats, error) {
 	// A complete dump ends the iteration: the trackers are let go.
 	d.inc.release()
 	return d.stats, err
+}
+
+// newDumper checks what can be checked before touching the tree and
+// creates the images directory.
+func newDumper(o Options) (*dumper, error) {
+	if o.LSM == nil {
+		o.LSM = lsm.Detect()
+	}
+	if err := precheck(o.Pid); err != nil {
+		return nil, err
+	}
+	dir, err := images.CreateDir(o.ImagesDir)
+	if err != nil {
+		return nil, err
+	}
+	return &dumper{opts: o, dir: dir, files: files.NewDumper(o.GhostLimit), stats: &Stats{}}, nil
+}
+
+// startWatchdog starts the parasite watchdog, if asked for; Close on the
+// nil watchdog does nothing.
+func (d *dumper) startWatchdog() error {
+	if len(d.opts.WatchdogArgs) == 0 {
+		return nil
+	}
+	wd, err := parasite.StartWatchdog(d.opts.WatchdogArgs[0], d.opts.WatchdogArgs[1:]...)
+	if err != nil {
+		return err
+	}
+	d.watchdog = wd
+	return nil
 }
 
 // precheck refuses, before touching anything, what can never be dumped.

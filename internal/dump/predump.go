@@ -6,12 +6,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
-	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/mem"
-	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
@@ -37,17 +34,10 @@ type preTask struct {
 // whatever the tree writes after the re-arm is dirty in the next iteration,
 // which overwrites it.
 func PreDump(o Options) (*Stats, error) {
-	if o.LSM == nil {
-		o.LSM = lsm.Detect()
-	}
-	if err := precheck(o.Pid); err != nil {
-		return nil, err
-	}
-	dir, err := images.CreateDir(o.ImagesDir)
+	d, err := newDumper(o)
 	if err != nil {
 		return nil, err
 	}
-	d := &dumper{opts: o, dir: dir, files: files.NewDumper(0), stats: &Stats{}}
 	defer d.files.Close()
 	if d.inc, err = d.setupIncremental(true); err != nil {
 		return nil, err
@@ -57,15 +47,11 @@ func PreDump(o Options) (*Stats, error) {
 		d.inc = &incremental{backend: BackendHashes, preDump: true}
 	}
 	defer d.inc.close()
-	if len(o.WatchdogArgs) > 0 {
-		wd, err := parasite.StartWatchdog(o.WatchdogArgs[0], o.WatchdogArgs[1:]...)
-		if err != nil {
-			d.inc.abort()
-			return nil, err
-		}
-		d.watchdog = wd
-		defer wd.Close()
+	if err := d.startWatchdog(); err != nil {
+		d.inc.abort()
+		return nil, err
 	}
+	defer d.watchdog.Close()
 
 	tracer := ptrace.NewTracer()
 	defer tracer.Close()

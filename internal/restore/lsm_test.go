@@ -31,19 +31,7 @@ func (f fileLSM) ProcessLabelWrite(label string) (lsm.LabelWrite, error) {
 // tasks change context).
 func TestLabelBeforeThreads(t *testing.T) {
 	const label = "system_u:system_r:gockpt_test_t:s0"
-	tg := startTarget(t, "testdata/threads.c")
-	labels := map[int]string{}
-	for _, tid := range append(threadsOf(tg.pid), tg.pid) {
-		labels[tid] = label
-	}
-	tree := append(testproc.Descendants(tg.pid), tg.pid)
-	if _, err := dump.Run(dump.Options{Pid: tg.pid, ImagesDir: tg.imgs, LSM: &lsm.Recorder{Labels: labels}}); err != nil {
-		t.Fatal(err)
-	}
-	tg.proc.Cmd.Wait()
-	for _, pid := range tree {
-		waitGone(t, pid)
-	}
+	tg := dumpLabelled(t, label)
 	out := filepath.Join(t.TempDir(), "attr-current")
 	os.WriteFile(out, nil, 0o666)
 	rec := &lsm.Recorder{}
@@ -91,11 +79,8 @@ func threadsOf(pid int) []int {
 	return out
 }
 
-// TestLabelAlreadySet: a task that has its label already (inherited from
-// gockpt) is not written again: SELinux may forbid even that transition
-// (unconfined_t has no dyntransition to itself; seen on Debian's policy).
-func TestLabelAlreadySet(t *testing.T) {
-	const label = "unconfined_u:unconfined_r:unconfined_t:s0"
+// dumpLabelled dumps the threads program as if every thread had label.
+func dumpLabelled(t *testing.T, label string) *target {
 	tg := startTarget(t, "testdata/threads.c")
 	labels := map[int]string{}
 	for _, tid := range append(threadsOf(tg.pid), tg.pid) {
@@ -109,6 +94,15 @@ func TestLabelAlreadySet(t *testing.T) {
 	for _, pid := range tree {
 		waitGone(t, pid)
 	}
+	return tg
+}
+
+// TestLabelAlreadySet: a task that has its label already (inherited from
+// gockpt) is not written again: SELinux may forbid even that transition
+// (unconfined_t has no dyntransition to itself; seen on Debian's policy).
+func TestLabelAlreadySet(t *testing.T) {
+	const label = "unconfined_u:unconfined_r:unconfined_t:s0"
+	tg := dumpLabelled(t, label)
 	out := filepath.Join(t.TempDir(), "attr-current")
 	rec := &lsm.Recorder{Labels: map[int]string{tg.pid: label}}
 	res, err := Run(Options{ImagesDir: tg.imgs, LSM: fileLSM{rec, out}})
