@@ -104,6 +104,10 @@ func Run(o Options) (*Stats, error) {
 	}
 	d.tree = tree
 	frozenAt := time.Now()
+	if err := d.tree.SuspendSeccomp(); err != nil {
+		d.cleanup()
+		return nil, err
+	}
 	if err := d.registerThreads(); err != nil {
 		d.cleanup()
 		return nil, err

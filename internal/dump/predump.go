@@ -64,6 +64,10 @@ func PreDump(o Options) (*Stats, error) {
 	d.tree = tree
 	frozenAt := time.Now()
 	d.stats.FreezingTime = frozenAt.Sub(start)
+	if err := d.tree.SuspendSeccomp(); err != nil {
+		d.cleanup()
+		return nil, err
+	}
 	if err := d.registerThreads(); err != nil {
 		d.cleanup()
 		return nil, err

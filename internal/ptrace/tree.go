@@ -214,3 +214,39 @@ func isZombie(pid int) (bool, error) {
 	}
 	return b[i+2] == 'Z', nil
 }
+
+// SuspendSeccomp makes every thread's seccomp filter (or strict mode) let
+// the syscalls gockpt injects through while the tree is seized
+// (PTRACE_O_SUSPEND_SECCOMP, which needs CAP_SYS_ADMIN); detaching ends
+// it. Without it a filter that kills on, say, memfd_create would kill the
+// task the moment a parasite is injected. A thread with seccomp on whose
+// filter cannot be suspended is an error, before anything is injected.
+func (tr *Tree) SuspendSeccomp() error {
+	for _, t := range tr.Tasks() {
+		for _, te := range t.Threads {
+			err := te.SetOptions(SuspendSeccomp)
+			if err == nil {
+				continue
+			}
+			if mode := seccompMode(te.Tgid, te.Tid); mode != "0" {
+				return fmt.Errorf("task %d thread %d runs under seccomp (mode %s) and its filter cannot be suspended (%v): syscalls gockpt injects could kill it; run gockpt with CAP_SYS_ADMIN", t.Pid, te.Tid, mode, err)
+			}
+		}
+	}
+	return nil
+}
+
+// seccompMode is the Seccomp field of the thread's status: "0" off, "1"
+// strict, "2" filter; "" if unknown.
+func seccompMode(tgid, tid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", tgid, tid))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
