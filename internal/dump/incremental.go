@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -218,6 +219,28 @@ func (inc *incremental) uffdFor(t *ptrace.Task, start uint64, wd *parasite.Watch
 	}
 	inc.uffds[t.Pid] = &heldUffd{u: u, startTime: start}
 	return u
+}
+
+// dropUffd forgets the task's tracker (closing our copy).
+func (inc *incremental) dropUffd(pid int) {
+	if h := inc.uffds[pid]; h != nil {
+		h.u.Close()
+		delete(inc.uffds, pid)
+	}
+}
+
+// staleUffd reports whether u tracks an address space the task no longer
+// has (it exec'd): registering one of its areas then fails with ENOMEM
+// (the kernel cannot take a reference on the old mm) or ESRCH.
+func staleUffd(u *mem.Uffd, plans []vmaPlan) bool {
+	for _, p := range plans {
+		if !p.dumpPages {
+			continue
+		}
+		err := u.RegisterWP(p.entry.GetStart(), p.entry.GetEnd()-p.entry.GetStart())
+		return errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.ESRCH)
+	}
+	return false
 }
 
 // newTargetUffd creates a userfaultfd in the task's own mm (only the task

@@ -149,7 +149,16 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		out = append(out, pt)
 		var u *mem.Uffd
 		if d.opts.TrackMem && d.inc.backend == BackendUffdWP {
-			if u = d.inc.uffdFor(t, st.StartTime, d.watchdog); u == nil {
+			u = d.inc.uffdFor(t, st.StartTime, d.watchdog)
+			if u != nil && staleUffd(u, plans) {
+				// The task exec'd: same PID and start time, but the
+				// tracker watched the address space it left.
+				log.Infof("task %d has a new address space since the last pre-dump (exec): its pages are all dirty, and a new tracker is armed", t.Pid)
+				d.inc.dropUffd(t.Pid)
+				tt.prev, tt.uffd = nil, nil
+				u = d.inc.uffdFor(t, st.StartTime, d.watchdog)
+			}
+			if u == nil {
 				tt.prev = nil
 			}
 		}

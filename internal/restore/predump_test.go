@@ -493,3 +493,51 @@ func keeperPidIn(img string) int {
 	fmt.Sscanf(string(b[i+len(`"keeper_pid": `):]), "%d", &pid)
 	return pid
 }
+
+// TestPreDumpAcrossExec: the target execs between pre-dumps. Same PID and
+// start time, but a new address space the old tracker knows nothing of:
+// the next pre-dump finds out, counts every page dirty and arms a new
+// tracker, which the iteration after it trusts again.
+func TestPreDumpAcrossExec(t *testing.T) {
+	needTracker(t, dump.BackendUffdWP)
+	tg := startTarget(t, "testdata/execer.c")
+	base := filepath.Dir(tg.imgs)
+	var keepers []int
+	t.Cleanup(func() {
+		for _, k := range keepers {
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+	})
+	preDump := func(i int) *dump.Stats {
+		o := dump.Options{Pid: tg.pid, ImagesDir: filepath.Join(base, fmt.Sprintf("pre%d", i)), TrackMem: true, KeeperArgs: testproc.KeeperArgs()}
+		if i > 1 {
+			o.PrevImagesDir = fmt.Sprintf("../pre%d", i-1)
+		}
+		st, err := dump.PreDump(o)
+		if err != nil {
+			t.Fatalf("pre-dump %d: %v", i, err)
+		}
+		if k := keeperPidIn(o.ImagesDir); k > 0 {
+			keepers = append(keepers, k)
+		}
+		t.Logf("pre-dump %d: %d pages written, %d in the parent", i, st.PagesWritten, st.PagesSkippedParent)
+		return st
+	}
+	preDump(1)
+	os.WriteFile(filepath.Join(tg.dir, "go"), nil, 0o600)
+	testproc.WaitFile(t, filepath.Join(tg.dir, "ready2"), 10*time.Second)
+	if st := preDump(2); st.PagesWritten < 2048 {
+		t.Fatalf("after exec the pre-dump wrote %d pages: the new 2048-page area must be all dirty", st.PagesWritten)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if st := preDump(3); st.PagesWritten > 1024 {
+		t.Fatalf("the iteration after exec wrote %d pages: the new tracker was not armed or not trusted", st.PagesWritten)
+	}
+	if _, err := dump.Run(dump.Options{Pid: tg.pid, ImagesDir: tg.imgs, TrackMem: true, PrevImagesDir: "../pre3"}); err != nil {
+		t.Fatal(err)
+	}
+	tg.proc.Cmd.Wait()
+	waitGone(t, tg.pid)
+	tg.restore(t)
+	tg.expectProgress(t)
+}
