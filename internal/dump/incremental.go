@@ -205,6 +205,13 @@ func (inc *incremental) taskTrack(pid int, start uint64, rearm bool) (*taskTrack
 // or a new one made inside the task. nil (with a warning) when the task
 // cannot have one: its pages are then dirty every time.
 func (inc *incremental) uffdFor(t *ptrace.Task, start uint64, wd *parasite.Watchdog) *mem.Uffd {
+	if ownsUffd(t.Pid) {
+		// A task that uses userfaultfd itself would get EBUSY registering
+		// an area our tracker holds: it is not tracked, never in the way.
+		log.Warnf("task %d uses a userfaultfd of its own: its memory is not tracked (every page counts as written), so that gockpt never stands in its way", t.Pid)
+		inc.dropUffd(t.Pid)
+		return nil
+	}
 	if h := inc.uffds[t.Pid]; h != nil {
 		if h.startTime == start {
 			return h.u
@@ -219,6 +226,20 @@ func (inc *incremental) uffdFor(t *ptrace.Task, start uint64, wd *parasite.Watch
 	}
 	inc.uffds[t.Pid] = &heldUffd{u: u, startTime: start}
 	return u
+}
+
+// ownsUffd reports whether the task holds a userfaultfd.
+func ownsUffd(pid int) bool {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && l == "anon_inode:[userfaultfd]" {
+			return true
+		}
+	}
+	return false
 }
 
 // dropUffd forgets the task's tracker (closing our copy).

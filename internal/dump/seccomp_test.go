@@ -59,3 +59,34 @@ func expectLogging(t *testing.T, pid int, log string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPreDumpLeavesOwnUffdAlone: a task that uses userfaultfd itself is not
+// tracked, so its own registrations keep working after a pre-dump.
+func TestPreDumpLeavesOwnUffdAlone(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/ownuffd.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir)
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	imgs := t.TempDir()
+	if _, err := PreDump(Options{Pid: p.Pid, ImagesDir: filepath.Join(imgs, "pre"), TrackMem: true, KeeperArgs: testproc.KeeperArgs()}); err != nil {
+		t.Fatal(err)
+	}
+	if k := trackedKeeper(filepath.Join(imgs, "pre")); k > 0 {
+		t.Cleanup(func() { testproc.KillTree(k) })
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+		if len(b) > 0 {
+			if string(b) != "register ok\n" {
+				t.Fatalf("the task's own userfaultfd after a pre-dump: %s", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task did not log")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
