@@ -181,16 +181,17 @@ func (inc *incremental) taskTrack(pid int, start uint64, rearm bool) (*taskTrack
 		return nil, nil
 	}
 	parent := inc.parents[pid]
-	tt := &taskTrack{backend: inc.backend, parent: parent, rearm: rearm}
-	if inc.trusted {
-		tt.prev = inc.prev.task(pid, start)
-		if inc.backend == BackendUffdWP {
-			if h := inc.uffds[pid]; h == nil || h.startTime != start {
-				tt.prev = nil
-			} else {
-				tt.uffd = h.u
-			}
+	tt := &taskTrack{backend: inc.backend, parent: parent, rearm: rearm, tracker: mem.NoTracker{Backend: string(inc.backend)}}
+	switch inc.backend {
+	case BackendSoftDirty:
+		tt.tracker = mem.SoftDirtyTracker{}
+	case BackendUffdWP:
+		if h := inc.uffds[pid]; h != nil && h.startTime == start {
+			tt.tracker = mem.UffdTracker{U: h.u}
 		}
+	}
+	if _, none := tt.tracker.(mem.NoTracker); inc.trusted && !none {
+		tt.prev = inc.prev.task(pid, start)
 	}
 	if inc.backend == BackendHashes && parent != nil {
 		var err error
@@ -301,85 +302,6 @@ func newTargetUffd(t *ptrace.Task, wd *parasite.Watchdog) (*mem.Uffd, error) {
 		return nil, err
 	}
 	return u, nil
-}
-
-// armUffd registers every area the tracker did not cover until now and
-// write-protects its pages, then records which areas it covers from now on:
-// the ones registered with this task's userfaultfd (a merge of two of them
-// is covered too; an area registered by the task's own userfaultfd is not).
-func armUffd(pid int, u *mem.Uffd, plans []vmaPlan, runs []run, tt *taskTrack) (*trackedTask, error) {
-	var ours [][2]uint64
-	for _, p := range plans {
-		if !p.dumpPages {
-			continue
-		}
-		start, end := p.entry.GetStart(), p.entry.GetEnd()
-		if tt.trusted(start, end) && p.smaps.Flags.Has("uw") {
-			ours = append(ours, [2]uint64{start, end}) // re-armed by the scan
-			continue
-		}
-		if err := u.RegisterWP(start, end-start); err != nil {
-			log.Debugf("task %d VMA %#x-%#x: not tracked (UFFDIO_REGISTER: %v): dirty every time", pid, start, end, err)
-			continue
-		}
-		// Only pages holding data are protected: a page populated later
-		// is written anyway, and protecting the empty rest would make the
-		// kernel build page tables full of markers for all of it.
-		ok := true
-		for _, r := range runs {
-			if r.vma != start {
-				continue
-			}
-			if err := u.WriteProtect(r.Start, r.Len); err != nil {
-				log.Debugf("task %d VMA %#x-%#x: not tracked (UFFDIO_WRITEPROTECT: %v): dirty every time", pid, start, end, err)
-				ok = false
-				break
-			}
-		}
-		if ok {
-			ours = append(ours, [2]uint64{start, end})
-		}
-	}
-	areas, err := proc.ReadSmaps(pid)
-	if err != nil {
-		return nil, fmt.Errorf("task %d: %w", pid, err)
-	}
-	rec := &trackedTask{Pid: pid}
-	for _, a := range areas {
-		if a.Flags.Has("uw") && coveredBy(a.Start, a.End, ours) {
-			rec.VMAs = append(rec.VMAs, [2]uint64{a.Start, a.End})
-		}
-	}
-	return rec, nil
-}
-
-// coveredBy reports whether [start, end) lies within the union of rs
-// (sorted, non-overlapping).
-func coveredBy(start, end uint64, rs [][2]uint64) bool {
-	for _, r := range rs {
-		if r[1] <= start || r[0] >= end {
-			continue
-		}
-		if r[0] > start {
-			return false
-		}
-		start = r[1]
-		if start >= end {
-			return true
-		}
-	}
-	return start >= end
-}
-
-// softDirtyRecord: after clear_refs every present area is tracked.
-func softDirtyRecord(pid int, plans []vmaPlan) *trackedTask {
-	rec := &trackedTask{Pid: pid}
-	for _, p := range plans {
-		if p.dumpPages {
-			rec.VMAs = append(rec.VMAs, [2]uint64{p.entry.GetStart(), p.entry.GetEnd()})
-		}
-	}
-	return rec
 }
 
 // commit hands the trackers to the keeper under a new generation (or none,

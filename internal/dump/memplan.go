@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/log"
@@ -39,16 +37,9 @@ type taskTrack struct {
 	rearm bool
 	// parentHashes are the parent's page hashes (hashes backend).
 	parentHashes *pageHashes
-	// uffd is the task's userfaultfd as the keeper held it (uffd-wp).
-	uffd *mem.Uffd
-}
-
-// ownsArea reports whether the area is registered with this task's own
-// tracker: registering it again is a no-op for our userfaultfd and fails
-// (EBUSY) if the task registered the area with a userfaultfd of its own.
-func (tt *taskTrack) ownsArea(p vmaPlan) bool {
-	start, end := p.entry.GetStart(), p.entry.GetEnd()
-	return tt.uffd != nil && p.smaps.Flags.Has("uw") && tt.uffd.RegisterWP(start, end-start) == nil
+	// tracker is the task's dirty tracker; NoTracker when there is none
+	// to ask (a full dump, the hashes backend, a task not tracked).
+	tracker mem.Tracker
 }
 
 // trusted reports whether the kernel tracker's word on area [start, end)
@@ -58,58 +49,39 @@ func (tt *taskTrack) trusted(start, end uint64) bool {
 	return tt != nil && tt.prev != nil && tt.prev.covers(start, end)
 }
 
-// zeroPFN is the kernel's zero page, learnt once; 0 when PFNs are hidden.
-func zeroPFN() uint64 {
-	pfn, err := mem.ZeroPFN()
-	if err != nil {
-		return 0
-	}
-	return pfn
-}
-
 // pageRuns lists the pages of each dumpable VMA that hold data, with the
-// tracker's verdict on each. Pages mapping the zero page are left out:
-// they hold zeros, which restore gets anyway, and after MADV_DONTNEED and a
-// read they would look unwritten although the parent's data is stale.
+// tracker's verdict on each (mem.Tracker; pages mapping the zero page are
+// left out), then makes dirty whatever the parent does not hold.
 func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 	pm, err := mem.OpenPagemap(pid)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer pm.Close()
-	zero := zeroPFN()
+	var tracker mem.Tracker = mem.NoTracker{}
+	rearm := false
+	if tt != nil && tt.tracker != nil && tt.parent != nil {
+		tracker, rearm = tt.tracker, tt.rearm
+	}
 	var out []run
 	var scanned uint64
 	for _, p := range plans {
 		if !p.dumpPages {
 			continue
 		}
-		start, end := p.entry.GetStart(), p.entry.GetEnd()
-		scanned += (end - start) / mem.PageSize
-		var rs []run
+		a := p.area()
+		scanned += (a.End - a.Start) / mem.PageSize
 		vmaBegin := time.Now()
-		switch {
-		case tt != nil && tt.backend == BackendUffdWP && tt.parent != nil:
-			rs, err = uffdRuns(pm, start, end, p.privateFile, tt.trusted(start, end) && tt.ownsArea(p), tt.rearm)
-		case tt != nil && tt.backend == BackendSoftDirty && tt.parent != nil:
-			rs, err = softDirtyRuns(pm, start, end, p.privateFile, zero, tt.trusted(start, end) && zero != 0)
-		default:
-			var rgs []mem.Range
-			rgs, err = pm.Scan(start, end, mem.DataPages(p.privateFile, zero))
-			for _, r := range rgs {
-				rs = append(rs, run{Range: r, dirty: true})
-			}
-		}
+		rs, err := tracker.Runs(pm, a, tt.trusted(a.Start, a.End), rearm)
 		if err != nil {
-			return nil, 0, fmt.Errorf("task %d VMA %#x-%#x: %w", pid, start, end, err)
-		}
-		for i := range rs {
-			rs[i].vma = start
+			return nil, 0, fmt.Errorf("task %d VMA %#x-%#x: %w", pid, a.Start, a.End, err)
 		}
 		if el := time.Since(vmaBegin); el > time.Millisecond {
-			log.Debugf("task %d VMA %#x-%#x: %d runs in %v", pid, start, end, len(rs), el)
+			log.Debugf("task %d VMA %#x-%#x: %d runs in %v", pid, a.Start, a.End, len(rs), el)
 		}
-		out = append(out, rs...)
+		for _, r := range rs {
+			out = append(out, run{Range: r.Range, dirty: r.Dirty, vma: a.Start})
+		}
 	}
 	if tt != nil && tt.parent != nil {
 		b := time.Now()
@@ -117,86 +89,6 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 		log.Debugf("task %d: parent coverage checked in %v", pid, time.Since(b))
 	}
 	return out, scanned, nil
-}
-
-// uffdRuns asks PAGEMAP_SCAN for the area's pages. In a trusted area a
-// page is dirty if written since the last arming; with rearm the same call
-// write-protects them again (PM_SCAN_WP_MATCHING), atomically.
-func uffdRuns(pm *mem.Pagemap, start, end uint64, privateFile, trusted, rearm bool) ([]run, error) {
-	a := mem.ScanArgs{
-		CategoryAnyofMask: mem.PageIsPresent | mem.PageIsSwapped,
-		ReturnMask:        mem.PageIsPresent | mem.PageIsSwapped | mem.PageIsPFNZero | mem.PageIsWritten,
-	}
-	if privateFile {
-		// Costs a page lookup per page: asked only where it matters.
-		a.ReturnMask |= mem.PageIsFile
-	}
-	if trusted {
-		// The scan fails, rather than guess, if the area is not (or no
-		// longer) registered in WP_ASYNC mode.
-		a.Flags = mem.ScanCheckWPAsync
-		if rearm {
-			a.Flags |= mem.ScanWPMatching
-		}
-	}
-	regs, err := pm.ScanRegions(start, end, a)
-	if trusted && errors.Is(err, unix.EPERM) {
-		// The area is no longer registered in WP_ASYNC mode (the
-		// tracker was closed): nothing it says counts.
-		log.Debugf("VMA %#x-%#x: no longer tracked: all its pages are dirty", start, end)
-		return uffdRuns(pm, start, end, privateFile, false, false)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []run
-	for _, r := range regs {
-		c := r.Categories
-		if c&mem.PageIsPFNZero != 0 {
-			continue
-		}
-		if privateFile && c&mem.PageIsFile != 0 && c&mem.PageIsSwapped == 0 {
-			continue // still the file's page: restore maps the file
-		}
-		dirty := !trusted || c&mem.PageIsWritten != 0
-		if c&mem.PageIsSwapped != 0 && c&mem.PageIsPresent == 0 {
-			// Swap entries include uffd-wp markers, which the kernel
-			// leaves where a tracked page of a file mapping was zapped:
-			// no data there. Tell them apart page by page.
-			es, err := pm.Entries(r.Start, r.End)
-			if err != nil {
-				return nil, err
-			}
-			for i, e := range es {
-				if mem.IsMarker(e) {
-					continue
-				}
-				out = appendRun(out, run{Range: mem.Range{Start: r.Start + uint64(i)*mem.PageSize, Len: mem.PageSize}, dirty: dirty})
-			}
-			continue
-		}
-		out = appendRun(out, run{Range: mem.Range{Start: r.Start, Len: r.End - r.Start}, dirty: dirty})
-	}
-	return out, nil
-}
-
-// softDirtyRuns reads pagemap entries: a page is dirty if its soft-dirty
-// bit is set (written since clear_refs, or in a new area).
-func softDirtyRuns(pm *mem.Pagemap, start, end uint64, privateFile bool, zero uint64, trusted bool) ([]run, error) {
-	es, err := pm.Entries(start, end)
-	if err != nil {
-		return nil, err
-	}
-	sel := mem.DataPages(privateFile, zero)
-	var out []run
-	for i, e := range es {
-		if !sel(e) {
-			continue
-		}
-		addr := start + uint64(i)*mem.PageSize
-		out = appendRun(out, run{Range: mem.Range{Start: addr, Len: mem.PageSize}, dirty: !trusted || mem.IsSoftDirty(e)})
-	}
-	return out, nil
 }
 
 func appendRun(out []run, r run) []run {

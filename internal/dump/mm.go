@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -54,6 +55,11 @@ type vmaPlan struct {
 	// dumpPages: private memory whose present pages go to the images.
 	dumpPages   bool
 	privateFile bool
+}
+
+// area is the VMA as dirty trackers see it.
+func (p vmaPlan) area() mem.Area {
+	return mem.Area{Start: p.entry.GetStart(), End: p.entry.GetEnd(), PrivateFile: p.privateFile, UffdWP: p.smaps.Flags.Has("uw")}
 }
 
 // collectVMAs turns /proc/PID/smaps into CRIU vma entries. vvar and

@@ -147,16 +147,19 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		}
 		pt := &preTask{pid: t.Pid, plans: plans, tt: tt}
 		out = append(out, pt)
-		var u *mem.Uffd
 		if d.opts.TrackMem && d.inc.backend == BackendUffdWP {
-			u = d.inc.uffdFor(t, st.StartTime, d.watchdog)
+			u := d.inc.uffdFor(t, st.StartTime, d.watchdog)
 			if u != nil && staleUffd(u, plans) {
 				// The task exec'd: same PID and start time, but the
 				// tracker watched the address space it left.
 				log.Infof("task %d has a new address space since the last pre-dump (exec): its pages are all dirty, and a new tracker is armed", t.Pid)
 				d.inc.dropUffd(t.Pid)
-				tt.prev, tt.uffd = nil, nil
+				tt.prev = nil
 				u = d.inc.uffdFor(t, st.StartTime, d.watchdog)
+			}
+			tt.tracker = mem.NoTracker{Backend: string(BackendUffdWP)}
+			if u != nil {
+				tt.tracker = mem.UffdTracker{U: u}
 			}
 			if u == nil {
 				tt.prev = nil
@@ -171,25 +174,31 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		if !d.opts.TrackMem {
 			continue
 		}
-		var rec *trackedTask
-		switch d.inc.backend {
-		case BackendUffdWP:
-			if u == nil {
+		var areas []mem.ArmArea
+		for _, p := range plans {
+			if !p.dumpPages {
 				continue
 			}
-			if rec, err = armUffd(t.Pid, u, plans, runs, tt); err != nil {
-				return out, err
+			a := mem.ArmArea{Area: p.area(), Trusted: tt.trusted(p.entry.GetStart(), p.entry.GetEnd())}
+			for _, r := range runs {
+				if r.vma == a.Start {
+					a.Runs = append(a.Runs, mem.Run{Range: r.Range, Dirty: r.dirty})
+				}
 			}
-		case BackendSoftDirty:
-			if err := mem.ClearSoftDirty(t.Pid); err != nil {
-				return out, err
-			}
-			rec = softDirtyRecord(t.Pid, plans)
-		default:
+			areas = append(areas, a)
+		}
+		armed, err := tt.tracker.Arm(t.Pid, areas)
+		if err != nil {
+			return out, err
+		}
+		if _, none := tt.tracker.(mem.NoTracker); none {
 			continue
 		}
-		rec.StartTime = st.StartTime
-		d.inc.armed = append(d.inc.armed, *rec)
+		rec := trackedTask{Pid: t.Pid, StartTime: st.StartTime}
+		for _, a := range armed {
+			rec.VMAs = append(rec.VMAs, [2]uint64{a.Start, a.End})
+		}
+		d.inc.armed = append(d.inc.armed, rec)
 	}
 	return out, nil
 }
