@@ -197,9 +197,12 @@ func linkParent(dir *images.Dir, prev string) (*images.Dir, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir.Path(), prev)
 	}
+	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("--prev-images-dir %s: no directory %s: give the previous images directory relative to the new one (-D), e.g. ../pre1", prev, path)
+	}
 	pd, err := images.OpenDir(path)
 	if err != nil {
-		return nil, fmt.Errorf("--prev-images-dir %s (%s): %w: give the previous images directory relative to the new one, e.g. ../pre1", prev, path, err)
+		return nil, fmt.Errorf("--prev-images-dir %s (%s): %w", prev, path, err)
 	}
 	if !pd.Exists("inventory.img") {
 		return nil, fmt.Errorf("--prev-images-dir %s (%s) holds no inventory.img: it is not an images directory", prev, path)

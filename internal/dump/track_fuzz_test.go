@@ -3,7 +3,12 @@ package dump
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/gockpt/gockpt/internal/testproc"
 )
 
 // FuzzParseTrackState: a pre-dump's gockpt-track.json comes from disk and
@@ -59,4 +64,24 @@ func FuzzParseHashes(f *testing.F) {
 			t.Fatalf("accepted %d bytes of hashes for %d pages", len(sums), pages)
 		}
 	})
+}
+
+// TestPrevImagesDirErrors: a wrong --prev-images-dir is named with the fix,
+// before the tree is touched.
+func TestPrevImagesDirErrors(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "notimages"), 0o700)
+	p := testproc.Start(t, "/bin/sleep", "30")
+	for _, c := range []struct{ prev, want string }{
+		{"../nope", "no directory"},
+		{"../notimages", "holds no inventory.img"},
+	} {
+		_, err := Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(dir, "new"), PrevImagesDir: c.prev})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--prev-images-dir %s: %v, want %q", c.prev, err, c.want)
+		}
+		if !testproc.Alive(p.Pid) {
+			t.Fatal("the target died")
+		}
+	}
 }
