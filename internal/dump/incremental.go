@@ -140,11 +140,13 @@ func (d *dumper) setupIncremental(preDump bool) (*incremental, error) {
 		}
 		addr, pid, err := keeper.Start(o.KeeperArgs, logPath)
 		if err != nil {
+			inc.close()
 			return nil, fmt.Errorf("starting the memory tracker keeper: %w", err)
 		}
 		c, err := keeper.Dial(addr)
 		if err != nil {
 			unix.Kill(pid, unix.SIGTERM)
+			inc.close()
 			return nil, err
 		}
 		inc.keeperAddr, inc.keeperPid, inc.keeper = addr, pid, c
