@@ -1,9 +1,12 @@
 package dump
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/gockpt/gockpt/internal/images"
@@ -204,10 +207,13 @@ var errVanished = errors.New("area vanished")
 // hashRuns compares the data of runs with the parent's hashes, page by
 // page, writes the pages that differ to f and records every page in out
 // (and its hash in hs, when not nil). Reading happens with the task frozen
-// (final dump) or running (pre-dump, tolerant).
+// (final dump) or running (pre-dump, tolerant). Consecutive dirty runs are
+// read in one go, and each chunk's pages are hashed on every CPU.
 func hashRuns(vm *vmReader, runs []run, ph *pageHashes, out *pagemapOut, hs *hashWriter, f *os.File, tolerant bool) error {
-	for _, r := range runs {
-		if !r.dirty {
+	w := bufio.NewWriterSize(f, 1<<20)
+	var sums []pageSum
+	for len(runs) > 0 {
+		if r := runs[0]; !r.dirty {
 			// The kernel tracker found it clean: no need to read it.
 			out.add(r.Range, r.vma, true)
 			if hs != nil {
@@ -215,17 +221,30 @@ func hashRuns(vm *vmReader, runs []run, ph *pageHashes, out *pagemapOut, hs *has
 					return err
 				}
 			}
+			runs = runs[1:]
 			continue
 		}
-		err := vm.each([]mem.Range{r.Range}, tolerant, func(addr uint64, data []byte) error {
-			for off := 0; off < len(data); off += mem.PageSize {
-				pg := data[off : off+mem.PageSize]
-				a := addr + uint64(off)
-				sum := pageHash(pg)
+		n := 1
+		for n < len(runs) && runs[n].dirty {
+			n++
+		}
+		batch := runs[:n]
+		runs = runs[n:]
+		ranges := make([]mem.Range, n)
+		for i, r := range batch {
+			ranges[i] = r.Range
+		}
+		err := vm.each(ranges, tolerant, func(addr uint64, data []byte) error {
+			sums = hashPages(data, sums[:0])
+			for i, sum := range sums {
+				a := addr + uint64(i)*mem.PageSize
+				for a >= batch[0].End() {
+					batch = batch[1:]
+				}
 				same := ph != nil && ph.equal(a, sum)
-				out.add(mem.Range{Start: a, Len: mem.PageSize}, r.vma, same)
+				out.add(mem.Range{Start: a, Len: mem.PageSize}, batch[0].vma, same)
 				if !same {
-					if _, err := f.Write(pg); err != nil {
+					if _, err := w.Write(data[i*mem.PageSize : (i+1)*mem.PageSize]); err != nil {
 						return fmt.Errorf("write pages: %w", err)
 					}
 				}
@@ -239,7 +258,32 @@ func hashRuns(vm *vmReader, runs []run, ph *pageHashes, out *pagemapOut, hs *has
 			return err
 		}
 	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write pages: %w", err)
+	}
 	return nil
+}
+
+// hashPages hashes each page of data into sums, spreading the pages over
+// the CPUs: SHA-256 is the cost of the hashes backend.
+func hashPages(data []byte, sums []pageSum) []pageSum {
+	n := len(data) / mem.PageSize
+	sums = append(sums[:0], make([]pageSum, n)...)
+	workers := min(runtime.GOMAXPROCS(0), n/16+1)
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				sums[i] = pageHash(data[i*mem.PageSize : (i+1)*mem.PageSize])
+			}
+		}()
+	}
+	wg.Wait()
+	return sums
 }
 
 // logRuns says how much the tracker saved for a task.
