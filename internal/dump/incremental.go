@@ -271,11 +271,17 @@ func staleUffd(u *mem.Uffd, plans []vmaPlan) bool {
 // can), takes a copy with pidfd_getfd and closes the task's fd at once.
 func newTargetUffd(t *ptrace.Task, wd *parasite.Watchdog) (*mem.Uffd, error) {
 	te := t.Threads[0]
+	// The task holds no userfaultfd (uffdFor checked): should gockpt die
+	// from here on, the watchdog closes any it finds.
+	if err := wd.UffdPending(t.Pid); err != nil {
+		return nil, err
+	}
 	ret, err := te.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|mem.UffdUserModeOnly)
 	if err != nil {
 		return nil, err
 	}
 	if e := ptrace.Errno(ret); e != 0 {
+		wd.FdClosed(t.Pid)
 		return nil, fmt.Errorf("userfaultfd(2) in the task: %w (a seccomp filter or vm.unprivileged_userfaultfd may forbid it)", e)
 	}
 	tfd := int(ret)

@@ -107,7 +107,18 @@ func (wd *Watchdog) TempFd(pid, fd int, ino uint64) error {
 	return wd.send(fmt.Sprintf("fd %d %d %d", pid, fd, ino))
 }
 
-// FdClosed says the fd registered with TempFd is closed.
+// UffdPending says a userfaultfd is about to be made inside task pid,
+// which holds none: if gockpt dies before TempFd tells which fd it is
+// (during the injected syscall, say), the watchdog closes every
+// userfaultfd the task holds.
+func (wd *Watchdog) UffdPending(pid int) error {
+	if wd == nil {
+		return nil
+	}
+	return wd.send(fmt.Sprintf("uffd %d", pid))
+}
+
+// FdClosed says the fd registered with TempFd (or UffdPending) is closed.
 func (wd *Watchdog) FdClosed(pid int) { wd.send(fmt.Sprintf("nofd %d", pid)) }
 
 // Close tells the watchdog that all is well and waits for it to exit.
@@ -130,6 +141,7 @@ type leftover struct {
 func ServeWatchdog(r io.Reader) (string, error) {
 	areas := map[int]leftover{}
 	fds := map[int][2]uint64{} // pid: fd, inode
+	pendingUffd := map[int]bool{}
 	var threads []threadState
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -166,16 +178,37 @@ func ServeWatchdog(r io.Reader) (string, error) {
 			fd, _ := strconv.ParseUint(f[2], 10, 32)
 			ino, _ := strconv.ParseUint(f[3], 10, 64)
 			fds[pid] = [2]uint64{fd, ino}
+		case f[0] == "uffd" && len(f) == 2:
+			pid, _ := strconv.Atoi(f[1])
+			pendingUffd[pid] = true
 		case f[0] == "nofd" && len(f) == 2:
 			pid, _ := strconv.Atoi(f[1])
 			delete(fds, pid)
+			delete(pendingUffd, pid)
 		default:
 			return "", fmt.Errorf("watchdog: bad line %q", sc.Text())
 		}
 	}
 	var done []string
 	var errs []error
-	// Threads first: a parked thread holds nothing but its own state, and a
+	// Fds first, while a thread that died in the middle of an injected
+	// syscall is still parked and cannot make files of its own.
+	for pid, fi := range fds {
+		delete(pendingUffd, pid)
+		if err := closeLeftoverFd(pid, func(fd int, st *unix.Stat_t, _ string) bool { return fd == int(fi[0]) && st.Ino == fi[1] }); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, fmt.Sprintf("task %d: closed gockpt's fd %d", pid, fi[0]))
+		}
+	}
+	for pid := range pendingUffd {
+		if err := closeLeftoverFd(pid, func(_ int, _ *unix.Stat_t, link string) bool { return link == "anon_inode:[userfaultfd]" }); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, fmt.Sprintf("task %d: closed the userfaultfd gockpt was making", pid))
+		}
+	}
+	// Then threads: a parked thread holds nothing but its own state, and a
 	// parasite leftover can only be removed from a task that runs its code.
 	for _, st := range threads {
 		fixed, err := unpark(st)
@@ -183,13 +216,6 @@ func ServeWatchdog(r io.Reader) (string, error) {
 			errs = append(errs, err)
 		} else if fixed {
 			done = append(done, fmt.Sprintf("task %d thread %d: put back from the parking code", st.pid, st.tid))
-		}
-	}
-	for pid, fi := range fds {
-		if err := closeLeftoverFd(pid, int(fi[0]), fi[1]); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, fmt.Sprintf("task %d: closed gockpt's fd %d", pid, fi[0]))
 		}
 	}
 	for pid, a := range areas {
@@ -237,12 +263,31 @@ func cleanLeftover(pid int, a leftover) error {
 	}
 }
 
-// closeLeftoverFd closes, from inside the task, an fd gockpt made there,
-// if it is still the same file.
-func closeLeftoverFd(pid, fd int, ino uint64) error {
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), &st); err != nil || st.Ino != ino {
-		return nil // closed already, or the task's own file by now
+// closeLeftoverFd closes, from inside the task, the fds gockpt made there
+// that ours picks out (by number, inode, or /proc link).
+func closeLeftoverFd(pid int, ours func(fd int, st *unix.Stat_t, link string) bool) error {
+	find := func() []int {
+		var out []int
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, e := range ents {
+			fd, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			path := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+			var st unix.Stat_t
+			link, err := os.Readlink(path)
+			if err != nil || unix.Stat(path, &st) != nil {
+				continue
+			}
+			if ours(fd, &st, link) {
+				out = append(out, fd)
+			}
+		}
+		return out
+	}
+	if len(find()) == 0 {
+		return nil // closed already
 	}
 	tr := ptrace.NewTracer()
 	defer tr.Close()
@@ -251,15 +296,14 @@ func closeLeftoverFd(pid, fd int, ino uint64) error {
 		return fmt.Errorf("task %d: %w", pid, err)
 	}
 	defer te.Detach()
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), &st); err != nil || st.Ino != ino {
-		return nil
-	}
-	r, err := te.Syscall(unix.SYS_CLOSE, uint64(fd))
-	if err != nil {
-		return err
-	}
-	if e := ptrace.Errno(r); e != 0 {
-		return fmt.Errorf("task %d: close %d: %w", pid, fd, e)
+	for _, fd := range find() { // again, now that the task is stopped
+		r, err := te.Syscall(unix.SYS_CLOSE, uint64(fd))
+		if err != nil {
+			return err
+		}
+		if e := ptrace.Errno(r); e != 0 {
+			return fmt.Errorf("task %d: close %d: %w", pid, fd, e)
+		}
 	}
 	return nil
 }
