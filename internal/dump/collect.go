@@ -127,7 +127,7 @@ func (d *dumper) task(t *ptrace.Task) error {
 		if err := d.fromParasite(p, t, cores, mm); err != nil {
 			return err
 		}
-		return d.memory(t, plans, p)
+		return d.memory(t, st.StartTime, plans, p)
 	})
 	if err != nil {
 		return err
@@ -261,9 +261,9 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 // memory writes the task's private pages: pagemap-PID.img lists them,
 // pages-N.img holds their bytes in the same order. In an incremental dump
 // pages unchanged since the parent images are listed as in the parent.
-func (d *dumper) memory(t *ptrace.Task, plans []vmaPlan, p *parasite.Parasite) error {
+func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasite.Parasite) error {
 	begin := time.Now()
-	tt, err := d.inc.taskTrack(t.Pid, startTime(t.Pid), false)
+	tt, err := d.inc.taskTrack(t.Pid, start, false)
 	if err != nil {
 		return err
 	}

@@ -96,24 +96,10 @@ func Run(o Options) (*Stats, error) {
 
 	tracer := ptrace.NewTracer()
 	defer tracer.Close()
-	start := time.Now()
-	tree, err := tracer.SeizeTree(o.Pid)
+	frozenAt, err := d.freeze(tracer)
 	if err != nil {
-		d.inc.abort()
-		return nil, seizeError(o.Pid, err)
-	}
-	d.tree = tree
-	frozenAt := time.Now()
-	if err := d.tree.SuspendSeccomp(); err != nil {
-		d.cleanup()
 		return nil, err
 	}
-	if err := d.registerThreads(); err != nil {
-		d.cleanup()
-		return nil, err
-	}
-	d.stats.FreezingTime = frozenAt.Sub(start)
-	log.Infof("seized %d tasks in %v", len(tree.Tasks()), d.stats.FreezingTime)
 
 	if o.Timeout > 0 {
 		timer := time.AfterFunc(o.Timeout, func() { d.timedOut.Store(true) })
@@ -240,6 +226,31 @@ func seizeError(pid int, err error) error {
 		return fmt.Errorf("%w: the process exited while it was being frozen", err)
 	}
 	return err
+}
+
+// freeze seizes the tree, makes injected syscalls pass its seccomp filters
+// and tells the watchdog every thread's state. On failure the tree runs on
+// as before. It returns when the tree was frozen.
+func (d *dumper) freeze(tracer *ptrace.Tracer) (time.Time, error) {
+	start := time.Now()
+	tree, err := tracer.SeizeTree(d.opts.Pid)
+	if err != nil {
+		d.inc.abort()
+		return time.Time{}, seizeError(d.opts.Pid, err)
+	}
+	d.tree = tree
+	frozenAt := time.Now()
+	d.stats.FreezingTime = frozenAt.Sub(start)
+	log.Infof("seized %d tasks in %v", len(tree.Tasks()), d.stats.FreezingTime)
+	if err := d.tree.SuspendSeccomp(); err != nil {
+		d.cleanup()
+		return time.Time{}, err
+	}
+	if err := d.registerThreads(); err != nil {
+		d.cleanup()
+		return time.Time{}, err
+	}
+	return frozenAt, nil
 }
 
 // registerThreads tells the watchdog each thread's state as seized, before

@@ -55,21 +55,8 @@ func PreDump(o Options) (*Stats, error) {
 
 	tracer := ptrace.NewTracer()
 	defer tracer.Close()
-	start := time.Now()
-	tree, err := tracer.SeizeTree(o.Pid)
+	frozenAt, err := d.freeze(tracer)
 	if err != nil {
-		d.inc.abort()
-		return nil, seizeError(o.Pid, err)
-	}
-	d.tree = tree
-	frozenAt := time.Now()
-	d.stats.FreezingTime = frozenAt.Sub(start)
-	if err := d.tree.SuspendSeccomp(); err != nil {
-		d.cleanup()
-		return nil, err
-	}
-	if err := d.registerThreads(); err != nil {
-		d.cleanup()
 		return nil, err
 	}
 	if o.Timeout > 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/kerndat"
+	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/testproc"
 )
 
@@ -366,12 +367,10 @@ func TestPreDumpBrokenTracking(t *testing.T) {
 		w.do(pid, writes([]int{9}, 2)...)
 		w.preDump(2, dump.Options{})
 		w.do(pid, writes([]int{10}, 3)...)
-		st, err := dump.Run(dump.Options{Pid: pid, ImagesDir: w.img(3), TrackMem: true, PrevImagesDir: "../img-1", LeaveRunning: true})
-		if err != nil {
+		if _, err := dump.Run(dump.Options{Pid: pid, ImagesDir: w.img(3), TrackMem: true, PrevImagesDir: "../img-1", LeaveRunning: true}); err != nil {
 			t.Fatal(err)
 		}
 		w.expectPresent(3, pid, pageRange(0, writerPages), "dump against an older pre-dump")
-		_ = st
 		w.do(pid, "v")
 	})
 }
@@ -399,6 +398,24 @@ func TestPreDumpRefusedRestore(t *testing.T) {
 	_, err := Run(Options{ImagesDir: w.img(1)})
 	if err == nil || !strings.Contains(err.Error(), "pre-dump") {
 		t.Fatalf("restore of a pre-dump: %v", err)
+	}
+	// The image tools read it: its tree, its files listed plainly.
+	d, err := images.OpenDir(w.img(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := images.Summarize(d)
+	if err != nil || len(sum.Tasks) != 1 || int(sum.Tasks[0].PID) != w.root.Pid || sum.Tasks[0].Pages.Present == 0 {
+		t.Fatalf("summary of a pre-dump: %+v, %v", sum, err)
+	}
+	files, err := images.List(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Err != nil {
+			t.Errorf("image ls: %s: %v", f.Name, f.Err)
+		}
 	}
 	w.do(w.root.Pid, "v")
 }
@@ -467,12 +484,8 @@ func reapSession(sid int) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) > 3 && f[3] == strconv.Itoa(sid) && f[1] == strconv.Itoa(os.Getpid()) {
+		st, err := proc.ReadStat(pid)
+		if err == nil && st.Session == sid && st.PPid == os.Getpid() {
 			var ws unix.WaitStatus
 			unix.Wait4(pid, &ws, 0, nil)
 		}

@@ -315,9 +315,14 @@ func (w *Writer) flush() error {
 	}
 	e := w.pending
 	w.pending = Entry{}
-	// CRIU leaves compat_nr_pages 0 and always sets flags and nr_pages.
+	return writeEntry(w.pm, e)
+}
+
+// writeEntry writes one run as CRIU does: compat_nr_pages left 0, flags
+// and nr_pages always set.
+func writeEntry(pm *images.Writer, e Entry) error {
 	var zero uint32
-	return w.pm.WriteEntry(&pb.PagemapEntry{Vaddr: &e.Vaddr, CompatNrPages: &zero, Flags: &e.Flags, NrPages: &e.NrPages})
+	return pm.WriteEntry(&pb.PagemapEntry{Vaddr: &e.Vaddr, CompatNrPages: &zero, Flags: &e.Flags, NrPages: &e.NrPages})
 }
 
 // Close writes the last entry and closes both files.
@@ -343,9 +348,8 @@ func WriteEntries(d *images.Dir, pid int, pagesID uint32, entries []Entry) error
 	if err := pm.WriteEntry(&pb.PagemapHead{PagesId: &pagesID}); err != nil {
 		return err
 	}
-	var zero uint32
 	for _, e := range entries {
-		if err := pm.WriteEntry(&pb.PagemapEntry{Vaddr: &e.Vaddr, CompatNrPages: &zero, Flags: &e.Flags, NrPages: &e.NrPages}); err != nil {
+		if err := writeEntry(pm, e); err != nil {
 			return err
 		}
 	}
