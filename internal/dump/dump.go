@@ -219,11 +219,12 @@ func nsenterFlag(ns string) string {
 }
 
 func seizeError(pid int, err error) error {
-	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("%w: not permitted to ptrace it: run gockpt as root (CAP_SYS_PTRACE), check /proc/sys/kernel/yama/ptrace_scope, and make sure no debugger is attached to it (TracerPid in /proc/%d/status)", err, pid)
+	var se *ptrace.SeizeError
+	if errors.As(err, &se) {
+		return err // names the task and why
 	}
 	if errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("%w: the process exited while it was being frozen", err)
+		return fmt.Errorf("task %d exited while it was being frozen: %w", pid, err)
 	}
 	return err
 }

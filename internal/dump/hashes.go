@@ -39,7 +39,7 @@ func pageHash(pg []byte) pageSum {
 }
 
 // HashFile names a task's page hashes file.
-func HashFile(pid int) string { return fmt.Sprintf("gockpt-hashes-%d", pid) }
+func HashFile(pid int) string { return images.HashFile(pid) }
 
 // pageHashes answers "does the parent hold this content at this address".
 type pageHashes struct {

@@ -74,7 +74,7 @@ func probeOf(b Backend) string {
 
 // TrackFile is the file a pre-dump leaves beside its images: what the next
 // pre-dump or dump needs to trust the tracking, and nothing CRIU reads.
-const TrackFile = "gockpt-track.json"
+const TrackFile = images.TrackFile
 
 // trackState is TrackFile's content.
 type trackState struct {

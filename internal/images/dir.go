@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -17,6 +19,11 @@ const ParentLink = "parent"
 // Dir is an images directory.
 type Dir struct {
 	path string
+
+	mu sync.Mutex
+	// written names the files created since BeginWrite; nil when the
+	// directory is not being written.
+	written map[string]bool
 }
 
 // OpenDir opens an existing images directory for reading.
@@ -32,6 +39,59 @@ func OpenDir(path string) (*Dir, error) {
 		return nil, fmt.Errorf("images directory %s is not a directory: check -D", path)
 	}
 	return &Dir{path: path}, nil
+}
+
+// BeginWrite starts writing a new set of images: inventory.img goes first,
+// so that until it is written again, last, the directory is never taken
+// for a whole checkpoint (a dump that fails or is killed midway leaves none).
+// From here on every file created is remembered for RemoveStale.
+func (d *Dir) BeginWrite() error {
+	if err := os.Remove(d.Join(InventoryFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("images directory %s: removing the old inventory.img: %w", d.path, err)
+	}
+	d.mu.Lock()
+	d.written = map[string]bool{}
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Dir) noteWritten(name string) {
+	d.mu.Lock()
+	if d.written != nil {
+		d.written[name] = true
+	}
+	d.mu.Unlock()
+}
+
+// RemoveStale removes the image files of an earlier dump that this one
+// (since BeginWrite) did not write, so that none of them can be taken for
+// part of this checkpoint. Only image names gockpt and CRIU use are
+// considered (IsImageName); logs and anything else stay. It returns the
+// names removed, sorted.
+func (d *Dir) RemoveStale() ([]string, error) {
+	d.mu.Lock()
+	written := d.written
+	d.mu.Unlock()
+	if written == nil {
+		return nil, fmt.Errorf("images directory %s: RemoveStale without BeginWrite", d.path)
+	}
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("images directory %s: %w", d.path, err)
+	}
+	var removed []string
+	for _, e := range ents {
+		name := e.Name()
+		if written[name] || e.IsDir() || !IsImageName(name) {
+			continue
+		}
+		if err := os.Remove(d.Join(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("images directory %s: removing %s of an earlier dump: %w", d.path, name, err)
+		}
+		removed = append(removed, name)
+	}
+	sort.Strings(removed)
+	return removed, nil
 }
 
 // CreateDir opens an images directory for writing, creating it (and missing
@@ -97,6 +157,7 @@ func (d *Dir) CreateFile(name string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating image: %w", err)
 	}
+	d.noteWritten(name)
 	// O_TRUNC keeps the mode of a file that already existed.
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
@@ -175,6 +236,7 @@ func (d *Dir) LinkParent(parent string) error {
 	if err := os.Symlink(parent, link); err != nil {
 		return fmt.Errorf("linking parent images: %w", err)
 	}
+	d.noteWritten(ParentLink)
 	return nil
 }
 

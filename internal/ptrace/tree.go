@@ -72,7 +72,10 @@ func (t *Tracer) SeizeTree(root int) (*Tree, error) {
 			if z, err := isZombie(pid); err != nil {
 				return err
 			} else if z {
+				// Threads seized in an earlier pass died with it (a
+				// SIGKILL from outside): nothing of them is left to detach.
 				task.Zombie = true
+				task.Threads = nil
 				return nil
 			}
 			tids, err := listThreads(pid)
@@ -85,11 +88,13 @@ func (t *Tracer) SeizeTree(root int) (*Tree, error) {
 				}
 				te, err := t.Seize(tid)
 				if err != nil {
-					if errors.Is(err, unix.ESRCH) {
-						changed = true // thread exited under us: look again
+					if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && exited(pid, tid)) {
+						// The thread exited under us (PTRACE_SEIZE says
+						// EPERM once it is a zombie): look again.
+						changed = true
 						continue
 					}
-					return err
+					return seizeError(pid, tid, err)
 				}
 				seized[tid] = te
 				task.Threads = append(task.Threads, te)
@@ -198,6 +203,75 @@ func listChildren(pid, tid int) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// exited tells whether thread tid of pid has exited: gone, a zombie or
+// dead. PTRACE_SEIZE refuses such a thread with EPERM (the kernel's
+// exit_state check), the same error as a real lack of permission.
+func exited(pid, tid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'Z' || b[i+2] == 'X'
+}
+
+// SeizeError is a thread that could not be seized for a reason of its own,
+// not because it exited.
+type SeizeError struct {
+	Pid, Tid int
+	Comm     string
+	// TracerPid is the process already tracing it, 0 if none.
+	TracerPid  int
+	TracerComm string
+	Err        error
+}
+
+func (e *SeizeError) Error() string {
+	who := fmt.Sprintf("task %d (%s)", e.Pid, e.Comm)
+	if e.Tid != e.Pid {
+		who = fmt.Sprintf("task %d (%s) thread %d", e.Pid, e.Comm, e.Tid)
+	}
+	switch {
+	case e.TracerPid != 0:
+		return fmt.Sprintf("%s is already traced by PID %d (%s): detach that debugger or tracer (or stop it), then dump again", who, e.TracerPid, e.TracerComm)
+	case errors.Is(e.Err, unix.EPERM):
+		return fmt.Sprintf("%s cannot be traced: %v: run gockpt as root (CAP_SYS_PTRACE) and check /proc/sys/kernel/yama/ptrace_scope", who, e.Err)
+	}
+	return fmt.Sprintf("%s cannot be frozen: %v", who, e.Err)
+}
+
+func (e *SeizeError) Unwrap() error { return e.Err }
+
+// seizeError names the thread that could not be seized, and who traces it
+// if someone does.
+func seizeError(pid, tid int, err error) error {
+	e := &SeizeError{Pid: pid, Tid: tid, Comm: "?", Err: err}
+	var pe *Error
+	if errors.As(err, &pe) {
+		e.Err = pe.Err
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+		e.Comm = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+				e.TracerPid, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+	}
+	if e.TracerPid != 0 {
+		e.TracerComm = "?"
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", e.TracerPid)); err == nil {
+			e.TracerComm = strings.TrimSpace(string(b))
+		}
+	}
+	return e
 }
 
 func isZombie(pid int) (bool, error) {

@@ -4,7 +4,10 @@
 // never disagree.
 package support
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Kind names one kind of object.
 type Kind string
@@ -47,12 +50,17 @@ const (
 	Namespaces     Kind = "other-namespaces"
 	AsyncIO        Kind = "aio"
 	Hugetlb        Kind = "hugetlb"
+	DeviceMaps     Kind = "device-mappings"
+	DeletedMaps    Kind = "deleted-file-mappings"
+	Uprobes        Kind = "uprobes"
+	SigioOwner     Kind = "sigio-owner-outside"
 )
 
 // Object is one kind of object and what gockpt does with it.
 type Object struct {
 	Kind Kind `json:"kind"`
-	// Label is how people call it, as `gockpt check` prints it.
+	// Label is how people call it, as `gockpt check` prints it and as
+	// refusals say "gockpt does not dump LABEL".
 	Label string `json:"label"`
 	// Dumped: kept exactly by dump and restore. Otherwise dump refuses a
 	// tree that holds one, before touching it.
@@ -60,45 +68,52 @@ type Object struct {
 	// Detail says what is kept (when dumped) or what to do instead (when
 	// refused): the change to make in the tree before dumping.
 	Detail string `json:"detail"`
+	// CRIU is the CRIU option that checkpoints it, for users who know
+	// CRIU; empty when CRIU needs none.
+	CRIU string `json:"criu_option,omitempty"`
 }
 
 // Objects lists every kind, dumped ones first.
 var Objects = []Object{
-	{Tasks, "processes and threads", true, "PIDs, sessions, groups, zombies, registers with xsave, signals, timers, rlimits, credentials, seccomp, SELinux labels"},
-	{PrivateMemory, "private memory", true, "anonymous, heap, stack, private file mappings, incremental with pre-dump"},
-	{SharedFileMaps, "shared file mappings", true, "the mapping; the data stays in the file"},
-	{RegularFiles, "regular files and directories", true, "path, position, flags, owner for SIGIO"},
-	{DeletedFiles, "deleted open files", true, "content saved up to --ghost-limit"},
-	{Pipes, "pipes", true, "both ends, sharing, bytes in flight"},
-	{FIFOs, "FIFOs", true, "path, bytes in flight"},
-	{CharDevices, "character devices", true, "reopened by path (terminals excepted)"},
-	{Eventfd, "eventfd", true, "counter and flags"},
-	{Epoll, "epoll", true, "watched fds and events"},
-	{UTSNamespace, "UTS namespaces", true, "host and domain name"},
+	{Tasks, "processes and threads", true, "PIDs, sessions, groups, zombies, registers with xsave, signals, timers, rlimits, credentials, seccomp, SELinux labels", ""},
+	{PrivateMemory, "private memory", true, "anonymous, heap, stack, private file mappings, incremental with pre-dump", ""},
+	{SharedFileMaps, "shared file mappings", true, "the mapping; the data stays in the file", ""},
+	{RegularFiles, "regular files and directories", true, "path, position, flags, the owner for SIGIO", ""},
+	{DeletedFiles, "deleted open files", true, "content saved up to --ghost-limit", ""},
+	{Pipes, "pipes", true, "both ends, sharing, bytes in flight", ""},
+	{FIFOs, "FIFOs", true, "path, bytes in flight", ""},
+	{CharDevices, "character devices", true, "reopened by path (terminals excepted)", ""},
+	{Eventfd, "eventfd", true, "counter and flags", ""},
+	{Epoll, "epoll", true, "watched fds and events", ""},
+	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
-	{UnixSockets, "unix sockets", false, "close the socket before dumping, or dump a process that has none"},
-	{TCPSockets, "TCP sockets", false, "close the socket before dumping (stop the server or drop the connection)"},
-	{UDPSockets, "UDP sockets", false, "close the socket before dumping"},
-	{OtherSockets, "netlink, packet and other sockets", false, "close the socket before dumping"},
-	{Terminals, "terminals", false, "start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)"},
-	{FileLocks, "file locks (flock, POSIX, OFD)", false, "release the lock before dumping"},
-	{Leases, "file leases", false, "release the lease (F_SETLEASE F_UNLCK) before dumping"},
-	{SharedAnon, "shared anonymous memory", false, "use a shared file mapping (a file in /dev/shm) instead of MAP_SHARED|MAP_ANONYMOUS"},
-	{SysVShm, "System V shared memory", false, "detach it (shmdt) before dumping"},
-	{Memfd, "memfd", false, "close the memfd and unmap it before dumping"},
-	{Signalfd, "signalfd", false, "close it before dumping"},
-	{Timerfd, "timerfd", false, "close it before dumping"},
-	{Inotify, "inotify", false, "close it before dumping"},
-	{Fanotify, "fanotify", false, "close it before dumping"},
-	{Userfaultfd, "userfaultfd", false, "close it before dumping"},
-	{Pidfd, "pidfd", false, "close it before dumping"},
-	{IOUring, "io_uring", false, "close the ring before dumping"},
-	{BPF, "BPF maps and programs", false, "close them before dumping"},
-	{OtherAnonInode, "other anonymous-inode fds", false, "close it before dumping"},
-	{SpecialFiles, "sockets files, /proc namespace files and other special fds", false, "close it before dumping"},
-	{Namespaces, "PID, network, mount, IPC, user, time and cgroup namespaces other than gockpt's", false, "run gockpt inside the tree's namespaces (nsenter --target PID --all)"},
-	{AsyncIO, "AIO rings (io_setup)", false, "destroy the AIO context (io_destroy) before dumping"},
-	{Hugetlb, "hugetlb mappings", false, "use ordinary pages instead of MAP_HUGETLB or hugetlbfs"},
+	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
+	{TCPSockets, "TCP sockets", false, "close the socket before dumping (stop listening, or end the connection)", "--tcp-established"},
+	{UDPSockets, "UDP sockets", false, "close the socket before dumping", ""},
+	{OtherSockets, "netlink, packet and raw sockets", false, "close the socket before dumping", ""},
+	{Terminals, "terminals", false, "start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)", "--shell-job"},
+	{FileLocks, "file locks", false, "release the lock before dumping", "--file-locks"},
+	{Leases, "file leases", false, "release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping", "--file-locks"},
+	{SigioOwner, "SIGIO owners outside the tree", false, "point F_SETOWN at a task of the tree, or clear it (F_SETOWN 0), before dumping", ""},
+	{SharedAnon, "shared anonymous memory", false, "map a file (for example in /dev/shm) with MAP_SHARED instead of MAP_SHARED|MAP_ANONYMOUS", ""},
+	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
+	{Memfd, "memfd files", false, "close the memfd and unmap it before dumping", ""},
+	{Hugetlb, "hugetlb memory", false, "use ordinary pages instead of MAP_HUGETLB or hugetlbfs", ""},
+	{AsyncIO, "AIO rings", false, "destroy the AIO context (io_destroy) before dumping", ""},
+	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
+	{DeletedMaps, "mappings of deleted files", false, "keep the mapped file in place until the dump is done", ""},
+	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
+	{Signalfd, "signalfd", false, "close it before dumping", ""},
+	{Timerfd, "timerfd", false, "close it before dumping", ""},
+	{Inotify, "inotify", false, "close it before dumping", ""},
+	{Fanotify, "fanotify", false, "close it before dumping", ""},
+	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},
+	{Pidfd, "pidfds", false, "close it before dumping", ""},
+	{IOUring, "io_uring", false, "close the ring before dumping", ""},
+	{BPF, "BPF maps, programs and links", false, "close them before dumping", ""},
+	{OtherAnonInode, "other anonymous-inode files (perf events, KVM, ...)", false, "close it before dumping", ""},
+	{SpecialFiles, "namespace files and other special files", false, "close it before dumping", ""},
+	{Namespaces, "namespaces other than UTS", false, "run gockpt inside the tree's namespaces (nsenter --target PID --all)", ""},
 }
 
 // Lookup returns the object of kind k.
@@ -113,3 +128,52 @@ func Lookup(k Kind) Object {
 
 // Advice is what to do about a refused object of kind k.
 func Advice(k Kind) string { return Lookup(k).Detail }
+
+// Refusal is something a tree holds that dump will not checkpoint, named
+// the way the user knows it.
+type Refusal struct {
+	Pid  int
+	Comm string
+	// Where in the task: "fd 5", "VMA 0x7f00-0x7f10", "" for the task.
+	Where string
+	// Object names it as ss, lsof or /proc show it:
+	// "TCP 127.0.0.1:41234 -> 127.0.0.1:10000", "memfd:cache".
+	Object string
+	// Detail, when set, says what about it is refused ("a POSIX write
+	// lock on bytes 0-99").
+	Detail string
+	Kind   Kind
+	// CRIU overrides the kind's CRIU option ("" keeps it, "-" drops it).
+	CRIU string
+	// Advice overrides the kind's advice when set.
+	Advice string
+}
+
+func (r *Refusal) Error() string {
+	o := Lookup(r.Kind)
+	var b strings.Builder
+	fmt.Fprintf(&b, "task %d (%s)", r.Pid, r.Comm)
+	if r.Where != "" {
+		b.WriteString(" " + r.Where)
+	}
+	if r.Object != "" {
+		b.WriteString(": " + r.Object)
+	}
+	if r.Detail != "" {
+		b.WriteString(": " + r.Detail)
+	}
+	b.WriteString(": gockpt does not dump " + o.Label)
+	criu := o.CRIU
+	if r.CRIU != "" {
+		criu = r.CRIU
+	}
+	if criu != "" && criu != "-" {
+		b.WriteString(" (CRIU: " + criu + ")")
+	}
+	advice := o.Detail
+	if r.Advice != "" {
+		advice = r.Advice
+	}
+	b.WriteString("; " + advice)
+	return b.String()
+}

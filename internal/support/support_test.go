@@ -23,3 +23,21 @@ func TestObjectsUnique(t *testing.T) {
 		t.Errorf("Advice(FileLocks) = %q", got)
 	}
 }
+
+func TestRefusalText(t *testing.T) {
+	r := &Refusal{Pid: 12, Comm: "prog", Where: "fd 5", Object: "TCP 127.0.0.1:41234 -> 127.0.0.1:10000", Kind: TCPSockets}
+	want := "task 12 (prog) fd 5: TCP 127.0.0.1:41234 -> 127.0.0.1:10000: gockpt does not dump TCP sockets (CRIU: --tcp-established); close the socket before dumping (stop listening, or end the connection)"
+	if got := r.Error(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	r = &Refusal{Pid: 12, Comm: "prog", Where: "fd 3", Object: "/tmp/x", Detail: "a POSIX write lock on bytes 0-99", Kind: FileLocks}
+	want = "task 12 (prog) fd 3: /tmp/x: a POSIX write lock on bytes 0-99: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
+	if got := r.Error(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	r = &Refusal{Pid: 12, Comm: "prog", Object: "net namespace net:[4026532000]", Kind: Namespaces, Advice: "run gockpt inside it (nsenter --target 12 --net)"}
+	want = "task 12 (prog): net namespace net:[4026532000]: gockpt does not dump namespaces other than UTS; run gockpt inside it (nsenter --target 12 --net)"
+	if got := r.Error(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
