@@ -36,6 +36,9 @@ type dumper struct {
 	cures  []func() error
 	pstree []*pb.PstreeEntry
 	pages  uint32 // pages-N.img counter
+	// fdTables are the fd tables (files ids) written: tasks sharing one
+	// (CLONE_FILES) have one fdinfo image.
+	fdTables map[uint32]bool
 	// watchdog cleans parasite leftovers if gockpt dies; may be nil.
 	watchdog *parasite.Watchdog
 	// inc is the previous iteration of an incremental dump; nil for a
@@ -57,6 +60,11 @@ func (d *dumper) run() error {
 		}
 		if err := d.task(t); err != nil {
 			return err
+		}
+		if d.opts.AfterTask != nil {
+			if err := d.opts.AfterTask(t.Pid); err != nil {
+				return err
+			}
 		}
 	}
 	return d.writeGlobal()
@@ -87,11 +95,8 @@ func (d *dumper) task(t *ptrace.Task) error {
 	}
 	d.stats.Tasks++
 	d.stats.Threads += len(t.Threads)
-	if err := sameNamespaces(t.Pid); err != nil {
+	if err := taskRefusals(d.files.Checker, t.Pid, st); err != nil {
 		return err
-	}
-	if st.TTYNr != 0 {
-		return fmt.Errorf("task %d (%s) has a controlling terminal: terminals arrive with a later issue; start it with setsid and its stdio away from the terminal", t.Pid, st.Comm)
 	}
 	status, err := proc.ReadStatus(t.Pid)
 	if err != nil {
@@ -318,10 +323,11 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 
 // fds writes fdinfo-N.img for the task's fd table (once per shared table).
 func (d *dumper) fds(t *ptrace.Task, filesID uint32) error {
-	name := images.FdinfoFile(filesID)
-	if d.dir.Exists(name) {
+	if d.fdTables[filesID] {
 		return nil // a task sharing this fd table (CLONE_FILES) wrote it
 	}
+	d.fdTables[filesID] = true
+	name := images.FdinfoFile(filesID)
 	fds, err := files.ListFds(t.Pid)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
+	"github.com/gockpt/gockpt/internal/support"
 )
 
 // Options says what to dump and how.
@@ -61,6 +62,11 @@ type Options struct {
 	// running its mem-keeper command), which holds userfaultfds between
 	// pre-dumps.
 	KeeperArgs []string
+
+	// AfterTask, when set, is called after each task's images are
+	// written; an error fails the dump there, as a refusal found midway
+	// would (tests use it).
+	AfterTask func(pid int) error
 }
 
 // Stats is what a dump did, as CRIU's stats-dump image records it.
@@ -79,7 +85,7 @@ type Stats struct {
 
 // Run dumps the tree rooted at o.Pid into o.ImagesDir.
 func Run(o Options) (*Stats, error) {
-	d, err := newDumper(o)
+	d, err := newDumper(o, false)
 	if err != nil {
 		return nil, err
 	}
@@ -116,26 +122,40 @@ func Run(o Options) (*Stats, error) {
 		d.cleanup()
 		return nil, err
 	}
+	if err := d.seal(0); err != nil {
+		d.cleanup()
+		return nil, err
+	}
 	err = d.finish()
 	// A complete dump ends the iteration: the trackers are let go.
 	d.inc.release()
 	return d.stats, err
 }
 
-// newDumper checks what can be checked before touching the tree and
-// creates the images directory.
-func newDumper(o Options) (*dumper, error) {
+// newDumper checks what can be checked before touching the tree (the
+// tree as it runs: its fds, memory, locks, namespaces) and only then
+// opens the images directory for a new set of images.
+func newDumper(o Options, preDump bool) (*dumper, error) {
 	if o.LSM == nil {
 		o.LSM = lsm.Detect()
 	}
 	if err := precheck(o.Pid); err != nil {
 		return nil, err
 	}
-	dir, err := images.CreateDir(o.ImagesDir)
-	if err != nil {
+	checker := files.NewChecker(o.GhostLimit, treePids(o.Pid))
+	if err := inspect(checker, preDump); err != nil {
+		checker.Close()
 		return nil, err
 	}
-	return &dumper{opts: o, dir: dir, files: files.NewDumper(o.GhostLimit), stats: &Stats{}}, nil
+	dir, err := images.CreateDir(o.ImagesDir)
+	if err == nil {
+		err = dir.BeginWrite()
+	}
+	if err != nil {
+		checker.Close()
+		return nil, err
+	}
+	return &dumper{opts: o, dir: dir, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}, nil
 }
 
 // startWatchdog starts the parasite watchdog, if asked for; Close on the
@@ -173,9 +193,6 @@ func precheck(pid int) error {
 	if st.State == 'Z' {
 		return fmt.Errorf("PID %d (%s) is a zombie: there is nothing left to dump; dump its parent, which holds it", pid, st.Comm)
 	}
-	if err := sameNamespaces(pid); err != nil {
-		return err
-	}
 	// gockpt cannot freeze itself: refuse a tree that contains us.
 	for p := os.Getpid(); p > 1; {
 		if p == pid {
@@ -191,13 +208,13 @@ func precheck(pid int) error {
 }
 
 // restoredNamespaces are the namespaces a restored task ends up in:
-// gockpt's own, as restore does not recreate them yet. (UTS namespaces are
+// gockpt's own, as restore does not recreate them. (UTS namespaces are
 // dumped and recreated: see utsNamespace.)
-var restoredNamespaces = []string{"pid", "net", "mnt", "ipc", "user", "time"}
+var restoredNamespaces = []string{"pid", "net", "mnt", "ipc", "user", "time", "cgroup"}
 
 // sameNamespaces refuses a task living in namespaces other than gockpt's:
 // restore would bring it back in gockpt's own, silently different.
-func sameNamespaces(pid int) error {
+func sameNamespaces(c *files.Checker, pid int) error {
 	for _, ns := range restoredNamespaces {
 		mine, err1 := os.Readlink("/proc/self/ns/" + ns)
 		theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
@@ -205,7 +222,9 @@ func sameNamespaces(pid int) error {
 			continue // the kernel lacks this namespace type
 		}
 		if mine != theirs {
-			return fmt.Errorf("task %d is in its own %s namespace (%s, gockpt's is %s): namespaces are not restored yet; run gockpt inside that namespace (nsenter --target %d --%s) or dump a process that shares gockpt's", pid, ns, theirs, mine, pid, nsenterFlag(ns))
+			return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Namespaces,
+				Object: fmt.Sprintf("its own %s namespace %s (gockpt's is %s)", ns, theirs, mine),
+				Advice: fmt.Sprintf("run gockpt inside that namespace (nsenter --target %d --%s) or dump a process that shares gockpt's", pid, nsenterFlag(ns))}
 		}
 	}
 	return nil
@@ -240,6 +259,11 @@ func (d *dumper) freeze(tracer *ptrace.Tracer) (time.Time, error) {
 		return time.Time{}, seizeError(d.opts.Pid, err)
 	}
 	d.tree = tree
+	var pids []int
+	for _, t := range tree.Tasks() {
+		pids = append(pids, t.Pid)
+	}
+	d.files.Checker.SetTasks(pids)
 	frozenAt := time.Now()
 	d.stats.FreezingTime = frozenAt.Sub(start)
 	log.Infof("seized %d tasks in %v", len(tree.Tasks()), d.stats.FreezingTime)

@@ -13,7 +13,6 @@ import (
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/proc"
-	"github.com/gockpt/gockpt/internal/ptrace"
 	"github.com/gockpt/gockpt/internal/testproc"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -316,76 +315,6 @@ func TestDumpOtherUser(t *testing.T) {
 	}
 	if n := len(core.GetTc().GetRlimits().GetRlimits()); n != 16 {
 		t.Errorf("%d rlimits, want 16", n)
-	}
-}
-
-func TestRefusals(t *testing.T) {
-	hold := testproc.BuildC(t, "testdata/holdfd.c")
-	start := func(kind string, args ...string) *testproc.Proc {
-		dir := t.TempDir()
-		p := testproc.Start(t, hold, append([]string{dir, kind}, args...)...)
-		testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
-		return p
-	}
-	sock := start("socket")
-	tfd := start("timerfd")
-	ifd := start("inotify")
-	sfd := start("signalfd")
-	big := start("deleted", "2000000")
-	netns := testproc.Start(t, "unshare", "--net", "sleep", "1000")
-	traced := testproc.Start(t, "sleep", "1000")
-	tr := ptrace.NewTracer()
-	defer tr.Close()
-	time.Sleep(20 * time.Millisecond)
-	te, err := tr.Seize(traced.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer te.Detach()
-
-	cases := []struct {
-		name string
-		pid  int
-		want string
-	}{
-		{"pid 1", 1, "PID 1 cannot be dumped: it is the init process of this PID namespace"},
-		{"missing", 1 << 30, "no process with PID 1073741824: check the PID"},
-		{"kernel thread", 2, "PID 2 (kthreadd) is a kernel thread: kernel threads cannot be dumped"},
-		{"self", os.Getpid(), fmt.Sprintf("PID %d is gockpt itself or one of its ancestors", os.Getpid())},
-		{"socket", sock.Pid, fmt.Sprintf("task %d fd 3: socket (socket:[", sock.Pid)},
-		{"timerfd", tfd.Pid, fmt.Sprintf("task %d fd 3: timerfd (anon_inode:[timerfd]) is not supported yet", tfd.Pid)},
-		{"inotify", ifd.Pid, fmt.Sprintf("task %d fd 3: inotify (anon_inode:inotify) is not supported yet", ifd.Pid)},
-		{"signalfd", sfd.Pid, fmt.Sprintf("task %d fd 3: signalfd (anon_inode:[signalfd]) is not supported yet", sfd.Pid)},
-		{"ghost limit", big.Pid, fmt.Sprintf("task %d fd 3: deleted file", big.Pid)},
-		{"traced", traced.Pid, "not permitted to ptrace it"},
-		{"namespace", netns.Pid, fmt.Sprintf("task %d is in its own net namespace", netns.Pid)},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var mapsBefore []byte
-			if c.pid > 2 {
-				mapsBefore, _ = os.ReadFile(fmt.Sprintf("/proc/%d/maps", c.pid))
-			}
-			_, err := Run(Options{Pid: c.pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want it to contain %q", err, c.want)
-			}
-			if c.pid > 2 && c.pid != os.Getpid() && c.pid != 1<<30 {
-				if !testproc.Alive(c.pid) {
-					t.Fatalf("task %d died after a refused dump", c.pid)
-				}
-				mapsAfter, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", c.pid))
-				if !bytes.Equal(mapsBefore, mapsAfter) {
-					t.Fatalf("maps of %d changed by a refused dump", c.pid)
-				}
-				if c.name != "traced" {
-					st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.pid))
-					if !strings.Contains(string(st), "TracerPid:\t0\n") {
-						t.Fatalf("task %d still traced after a refused dump", c.pid)
-					}
-				}
-			}
-		})
 	}
 }
 

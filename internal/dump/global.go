@@ -12,6 +12,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -158,25 +159,9 @@ func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 	return e, nil
 }
 
-// writeTree writes inventory.img and pstree.img; preDumpMode is CRIU's
-// pre_dump_mode (0 for a full dump).
-func (d *dumper) writeTree(preDumpMode uint32) error {
-	inv := &pb.InventoryEntry{
-		ImgVersion:  proto.Uint32(imgVersion),
-		FdinfoPerId: proto.Bool(true),
-		NsPerId:     proto.Bool(true),
-		Lsmtype:     lsmType(d.opts.LSM).Enum(),
-		DumpUptime:  proto.Uint64(uptimeMicros()),
-	}
-	if preDumpMode != 0 {
-		inv.PreDumpMode = proto.Uint32(preDumpMode)
-	} else {
-		inv.RootIds = d.ids.root
-	}
-	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
-		return err
-	}
-	pw, err := d.dir.Create("pstree.img", images.KindPstree)
+// writePstree writes pstree.img.
+func (d *dumper) writePstree() error {
+	pw, err := d.dir.Create(images.PstreeFile, images.KindPstree)
 	if err != nil {
 		return err
 	}
@@ -189,12 +174,39 @@ func (d *dumper) writeTree(preDumpMode uint32) error {
 	return pw.Close()
 }
 
-// writeGlobal writes the images that describe the whole tree.
-func (d *dumper) writeGlobal() error {
-	if err := d.writeTree(0); err != nil {
+// seal ends the images: files an earlier dump left in the directory that
+// this one did not write are removed, then inventory.img is written, last,
+// so that only a whole set of images ever has one. preDumpMode is CRIU's
+// pre_dump_mode (0 for a full dump).
+func (d *dumper) seal(preDumpMode uint32) error {
+	removed, err := d.dir.RemoveStale()
+	if err != nil {
 		return err
 	}
-	fw, err := d.dir.Create("files.img", images.KindFiles)
+	if len(removed) > 0 {
+		log.Infof("removed %d image files of an earlier dump in %s: %s", len(removed), d.dir.Path(), strings.Join(removed, " "))
+	}
+	inv := &pb.InventoryEntry{
+		ImgVersion:  proto.Uint32(imgVersion),
+		FdinfoPerId: proto.Bool(true),
+		NsPerId:     proto.Bool(true),
+		Lsmtype:     lsmType(d.opts.LSM).Enum(),
+		DumpUptime:  proto.Uint64(uptimeMicros()),
+	}
+	if preDumpMode != 0 {
+		inv.PreDumpMode = proto.Uint32(preDumpMode)
+	} else {
+		inv.RootIds = d.ids.root
+	}
+	return d.dir.WriteOne(images.InventoryFile, images.KindInventory, inv)
+}
+
+// writeGlobal writes the images that describe the whole tree.
+func (d *dumper) writeGlobal() error {
+	if err := d.writePstree(); err != nil {
+		return err
+	}
+	fw, err := d.dir.Create(images.FilesFile, images.KindFiles)
 	if err != nil {
 		return err
 	}

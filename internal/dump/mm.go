@@ -137,22 +137,14 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			flags |= unix.MAP_ANONYMOUS
 		case proc.KindVSyscall:
 			status = vmaAreaVsyscall
-		case proc.KindUprobes:
-			return nil, fmt.Errorf("task %d VMA %#x-%#x: [uprobes] area: uprobes are attached to this process; detach them before dumping", pid, a.Start, a.End)
 		case proc.KindFile:
-			if a.Flags.IO() || a.Flags.PFNMap() {
-				return nil, fmt.Errorf("task %d VMA %#x-%#x: device memory mapping of %s is not supported: unmap it before dumping", pid, a.Start, a.End, a.Path)
-			}
-			if a.Major == 0 && a.Minor == 1 || a.Path == "/SYSV" || len(a.Path) > 5 && a.Path[:5] == "/SYSV" {
-				return nil, fmt.Errorf("task %d VMA %#x-%#x: shared memory %s is not supported yet: it arrives with a later issue", pid, a.Start, a.End, a.Path)
+			if err := vmaRefusal(fd.Checker, pid, a); err != nil {
+				return nil, err
 			}
 			var st unix.Stat_t
 			mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, a.Start, a.End)
 			if err := unix.Stat(mapFile, &st); err != nil {
 				return nil, fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
-			}
-			if a.Deleted || st.Nlink == 0 {
-				return nil, fmt.Errorf("task %d VMA %#x-%#x: mapped file %s is deleted: mappings of deleted files are not supported yet; keep the file until the dump is done", pid, a.Start, a.End, a.Path)
 			}
 			openFlags := uint32(unix.O_RDONLY)
 			if a.Shared() && prot&unix.PROT_WRITE != 0 {
@@ -168,8 +160,8 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			}
 		default: // anonymous, [heap], [stack], [anon:NAME]
 			flags |= unix.MAP_ANONYMOUS
-			if a.Shared() {
-				return nil, fmt.Errorf("task %d VMA %#x-%#x: shared anonymous memory is not supported yet: it arrives with a later issue", pid, a.Start, a.End)
+			if err := vmaRefusal(fd.Checker, pid, a); err != nil {
+				return nil, err
 			}
 			status |= vmaAnonPrivate
 			if a.Kind == proc.KindHeap {

@@ -34,7 +34,7 @@ type preTask struct {
 // whatever the tree writes after the re-arm is dirty in the next iteration,
 // which overwrites it.
 func PreDump(o Options) (*Stats, error) {
-	d, err := newDumper(o)
+	d, err := newDumper(o, true)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +88,9 @@ func PreDump(o Options) (*Stats, error) {
 		st.Generation, st.Tasks = "", nil
 	}
 	if err := writeTrackState(d.dir, st); err != nil {
+		return nil, err
+	}
+	if err := d.seal(preDumpModeRead); err != nil {
 		return nil, err
 	}
 	return d.stats, nil
@@ -238,7 +241,7 @@ func (d *dumper) preWrite(tasks []*preTask) error {
 		logRuns(pt.pid, out)
 	}
 	d.stats.MemwriteTime = time.Since(begin)
-	if err := d.writeTree(preDumpModeRead); err != nil {
+	if err := d.writePstree(); err != nil {
 		return err
 	}
 	return d.writeStats()

@@ -204,7 +204,12 @@ func linkParent(dir *images.Dir, prev string) (*images.Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--prev-images-dir %s (%s): %w", prev, path, err)
 	}
-	if !pd.Exists("inventory.img") {
+	if a, err1 := pd.RealPath(); err1 == nil {
+		if b, err2 := dir.RealPath(); err2 == nil && a == b {
+			return nil, fmt.Errorf("--prev-images-dir %s is the images directory itself: give each iteration its own -D and name the previous one, e.g. -D pre2 --prev-images-dir ../pre1", prev)
+		}
+	}
+	if !pd.Exists(images.InventoryFile) {
 		return nil, fmt.Errorf("--prev-images-dir %s (%s) holds no inventory.img: it is not an images directory", prev, path)
 	}
 	if err := dir.LinkParent(prev); err != nil {

@@ -27,18 +27,6 @@ import (
 // size have their content saved in the images.
 const DefaultGhostLimit = 1 << 20
 
-// UnsupportedError is a refusal: an fd whose kind gockpt cannot restore yet.
-type UnsupportedError struct {
-	Pid, Fd int
-	Kind    string
-	Target  string
-	Hint    string
-}
-
-func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("task %d fd %d: %s (%s) is not supported yet: %s", e.Pid, e.Fd, e.Kind, e.Target, e.Hint)
-}
-
 // PipeData is the content of a pipe's buffer, saved without consuming it.
 type PipeData struct {
 	Entry *pb.PipeDataEntry
@@ -55,7 +43,8 @@ type Ghost struct {
 // Dumper collects the file objects of a whole tree; an object shared by
 // several fds or tasks (one pipe, one open file description) is one entry.
 type Dumper struct {
-	GhostLimit int64
+	// Checker refuses what cannot be kept; it knows the tree.
+	Checker *Checker
 
 	Files    []*pb.FileEntry
 	PipeData []PipeData
@@ -68,7 +57,6 @@ type Dumper struct {
 	// sharing an open file description with one of them (inherited across
 	// fork, or dup'ed) is found with kcmp and becomes the same object.
 	byInode map[inodeKey][]seenFd
-	pidfds  map[int]int
 	// byPath dedups files opened by path only (exe, cwd, mapped files).
 	byPath  map[pathKey]uint32
 	pipes   map[uint64]bool
@@ -87,18 +75,14 @@ type pathKey struct {
 	flags    uint32
 }
 
-// NewDumper returns an empty dumper.
-func NewDumper(ghostLimit int64) *Dumper {
-	if ghostLimit == 0 {
-		ghostLimit = DefaultGhostLimit
-	}
+// NewDumper returns an empty dumper that refuses what c refuses.
+func NewDumper(c *Checker) *Dumper {
 	return &Dumper{
-		GhostLimit: ghostLimit,
-		byInode:    map[inodeKey][]seenFd{},
-		pidfds:     map[int]int{},
-		byPath:     map[pathKey]uint32{},
-		pipes:      map[uint64]bool{},
-		ghostOf:    map[pathKey]uint32{},
+		Checker: c,
+		byInode: map[inodeKey][]seenFd{},
+		byPath:  map[pathKey]uint32{},
+		pipes:   map[uint64]bool{},
+		ghostOf: map[pathKey]uint32{},
 	}
 }
 
@@ -117,40 +101,30 @@ func isTTY(rdev uint64) bool {
 // Fd describes fd of task pid and returns its fdinfo entry, adding the file
 // object to the dumper unless an earlier fd already did.
 func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
-	link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
-	target, err := os.Readlink(link)
-	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d: %w", pid, fd, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(link, &st); err != nil {
-		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, target, err)
-	}
-	info, err := proc.ReadFdinfo(pid, fd)
-	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, target, err)
-	}
-	fe := &pb.FdinfoEntry{Fd: proto.Uint32(uint32(fd)), Flags: proto.Uint32(0)}
-	if info.Flags&unix.O_CLOEXEC != 0 {
-		fe.Flags = proto.Uint32(unix.FD_CLOEXEC)
-	}
-	typ, err := classify(pid, fd, target, &st)
+	s, err := readFdState(pid, fd)
 	if err != nil {
 		return nil, err
 	}
-	fe.Type = typ.Enum()
+	typ, err := d.Checker.check(s)
+	if err != nil {
+		return nil, err
+	}
+	fe := &pb.FdinfoEntry{Fd: proto.Uint32(uint32(fd)), Flags: proto.Uint32(0), Type: typ.Enum()}
+	if s.info.Flags&unix.O_CLOEXEC != 0 {
+		fe.Flags = proto.Uint32(unix.FD_CLOEXEC)
+	}
 	// An fd sharing its open file description with one described earlier
 	// (inherited across fork, or dup'ed) names the same object.
-	if id, ok := d.sameOFD(pid, fd, &st); ok {
+	if id, ok := d.sameOFD(pid, fd, &s.st); ok {
 		fe.Id = proto.Uint32(id)
 		return fe, nil
 	}
-	own, err := d.fown(pid, fd)
+	own, err := d.fown(s)
 	if err != nil {
 		return nil, err
 	}
 	id := d.newID()
-	o := object{pid: pid, fd: fd, id: id, own: own, link: link, target: target, st: &st, info: info}
+	o := object{pid: pid, fd: fd, id: id, own: own, link: s.link, target: s.target, st: &s.st, info: s.info}
 	switch typ {
 	case pb.FdTypes_EVENTFD:
 		err = d.eventfd(o)
@@ -166,7 +140,7 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.remember(pid, fd, &st, id)
+	d.remember(pid, fd, &s.st, id)
 	fe.Id = proto.Uint32(id)
 	return fe, nil
 }
@@ -184,42 +158,6 @@ type object struct {
 
 // flags are the file status flags, without close-on-exec (an fd flag).
 func (o object) flags() uint32 { return o.info.Flags &^ unix.O_CLOEXEC }
-
-// classify tells the kind of a task's fd, or refuses kinds restore cannot
-// rebuild yet, naming the fd.
-func classify(pid, fd int, target string, st *unix.Stat_t) (pb.FdTypes, error) {
-	unsupported := func(kind, hint string) error {
-		return &UnsupportedError{Pid: pid, Fd: fd, Kind: kind, Target: target, Hint: hint}
-	}
-	const later = "it arrives with a later issue; close it in the process before dumping"
-	switch {
-	case strings.HasPrefix(target, "socket:"):
-		return 0, unsupported("socket", later)
-	case target == "anon_inode:[eventfd]":
-		return pb.FdTypes_EVENTFD, nil
-	case target == "anon_inode:[eventpoll]":
-		return pb.FdTypes_EVENTPOLL, nil
-	case strings.HasPrefix(target, "anon_inode:"):
-		return 0, unsupported(strings.Trim(strings.TrimPrefix(target, "anon_inode:"), "[]"), later)
-	case strings.HasPrefix(target, "pipe:"):
-		return pb.FdTypes_PIPE, nil
-	case strings.HasPrefix(target, "/memfd:"):
-		return 0, unsupported("memfd", later)
-	case !strings.HasPrefix(target, "/"):
-		return 0, unsupported("special file", later)
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return pb.FdTypes_FIFO, nil
-	case unix.S_IFCHR:
-		if isTTY(st.Rdev) {
-			return 0, unsupported("terminal", "ttys arrive with a later issue; redirect the process's stdio from the terminal (e.g. </dev/null >log 2>&1) or use setsid")
-		}
-	case unix.S_IFSOCK:
-		return 0, unsupported("socket", later)
-	}
-	return pb.FdTypes_REG, nil
-}
 
 // kcmpFile is KCMP_FILE: do two fds of two tasks share an open file description?
 const kcmpFile = 0
@@ -241,48 +179,27 @@ func (d *Dumper) remember(pid, fd int, st *unix.Stat_t, id uint32) {
 	d.byInode[k] = append(d.byInode[k], seenFd{pid, fd, id})
 }
 
-// Close releases the pidfds the dumper opened.
-func (d *Dumper) Close() {
-	for _, fd := range d.pidfds {
-		unix.Close(fd)
-	}
-	d.pidfds = map[int]int{}
-}
-
-// dupOf returns a dup of the task's fd in gockpt (pidfd_getfd): the same open
-// file description, so fcntl on it reads the task's owner settings.
-func (d *Dumper) dupOf(pid, fd int) (int, error) {
-	pfd, ok := d.pidfds[pid]
-	if !ok {
-		var err error
-		pfd, err = unix.PidfdOpen(pid, 0)
-		if err != nil {
-			return -1, fmt.Errorf("task %d: pidfd_open: %w", pid, err)
-		}
-		d.pidfds[pid] = pfd
-	}
-	dup, err := unix.PidfdGetfd(pfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("task %d fd %d: pidfd_getfd: %w", pid, fd, err)
-	}
-	return dup, nil
-}
+// Close releases what the dumper's checker opened.
+func (d *Dumper) Close() { d.Checker.Close() }
 
 // fown reads who gets SIGIO for the file (F_SETOWN) and with which signal.
-func (d *Dumper) fown(pid, fd int) (*pb.FownEntry, error) {
+func (d *Dumper) fown(s *fdState) (*pb.FownEntry, error) {
 	f := &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)}
-	dup, err := d.dupOf(pid, fd)
+	if s.info.Flags&unix.O_PATH != 0 {
+		return f, nil // an O_PATH fd has no owner
+	}
+	dup, err := d.Checker.dup(s.pid, s.fd)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(dup)
 	owner, err := getOwnerEx(dup)
 	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", pid, fd, err)
+		return nil, fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", s.pid, s.fd, err)
 	}
 	sig, err := unix.FcntlInt(uintptr(dup), unix.F_GETSIG, 0)
 	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d: F_GETSIG: %w", pid, fd, err)
+		return nil, fmt.Errorf("task %d fd %d: F_GETSIG: %w", s.pid, s.fd, err)
 	}
 	f.PidType = proto.Uint32(uint32(owner.Type))
 	f.Pid = proto.Uint32(uint32(owner.Pid))
@@ -315,10 +232,6 @@ func (d *Dumper) regFile(o object) error {
 // ghost saves a deleted file's content, as CRIU's ghost files do, and links
 // the file entry to it through a remap entry.
 func (d *Dumper) ghost(pid, fd int, link, name string, fileID uint32, st *unix.Stat_t) error {
-	if st.Size > d.GhostLimit {
-		return fmt.Errorf("task %d fd %d: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
-			pid, fd, name, st.Size, d.GhostLimit, st.Size)
-	}
 	gk := pathKey{dev: st.Dev, ino: st.Ino}
 	gid, ok := d.ghostOf[gk]
 	if !ok {

@@ -266,6 +266,16 @@ func seizeError(pid, tid int, err error) error {
 		}
 	}
 	if e.TracerPid != 0 {
+		// TracerPid names the tracing thread; name its process.
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.TracerPid)); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+					if tgid, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+						e.TracerPid = tgid
+					}
+				}
+			}
+		}
 		e.TracerComm = "?"
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", e.TracerPid)); err == nil {
 			e.TracerComm = strings.TrimSpace(string(b))

@@ -105,7 +105,10 @@ func LoadPlan(dir string) (*Plan, error) {
 	p := &Plan{Dir: d, Files: map[uint32]*pb.FileEntry{}, PipeData: map[uint32][]byte{},
 		PipeSize: map[uint32]uint32{}, FifoData: map[uint32][]byte{}, Remaps: map[uint32]*pb.RemapFilePathEntry{}}
 	p.Inventory = &pb.InventoryEntry{}
-	if err := d.ReadOne("inventory.img", p.Inventory); err != nil {
+	if !d.Exists(images.InventoryFile) {
+		return nil, missingInventory(d)
+	}
+	if err := d.ReadOne(images.InventoryFile, p.Inventory); err != nil {
 		return nil, err
 	}
 	if v := p.Inventory.GetImgVersion(); v != 2 {
@@ -114,7 +117,10 @@ func LoadPlan(dir string) (*Plan, error) {
 	if p.Inventory.GetPreDumpMode() != 0 {
 		return nil, fmt.Errorf("%s holds a pre-dump (memory only): restore needs the final dump, made with gockpt dump --prev-images-dir pointing at this pre-dump; restore from that directory", d.Path())
 	}
-	entries, _, err := readEntries(d, "pstree.img", func() *pb.PstreeEntry { return &pb.PstreeEntry{} })
+	if !d.Exists(images.PstreeFile) {
+		return nil, &MismatchError{Dir: d.Path(), Msg: "inventory.img is there but pstree.img is missing"}
+	}
+	entries, _, err := readEntries(d, images.PstreeFile, func() *pb.PstreeEntry { return &pb.PstreeEntry{} })
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +166,9 @@ func LoadPlan(dir string) (*Plan, error) {
 	if err := p.loadFiles(); err != nil {
 		return nil, err
 	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -174,7 +183,16 @@ func containsInt(s []int, v int) bool {
 
 func (p *Plan) loadTask(t *Task) error {
 	d := p.Dir
+	need := func(name, what string) error {
+		if d.Exists(name) {
+			return nil
+		}
+		return &MismatchError{Dir: d.Path(), Msg: fmt.Sprintf("pstree.img lists %s, but %s is missing", what, name)}
+	}
 	for _, tid := range t.Threads {
+		if err := need(images.CoreFile(tid), fmt.Sprintf("thread %d of task %d", tid, t.Pid)); err != nil {
+			return err
+		}
 		c := &pb.CoreEntry{}
 		if err := d.ReadOne(images.CoreFile(tid), c); err != nil {
 			return fmt.Errorf("task %d: %w", t.Pid, err)
@@ -201,6 +219,11 @@ func (p *Plan) loadTask(t *Task) error {
 			return fmt.Errorf("task %d thread %d: %s has no registers", t.Pid, tid, images.CoreFile(tid))
 		}
 	}
+	for _, name := range []string{images.MMFile(t.Pid), images.IDsFile(t.Pid), images.FSFile(t.Pid)} {
+		if err := need(name, fmt.Sprintf("task %d", t.Pid)); err != nil {
+			return err
+		}
+	}
 	t.MM = &pb.MmEntry{}
 	if err := d.ReadOne(images.MMFile(t.Pid), t.MM); err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
@@ -212,6 +235,9 @@ func (p *Plan) loadTask(t *Task) error {
 	t.FS = &pb.FsEntry{}
 	if err := d.ReadOne(images.FSFile(t.Pid), t.FS); err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	if err := need(images.FdinfoFile(t.IDs.GetFilesId()), fmt.Sprintf("task %d (its %s names fd table %d)", t.Pid, images.IDsFile(t.Pid), t.IDs.GetFilesId())); err != nil {
+		return err
 	}
 	fds, _, err := readEntries(d, images.FdinfoFile(t.IDs.GetFilesId()), func() *pb.FdinfoEntry { return &pb.FdinfoEntry{} })
 	if err != nil {
@@ -271,14 +297,6 @@ func (p *Plan) loadFiles() error {
 			return err
 		}
 		p.Seccomp = s.GetSeccompFilters()
-	}
-	// Every fd must name a file entry.
-	for _, t := range p.Tasks {
-		for _, fd := range t.Fds {
-			if p.Files[fd.GetId()] == nil {
-				return fmt.Errorf("task %d fd %d: file id %d is not in files.img", t.Pid, fd.GetFd(), fd.GetId())
-			}
-		}
 	}
 	return nil
 }

@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/dump"
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/testproc"
+	pb "github.com/gockpt/gockpt/proto"
 )
 
 // target is a test program, dumped and restored.
@@ -229,17 +232,24 @@ func TestRestoreFailsCleanly(t *testing.T) {
 		tg := startTarget(t, "../dump/testdata/patterns.c", "0", "1")
 		child := testproc.Descendants(tg.pid)[0]
 		tg.dump(t)
-		// pages-N.img of the child: the second task dumped writes
-		// pages-2.img.
-		pages := filepath.Join(tg.imgs, "pages-2.img")
-		b, err := os.ReadFile(pages)
-		if err != nil {
+		// The child's working directory becomes its executable, a file:
+		// the images agree, but its chdir fails, after the root is made.
+		d, _ := images.OpenDir(tg.imgs)
+		var mm pb.MmEntry
+		var fsEntry pb.FsEntry
+		if err := d.ReadOne(images.MMFile(child), &mm); err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(pages, b[:len(b)/2], 0o600)
-		_, err = Run(Options{ImagesDir: tg.imgs})
-		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("task %d", child)) {
-			t.Fatalf("restore with the child's pages cut short: %v", err)
+		if err := d.ReadOne(images.FSFile(child), &fsEntry); err != nil {
+			t.Fatal(err)
+		}
+		fsEntry.CwdId = proto.Uint32(mm.GetExeFileId())
+		if err := d.WriteOne(images.FSFile(child), images.KindFS, &fsEntry); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Run(Options{ImagesDir: tg.imgs})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("task %d", child)) || !strings.Contains(err.Error(), "chdir") {
+			t.Fatalf("restore with the child's cwd a file: %v", err)
 		}
 		for _, pid := range []int{tg.pid, child} {
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {

@@ -54,6 +54,7 @@ const (
 	DeletedMaps    Kind = "deleted-file-mappings"
 	Uprobes        Kind = "uprobes"
 	SigioOwner     Kind = "sigio-owner-outside"
+	SpecialMaps    Kind = "special-mappings"
 )
 
 // Object is one kind of object and what gockpt does with it.
@@ -103,6 +104,7 @@ var Objects = []Object{
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
 	{DeletedMaps, "mappings of deleted files", false, "keep the mapped file in place until the dump is done", ""},
 	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
+	{SpecialMaps, "sealed, shadow-stack and droppable mappings", false, "run the program without mseal, user shadow stacks or MAP_DROPPABLE", ""},
 	{Signalfd, "signalfd", false, "close it before dumping", ""},
 	{Timerfd, "timerfd", false, "close it before dumping", ""},
 	{Inotify, "inotify", false, "close it before dumping", ""},

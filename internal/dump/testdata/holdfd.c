@@ -1,35 +1,83 @@
-/* Holds one fd of the kind named by argv[2] open, writes DIR/ready, sleeps.
- * Usage: holdfd DIR socket|eventfd|epoll|timerfd|inotify|signalfd|deleted */
+/* Holds one object of the kind named by argv[2], writes what a test needs
+ * to know about it ("key value" lines) to DIR/info, then DIR/ready, and
+ * sleeps. The first fd it opens is 3.
+ * Usage: holdfd DIR KIND [ARG]
+ * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
+ *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
+ *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
+ *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
+#include <linux/aio_abi.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
 #include <signal.h>
-#include <sys/epoll.h>
-#include <sys/inotify.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+static int port_of(int fd) {
+	struct sockaddr_in6 a;
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	return ntohs(a.sin6_port); /* same offset in sockaddr_in */
+}
+
+static int tcp_listener(int family, const char *addr) {
+	int fd = socket(family, SOCK_STREAM, 0);
+	if (family == AF_INET) {
+		struct sockaddr_in a = {.sin_family = AF_INET};
+		inet_pton(AF_INET, addr, &a.sin_addr);
+		if (bind(fd, (struct sockaddr *)&a, sizeof a)) return -1;
+	} else {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+		inet_pton(AF_INET6, addr, &a.sin6_addr);
+		if (bind(fd, (struct sockaddr *)&a, sizeof a)) return -1;
+	}
+	if (listen(fd, 8)) return -1;
+	return fd;
+}
+
+static int locked_file(const char *dir, int flags) {
+	char path[4096];
+	snprintf(path, sizeof path, "%s/locked", dir);
+	int fd = open(path, flags | O_CREAT, 0600);
+	if (fd >= 0 && write(fd, "0123456789", 10) != 10) return -1;
+	return fd;
+}
 
 int main(int argc, char **argv) {
 	char path[4096];
 	int fd = -1;
 	if (argc < 3) return 2;
-	if (!strcmp(argv[2], "socket")) fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	else if (!strcmp(argv[2], "eventfd")) fd = eventfd(0, 0);
-	else if (!strcmp(argv[2], "epoll")) fd = epoll_create1(0);
-	else if (!strcmp(argv[2], "timerfd")) fd = timerfd_create(CLOCK_MONOTONIC, 0);
-	else if (!strcmp(argv[2], "inotify")) fd = inotify_init1(0);
-	else if (!strcmp(argv[2], "signalfd")) {
+	const char *k = argv[2];
+	snprintf(path, sizeof path, "%s/info", argv[1]);
+	FILE *out = NULL; /* DIR/info, opened after the fds it describes */
+	if (!strcmp(k, "socket")) fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	else if (!strcmp(k, "eventfd")) fd = eventfd(0, 0);
+	else if (!strcmp(k, "epoll")) fd = epoll_create1(0);
+	else if (!strcmp(k, "timerfd")) fd = timerfd_create(CLOCK_MONOTONIC, 0);
+	else if (!strcmp(k, "inotify")) fd = inotify_init1(0);
+	else if (!strcmp(k, "signalfd")) {
 		sigset_t m;
 		sigemptyset(&m);
 		sigaddset(&m, SIGUSR1);
 		fd = signalfd(-1, &m, 0);
-	}
-	else if (!strcmp(argv[2], "deleted")) {
+	} else if (!strcmp(k, "deleted")) {
 		/* a deleted file of argv[3] bytes */
 		long n = argc > 3 ? atol(argv[3]) : 4096;
 		snprintf(path, sizeof path, "%s/gone", argv[1]);
@@ -37,8 +85,108 @@ int main(int argc, char **argv) {
 		for (long i = 0; i < n; i++) { char c = 'a' + i % 26; if (write(fd, &c, 1) != 1) return 4; }
 		lseek(fd, 7, SEEK_SET);
 		unlink(path);
+	} else if (!strcmp(k, "unix-pair")) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv)) return 3;
+		fd = sv[0];
+	} else if (!strcmp(k, "unix-abstract")) {
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "gockpt-test-%d", getpid());
+		fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		if (bind(fd, (struct sockaddr *)&a, offsetof(struct sockaddr_un, sun_path) + 1 + n) || listen(fd, 4)) return 3;
+	} else if (!strcmp(k, "unix-path-conn")) {
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof a.sun_path, "%s/sock", argv[1]);
+		int l = socket(AF_UNIX, SOCK_STREAM, 0);             /* fd 3 */
+		if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4)) return 3;
+		int c = socket(AF_UNIX, SOCK_STREAM, 0);             /* fd 4 */
+		if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+		int s = accept(l, 0, 0);                              /* fd 5 */
+		if (s < 0) return 3;
+		close(l);                                             /* 3 free */
+		fd = c;
+	} else if (!strcmp(k, "unix-ext")) {
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof a.sun_path, "%s", argv[3]);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof a)) return 3;
+	} else if (!strcmp(k, "tcp-listen")) {
+		fd = tcp_listener(AF_INET, "127.0.0.1");
+		if (fd >= 0) fprintf(out = fopen(path, "w"), "port %d\n", port_of(fd));
+	} else if (!strcmp(k, "tcp6-listen")) {
+		fd = tcp_listener(AF_INET6, "::1");
+		if (fd >= 0) fprintf(out = fopen(path, "w"), "port %d\n", port_of(fd));
+	} else if (!strcmp(k, "tcp-est")) {
+		int l = tcp_listener(AF_INET, "127.0.0.1");           /* fd 3 */
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port_of(l))};
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		int c = socket(AF_INET, SOCK_STREAM, 0);              /* fd 4 */
+		if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+		int s = accept(l, 0, 0);                              /* fd 5 */
+		if (s < 0) return 3;
+		close(l);
+		fd = c;
+		fprintf(out = fopen(path, "w"), "port %d\nlocal %d\n", ntohs(a.sin_port), port_of(c));
+	} else if (!strcmp(k, "udp")) {
+		fd = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET};
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		if (bind(fd, (struct sockaddr *)&a, sizeof a)) return 3;
+		fprintf(out = fopen(path, "w"), "port %d\n", port_of(fd));
+	} else if (!strcmp(k, "netlink")) {
+		fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+	} else if (!strcmp(k, "memfd")) {
+		fd = memfd_create("cache", 0);
+	} else if (!strcmp(k, "memfd-map")) {
+		fd = memfd_create("cache", 0);
+		if (ftruncate(fd, 4096)) return 3;
+		void *p = mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+		fprintf(out = fopen(path, "w"), "addr %lx\n", (unsigned long)p);
+	} else if (!strcmp(k, "shared-anon")) {
+		void *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		fprintf(out = fopen(path, "w"), "addr %lx\n", (unsigned long)p);
+		fd = 0;
+	} else if (!strcmp(k, "sysv-shm")) {
+		int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+		void *p = shmat(id, 0, 0);
+		shmctl(id, IPC_RMID, 0);
+		fprintf(out = fopen(path, "w"), "addr %lx\nshmid %d\n", (unsigned long)p, id);
+		fd = 0;
+	} else if (!strcmp(k, "aio")) {
+		aio_context_t ctx = 0;
+		if (syscall(SYS_io_setup, 8, &ctx)) return 3;
+		fprintf(out = fopen(path, "w"), "addr %lx\n", (unsigned long)ctx);
+		fd = 0;
+	} else if (!strcmp(k, "flock")) {
+		fd = locked_file(argv[1], O_RDWR);
+		if (flock(fd, LOCK_EX)) return 3;
+	} else if (!strcmp(k, "posix-lock")) {
+		fd = locked_file(argv[1], O_RDWR);
+		struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 2, .l_len = 4};
+		if (fcntl(fd, F_SETLK, &l)) return 3;
+	} else if (!strcmp(k, "ofd-lock")) {
+		fd = locked_file(argv[1], O_RDWR);
+		struct flock l = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+		if (fcntl(fd, F_OFD_SETLK, &l)) return 3;
+	} else if (!strcmp(k, "lease")) {
+		fd = locked_file(argv[1], O_RDWR);
+		close(fd);
+		snprintf(path, sizeof path, "%s/locked", argv[1]);
+		fd = open(path, O_RDONLY);
+		if (fcntl(fd, F_SETLEASE, F_RDLCK)) return 3;
+	} else if (!strcmp(k, "sigio-parent")) {
+		int p[2];
+		if (pipe(p)) return 3;
+		if (fcntl(p[0], F_SETOWN, getppid())) return 3;
+		fd = p[0];
+		fprintf(out = fopen(path, "w"), "owner %d\n", getppid());
+	} else if (!strcmp(k, "pty")) {
+		fd = posix_openpt(O_RDWR | O_NOCTTY);
+	} else if (!strcmp(k, "pidfd")) {
+		fd = syscall(SYS_pidfd_open, getppid(), 0);
 	}
 	if (fd < 0) return 3;
+	if (out) fclose(out);
 	snprintf(path, sizeof path, "%s/ready", argv[1]);
 	close(open(path, O_WRONLY | O_CREAT, 0600));
 	for (;;) pause();

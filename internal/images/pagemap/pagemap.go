@@ -355,3 +355,47 @@ func WriteEntries(d *images.Dir, pid int, pagesID uint32, entries []Entry) error
 	}
 	return pm.Close()
 }
+
+// CheckParents makes sure every run marked as in the parent images is
+// held there: each page of it is covered by an entry of the parent's
+// pagemap (recursively up the chain). Restore checks this before it creates
+// any task, so a broken chain is refused rather than found half-way.
+func (r *Reader) CheckParents() error {
+	for _, e := range r.entries {
+		if e.Flags&FlagParent == 0 {
+			continue
+		}
+		p, err := r.parentReader()
+		if err != nil {
+			return fmt.Errorf("%s lists pages in the parent images: %w", r.name, err)
+		}
+		if err := p.covers(e.Vaddr, e.End()); err != nil {
+			return fmt.Errorf("%s: pages %#x-%#x are listed as in the parent images, but %w", r.name, e.Vaddr, e.End(), err)
+		}
+	}
+	return nil
+}
+
+// covers checks that entries of r (and of its parents, for runs r leaves
+// to them) hold every page of [start, end).
+func (r *Reader) covers(start, end uint64) error {
+	i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].End() > start })
+	for addr := start; addr < end; i++ {
+		if i >= len(r.entries) || r.entries[i].Vaddr > addr {
+			return fmt.Errorf("%s does not hold page %#x", r.name, addr)
+		}
+		e := r.entries[i]
+		next := min(e.End(), end)
+		if e.Flags&FlagParent != 0 {
+			p, err := r.parentReader()
+			if err != nil {
+				return err
+			}
+			if err := p.covers(addr, next); err != nil {
+				return err
+			}
+		}
+		addr = next
+	}
+	return nil
+}

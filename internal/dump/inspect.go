@@ -1,0 +1,260 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/support"
+)
+
+// inspect looks at the whole tree from outside, before anything touches
+// it, and refuses what restore could not bring back exactly: fds gockpt does
+// not dump, file locks and leases, memory it cannot keep, terminals,
+// namespaces. The same checks run again on each task while the tree is
+// frozen, since it may change in between; a refusal then also leaves it
+// running as it was, but this pass makes the common case cost nothing.
+// memoryOnly is a pre-dump's check: it saves memory alone, and as with
+// CRIU the options that allow other objects are given to the final dump.
+func inspect(c *files.Checker, memoryOnly bool) error {
+	for _, pid := range c.Tasks {
+		if err := inspectTask(c, pid, memoryOnly); err != nil {
+			if errors.Is(err, os.ErrNotExist) && !alive(pid) {
+				continue // it exited meanwhile: nothing to keep
+			}
+			return err
+		}
+	}
+	if memoryOnly {
+		return nil
+	}
+	return checkLocks(c)
+}
+
+func alive(pid int) bool {
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.State != 'Z' && st.State != 'X'
+}
+
+// inspectTask checks one task of the tree; zombies hold nothing.
+func inspectTask(c *files.Checker, pid int, memoryOnly bool) error {
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", pid, err)
+	}
+	if st.State == 'Z' {
+		return nil
+	}
+	if !memoryOnly {
+		if err := taskRefusals(c, pid, st); err != nil {
+			return err
+		}
+	}
+	areas, err := proc.ReadSmaps(pid)
+	if err != nil {
+		return fmt.Errorf("task %d: %w", pid, err)
+	}
+	for i := range areas {
+		if err := vmaRefusal(c, pid, &areas[i]); err != nil {
+			return err
+		}
+	}
+	if memoryOnly {
+		return nil
+	}
+	return c.Task(pid)
+}
+
+// taskRefusals refuses what a task itself holds: a controlling terminal,
+// namespaces restore would not recreate.
+func taskRefusals(c *files.Checker, pid int, st *proc.Stat) error {
+	if err := sameNamespaces(c, pid); err != nil {
+		return err
+	}
+	if st.TTYNr != 0 {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
+			Object: fmt.Sprintf("controlling terminal %s", ttyName(int(st.TTYNr)))}
+	}
+	return nil
+}
+
+// ttyName names a terminal by its device number as ps does: pts/3, tty1.
+func ttyName(nr int) string {
+	maj, min := (nr>>8)&0xfff, (nr&0xff)|((nr>>12)&0xfff00)
+	switch {
+	case maj >= 136 && maj <= 143:
+		return fmt.Sprintf("/dev/pts/%d", (maj-136)*256+min)
+	case maj == 4 && min < 64:
+		return fmt.Sprintf("/dev/tty%d", min)
+	case maj == 4:
+		return fmt.Sprintf("/dev/ttyS%d", min-64)
+	case maj == 5 && min == 1:
+		return "/dev/console"
+	}
+	return fmt.Sprintf("device %d:%d", maj, min)
+}
+
+// vmaRefusal refuses a memory area restore could not bring back: it is
+// the one place that decides, for the check before the freeze and for
+// collectVMAs while frozen.
+func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
+	switch a.Kind {
+	case proc.KindVDSO, proc.KindVVAR, proc.KindVVARVClock, proc.KindVSyscall:
+		return nil // the running kernel's own, sealed or not
+	}
+	r := &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: fmt.Sprintf("VMA %#x-%#x", a.Start, a.End), Object: a.Path}
+	switch {
+	case a.Kind == proc.KindUprobes:
+		r.Kind, r.Object = support.Uprobes, "[uprobes]"
+	case a.Flags.Sealed() || a.Flags.ShadowStack() || a.Flags.Droppable():
+		r.Kind, r.Object = support.SpecialMaps, specialMapWord(a)
+	case a.Flags.HugeTLB():
+		r.Kind = support.Hugetlb
+		if a.Path == "/anon_hugepage" {
+			r.Object = "anonymous hugetlb memory"
+		}
+	case a.Kind == proc.KindAnonShmemNamed || a.Kind != proc.KindFile && a.Shared():
+		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
+	case a.Kind != proc.KindFile:
+		return nil
+	case a.Flags.IO() || a.Flags.PFNMap():
+		r.Kind = support.DeviceMaps
+	case a.Path == "/[aio]" && a.Deleted:
+		r.Kind, r.Object = support.AsyncIO, "AIO ring"
+	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/SYSV") && a.Deleted:
+		r.Kind = support.SysVShm
+		r.Object = fmt.Sprintf("System V shared memory segment (key 0x%s, shmid %d)", strings.TrimPrefix(a.Path, "/SYSV"), a.Inode)
+	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/memfd:") && a.Deleted:
+		r.Kind, r.Object = support.Memfd, a.Path[1:]
+		if fd, ok := fdOnInode(pid, a.Inode, "/memfd:"); ok {
+			r.Object += fmt.Sprintf(" (fd %d)", fd)
+		}
+	case a.Major == 0 && a.Minor == 1 && a.Path == "/dev/zero" && a.Deleted:
+		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
+	default:
+		var st unix.Stat_t
+		mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, a.Start, a.End)
+		if err := unix.Stat(mapFile, &st); err != nil {
+			return fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
+		}
+		if !a.Deleted && st.Nlink != 0 {
+			return nil
+		}
+		r.Kind = support.DeletedMaps
+		r.Object = a.Path + " (deleted)"
+	}
+	return r
+}
+
+func specialMapWord(a *proc.SmapsVMA) string {
+	switch {
+	case a.Flags.Sealed():
+		return "sealed mapping (mseal) " + a.Path
+	case a.Flags.ShadowStack():
+		return "shadow stack"
+	}
+	return "droppable mapping (MAP_DROPPABLE)"
+}
+
+// fdOnInode finds an fd of task pid on inode ino whose link starts with
+// prefix.
+func fdOnInode(pid int, ino uint64, prefix string) (int, bool) {
+	fds, err := files.ListFds(pid)
+	if err != nil {
+		return 0, false
+	}
+	for _, fd := range fds {
+		link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+		t, err := os.Readlink(link)
+		if err != nil || !strings.HasPrefix(t, prefix) {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(link, &st) == nil && st.Ino == ino {
+			return fd, true
+		}
+	}
+	return 0, false
+}
+
+// checkLocks refuses a lock /proc/locks shows for a task of the tree that
+// no fd's fdinfo showed: a POSIX lock is the task's (its fd table's), and
+// must have an fd on the file, but the fdinfo pass could have raced with a
+// lock taken since. OFD locks carry no PID here and were seen per fd.
+func checkLocks(c *files.Checker) error {
+	locks, err := proc.ReadLocks()
+	if err != nil {
+		return nil // no /proc/locks (CONFIG_FILE_LOCKING off): no locks
+	}
+	for _, l := range locks {
+		if l.Waiter || l.Pid <= 0 || !c.InTree(l.Pid) {
+			continue
+		}
+		r := &support.Refusal{Pid: l.Pid, Comm: c.Comm(l.Pid), Kind: support.FileLocks, Detail: l.Describe(),
+			Object: fmt.Sprintf("file %s inode %d", l.Dev, l.Ino)}
+		if l.IsLease() {
+			r.Kind = support.Leases
+		}
+		if fd, path, ok := fdOnFile(l.Pid, l.Dev, l.Ino); ok {
+			r.Where, r.Object = "fd "+strconv.Itoa(fd), path
+		}
+		return r
+	}
+	return nil
+}
+
+// fdOnFile finds an fd of task pid on the file /proc/locks names by device
+// ("00:1f", hexadecimal) and inode.
+func fdOnFile(pid int, dev string, ino uint64) (int, string, bool) {
+	fds, err := files.ListFds(pid)
+	if err != nil {
+		return 0, "", false
+	}
+	for _, fd := range fds {
+		link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+		var st unix.Stat_t
+		if unix.Stat(link, &st) != nil || st.Ino != ino {
+			continue
+		}
+		if fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev)) != dev {
+			continue
+		}
+		t, _ := os.Readlink(link)
+		return fd, t, true
+	}
+	return 0, "", false
+}
+
+// treePids lists the tree rooted at root as /proc shows it now, parents
+// before children; the tree runs, so it may differ from what the freeze
+// finds a moment later.
+func treePids(root int) []int {
+	out := []int{root}
+	seen := map[int]bool{root: true}
+	for i := 0; i < len(out); i++ {
+		pid := out[i]
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, e.Name()))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil && !seen[c] {
+					seen[c] = true
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,514 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/support"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// Checker refuses the fds restore could not bring back exactly: kinds
+// gockpt does not dump, locks and leases, deleted files over the ghost
+// limit, SIGIO sent outside the tree. Dump runs it over the whole tree
+// before touching it, and again on each fd while the tree is frozen (the
+// tree may have changed in between). Refusals name the object the way ss,
+// lsof and /proc do.
+type Checker struct {
+	GhostLimit int64
+	// InTree tells the tasks of the tree being dumped; nil: only the task
+	// itself.
+	InTree func(pid int) bool
+	// Tasks lists the tree's tasks, for naming the other end of a unix
+	// socket ("peer fd 7 of task 1234").
+	Tasks []int
+
+	comms   map[int]string
+	pidfds  map[int]int
+	unixSks map[uint64]*proc.UnixSock
+	sockFds map[uint64]fdRef
+}
+
+type fdRef struct{ pid, fd int }
+
+// NewChecker returns a checker for a tree of tasks; ghostLimit 0 is the
+// default limit.
+func NewChecker(ghostLimit int64, tasks []int) *Checker {
+	if ghostLimit == 0 {
+		ghostLimit = DefaultGhostLimit
+	}
+	c := &Checker{GhostLimit: ghostLimit}
+	c.SetTasks(tasks)
+	return c
+}
+
+// SetTasks tells the checker the tree's tasks, once more when the frozen
+// tree turns out different from the running one it looked at.
+func (c *Checker) SetTasks(tasks []int) {
+	in := map[int]bool{}
+	for _, p := range tasks {
+		in[p] = true
+	}
+	c.Tasks, c.InTree, c.sockFds = tasks, func(pid int) bool { return in[pid] }, nil
+}
+
+// Close releases the pidfds the checker opened.
+func (c *Checker) Close() {
+	for _, fd := range c.pidfds {
+		unix.Close(fd)
+	}
+	c.pidfds = nil
+}
+
+// Comm is the task's name, as refusals print it.
+func (c *Checker) Comm(pid int) string {
+	if s, ok := c.comms[pid]; ok {
+		return s
+	}
+	if c.comms == nil {
+		c.comms = map[int]string{}
+	}
+	s := "?"
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+		s = strings.TrimSuffix(string(b), "\n")
+	}
+	c.comms[pid] = s
+	return s
+}
+
+// fdState is what /proc tells of one fd.
+type fdState struct {
+	pid, fd int
+	link    string // /proc/PID/fd/N
+	target  string // what the link says
+	st      unix.Stat_t
+	info    *proc.Fdinfo
+}
+
+func readFdState(pid, fd int) (*fdState, error) {
+	s := &fdState{pid: pid, fd: fd, link: fmt.Sprintf("/proc/%d/fd/%d", pid, fd)}
+	var err error
+	if s.target, err = os.Readlink(s.link); err != nil {
+		return nil, fmt.Errorf("task %d fd %d: %w", pid, fd, err)
+	}
+	if err := unix.Stat(s.link, &s.st); err != nil {
+		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, s.target, err)
+	}
+	if s.info, err = proc.ReadFdinfo(pid, fd); err != nil {
+		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, s.target, err)
+	}
+	return s, nil
+}
+
+// Fd checks fd of task pid; a nil error means dump keeps it exactly.
+func (c *Checker) Fd(pid, fd int) error {
+	s, err := readFdState(pid, fd)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // closed meanwhile: nothing to keep
+		}
+		return err
+	}
+	_, err = c.check(s)
+	return err
+}
+
+// Task checks every fd of task pid.
+func (c *Checker) Task(pid int) error {
+	fds, err := ListFds(pid)
+	if err != nil {
+		return err
+	}
+	for _, fd := range fds {
+		if err := c.Fd(pid, fd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.Refusal {
+	return &support.Refusal{Pid: s.pid, Comm: c.Comm(s.pid), Where: fmt.Sprintf("fd %d", s.fd), Object: object, Kind: kind}
+}
+
+// check classifies the fd and refuses what cannot be kept.
+func (c *Checker) check(s *fdState) (pb.FdTypes, error) {
+	typ, kind := classify(s.target, &s.st)
+	if kind != "" {
+		return 0, c.refuseKind(s, kind)
+	}
+	for _, l := range s.info.FdLocks() {
+		if l.Waiter {
+			continue
+		}
+		r := c.refuse(s, support.FileLocks, s.target)
+		r.Detail = l.Describe()
+		if l.IsLease() {
+			r.Kind = support.Leases
+		}
+		return 0, r
+	}
+	name, deleted := strings.CutSuffix(s.target, " (deleted)")
+	if typ == pb.FdTypes_REG && deleted && s.st.Nlink == 0 && s.st.Mode&unix.S_IFMT == unix.S_IFREG && s.st.Size > c.GhostLimit {
+		return 0, fmt.Errorf("task %d (%s) fd %d: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
+			s.pid, c.Comm(s.pid), s.fd, name, s.st.Size, c.GhostLimit, s.st.Size)
+	}
+	if err := c.checkOwner(s); err != nil {
+		return 0, err
+	}
+	return typ, nil
+}
+
+// refuseKind names a refused fd the way the user knows it.
+func (c *Checker) refuseKind(s *fdState, kind support.Kind) error {
+	r := c.refuse(s, kind, s.target)
+	switch kind {
+	case support.Memfd:
+		r.Object = strings.TrimPrefix(strings.TrimSuffix(s.target, " (deleted)"), "/")
+	case support.UnixSockets, support.TCPSockets, support.UDPSockets, support.OtherSockets:
+		desc, k, criu := c.describeSocket(s)
+		r.Object, r.Kind, r.CRIU = desc, k, criu
+	}
+	return r
+}
+
+// classify tells the kind of an fd from its link text and mode, or the
+// kind of object dump refuses.
+func classify(target string, st *unix.Stat_t) (pb.FdTypes, support.Kind) {
+	switch {
+	case strings.HasPrefix(target, "socket:"):
+		return 0, support.OtherSockets // refined by describeSocket
+	case target == "anon_inode:[eventfd]":
+		return pb.FdTypes_EVENTFD, ""
+	case target == "anon_inode:[eventpoll]":
+		return pb.FdTypes_EVENTPOLL, ""
+	case strings.HasPrefix(target, "anon_inode:"):
+		return 0, anonInodeKind(strings.TrimPrefix(target, "anon_inode:"))
+	case strings.HasPrefix(target, "pipe:"):
+		return pb.FdTypes_PIPE, ""
+	case strings.HasPrefix(target, "pidfd:"):
+		return 0, support.Pidfd
+	case strings.HasPrefix(target, "/memfd:"):
+		return 0, support.Memfd
+	case !strings.HasPrefix(target, "/"):
+		return 0, support.SpecialFiles
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return pb.FdTypes_FIFO, ""
+	case unix.S_IFCHR:
+		if isTTY(st.Rdev) {
+			return 0, support.Terminals
+		}
+	case unix.S_IFSOCK:
+		return 0, support.SpecialFiles
+	}
+	return pb.FdTypes_REG, ""
+}
+
+func anonInodeKind(name string) support.Kind {
+	switch strings.Trim(name, "[]") {
+	case "timerfd":
+		return support.Timerfd
+	case "signalfd":
+		return support.Signalfd
+	case "inotify":
+		return support.Inotify
+	case "fanotify":
+		return support.Fanotify
+	case "userfaultfd":
+		return support.Userfaultfd
+	case "pidfd":
+		return support.Pidfd
+	case "io_uring":
+		return support.IOUring
+	case "bpf-map", "bpf-prog", "bpf_link", "bpf-link", "bpf_iter":
+		return support.BPF
+	}
+	return support.OtherAnonInode
+}
+
+// pidfdOf returns a pidfd of task pid, opened once.
+func (c *Checker) pidfdOf(pid int) (int, error) {
+	if fd, ok := c.pidfds[pid]; ok {
+		return fd, nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("task %d: pidfd_open: %w", pid, err)
+	}
+	if c.pidfds == nil {
+		c.pidfds = map[int]int{}
+	}
+	c.pidfds[pid] = fd
+	return fd, nil
+}
+
+// dup returns a copy of the task's fd in gockpt (pidfd_getfd): the same
+// open file description, so getsockname and fcntl on it read the task's.
+func (c *Checker) dup(pid, fd int) (int, error) {
+	pfd, err := c.pidfdOf(pid)
+	if err != nil {
+		return -1, err
+	}
+	dup, err := unix.PidfdGetfd(pfd, fd, 0)
+	if err != nil {
+		return -1, fmt.Errorf("task %d fd %d: pidfd_getfd: %w", pid, fd, err)
+	}
+	return dup, nil
+}
+
+// checkOwner refuses an fd whose SIGIO goes to a process outside the tree:
+// after restore that process may be gone, or another one with its PID.
+func (c *Checker) checkOwner(s *fdState) error {
+	if s.info.Flags&unix.O_PATH != 0 {
+		return nil // no owner on an O_PATH fd
+	}
+	dup, err := c.dup(s.pid, s.fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	o, err := getOwnerEx(dup)
+	if err != nil {
+		return fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", s.pid, s.fd, err)
+	}
+	if o.Pid == 0 {
+		return nil
+	}
+	inTree := c.InTree
+	if inTree == nil {
+		inTree = func(p int) bool { return p == s.pid }
+	}
+	owner := int(o.Pid)
+	if o.Type == fOwnerPgrp || o.Type == fOwnerSid {
+		// A group or session is in the tree if one of its members is.
+		if c.groupInTree(int(o.Type), owner) {
+			return nil
+		}
+	} else if inTree(owner) {
+		return nil
+	}
+	r := c.refuse(s, support.SigioOwner, s.target)
+	r.Detail = fmt.Sprintf("SIGIO goes to %s %d, outside the dumped tree", ownerWord(o.Type), owner)
+	return r
+}
+
+// F_OWNER_* of linux/fcntl.h.
+const (
+	fOwnerTid  = 0
+	fOwnerPid  = 1
+	fOwnerPgrp = 2
+	fOwnerSid  = 3 // not settable, but the kernel's enum has it
+)
+
+func ownerWord(t int32) string {
+	switch t {
+	case fOwnerTid:
+		return "thread"
+	case fOwnerPgrp:
+		return "process group"
+	}
+	return "process"
+}
+
+func (c *Checker) groupInTree(typ, id int) bool {
+	for _, p := range c.Tasks {
+		st, err := proc.ReadStat(p)
+		if err != nil {
+			continue
+		}
+		if typ == fOwnerPgrp && st.Pgrp == id || typ == fOwnerSid && st.Session == id {
+			return true
+		}
+	}
+	return false
+}
+
+// SO_DOMAIN and SO_PROTOCOL tell a socket's family and protocol.
+const (
+	soDomain   = 39
+	soProtocol = 38
+)
+
+// describeSocket names a socket as ss shows it: "unix stream @name peer
+// fd 7 of task 1234", "TCP 127.0.0.1:41234 -> 127.0.0.1:10000". It also
+// returns its kind and the CRIU option that would checkpoint it ("-" for
+// none).
+func (c *Checker) describeSocket(s *fdState) (string, support.Kind, string) {
+	dup, err := c.dup(s.pid, s.fd)
+	if err != nil {
+		return s.target, support.OtherSockets, ""
+	}
+	defer unix.Close(dup)
+	domain, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soDomain)
+	typ, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE)
+	protocol, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soProtocol)
+	switch domain {
+	case unix.AF_UNIX:
+		d, criu := c.describeUnix(s.st.Ino, typ)
+		return d, support.UnixSockets, criu
+	case unix.AF_INET, unix.AF_INET6:
+		return describeInet(dup, domain, typ, protocol)
+	case unix.AF_NETLINK:
+		return fmt.Sprintf("netlink socket (%s)", netlinkName(protocol)), support.OtherSockets, ""
+	case unix.AF_PACKET:
+		return "packet socket", support.OtherSockets, ""
+	}
+	return fmt.Sprintf("socket of family %d (%s)", domain, s.target), support.OtherSockets, ""
+}
+
+func sockTypeName(typ int) string {
+	switch typ {
+	case unix.SOCK_STREAM:
+		return "stream"
+	case unix.SOCK_DGRAM:
+		return "dgram"
+	case unix.SOCK_SEQPACKET:
+		return "seqpacket"
+	case unix.SOCK_RAW:
+		return "raw"
+	}
+	return "type " + strconv.Itoa(typ)
+}
+
+// describeUnix names a unix socket with its address and the other end.
+func (c *Checker) describeUnix(ino uint64, typ int) (string, string) {
+	if c.unixSks == nil {
+		c.unixSks, _ = proc.UnixSockets()
+	}
+	d := "unix " + sockTypeName(typ)
+	sk := c.unixSks[ino]
+	if sk == nil {
+		return d, ""
+	}
+	if sk.Name != "" {
+		d += " " + sk.Name
+	} else {
+		d += " (unbound)"
+	}
+	if sk.State == tcpListen {
+		return d + " listening", ""
+	}
+	if sk.Peer == 0 {
+		return d, ""
+	}
+	if ref, ok := c.socketFd(sk.Peer); ok {
+		return d + fmt.Sprintf(" peer fd %d of task %d", ref.fd, ref.pid), ""
+	}
+	peer := ""
+	if p := c.unixSks[sk.Peer]; p != nil && p.Name != "" {
+		peer = " " + p.Name
+	}
+	return d + fmt.Sprintf(" peer%s (inode %d) outside the dumped tree", peer, sk.Peer), "--ext-unix-sk"
+}
+
+// socketFd finds the fd of the tree holding socket inode ino.
+func (c *Checker) socketFd(ino uint64) (fdRef, bool) {
+	if c.sockFds == nil {
+		c.sockFds = map[uint64]fdRef{}
+		for _, pid := range c.Tasks {
+			fds, _ := ListFds(pid)
+			for _, fd := range fds {
+				t, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+				if err != nil {
+					continue
+				}
+				if n, ok := strings.CutPrefix(t, "socket:["); ok {
+					if v, err := strconv.ParseUint(strings.TrimSuffix(n, "]"), 10, 64); err == nil {
+						if _, seen := c.sockFds[v]; !seen {
+							c.sockFds[v] = fdRef{pid, fd}
+						}
+					}
+				}
+			}
+		}
+	}
+	r, ok := c.sockFds[ino]
+	return r, ok
+}
+
+// TCP states of include/net/tcp_states.h.
+const (
+	tcpEstablished = 1
+	tcpListen      = 10
+)
+
+var tcpStates = []string{1: "ESTABLISHED", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "CLOSE", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING", "NEW-SYN-RECV"}
+
+// describeInet names an IPv4 or IPv6 socket as ss does.
+func describeInet(fd, domain, typ, protocol int) (string, support.Kind, string) {
+	local, _ := unix.Getsockname(fd)
+	peer, _ := unix.Getpeername(fd)
+	addrs := addrString(local)
+	if p := addrString(peer); p != "" && p != "*:*" {
+		addrs += " -> " + p
+	}
+	switch {
+	case typ == unix.SOCK_STREAM && (protocol == unix.IPPROTO_TCP || protocol == 0):
+		state := 0
+		if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			state = int(ti.State)
+		}
+		switch state {
+		case tcpListen:
+			return "TCP " + addrs + " listening", support.TCPSockets, "-"
+		case tcpEstablished:
+			return "TCP " + addrs, support.TCPSockets, ""
+		}
+		if state > 0 && state < len(tcpStates) {
+			return "TCP " + addrs + " " + tcpStates[state], support.TCPSockets, ""
+		}
+		return "TCP " + addrs, support.TCPSockets, ""
+	case typ == unix.SOCK_DGRAM && (protocol == unix.IPPROTO_UDP || protocol == 0):
+		return "UDP " + addrs, support.UDPSockets, ""
+	case typ == unix.SOCK_DGRAM && (protocol == unix.IPPROTO_ICMP || protocol == unix.IPPROTO_ICMPV6):
+		return "ICMP " + addrs, support.OtherSockets, ""
+	case typ == unix.SOCK_RAW:
+		v := "IPv4"
+		if domain == unix.AF_INET6 {
+			v = "IPv6"
+		}
+		return fmt.Sprintf("raw %s socket (protocol %d)", v, protocol), support.OtherSockets, ""
+	}
+	return fmt.Sprintf("%s socket (protocol %d) %s", sockTypeName(typ), protocol, addrs), support.OtherSockets, ""
+}
+
+// addrString prints an address as ss does: 127.0.0.1:80, [::1]:80; a
+// socket not bound yet is "*:*".
+func addrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		if a.Port == 0 && a.Addr == [4]byte{} {
+			return "*:*"
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		if a.Port == 0 && a.Addr == [16]byte{} {
+			return "*:*"
+		}
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return ""
+}
+
+var netlinkNames = map[int]string{
+	unix.NETLINK_ROUTE: "NETLINK_ROUTE", unix.NETLINK_AUDIT: "NETLINK_AUDIT",
+	unix.NETLINK_KOBJECT_UEVENT: "NETLINK_KOBJECT_UEVENT", unix.NETLINK_GENERIC: "NETLINK_GENERIC",
+	unix.NETLINK_SOCK_DIAG: "NETLINK_SOCK_DIAG", unix.NETLINK_NETFILTER: "NETLINK_NETFILTER",
+	unix.NETLINK_CONNECTOR: "NETLINK_CONNECTOR", unix.NETLINK_XFRM: "NETLINK_XFRM",
+}
+
+func netlinkName(p int) string {
+	if n, ok := netlinkNames[p]; ok {
+		return n
+	}
+	return "protocol " + strconv.Itoa(p)
+}
