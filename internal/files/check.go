@@ -293,12 +293,21 @@ func (c *Checker) checkOwner(s *fdState) error {
 		if c.groupInTree(int(o.Type), owner) {
 			return nil
 		}
-	} else if inTree(owner) {
+	} else if inTree(owner) || o.Type == fOwnerTid && inTree(tgidOf(owner)) {
 		return nil
 	}
 	r := c.refuse(s, support.SigioOwner, s.target)
 	r.Detail = fmt.Sprintf("SIGIO goes to %s %d, outside the dumped tree", ownerWord(o.Type), owner)
 	return r
+}
+
+// tgidOf is the process of thread tid, 0 if it is gone.
+func tgidOf(tid int) int {
+	st, err := proc.ReadStatus(tid)
+	if err != nil {
+		return 0
+	}
+	return st.Tgid
 }
 
 // F_OWNER_* of linux/fcntl.h.

@@ -87,9 +87,11 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 	return f, nil
 }
 
-// openFlags drops flags that would change the file on open.
+// openFlags drops flags that would change the file on open, and O_ASYNC:
+// the task sets that itself (fasync records the fd number that sets it,
+// and SIGIO's si_fd must be the task's, not gockpt's).
 func openFlags(flags uint32) int {
-	return int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY) | unix.O_CLOEXEC
+	return int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY|unix.O_ASYNC) | unix.O_CLOEXEC
 }
 
 func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
@@ -220,7 +222,7 @@ func fillPipe(w int, size uint32, data []byte) error {
 }
 
 func setFlags(f *os.File, flags uint32) error {
-	keep := uint32(unix.O_APPEND | unix.O_NONBLOCK | unix.O_ASYNC | unix.O_DIRECT | unix.O_NOATIME)
+	keep := uint32(unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME) // O_ASYNC: see openFlags
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFL, int(flags&keep)); err != nil {
 		return fmt.Errorf("F_SETFL %#o: %w", flags, err)
 	}
@@ -251,4 +253,23 @@ func (o *Opener) openFifo(fe *pb.FifoEntry) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// Owner returns who gets SIGIO for file entry e (F_SETOWN_EX, F_SETSIG)
+// and its status flags, for the kinds that keep them; nil for others.
+func Owner(e *pb.FileEntry, files map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32) {
+	switch e.GetType() {
+	case pb.FdTypes_REG:
+		return e.GetReg().GetFown(), e.GetReg().GetFlags()
+	case pb.FdTypes_PIPE:
+		return e.GetPipe().GetFown(), e.GetPipe().GetFlags()
+	case pb.FdTypes_FIFO:
+		r := files[e.GetFifo().GetRegfId()].GetReg()
+		return r.GetFown(), r.GetFlags()
+	case pb.FdTypes_EVENTFD:
+		return e.GetEfd().GetFown(), e.GetEfd().GetFlags()
+	case pb.FdTypes_EVENTPOLL:
+		return e.GetEpfd().GetFown(), e.GetEpfd().GetFlags()
+	}
+	return nil, 0
 }

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/files"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -95,6 +96,73 @@ func (rs *restorer) epollTargets(t *Task, r *remote) error {
 				uint64(fd.GetFd()), unix.EPOLL_CTL_ADD, uint64(tfd.GetTfd()), p); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// fcntl commands of linux/fcntl.h not in x/sys/unix for every arch.
+const (
+	fSetSig     = 10
+	fSetOwnEx   = 15
+	oAsyncFlag  = unix.O_ASYNC
+	fSetFlMaskO = unix.O_APPEND | unix.O_NONBLOCK | unix.O_ASYNC | unix.O_DIRECT | unix.O_NOATIME
+)
+
+// restoreOwners gives each open file description its SIGIO owner, signal
+// and O_ASYNC from inside a task holding it, once every task and thread of
+// the tree exists (the owner may be any of them) and after creds (the
+// kernel records who set the owner, for its permission check when it sends
+// SIGIO). Each file description is done once, by its first holder.
+func (rs *restorer) restoreOwners() error {
+	done := map[uint32]bool{}
+	for _, l := range rs.tasks {
+		if l.t.Zombie {
+			continue
+		}
+		r := l.main
+		r.reset()
+		for _, fd := range l.t.Fds {
+			id := fd.GetId()
+			if done[id] {
+				continue
+			}
+			done[id] = true
+			own, flags := files.Owner(rs.plan.Files[id], rs.plan.Files)
+			if err := setOwner(r, uint64(fd.GetFd()), own, flags); err != nil {
+				return fmt.Errorf("task %d fd %d: %w", l.t.Pid, fd.GetFd(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func setOwner(r *remote, fd uint64, own *pb.FownEntry, flags uint32) error {
+	if sig := own.GetSignum(); sig != 0 {
+		if _, err := r.call(fmt.Sprintf("fcntl(F_SETSIG, %d)", sig), unix.SYS_FCNTL, fd, fSetSig, uint64(sig)); err != nil {
+			return err
+		}
+	}
+	if pid := own.GetPid(); pid != 0 {
+		// struct f_owner_ex: type, pid.
+		b := make([]byte, 8)
+		binary.NativeEndian.PutUint32(b, own.GetPidType())
+		binary.NativeEndian.PutUint32(b[4:], pid)
+		a, err := r.put(b)
+		if err != nil {
+			return err
+		}
+		if _, err := r.call(fmt.Sprintf("fcntl(F_SETOWN_EX, type %d, %d)", own.GetPidType(), pid), unix.SYS_FCNTL, fd, fSetOwnEx, a); err != nil {
+			return err
+		}
+	}
+	if flags&oAsyncFlag != 0 {
+		cur, err := r.call("fcntl(F_GETFL)", unix.SYS_FCNTL, fd, unix.F_GETFL)
+		if err != nil {
+			return err
+		}
+		if _, err := r.call("fcntl(F_SETFL, O_ASYNC)", unix.SYS_FCNTL, fd, unix.F_SETFL, cur&fSetFlMaskO|oAsyncFlag); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -12,11 +12,15 @@
 //     full privileges and no seccomp filter.
 //   - pass 2: the SELinux label (before any other thread exists: SELinux lets
 //     only single-threaded tasks change context), the other threads and
-//     their per-thread state, creds, seccomp filters.
+//     their per-thread state, creds.
+//   - then, with every task and thread in place: SIGIO owners and O_ASYNC
+//     (set from inside a task holding the file, so the kernel records its
+//     fd), and last the seccomp filters.
 //
 // Then every thread gets its registers, the stub's pages are unmapped, and
 // all threads are detached together (or left stopped). Any error kills every
-// task restored so far; the images are only read, never written.
+// task restored so far; the images are only read, never written. Before any
+// task is made, the images are checked to agree with each other (check.go).
 package restore
 
 import (

@@ -185,6 +185,18 @@ func (rs *restorer) run() error {
 			return err
 		}
 	}
+	if err := rs.restoreOwners(); err != nil {
+		return err
+	}
+	for _, l := range rs.tasks {
+		if l.t.Zombie {
+			continue
+		}
+		if err := rs.restoreSeccomp(l); err != nil {
+			return err
+		}
+		log.Infof("task %d: %d threads, creds and seccomp restored", l.t.Pid, len(l.threads))
+	}
 	return rs.finish()
 }
 
@@ -367,7 +379,8 @@ func (rs *restorer) makeZombie(l *live) error {
 	return rs.exitTask(r, nr, args...)
 }
 
-// secondPass: label, threads, per-thread state, creds, seccomp.
+// secondPass: label, threads, per-thread state, creds. (SIGIO owners and
+// then seccomp filters come once every task has had its second pass.)
 func (rs *restorer) secondPass(l *live) error {
 	t, r := l.t, l.main
 	r.reset()
@@ -418,10 +431,6 @@ func (rs *restorer) secondPass(l *live) error {
 			return fmt.Errorf("task %d thread %d: creds: %w", t.Pid, te.Tid, err)
 		}
 	}
-	if err := rs.restoreSeccomp(l); err != nil {
-		return err
-	}
-	log.Infof("task %d: %d threads, creds and seccomp restored", t.Pid, len(l.threads))
 	return nil
 }
 
