@@ -332,3 +332,51 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckParents: runs left to the parent must be held there, up the
+// chain; a gap is named.
+func TestCheckParents(t *testing.T) {
+	root := t.TempDir()
+	mk := func(name, parent string, entries ...Entry) *images.Dir {
+		d, err := images.CreateDir(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent != "" {
+			must(t, d.LinkParent(parent))
+		}
+		w, err := Create(d, 7, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			var data []byte
+			if e.Flags&FlagPresent != 0 {
+				data = fill(int(e.NrPages), 1)
+			}
+			must(t, w.Add(e, data))
+		}
+		must(t, w.Close())
+		return d
+	}
+	mk("a", "", Entry{0x10000, 2, FlagPresent}, Entry{0x20000, 1, FlagPresent})
+	mk("b", "../a", Entry{0x10000, 1, FlagParent}, Entry{0x11000, 1, FlagPresent}, Entry{0x20000, 1, FlagParent})
+	c := mk("c", "../b", Entry{0x10000, 2, FlagParent}, Entry{0x20000, 1, FlagParent})
+	r, err := Open(c, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r.CheckParents())
+	r.Close()
+
+	d := mk("d", "../b", Entry{0x10000, 3, FlagParent})
+	r, err = Open(d, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	want := d.Join("pagemap-7.img") + ": pages 0x10000-0x13000 are listed as in the parent images, but " + filepath.Join(root, "b", "pagemap-7.img") + " does not hold page 0x12000"
+	if err := r.CheckParents(); err == nil || err.Error() != want {
+		t.Errorf("gap in the parent: %v\nwant %s", err, want)
+	}
+}
