@@ -3,7 +3,6 @@ package dump
 import (
 	"fmt"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -243,9 +242,6 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 	if err := unix.Stat(exe, &est); err != nil {
 		return nil, fmt.Errorf("task %d: exe %s: %w", t.Pid, exePath, err)
 	}
-	if strings.HasSuffix(exePath, " (deleted)") {
-		return nil, fmt.Errorf("task %d: its executable %s was deleted: restore needs the file; put it back before dumping", t.Pid, exePath)
-	}
 	mm := &pb.MmEntry{
 		MmStartCode: proto.Uint64(st.StartCode), MmEndCode: proto.Uint64(st.EndCode),
 		MmStartData: proto.Uint64(st.StartData), MmEndData: proto.Uint64(st.EndData),
@@ -355,9 +351,6 @@ func (d *dumper) fs(t *ptrace.Task, status *proc.Status) (*pb.FsEntry, error) {
 		p, err := os.Readlink(link)
 		if err != nil {
 			return 0, fmt.Errorf("task %d: %s: %w", t.Pid, what, err)
-		}
-		if strings.HasSuffix(p, " (deleted)") {
-			return 0, fmt.Errorf("task %d: its %s %s was removed: restore cannot enter it; recreate it or chdir elsewhere before dumping", t.Pid, what, p)
 		}
 		var st unix.Stat_t
 		if err := unix.Stat(link, &st); err != nil {

@@ -81,8 +81,20 @@ func taskRefusals(c *files.Checker, pid int, st *proc.Stat) error {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
 			Object: fmt.Sprintf("controlling terminal %s", ttyName(int(st.TTYNr)))}
 	}
+	for _, what := range []string{"exe", "cwd", "root"} {
+		p, err := os.Readlink(fmt.Sprintf("/proc/%d/%s", pid, what))
+		if err != nil {
+			return fmt.Errorf("task %d: %s: %w", pid, what, err)
+		}
+		if strings.HasSuffix(p, " (deleted)") {
+			return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.DeletedPaths,
+				Object: fmt.Sprintf("its %s %s", pathWords[what], p)}
+		}
+	}
 	return nil
 }
+
+var pathWords = map[string]string{"exe": "executable", "cwd": "working directory", "root": "root directory"}
 
 // ttyName names a terminal by its device number as ps does: pts/3, tty1.
 func ttyName(nr int) string {

@@ -250,3 +250,42 @@ func TestRefusalsOfTasks(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedDeletedPaths: a deleted executable or working directory is
+// refused before the tree is touched.
+func TestRefusedDeletedPaths(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "sleeper")
+	b, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := testproc.Start(t, exe, "1000")
+	time.Sleep(50 * time.Millisecond)
+	os.Remove(exe)
+	cwd := filepath.Join(dir, "cwd")
+	os.Mkdir(cwd, 0o700)
+	cmd := testproc.Command("sleep", "1000")
+	cmd.Dir = cwd
+	q := testproc.StartCmd(t, cmd)
+	time.Sleep(50 * time.Millisecond)
+	os.Remove(cwd)
+	for _, c := range []struct {
+		pid  int
+		want string
+	}{
+		{p.Pid, fmt.Sprintf("task %d (sleeper): its executable %s (deleted): gockpt does not dump deleted executables and working directories; put the file or directory back where it was before dumping (restore needs it)", p.Pid, exe)},
+		{q.Pid, fmt.Sprintf("task %d (sleep): its working directory %s (deleted): gockpt does not dump deleted executables and working directories; put the file or directory back where it was before dumping (restore needs it)", q.Pid, cwd)},
+	} {
+		img := filepath.Join(t.TempDir(), "img")
+		if _, err := Run(Options{Pid: c.pid, ImagesDir: img, LeaveRunning: true}); err == nil || err.Error() != c.want {
+			t.Errorf("error\n %v\nwant\n %s", err, c.want)
+		}
+		if !testproc.Alive(c.pid) {
+			t.Errorf("task %d died after a refused dump", c.pid)
+		}
+	}
+}

@@ -55,6 +55,7 @@ const (
 	Uprobes        Kind = "uprobes"
 	SigioOwner     Kind = "sigio-owner-outside"
 	SpecialMaps    Kind = "special-mappings"
+	DeletedPaths   Kind = "deleted-exe-cwd"
 )
 
 // Object is one kind of object and what gockpt does with it.
@@ -104,6 +105,7 @@ var Objects = []Object{
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
 	{DeletedMaps, "mappings of deleted files", false, "keep the mapped file in place until the dump is done", ""},
 	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
+	{DeletedPaths, "deleted executables and working directories", false, "put the file or directory back where it was before dumping (restore needs it)", ""},
 	{SpecialMaps, "sealed, shadow-stack and droppable mappings", false, "run the program without mseal, user shadow stacks or MAP_DROPPABLE", ""},
 	{Signalfd, "signalfd", false, "close it before dumping", ""},
 	{Timerfd, "timerfd", false, "close it before dumping", ""},
