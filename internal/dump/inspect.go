@@ -1,7 +1,6 @@
 package dump
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/support"
 )
@@ -22,24 +22,24 @@ import (
 // running as it was, but this pass makes the common case cost nothing.
 // memoryOnly is a pre-dump's check: it saves memory alone, and as with
 // CRIU the options that allow other objects are given to the final dump.
+//
+// Only refusals come out of it: the tree runs while it is looked at, so a
+// task that exits or execs under the look makes /proc answer in ways that
+// mean nothing (a mapped file gone, an fd closed); the frozen pass sees the
+// tree still, and fails on whatever is real.
 func inspect(c *files.Checker, memoryOnly bool) error {
 	for _, pid := range c.Tasks {
 		if err := inspectTask(c, pid, memoryOnly); err != nil {
-			if errors.Is(err, os.ErrNotExist) && !alive(pid) {
-				continue // it exited meanwhile: nothing to keep
+			if files.IsRefusal(err) {
+				return err
 			}
-			return err
+			log.Debugf("inspection of task %d before the freeze: %v (the frozen pass looks again)", pid, err)
 		}
 	}
 	if memoryOnly {
 		return nil
 	}
 	return checkLocks(c)
-}
-
-func alive(pid int) bool {
-	st, err := proc.ReadStat(pid)
-	return err == nil && st.State != 'Z' && st.State != 'X'
 }
 
 // inspectTask checks one task of the tree; zombies hold nothing.

@@ -83,6 +83,28 @@ func (c *Checker) Comm(pid int) string {
 	return s
 }
 
+// GhostLimitError refuses a deleted file too big to save.
+type GhostLimitError struct {
+	Pid         int
+	Comm        string
+	Fd          int
+	Name        string
+	Size, Limit int64
+}
+
+func (e *GhostLimitError) Error() string {
+	return fmt.Sprintf("task %d (%s) fd %d: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
+		e.Pid, e.Comm, e.Fd, e.Name, e.Size, e.Limit, e.Size)
+}
+
+// IsRefusal tells a refusal (the tree holds something dump will not keep)
+// from other errors.
+func IsRefusal(err error) bool {
+	var r *support.Refusal
+	var g *GhostLimitError
+	return errors.As(err, &r) || errors.As(err, &g)
+}
+
 // fdState is what /proc tells of one fd.
 type fdState struct {
 	pid, fd int
@@ -157,8 +179,7 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, error) {
 	}
 	name, deleted := strings.CutSuffix(s.target, " (deleted)")
 	if typ == pb.FdTypes_REG && deleted && s.st.Nlink == 0 && s.st.Mode&unix.S_IFMT == unix.S_IFREG && s.st.Size > c.GhostLimit {
-		return 0, fmt.Errorf("task %d (%s) fd %d: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
-			s.pid, c.Comm(s.pid), s.fd, name, s.st.Size, c.GhostLimit, s.st.Size)
+		return 0, &GhostLimitError{Pid: s.pid, Comm: c.Comm(s.pid), Fd: s.fd, Name: name, Size: s.st.Size, Limit: c.GhostLimit}
 	}
 	if err := c.checkOwner(s); err != nil {
 		return 0, err
