@@ -91,7 +91,7 @@ func openImage(path string) (*images.Reader, error) {
 func writeOutput(path string, fill func(io.Writer) error) error {
 	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("output file (-o): %w", err)
 	}
 	if err := fill(out); err != nil {
 		out.Close()

@@ -134,6 +134,7 @@ func TestImageErrors(t *testing.T) {
 		{[]string{"image", "decode", "-i", junk, "-o", filepath.Join(tmp, "junk.json")}, "Error: " + junk + ": at byte 0: unknown image magic 0x20746f6e: not a CRIU image, or one newer than gockpt knows\n"},
 		{[]string{"image", "encode", "-i", badJSON}, "Error: required flag(s) \"output\" not set\nRun 'gockpt image encode --help' for usage.\n"},
 		{[]string{"image", "encode", "-i", badJSON, "-o", filepath.Join(tmp, "fs.img")}, "Error: " + badJSON + ": entry 0: fs_entry has no field \"root\"\n"},
+		{[]string{"image", "encode", "-i", badJSON, "-o", filepath.Join(missing, "fs.img")}, "Error: output file (-o): open " + filepath.Join(missing, "fs.img") + ": no such file or directory\n"},
 		{[]string{"image", "show", missing}, "Error: images directory " + missing + " does not exist: check -D\n"},
 		{[]string{"image", "ls"}, "Error: accepts 1 arg(s), received 0\nRun 'gockpt image ls --help' for usage.\n"},
 		{[]string{"image", "shwo", tmp}, "Error: unknown command \"shwo\" for \"gockpt image\"\n\nDid you mean this?\n\tshow\n\nRun 'gockpt image --help' for usage.\n"},
