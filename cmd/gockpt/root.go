@@ -124,9 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if isUsageError(err) {
 		// Nothing ran and no log was opened: say what was wrong and where
-		// the usage is, as cobra does for an unknown command.
-		// A message with suggestions ends with a newline, as cobra's own:
-		// a blank line then sets them apart from the pointer to the help.
+		// the usage is, as cobra does for an unknown command. A message
+		// with suggestions ends with a newline, as cobra's own, so a blank
+		// line sets them apart from the pointer to the help.
 		fmt.Fprintf(stderr, "Error: %s\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
 		return 1
 	}
