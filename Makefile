@@ -8,7 +8,14 @@ STATICCHECK_VERSION := v0.8.2
 
 all: gockpt
 
+# The first build downloads the Go modules and compiles every package, which
+# takes a while in silence: say so.
 gockpt:
+	@if ! GOPROXY=off $(GO) list -deps ./cmd/gockpt >/dev/null 2>&1; then \
+		echo "First build: downloading Go modules, then building bin/gockpt (a minute or two)"; \
+	elif [ ! -e bin/gockpt ]; then \
+		echo "Building bin/gockpt (a first build compiles every package: it can take a minute)"; \
+	fi
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gockpt ./cmd/gockpt
 
 # Unit tests and end-to-end tests with real processes, then the zdtm suite
@@ -46,7 +53,8 @@ vm-selinux:
 vm-softdirty:
 	./test/vm/softdirty.sh
 
-# The main job on a demo process: start it, checkpoint it, show the images.
+# The main job on a demo process: start it, checkpoint it, show the images
+# (kept in bin/demo/images), restore it.
 demo: gockpt
 	./scripts/demo.sh
 

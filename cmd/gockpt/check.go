@@ -11,6 +11,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/config"
 	"github.com/gockpt/gockpt/internal/kerndat"
+	"github.com/gockpt/gockpt/internal/support"
 )
 
 func init() { subcommands = append(subcommands, newCheckCmd) }
@@ -22,7 +23,8 @@ func newCheckCmd(opts *config.Options) *cobra.Command {
 		Long: `Probe the kernel features gockpt uses by really exercising them on helper
 processes, memory and sockets of its own.
 
-Without flags, check shows the features dump and restore need and ends with
+Without flags, check shows the features dump and restore need, then what
+gockpt dumps and what it refuses (with what to do instead), and ends with
 "Looks good." (exit 0) or what is missing (exit 1). --all adds the optional
 features: dirty tracking, userfaultfd, TCP repair, socket diag, SELinux, ...
 --feature NAME probes one feature: exit 0 if supported, 1 if not, 2 for an
@@ -42,8 +44,40 @@ unknown name. Feature names: ` + strings.Join(kerndat.Names(), ", ") + ".",
 
 // checkJSON is the --json output.
 type checkJSON struct {
-	Features map[string]kerndat.Result `json:"features"`
-	Verdict  *verdictJSON              `json:"verdict,omitempty"`
+	Features map[string]featureJSON `json:"features"`
+	// Objects is what gockpt dumps and refuses, whatever the kernel has.
+	Objects []support.Object `json:"objects,omitempty"`
+	Verdict *verdictJSON     `json:"verdict,omitempty"`
+}
+
+// featureJSON is a probe's result, with a note when gockpt has no use for
+// the feature.
+type featureJSON struct {
+	kerndat.Result
+	Note string `json:"note,omitempty"`
+}
+
+func newFeatureJSON(r kerndat.Result) featureJSON {
+	return featureJSON{Result: r, Note: refusedNote(r.Name)}
+}
+
+// refusedNote says, for a feature that exists only for kinds of objects
+// gockpt refuses, that gockpt does not dump them; "" otherwise.
+func refusedNote(name string) string {
+	f, _ := kerndat.Lookup(name)
+	objs := f.Refused()
+	if len(objs) == 0 {
+		return ""
+	}
+	labels := make([]string, len(objs))
+	for i, o := range objs {
+		labels[i] = o.Label
+	}
+	list := labels[0]
+	if n := len(labels); n > 1 {
+		list = strings.Join(labels[:n-1], ", ") + " or " + labels[n-1]
+	}
+	return "gockpt does not dump " + list
 }
 
 type verdictJSON struct {
@@ -68,12 +102,13 @@ func runCheck(opts *config.Options, stdout, stderr io.Writer) error {
 	ok, missing := kerndat.Verdict(rs)
 	msg := verdictMessage(ok, missing)
 	if opts.CheckJSON {
-		out := checkJSON{Features: map[string]kerndat.Result{}, Verdict: &verdictJSON{OK: ok, Missing: missing, Message: msg}}
+		out := checkJSON{Features: map[string]featureJSON{}, Objects: support.Objects,
+			Verdict: &verdictJSON{OK: ok, Missing: missing, Message: msg}}
 		if out.Verdict.Missing == nil {
 			out.Verdict.Missing = []string{}
 		}
 		for _, r := range rs {
-			out.Features[r.Name] = r
+			out.Features[r.Name] = newFeatureJSON(r)
 		}
 		if err := writeJSON(stdout, out); err != nil {
 			return err
@@ -82,6 +117,7 @@ func runCheck(opts *config.Options, stdout, stderr io.Writer) error {
 		for _, r := range rs {
 			fmt.Fprintln(stdout, checkLine(r, opts.Verbosity > config.DefaultVerbosity))
 		}
+		writeObjects(stdout)
 		fmt.Fprintln(stdout, msg)
 	}
 	if !ok {
@@ -109,7 +145,7 @@ func checkOne(opts *config.Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	if opts.CheckJSON {
-		if err := writeJSON(stdout, checkJSON{Features: map[string]kerndat.Result{r.Name: r}}); err != nil {
+		if err := writeJSON(stdout, checkJSON{Features: map[string]featureJSON{r.Name: newFeatureJSON(r)}}); err != nil {
 			return err
 		}
 	} else {
@@ -128,20 +164,49 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // checkLine is one human line: "soft-dirty: no (why; what gives it)". A
-// working feature shows its summary, or everything with verbose set.
+// working feature shows its summary, or everything with verbose set. A
+// feature only refused objects need says so: "TCP repair: yes (the kernel
+// has it; gockpt does not dump TCP sockets)".
 func checkLine(r kerndat.Result, verbose bool) string {
 	f, _ := kerndat.Lookup(r.Name)
-	line := f.Label + ": " + r.Status()
+	var parts []string
 	switch {
 	case !r.Supported && r.State != "":
 		// An observation ("not active"), not a missing feature.
-		line += " (" + r.Detail + ")"
+		parts = append(parts, r.Detail)
 	case !r.Supported && r.Detail != "":
-		line += " (" + r.Detail + "; requires " + r.Requires + ")"
+		parts = append(parts, r.Detail, "requires "+r.Requires)
 	case verbose && r.Detail != "":
-		line += " (" + r.Detail + ")"
+		parts = append(parts, r.Detail)
 	case r.Summary != "":
-		line += " (" + r.Summary + ")"
+		parts = append(parts, r.Summary)
+	case refusedNote(r.Name) != "":
+		parts = append(parts, "the kernel has it")
+	}
+	if note := refusedNote(r.Name); note != "" {
+		parts = append(parts, note)
+	}
+	line := f.Label + ": " + r.Status()
+	if len(parts) > 0 {
+		line += " (" + strings.Join(parts, "; ") + ")"
 	}
 	return line
+}
+
+// writeObjects prints what gockpt dumps, then what it refuses and what to
+// do instead, each set apart by a blank line.
+func writeObjects(w io.Writer) {
+	for _, dumped := range []bool{true, false} {
+		if dumped {
+			fmt.Fprintln(w, "\ngockpt dumps:")
+		} else {
+			fmt.Fprintln(w, "\ngockpt refuses (and what to do):")
+		}
+		for _, o := range support.Objects {
+			if o.Dumped == dumped {
+				fmt.Fprintf(w, "  %s: %s\n", o.Label, o.Detail)
+			}
+		}
+	}
+	fmt.Fprintln(w)
 }

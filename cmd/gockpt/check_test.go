@@ -5,13 +5,16 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/gockpt/gockpt/internal/kerndat"
+	"github.com/gockpt/gockpt/internal/support"
 )
 
 // runCheck runs `gockpt check ARGS` and returns stdout, stderr and the exit
@@ -65,15 +68,50 @@ func labels(names []string) map[string]bool {
 	return out
 }
 
+// objectsText is the part of check's text output between the features and
+// the verdict: what gockpt dumps, then what it refuses and what to do.
+func objectsText() string {
+	var b strings.Builder
+	b.WriteString("\ngockpt dumps:\n")
+	for _, o := range support.Objects {
+		if o.Dumped {
+			fmt.Fprintf(&b, "  %s: %s\n", o.Label, o.Detail)
+		}
+	}
+	b.WriteString("\ngockpt refuses (and what to do):\n")
+	for _, o := range support.Objects {
+		if !o.Dumped {
+			fmt.Fprintf(&b, "  %s: %s\n", o.Label, o.Detail)
+		}
+	}
+	return b.String() + "\n"
+}
+
+// splitCheck cuts check's text output into its feature lines, the objects
+// part and the verdict.
+func splitCheck(t *testing.T, out string) (features []string, objects, verdict string) {
+	t.Helper()
+	i := strings.Index(out, "\ngockpt dumps:\n")
+	if i < 0 {
+		t.Fatalf("no \"gockpt dumps:\" section after the features:\n%s", out)
+	}
+	rest := out[i+1:]
+	j := strings.LastIndex(strings.TrimSuffix(rest, "\n"), "\n")
+	if j < 0 {
+		t.Fatalf("no verdict after the objects:\n%s", out)
+	}
+	return strings.Split(strings.TrimSuffix(out[:i], "\n"), "\n"), "\n" + rest[:j+1], strings.TrimSuffix(rest[j+1:], "\n")
+}
+
 func TestCheckDefault(t *testing.T) {
 	out, stderr, code := runCheckCmd(t)
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	lines, objects, verdict := splitCheck(t, out)
 	want := kerndat.DefaultNames()
-	if len(lines) != len(want)+1 {
-		t.Fatalf("%d lines, want %d features and a verdict:\n%s", len(lines), len(want), out)
+	if len(lines) != len(want) {
+		t.Fatalf("%d feature lines, want %d:\n%s", len(lines), len(want), out)
 	}
 	defaults := labels(want)
-	for i, l := range lines[:len(want)] {
+	for i, l := range lines {
 		f, _ := kerndat.Lookup(want[i])
 		if !strings.HasPrefix(l, f.Label+": yes") && !strings.HasPrefix(l, f.Label+": no (") {
 			t.Errorf("line %d is %q, want %q: yes|no (...)", i, l, f.Label)
@@ -84,7 +122,9 @@ func TestCheckDefault(t *testing.T) {
 			t.Errorf("optional feature %s shown without --all", f.Name)
 		}
 	}
-	verdict := lines[len(lines)-1]
+	if objects != objectsText() {
+		t.Errorf("objects part:\n%s\nwant:\n%s", objects, objectsText())
+	}
 	switch code {
 	case 0:
 		if verdict != "Looks good." {
@@ -106,13 +146,45 @@ func TestCheckDefault(t *testing.T) {
 	}
 }
 
+// TestCheckObjects pins the words of the objects part, whatever the
+// support table holds: its headings, one line per kind, and a line for a
+// kind that stays refused.
+func TestCheckObjects(t *testing.T) {
+	got := objectsText()
+	for _, want := range []string{
+		"\ngockpt dumps:\n  processes and threads: ",
+		"\n  pipes: ",
+		"\n\ngockpt refuses (and what to do):\n  ",
+		"\n  TCP sockets: close the socket before dumping",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("objects part lacks %q:\n%s", want, got)
+		}
+	}
+	if n, want := strings.Count(got, "\n  "), len(support.Objects); n != want {
+		t.Errorf("%d object lines, want one per kind, %d", n, want)
+	}
+}
+
 // TestCheckAllAcceptance pins the lines the issue asks for on this kind of
 // machine, each where the machine is known to be that kind.
 func TestCheckAllAcceptance(t *testing.T) {
 	out, _, code := runCheckCmd(t, "--all")
 	t.Logf("exit %d:\n%s", code, out)
-	if got, want := strings.Count(out, "\n"), len(kerndat.Names())+1; got != want {
-		t.Errorf("--all printed %d lines, want %d", got, want)
+	lines, objects, _ := splitCheck(t, out)
+	if got, want := len(lines), len(kerndat.Names()); got != want {
+		t.Errorf("--all printed %d feature lines, want %d", got, want)
+	}
+	if objects != objectsText() {
+		t.Errorf("--all objects part:\n%s\nwant:\n%s", objects, objectsText())
+	}
+	// The kernel has TCP repair here (root, Linux 3.5+), which gockpt does
+	// not use: the line must say so.
+	if os.Geteuid() == 0 && !strings.Contains(out, "\nTCP repair: yes (the kernel has it; gockpt does not dump TCP sockets)\n") {
+		t.Error("want `TCP repair: yes (the kernel has it; gockpt does not dump TCP sockets)`")
+	}
+	if strings.Contains(out, "\nsocket diag: yes") && !strings.Contains(out, "\nsocket diag: yes (the kernel has it; gockpt does not dump unix sockets, TCP sockets or UDP sockets)\n") {
+		t.Error("want `socket diag: yes (the kernel has it; gockpt does not dump unix sockets, TCP sockets or UDP sockets)`")
 	}
 	if off, ok := kernelConfigSays(t, "# CONFIG_MEM_SOFT_DIRTY is not set"); !ok {
 		t.Log("no kernel config: soft-dirty line not checked")
@@ -139,6 +211,7 @@ func TestCheckJSON(t *testing.T) {
 	out, _, code := runCheckCmd(t, "--all", "--json")
 	var got struct {
 		Features map[string]map[string]any `json:"features"`
+		Objects  []support.Object          `json:"objects"`
 		Verdict  struct {
 			OK      bool     `json:"ok"`
 			Missing []string `json:"missing"`
@@ -169,6 +242,18 @@ func TestCheckJSON(t *testing.T) {
 			if s, _ := f[k].(string); s == "" {
 				t.Errorf("%s: empty %s", n, k)
 			}
+		}
+	}
+	if !reflect.DeepEqual(got.Objects, support.Objects) {
+		t.Errorf("objects in JSON:\n%+v\nwant support.Objects:\n%+v", got.Objects, support.Objects)
+	}
+	for name, want := range map[string]string{
+		"tcp_repair": "gockpt does not dump TCP sockets",
+		"sock_diag":  "gockpt does not dump unix sockets, TCP sockets or UDP sockets",
+		"memfd":      "",
+	} {
+		if note, _ := got.Features[name]["note"].(string); note != want {
+			t.Errorf("%s: note %q, want %q", name, note, want)
 		}
 	}
 	if got.Verdict.OK != (code == 0) || got.Verdict.Missing == nil {
@@ -229,6 +314,10 @@ func TestCheckLine(t *testing.T) {
 		{kerndat.Result{Name: "soft_dirty", Detail: "why", Requires: "CONFIG_X"}, false, "soft-dirty: no (why; requires CONFIG_X)"},
 		{kerndat.Result{Name: "selinux", State: "not active", Detail: "why", Requires: "r"}, false, "SELinux: not active (why)"},
 		{kerndat.Result{Name: "mem_dirty_track", Supported: true, Summary: "uffd-wp", Detail: "d"}, false, "dirty memory tracking: yes (uffd-wp)"},
+		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, false, "TCP repair: yes (the kernel has it; gockpt does not dump TCP sockets)"},
+		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, true, "TCP repair: yes (d; gockpt does not dump TCP sockets)"},
+		{kerndat.Result{Name: "tcp_repair", Detail: "why", Requires: "CAP_NET_ADMIN"}, false, "TCP repair: no (why; requires CAP_NET_ADMIN; gockpt does not dump TCP sockets)"},
+		{kerndat.Result{Name: "sock_diag", Supported: true, Detail: "d"}, false, "socket diag: yes (the kernel has it; gockpt does not dump unix sockets, TCP sockets or UDP sockets)"},
 	} {
 		if got := checkLine(c.r, c.verbose); got != c.want {
 			t.Errorf("checkLine(%+v, %v) = %q, want %q", c.r, c.verbose, got, c.want)

@@ -24,10 +24,16 @@ the tree is killed after a successful dump, as CRIU does; a failed dump leaves
 it running as it was.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{logNameAnnotation: "dump.log", createsImagesAnnotation: "yes"},
-		RunE: func(cmd *cobra.Command, args []string) error {
+		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if opts.LeaveRunning && opts.LeaveStopped {
-				return fmt.Errorf("--leave-running and --leave-stopped exclude each other: choose one")
+				return usagef("--leave-running and --leave-stopped exclude each other: choose one")
 			}
+			if opts.GhostLimit < 0 {
+				return usagef("--ghost-limit %d is negative: give the largest deleted file to save, in bytes (0 saves none)", opts.GhostLimit)
+			}
+			return checkDumpValues(opts)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			backend, err := dump.ParseBackend(opts.TrackMemBackend)
 			if err != nil {
 				return err
@@ -70,6 +76,27 @@ it running as it was.`,
 	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd
+}
+
+// pidMaxLimit is the kernel's PID_MAX_LIMIT on 64-bit machines: no
+// pid_max setting allows a PID as large.
+const pidMaxLimit = 1 << 22
+
+// checkDumpValues checks the values dump and pre-dump share.
+func checkDumpValues(opts *config.Options) error {
+	if opts.Pid <= 0 {
+		return usagef("-t/--tree %d is not a process ID: give the PID of the root of the tree", opts.Pid)
+	}
+	if opts.Pid >= pidMaxLimit {
+		return usagef("-t/--tree %d is not a process ID: PIDs are below %d", opts.Pid, pidMaxLimit)
+	}
+	if opts.Timeout < 0 {
+		return usagef("--timeout %d is negative: give seconds, or 0 for no limit", opts.Timeout)
+	}
+	if _, err := dump.ParseBackend(opts.TrackMemBackend); err != nil {
+		return usagef("--track-mem-backend: %v", err)
+	}
+	return nil
 }
 
 // addTrackFlags registers the options of incremental dumps.

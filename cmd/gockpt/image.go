@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gockpt/gockpt/internal/config"
 	"github.com/gockpt/gockpt/internal/images"
@@ -18,15 +22,36 @@ func newImageCmd(opts *config.Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
 		Short: "Decode, encode and inspect image files (CRIU's crit)",
-		Args:  cobra.NoArgs,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  runGroup,
 	}
-	cmd.AddCommand(newImageDecodeCmd(opts), newImageEncodeCmd(opts), newImageShowCmd(), newImageLsCmd())
+	cmd.AddCommand(newImageDecodeCmd(opts), newImageEncodeCmd(opts), newImageShowCmd(), newImageLsCmd(), newImageExploreCmd())
 	return cmd
+}
+
+// critSpelling makes decode and encode take crit's options: -i/--in and
+// -o/--out. -o is --output here, not the global --log-file: the command
+// declares its own --log-file (without -o), which hides the global one.
+func critSpelling(cmd *cobra.Command, opts *config.Options, inUsage, outUsage string) {
+	f := cmd.Flags()
+	f.StringVarP(&opts.Input, "input", "i", "", inUsage)
+	f.StringVarP(&opts.Output, "output", "o", "", outUsage)
+	f.StringVar(&opts.LogFile, "log-file", "", "log file name, relative to the work directory (-o is --output for this command)")
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		switch name {
+		case "in":
+			name = "input"
+		case "out":
+			name = "output"
+		}
+		return pflag.NormalizedName(name)
+	})
+	_ = cmd.MarkFlagRequired("input")
 }
 
 func newImageDecodeCmd(opts *config.Options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:          "decode -i FILE [--pretty]",
+		Use:          "decode -i FILE [-o JSON] [--pretty]",
 		Short:        "Print an image file as JSON",
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
@@ -36,12 +61,14 @@ func newImageDecodeCmd(opts *config.Options) *cobra.Command {
 				return err
 			}
 			defer r.Close()
-			return images.DecodeJSON(r, cmd.OutOrStdout(), opts.Pretty)
+			if opts.Output == "" {
+				return images.DecodeJSON(r, cmd.OutOrStdout(), opts.Pretty)
+			}
+			return writeOutput(opts.Output, func(w io.Writer) error { return images.DecodeJSON(r, w, opts.Pretty) })
 		},
 	}
-	cmd.Flags().StringVarP(&opts.Input, "input", "i", "", "image file to decode")
+	critSpelling(cmd, opts, "image file to decode", "write the JSON to this file (0600) instead of standard output")
 	cmd.Flags().BoolVar(&opts.Pretty, "pretty", false, "indent, and print addresses in hex and flags by name, as crit --pretty does")
-	_ = cmd.MarkFlagRequired("input")
 	return cmd
 }
 
@@ -58,9 +85,25 @@ func openImage(path string) (*images.Reader, error) {
 	return r, nil
 }
 
+// writeOutput creates path with mode 0600 (images, and their JSON, hold
+// process memory and paths), fills it with fill, and removes it again if
+// fill fails: no half-written file is left behind.
+func writeOutput(path string, fill func(io.Writer) error) error {
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("output file (-o): %w", err)
+	}
+	if err := fill(out); err != nil {
+		out.Close()
+		os.Remove(path)
+		return err
+	}
+	return out.Close()
+}
+
 func newImageEncodeCmd(opts *config.Options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:          "encode -i JSON --output FILE",
+		Use:          "encode -i JSON -o FILE",
 		Short:        "Turn the JSON form of an image back into the image file",
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
@@ -70,22 +113,10 @@ func newImageEncodeCmd(opts *config.Options) *cobra.Command {
 				return err
 			}
 			defer in.Close()
-			// Images hold process memory: 0600, like the dump wrote them.
-			out, err := os.OpenFile(opts.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return err
-			}
-			if err := images.EncodeJSON(in, out, opts.Input); err != nil {
-				out.Close()
-				os.Remove(opts.Output)
-				return err
-			}
-			return out.Close()
+			return writeOutput(opts.Output, func(w io.Writer) error { return images.EncodeJSON(in, w, opts.Input) })
 		},
 	}
-	cmd.Flags().StringVarP(&opts.Input, "input", "i", "", "JSON file, as printed by decode")
-	cmd.Flags().StringVar(&opts.Output, "output", "", "image file to write")
-	_ = cmd.MarkFlagRequired("input")
+	critSpelling(cmd, opts, "JSON file, as printed by decode", "image file to write (0600)")
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
@@ -129,6 +160,40 @@ func newImageLsCmd() *cobra.Command {
 				return fmt.Errorf("%s holds no files: check the path", args[0])
 			}
 			return images.WriteList(cmd.OutOrStdout(), files)
+		},
+	}
+}
+
+func newImageExploreCmd() *cobra.Command {
+	views := strings.Join(images.ExploreViews, "|")
+	return &cobra.Command{
+		Use:   "x DIR " + views,
+		Short: "Show the process tree, fds, memory mappings or dumped pages of an images directory, as crit x does",
+		Long: `Show one view of an images directory, laid out as CRIU's crit x shows it:
+
+  ps    the process tree: PID, PGID, SID and command
+  fds   each task's open files by fd number, then its cwd and root
+  mems  each task's executable and memory mappings, with protection and file
+  rss   each task's dumped pages (address / pages) beside their mapping
+
+It reads gockpt's images and CRIU's alike.`,
+		ValidArgs:    images.ExploreViews,
+		SilenceUsage: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("x takes an images directory and a view, got %d argument(s): gockpt image x DIR %s", len(args), views)
+			}
+			if !slices.Contains(images.ExploreViews, args[1]) {
+				return fmt.Errorf("unknown view %q: use one of %s", args[1], strings.Join(images.ExploreViews, ", "))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := images.OpenDir(args[0])
+			if err != nil {
+				return err
+			}
+			return images.Explore(d, args[1], cmd.OutOrStdout())
 		},
 	}
 }

@@ -107,7 +107,7 @@ func waitGone(t *testing.T, pidfd, pid int) {
 func TestKeeperCmdNeedsAddr(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{keeperCmd, "--no-default-config"}, &stdout, &stderr)
-	if want := "Error: required flag(s) \"addr\" not set\n"; code != 1 || stderr.String() != want {
+	if want := "Error: required flag(s) \"addr\" not set\nRun 'gockpt mem-keeper --help' for usage.\n"; code != 1 || stderr.String() != want {
 		t.Errorf("mem-keeper without --addr: status %d, stderr %q; want 1, %q", code, stderr.String(), want)
 	}
 }

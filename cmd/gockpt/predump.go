@@ -29,6 +29,9 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
   gockpt restore  -D final`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{logNameAnnotation: "pre-dump.log", createsImagesAnnotation: "yes"},
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			return checkDumpValues(opts)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			backend, err := dump.ParseBackend(opts.TrackMemBackend)
 			if err != nil {

@@ -219,21 +219,17 @@ func summarizeTask(d *Dir, t *TaskSummary, files map[uint32]*pb.FileEntry) error
 	return countPages(d, t)
 }
 
+// summarizeFDs lists the task's fds in numeric order, whatever order the
+// image holds them in.
 func summarizeFDs(d *Dir, t *TaskSummary, filesID uint32, files map[uint32]*pb.FileEntry) error {
-	r, err := d.Open(FdinfoFile(filesID))
+	fds, err := readFdinfo(d, filesID)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	for {
-		var fe pb.FdinfoEntry
-		if _, err := r.ReadEntry(&fe); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
+	for _, fe := range fds {
 		t.FDs = append(t.FDs, FDSummary{FD: fe.GetFd(), Kind: fe.GetType().String(), Desc: describeFile(files[fe.GetId()])})
 	}
+	return nil
 }
 
 func describeFile(f *pb.FileEntry) string {

@@ -42,6 +42,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/gockpt/gockpt/internal/support"
 )
 
 // Class says who needs a feature.
@@ -112,6 +114,10 @@ type Feature struct {
 	Class Class
 	// Requires says what provides the feature; copied into Results.
 	Requires string
+	// For, when set, names the only kinds of objects that need the
+	// feature. When gockpt refuses all of them, gockpt check says the
+	// feature is of no use to it.
+	For []support.Kind
 	// pidAlloc marks probes that aim at particular PIDs: they run alone.
 	pidAlloc bool
 	probe    func() Result
@@ -174,9 +180,11 @@ var features = []*Feature{
 		probe:    probeMemDirtyTrack},
 	{Name: "tcp_repair", Label: "TCP repair", Class: Optional,
 		Requires: "Linux 3.5+; CAP_NET_ADMIN in the socket's network namespace",
+		For:      []support.Kind{support.TCPSockets},
 		probe:    probeTCPRepair},
 	{Name: "sock_diag", Label: "socket diag", Class: Optional,
 		Requires: "CONFIG_UNIX_DIAG and CONFIG_INET_DIAG (CONFIG_INET_TCP_DIAG)",
+		For:      []support.Kind{support.UnixSockets, support.TCPSockets, support.UDPSockets},
 		probe:    probeSockDiag},
 	{Name: "selinux", Label: "SELinux", Class: Optional,
 		Requires: "CONFIG_SECURITY_SELINUX, selinux in the active LSM list (CONFIG_LSM or lsm= boot parameter), a loaded policy",
@@ -195,6 +203,21 @@ func init() {
 	for _, f := range features {
 		byName[f.Name] = f
 	}
+}
+
+// Refused lists the kinds of objects the feature exists for when gockpt
+// refuses every one of them (the kernel may have TCP repair, but gockpt
+// does not dump TCP sockets); nil when gockpt uses the feature.
+func (f Feature) Refused() []support.Object {
+	var out []support.Object
+	for _, k := range f.For {
+		o := support.Lookup(k)
+		if o.Dumped {
+			return nil
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // Features returns the feature table in display order.

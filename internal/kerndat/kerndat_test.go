@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gockpt/gockpt/internal/support"
 )
 
 // TestMain fails the run if any probe left a child process behind, zombie or
@@ -380,5 +383,25 @@ func TestParseVersion(t *testing.T) {
 	v := Version{6, 7, 0}
 	if !v.AtLeast(6, 7) || !v.AtLeast(5, 19) || v.AtLeast(6, 8) || v.AtLeast(7, 0) {
 		t.Error("AtLeast is wrong")
+	}
+}
+
+// TestRefused: a feature only refused kinds of objects need says which;
+// a feature gockpt uses names none.
+func TestRefused(t *testing.T) {
+	for name, want := range map[string][]support.Kind{
+		"tcp_repair":   {support.TCPSockets},
+		"sock_diag":    {support.UnixSockets, support.TCPSockets, support.UDPSockets},
+		"memfd":        nil,
+		"pagemap_scan": nil,
+	} {
+		f, _ := Lookup(name)
+		var got []support.Kind
+		for _, o := range f.Refused() {
+			got = append(got, o.Kind)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: Refused() = %v, want %v", name, got, want)
+		}
 	}
 }
