@@ -193,6 +193,15 @@ func checkLine(r kerndat.Result, verbose bool) string {
 	return line
 }
 
+// objectLabel is an object's label, with the CRIU option that dumps it
+// for those gockpt refuses.
+func objectLabel(o support.Object) string {
+	if !o.Dumped && o.CRIU != "" {
+		return o.Label + " (CRIU: " + o.CRIU + ")"
+	}
+	return o.Label
+}
+
 // writeObjects prints what gockpt dumps, then what it refuses and what to
 // do instead, each set apart by a blank line.
 func writeObjects(w io.Writer) {
@@ -204,7 +213,7 @@ func writeObjects(w io.Writer) {
 		}
 		for _, o := range support.Objects {
 			if o.Dumped == dumped {
-				fmt.Fprintf(w, "  %s: %s\n", o.Label, o.Detail)
+				fmt.Fprintf(w, "  %s: %s\n", objectLabel(o), o.Detail)
 			}
 		}
 	}

@@ -81,7 +81,11 @@ func objectsText() string {
 	b.WriteString("\ngockpt refuses (and what to do):\n")
 	for _, o := range support.Objects {
 		if !o.Dumped {
-			fmt.Fprintf(&b, "  %s: %s\n", o.Label, o.Detail)
+			label := o.Label
+			if o.CRIU != "" {
+				label += " (CRIU: " + o.CRIU + ")"
+			}
+			fmt.Fprintf(&b, "  %s: %s\n", label, o.Detail)
 		}
 	}
 	return b.String() + "\n"
@@ -155,7 +159,8 @@ func TestCheckObjects(t *testing.T) {
 		"\ngockpt dumps:\n  processes and threads: ",
 		"\n  pipes: ",
 		"\n\ngockpt refuses (and what to do):\n  ",
-		"\n  TCP sockets: close the socket before dumping",
+		"\n  TCP sockets (CRIU: --tcp-established): close the socket before dumping (stop listening, or end the connection)\n",
+		"\n  file locks (CRIU: --file-locks): release the lock before dumping\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("objects part lacks %q:\n%s", want, got)
