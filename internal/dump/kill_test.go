@@ -15,16 +15,6 @@ import (
 	"github.com/gockpt/gockpt/internal/testproc"
 )
 
-// buildGockpt builds the gockpt binary for tests that run it as a process.
-func buildGockpt(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "gockpt")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/gockpt/gockpt/cmd/gockpt")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
 
 // TestKilledDumpNeverHarms kills gockpt with SIGKILL at random moments of
 // dumps of a 256 MiB process: every time, the process must run on
@@ -33,7 +23,7 @@ func TestKilledDumpNeverHarms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 20 dumps of 256 MiB")
 	}
-	gockpt := buildGockpt(t)
+	gockpt := testproc.BuildGockpt(t)
 	bin := testproc.BuildC(t, "testdata/bigcheck.c")
 	dir := t.TempDir()
 	p := testproc.Start(t, bin, dir, "256")
@@ -135,7 +125,7 @@ func TestKilledPreDumpNeverHarms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 25 pre-dumps of 256 MiB")
 	}
-	gockpt := buildGockpt(t)
+	gockpt := testproc.BuildGockpt(t)
 	bin := testproc.BuildC(t, "testdata/bigcheck.c")
 	dir := t.TempDir()
 	p := testproc.Start(t, bin, dir, "256")

@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/proc"
 )
 
 // rawFd runs f with the socket's fd.
@@ -92,69 +94,11 @@ func probeTCPRepair() Result {
 	return ok("loopback connection in repair mode; send and receive queue sequences agree (%d)", snd)
 }
 
-// netlink message types and flags (linux/netlink.h, linux/sock_diag.h).
+// sock_diag request flags and TCP states (linux/unix_diag.h, tcp_states.h).
 const (
-	nlmsgError       = 2
-	nlmsgDone        = 3
-	sockDiagByFamily = 20
-	udiagShowName    = 1
-	tcpListenState   = 10
+	udiagShowName  = 1
+	tcpListenState = 10
 )
-
-// sockDiag sends one SOCK_DIAG_BY_FAMILY request and calls each for every
-// answer's payload until the kernel is done.
-func sockDiag(req []byte, flags uint16, each func(payload []byte)) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return fmt.Errorf("socket(AF_NETLINK, NETLINK_SOCK_DIAG): %w", err)
-	}
-	defer unix.Close(fd)
-	ne := binary.NativeEndian
-	msg := make([]byte, unix.SizeofNlMsghdr+len(req))
-	ne.PutUint32(msg[0:], uint32(len(msg)))
-	ne.PutUint16(msg[4:], sockDiagByFamily)
-	ne.PutUint16(msg[6:], unix.NLM_F_REQUEST|flags)
-	ne.PutUint32(msg[8:], 1)
-	copy(msg[unix.SizeofNlMsghdr:], req)
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("send sock_diag request: %w", err)
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return fmt.Errorf("receive sock_diag answer: %w", err)
-		}
-		for b := buf[:n]; len(b) >= unix.SizeofNlMsghdr; {
-			l := int(ne.Uint32(b[0:]))
-			if l < unix.SizeofNlMsghdr || l > len(b) {
-				return fmt.Errorf("malformed netlink message of %d bytes", l)
-			}
-			payload := b[unix.SizeofNlMsghdr:l]
-			switch ne.Uint16(b[4:]) {
-			case nlmsgDone:
-				return nil
-			case nlmsgError:
-				if len(payload) >= 4 {
-					if e := int32(ne.Uint32(payload)); e != 0 {
-						return fmt.Errorf("sock_diag: %w", syscall.Errno(-e))
-					}
-				}
-				return nil
-			default:
-				each(payload)
-			}
-			l = (l + 3) &^ 3
-			if l > len(b) {
-				break
-			}
-			b = b[l:]
-		}
-		if flags&unix.NLM_F_DUMP == 0 {
-			return nil
-		}
-	}
-}
 
 func inode(fd int) (uint64, error) {
 	var st unix.Stat_t
@@ -176,7 +120,7 @@ func diagUnix(ino uint64) (bool, error) {
 	ne.PutUint32(req[16:], ^uint32(0)) // no cookie
 	ne.PutUint32(req[20:], ^uint32(0))
 	found := false
-	err := sockDiag(req, 0, func(p []byte) {
+	err := proc.SockDiag(req, 0, func(p []byte) {
 		if len(p) >= 8 && p[0] == unix.AF_UNIX && uint64(ne.Uint32(p[4:])) == ino {
 			found = true
 		}
@@ -193,7 +137,7 @@ func diagTCPListeners(ino uint64) (bool, error) {
 	req[1] = unix.IPPROTO_TCP
 	ne.PutUint32(req[4:], 1<<tcpListenState)
 	found := false
-	err := sockDiag(req, unix.NLM_F_DUMP, func(p []byte) {
+	err := proc.SockDiag(req, unix.NLM_F_DUMP, func(p []byte) {
 		if len(p) >= 72 && uint64(ne.Uint32(p[68:])) == ino {
 			found = true
 		}

@@ -153,20 +153,11 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func buildGockpt(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "gockpt")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/gockpt/gockpt/cmd/gockpt")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
 
 // TestDumpKilledHalfway: a dump SIGKILLed while it writes pages leaves a
 // directory restore refuses, saying the dump did not finish.
 func TestDumpKilledHalfway(t *testing.T) {
-	gockpt := buildGockpt(t)
+	gockpt := testproc.BuildGockpt(t)
 	bin := testproc.BuildC(t, "../dump/testdata/bigmem.c")
 	dir := t.TempDir()
 	p := testproc.Start(t, bin, dir, "256")

@@ -23,6 +23,19 @@ var (
 	buildDir string
 )
 
+// binDir is where test binaries go, one directory per test binary; the
+// caller holds buildMu.
+func binDir(t testing.TB) string {
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "gockpt-testbin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildDir = d
+	}
+	return buildDir
+}
+
 // BuildC compiles a C source file with gcc once per test binary and returns
 // the executable's path.
 func BuildC(t testing.TB, src string, extra ...string) string {
@@ -33,14 +46,7 @@ func BuildC(t testing.TB, src string, extra ...string) string {
 	if p, ok := built[key]; ok {
 		return p
 	}
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "gockpt-testbin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buildDir = d
-	}
-	out := filepath.Join(buildDir, fmt.Sprintf("%s-%d", strings.TrimSuffix(filepath.Base(src), ".c"), len(built)))
+	out := filepath.Join(binDir(t), fmt.Sprintf("%s-%d", strings.TrimSuffix(filepath.Base(src), ".c"), len(built)))
 	args := append([]string{"-O1", "-g0", "-o", out, src, "-lpthread"}, extra...)
 	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", src, err, b)
@@ -146,4 +152,23 @@ func Alive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// BuildGockpt builds the gockpt binary, once per test binary, for tests that
+// run it as a process (to kill it midway, say).
+func BuildGockpt(t testing.TB) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	const key = "\x00gockpt"
+	if p, ok := built[key]; ok {
+		return p
+	}
+	out := filepath.Join(binDir(t), "gockpt")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/gockpt/gockpt/cmd/gockpt")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	built[key] = out
+	return out
 }
