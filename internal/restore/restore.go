@@ -218,6 +218,9 @@ func (rs *restorer) startStub() error {
 	rs.area.cloneScratch = scratch + scratchSize - 4096
 	rs.area.park = scratch + scratchSize
 	r.scratch, r.size = rs.area.scratch, rs.area.scratchSize
+	if err := rs.stubWithoutAuditedCheckpointRestore(r); err != nil {
+		return fmt.Errorf("restore stub %d: %w", stub.Pid, err)
+	}
 	// The stub's code is mapped from its executable (a memfd), and the
 	// kernel refuses to change a task's exe link while its old exe is
 	// mapped: move the one instruction we need, syscall, to a page of its
