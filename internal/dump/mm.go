@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
@@ -143,7 +144,9 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			}
 			var st unix.Stat_t
 			mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, a.Start, a.End)
-			if err := unix.Stat(mapFile, &st); err != nil {
+			// Following a map_files link is a CAP_CHECKPOINT_RESTORE check.
+			err := lsm.WithoutAuditedCheckpointRestore(func() error { return unix.Stat(mapFile, &st) })
+			if err != nil {
 				return nil, fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
 			}
 			openFlags := uint32(unix.O_RDONLY)
