@@ -149,15 +149,11 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		}
 	case a.Major == 0 && a.Minor == 1 && a.Path == "/dev/zero" && a.Deleted:
 		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
+	case !a.Deleted:
+		return nil
 	default:
-		var st unix.Stat_t
-		mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, a.Start, a.End)
-		if err := unix.Stat(mapFile, &st); err != nil {
-			return fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
-		}
-		if !a.Deleted && st.Nlink != 0 {
-			return nil
-		}
+		// Unlinked (maps says so for any file whose name is gone, other
+		// hard links or not): restore could not open it by its path.
 		r.Kind = support.DeletedMaps
 		r.Object = a.Path + " (deleted)"
 	}

@@ -136,6 +136,9 @@ func TestRefusals(t *testing.T) {
 		{"aio", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "AIO ring: gockpt does not dump AIO rings; destroy the AIO context (io_destroy) before dumping"
 		}},
+		{"deleted-map", nil, func(h *holder) string {
+			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + h.dir + "/mapped (deleted): gockpt does not dump mappings of deleted files; keep the mapped file in place until the dump is done"
+		}},
 		{"flock", nil, func(h *holder) string {
 			return who(h, "fd 3") + h.dir + "/locked: an exclusive flock lock: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
 		}},

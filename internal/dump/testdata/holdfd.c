@@ -5,7 +5,7 @@
  * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
- *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd */
+ *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -180,6 +180,16 @@ int main(int argc, char **argv) {
 		if (fcntl(p[0], F_SETOWN, getppid())) return 3;
 		fd = p[0];
 		fprintf(out = fopen(path, "w"), "owner %d\n", getppid());
+	} else if (!strcmp(k, "deleted-map")) {
+		char f[4096];
+		snprintf(f, sizeof f, "%s/mapped", argv[1]);
+		int m = open(f, O_RDWR | O_CREAT, 0600);
+		if (m < 0 || write(m, "data", 4) != 4) return 3;
+		void *p = mmap(0, 4096, PROT_READ, MAP_PRIVATE, m, 0);
+		close(m);
+		unlink(f);
+		fprintf(out = fopen(path, "w"), "addr %lx\n", (unsigned long)p);
+		fd = 0;
 	} else if (!strcmp(k, "pty")) {
 		fd = posix_openpt(O_RDWR | O_NOCTTY);
 	} else if (!strcmp(k, "pidfd")) {
