@@ -32,7 +32,6 @@ type kobjIDs struct {
 	next  uint32
 	seen  []seenTask
 	nsIDs map[string]uint32
-	root  *pb.TaskKobjIdsEntry
 	// newUTS are the UTS namespaces other than gockpt's, by id, for
 	// utsns-ID.img.
 	newUTS map[uint32]*pb.UtsnsEntry
@@ -132,6 +131,15 @@ func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 		FsId:      proto.Uint32(k.shared(pid, kcmpFS, (*pb.TaskKobjIdsEntry).GetFsId)),
 		SighandId: proto.Uint32(k.shared(pid, kcmpSighand, (*pb.TaskKobjIdsEntry).GetSighandId)),
 	}
+	if err := k.nsOf(pid, e); err != nil {
+		return nil, err
+	}
+	k.seen = append(k.seen, seenTask{pid, e})
+	return e, nil
+}
+
+// nsOf fills in the namespace ids of task pid.
+func (k *kobjIDs) nsOf(pid int, e *pb.TaskKobjIdsEntry) error {
 	for _, ns := range []struct {
 		name string
 		set  func(uint32)
@@ -147,15 +155,11 @@ func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 	} {
 		id, err := k.ns(pid, ns.name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ns.set(id)
 	}
-	k.seen = append(k.seen, seenTask{pid, e})
-	if k.root == nil {
-		k.root = e
-	}
-	return e, nil
+	return nil
 }
 
 // writeTree writes inventory.img and pstree.img; preDumpMode is CRIU's
@@ -171,7 +175,11 @@ func (d *dumper) writeTree(preDumpMode uint32) error {
 	if preDumpMode != 0 {
 		inv.PreDumpMode = proto.Uint32(preDumpMode)
 	} else {
-		inv.RootIds = d.ids.root
+		root, err := d.ids.dumper()
+		if err != nil {
+			return err
+		}
+		inv.RootIds = root
 	}
 	if err := d.dir.WriteOne("inventory.img", images.KindInventory, inv); err != nil {
 		return err

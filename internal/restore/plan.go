@@ -196,6 +196,9 @@ func (p *Plan) loadTask(t *Task) error {
 	default:
 		return fmt.Errorf("task %d: task state %d is not supported", t.Pid, tc.GetTaskState())
 	}
+	if err := checkTaskCore(t); err != nil {
+		return err
+	}
 	for tid, c := range t.Cores {
 		if c.GetThreadInfo().GetGpregs() == nil {
 			return fmt.Errorf("task %d thread %d: %s has no registers", t.Pid, tid, images.CoreFile(tid))

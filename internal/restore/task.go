@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -75,11 +76,9 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 // personality, comm and task-wide prctl state.
 func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 	tc := t.Core().GetTc()
+	sigs := images.SigactionSignals()
 	for i, sa := range tc.GetSigactions() {
-		sig := uint64(i + 1)
-		if sig == uint64(unix.SIGKILL) || sig == uint64(unix.SIGSTOP) {
-			continue
-		}
+		sig := uint64(sigs[i]) // LoadPlan checked the count
 		// struct kernel_sigaction: handler, flags, restorer, mask.
 		a, err := r.u64s(sa.GetSigaction(), sa.GetFlags(), sa.GetRestorer(), sa.GetMask())
 		if err != nil {
