@@ -171,6 +171,10 @@ func (d *dumper) writeTree(preDumpMode uint32) error {
 		NsPerId:     proto.Bool(true),
 		Lsmtype:     lsmType(d.opts.LSM).Enum(),
 		DumpUptime:  proto.Uint64(uptimeMicros()),
+		// What CRIU's restore must not do for gockpt's images: lift a
+		// network lock gockpt never took, or load plugins it never used.
+		NetworkLockMethod: proto.Uint32(networkLockSkip),
+		PluginsEntry:      &pb.PluginsEntry{},
 	}
 	if preDumpMode != 0 {
 		inv.PreDumpMode = proto.Uint32(preDumpMode)

@@ -8,6 +8,9 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
+// networkLockSkip is CRIU's NETWORK_LOCK_SKIP: no network lock was taken.
+const networkLockSkip = 2
+
 // dumper returns the ids of the dumping process itself, numbered with the
 // tree's: the inventory's root_ids, as CRIU writes them. A restorer compares
 // each task's ids with its parent's, and the root task's with these: equal

@@ -290,6 +290,11 @@ func (d *Dumper) fown(pid, fd int) (*pb.FownEntry, error) {
 	return f, nil
 }
 
+// noMountImages is the mnt_id of every file entry: in CRIU's images it
+// names a mount of mountpoints-N.img, which gockpt does not write; -1 says
+// "know nothing about mounts", and CRIU then resolves paths from the root.
+var noMountImages = proto.Int32(-1)
+
 // regFile describes a regular file, directory or device opened by path.
 func (d *Dumper) regFile(o object) error {
 	name, deleted := strings.CutSuffix(o.target, " (deleted)")
@@ -299,7 +304,7 @@ func (d *Dumper) regFile(o object) error {
 		Pos:   proto.Uint64(o.info.Pos),
 		Fown:  o.own,
 		Name:  proto.String(name),
-		MntId: proto.Int32(int32(o.info.MntID)),
+		MntId: noMountImages,
 		Size:  proto.Uint64(uint64(o.st.Size)),
 		Mode:  proto.Uint32(o.st.Mode),
 	}
@@ -391,7 +396,7 @@ func (d *Dumper) fifo(o object) error {
 		Pos:   proto.Uint64(0),
 		Fown:  o.own,
 		Name:  proto.String(o.target),
-		MntId: proto.Int32(int32(o.info.MntID)),
+		MntId: noMountImages,
 		Mode:  proto.Uint32(o.st.Mode),
 	}})
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(o.id), Fifo: &pb.FifoEntry{

@@ -112,6 +112,12 @@ func run() int {
 	_ = os.Chmod(top, 0o755)
 
 	cfg := &Config{Gockpt: gockptPath, Timeout: *timeout, Verbose: *verbose}
+	for _, m := range runModes {
+		if m.Missing != nil {
+			cfg.CRIU, cfg.CRIUMissing = findCRIU(*zdtmDir)
+			break
+		}
+	}
 	feats := &Features{Gockpt: gockptPath, CPUOnly: !needGockpt}
 	var passed, failed, skipped int
 	kept := false
@@ -133,8 +139,12 @@ func run() int {
 				continue
 			}
 			label := fmt.Sprintf("%s (%s)", t.Name, m.Name)
-			if why != "" {
-				fmt.Printf("SKIP %-28s %s\n", label, why)
+			skip := why
+			if skip == "" && m.Missing != nil {
+				skip = m.Missing(cfg)
+			}
+			if skip != "" {
+				fmt.Printf("SKIP %-28s %s\n", label, skip)
 				skipped++
 				continue
 			}

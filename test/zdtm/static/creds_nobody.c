@@ -1,5 +1,5 @@
 // zdtm: desc: credentials of an unprivileged task: real/effective/saved uid and gid 65534, supplementary groups, dumpable flag; checked by the test and by the runner
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-predump
 // zdtm: uid: 65534
 // zdtm: gid: 65534
 #define _GNU_SOURCE

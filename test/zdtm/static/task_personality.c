@@ -1,5 +1,7 @@
 // zdtm: desc: personality ADDR_NO_RANDOMIZE (set with personality(2) before checkpoint) read back after restore
 // zdtm: modes: restore snapshot twice predump
+// Not in the criu-* modes: CRIU 4.2 never restores a task's personality (it
+// only records it, read as decimal from the hex /proc/PID/personality).
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/personality.h>

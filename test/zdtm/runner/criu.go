@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The criu-* modes prove that CRIU restores gockpt's images: gockpt dumps
+// (or pre-dumps and dumps), CRIU restores, and the runner's checks and the
+// test's own judge the result as in every other mode.
+
+// criuEnv names the CRIU binary the criu-* modes use.
+const criuEnv = "GOCKPT_TEST_CRIU"
+
+// defaultCRIU is where the CRIU 4.2 reference binary lives, relative to the
+// repository's top directory.
+const defaultCRIU = "../shared/anchors/criu-4.2/criu"
+
+// findCRIU returns the CRIU binary to use and, when it cannot run here, why
+// (then the criu-* modes are skipped with that reason). zdtmDir is the
+// runner's -dir, test/zdtm of the repository.
+func findCRIU(zdtmDir string) (path, missing string) {
+	path = os.Getenv(criuEnv)
+	from := "$" + criuEnv
+	if path == "" {
+		top, err := filepath.Abs(filepath.Join(zdtmDir, "..", ".."))
+		if err != nil {
+			return "", err.Error()
+		}
+		path, from = filepath.Clean(filepath.Join(top, defaultCRIU)), "the default place"
+	}
+	return path, checkCRIU(path, from)
+}
+
+// checkCRIU runs criu --version; it returns "" when that works, else why
+// not and what to do.
+func checkCRIU(path, from string) string {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Sprintf("no CRIU at %s (%s): set %s to a CRIU 4.2 binary to run it", path, from, criuEnv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Version:") {
+		why := strings.TrimSpace(string(out))
+		if err != nil {
+			why = strings.TrimSpace(err.Error() + ": " + why)
+		}
+		return fmt.Sprintf("CRIU at %s does not run (%s): install its libraries (install-libs.sh beside it) or set %s", path, lastLines(why, 1), criuEnv)
+	}
+	return ""
+}
+
+func criuMissing(cfg *Config) string { return cfg.CRIUMissing }
+
+// criuLog is CRIU's restore log, in the images directory it restored.
+const criuLog = "criu-restore.log"
+
+// CRIURestoreAndVerify has CRIU restore the latest images detached, then
+// checks the restored tree as RestoreAndVerify does.
+func (r *Run) CRIURestoreAndVerify() error {
+	img := r.images[len(r.images)-1]
+	pidfile := filepath.Join(img, "restore.pid")
+	args := []string{"restore", "-D", img, "-d", "--pidfile", pidfile, "-o", criuLog, "-v4"}
+	if _, err := r.toolOut("criu", r.cfg.CRIU, "restore", args...); err != nil {
+		return fmt.Errorf("%w\n%s", err, criuErrors(filepath.Join(img, criuLog)))
+	}
+	return r.verifyRestored(pidfile)
+}
+
+// criuErrors returns the last error lines of a CRIU log, for the failure
+// message (the whole log stays in the work directory with -keep).
+func criuErrors(log string) string {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return fmt.Sprintf("(no CRIU log: %v)", err)
+	}
+	var errs []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "Error (") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) == 0 {
+		return fmt.Sprintf("%s: %s", log, lastLines(string(b), 5))
+	}
+	if len(errs) > 5 {
+		errs = errs[len(errs)-5:]
+	}
+	return fmt.Sprintf("%s:\n%s", log, strings.Join(errs, "\n"))
+}
