@@ -2,7 +2,6 @@ package dump
 
 import (
 	"testing"
-
 )
 
 // The chain is CRIU's: 0-based indexes, the thread points at its innermost
