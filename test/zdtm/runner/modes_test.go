@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaultRunModes(t *testing.T) {
-	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes"}
+	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes", "criu-restore", "criu-predump"}
 	if got := defaultRunModes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaultRunModes() = %v, want %v", got, want)
 	}
@@ -39,6 +39,15 @@ func TestOptInModeHeaders(t *testing.T) {
 	want := []string{"mem_anon", "mem_heap", "mem_mremap", "mem_predump_pattern", "mem_sparse"}
 	if !reflect.DeepEqual(hashes, want) {
 		t.Errorf("tests in predump-hashes: %v, want %v", hashes, want)
+	}
+	// CRIU restores every test but those whose state it cannot rebuild.
+	cannot := map[string]bool{"ns_uts": true, "task_personality": true}
+	for _, mode := range []string{"criu-restore", "criu-predump"} {
+		for _, tt := range tests {
+			if tt.Supports(mode) == cannot[tt.Name] {
+				t.Errorf("%s in %s: %v, want %v", tt.Name, mode, tt.Supports(mode), !cannot[tt.Name])
+			}
+		}
 	}
 }
 
