@@ -20,7 +20,7 @@ static void check(const char *who)
 
 int main(int argc, char **argv)
 {
-	int p[2], st;
+	int p[2], done[2], st;
 	char c;
 
 	zt_init(argc, argv);
@@ -28,13 +28,15 @@ int main(int argc, char **argv)
 		zt_fail("unshare: %m");
 	if (sethostname(host, strlen(host)) || setdomainname(domain, strlen(domain)))
 		zt_fail("set names: %m");
-	if (pipe(p))
+	if (pipe(p) || pipe(done))
 		return 1;
 	pid_t pid = fork();
 	if (pid < 0)
 		return 1;
 	if (pid == 0) {
 		close(p[1]);
+		close(done[0]);
+		close(done[1]); /* set up: the parent reads EOF */
 		/* wait until the parent says check, after restore */
 		while (read(p[0], &c, 1) != 1)
 			;
@@ -42,6 +44,11 @@ int main(int argc, char **argv)
 		_exit(zt_failures() ? 1 : 0);
 	}
 	close(p[0]);
+	close(done[1]);
+	/* The tree is ready once the child holds only its own fds. */
+	while (read(done[0], &c, 1) > 0)
+		;
+	close(done[0]);
 	zt_ready();
 	zt_wait_term();
 	check("root");
