@@ -136,7 +136,10 @@ func LoadPlan(dir string) (*Plan, error) {
 		if len(t.Threads) == 0 || t.Threads[0] != t.Pid {
 			sort.Ints(t.Threads)
 			if len(t.Threads) == 0 || !containsInt(t.Threads, t.Pid) {
-				return nil, fmt.Errorf("pstree.img: task %d does not list its own main thread", t.Pid)
+				if !deadTask(d, t.Pid) {
+					return nil, fmt.Errorf("pstree.img: task %d does not list its own main thread", t.Pid)
+				}
+				t.Threads = []int{t.Pid}
 			}
 		}
 		byPid[t.Pid] = t

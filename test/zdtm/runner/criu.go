@@ -6,13 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// The criu-* modes prove that CRIU restores gockpt's images: gockpt dumps
-// (or pre-dumps and dumps), CRIU restores, and the runner's checks and the
-// test's own judge the result as in every other mode.
+// The criu-* modes prove that CRIU restores gockpt's images (gockpt dumps or
+// pre-dumps and dumps, CRIU restores) and that gockpt restores CRIU's (CRIU
+// dumps, gockpt restores); the runner's checks and the test's own judge the
+// result as in every other mode.
 
 // criuEnv names the CRIU binary the criu-* modes use.
 const criuEnv = "GOCKPT_TEST_CRIU"
@@ -93,4 +95,29 @@ func criuErrors(log string) string {
 		errs = errs[len(errs)-5:]
 	}
 	return fmt.Sprintf("%s:\n%s", log, strings.Join(errs, "\n"))
+}
+
+// criuDumpLog is CRIU's dump log, in the images directory it wrote.
+const criuDumpLog = "criu-dump.log"
+
+// CRIUCheckpoint has CRIU dump the tree into a new images directory (which
+// kills the tree, as gockpt dump does).
+func (r *Run) CRIUCheckpoint() error {
+	img := r.newImagesDir()
+	if err := os.Mkdir(img, 0o700); err != nil {
+		return err
+	}
+	now, err := CollectTree(r.root)
+	if err != nil {
+		return fmt.Errorf("before dump: %w", err)
+	}
+	r.last = now
+	args := []string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", criuDumpLog, "-v4"}
+	if _, err := r.toolOut("criu", r.cfg.CRIU, "dump", args...); err != nil {
+		return fmt.Errorf("%w\n%s", err, criuErrors(filepath.Join(img, criuDumpLog)))
+	}
+	if err := waitGone(sortedKeys(now.Tasks), time.Now().Add(10*time.Second)); err != nil {
+		return fmt.Errorf("after criu dump (which should kill the tree): %w", err)
+	}
+	return nil
 }

@@ -63,6 +63,14 @@ var modes = []*Mode{
 			}
 			return r.CRIURestoreAndVerify()
 		}},
+	{Name: "criu-dump", OptIn: true, Desc: "CRIU dumps the tree ($GOCKPT_TEST_CRIU dump, which kills it; its log criu-dump.log in the images directory), then gockpt restore -d restores CRIU's images (only tests whose header names it)",
+		Missing: criuMissing,
+		CR: func(r *Run) error {
+			if err := r.CRIUCheckpoint(); err != nil {
+				return err
+			}
+			return r.RestoreAndVerify(restoreOpts{})
+		}},
 	{Name: "criu-predump", OptIn: true, Desc: "the predump chain (pre-dump --track-mem twice, dump --track-mem, each with --prev-images-dir), then CRIU restores the final images through the parent chain (only tests whose header names it)",
 		Missing: criuMissing,
 		CR:      func(r *Run) error { return r.preDumpChainThen(true, r.CRIURestoreAndVerify) }},

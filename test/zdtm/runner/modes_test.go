@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaultRunModes(t *testing.T) {
-	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes", "criu-restore", "criu-predump"}
+	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes", "criu-restore", "criu-dump", "criu-predump"}
 	if got := defaultRunModes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaultRunModes() = %v, want %v", got, want)
 	}
@@ -41,8 +41,13 @@ func TestOptInModeHeaders(t *testing.T) {
 		t.Errorf("tests in predump-hashes: %v, want %v", hashes, want)
 	}
 	// CRIU restores every test but those whose state it cannot rebuild.
-	cannot := map[string]bool{"ns_uts": true, "task_personality": true}
-	for _, mode := range []string{"criu-restore", "criu-predump"} {
+	// CRIU restores (and dumps) every test but those whose state it
+	// cannot handle.
+	for mode, cannot := range map[string]map[string]bool{
+		"criu-restore": {"ns_uts": true, "task_personality": true},
+		"criu-predump": {"ns_uts": true, "task_personality": true},
+		"criu-dump":    {"ns_uts": true, "task_personality": true, "creds_nobody": true},
+	} {
 		for _, tt := range tests {
 			if tt.Supports(mode) == cannot[tt.Name] {
 				t.Errorf("%s in %s: %v, want %v", tt.Name, mode, tt.Supports(mode), !cannot[tt.Name])

@@ -2,7 +2,8 @@
 // zdtm: modes: restore snapshot twice predump
 // Not in the criu-* modes: CRIU 4.2 restores every task in the root task's
 // namespaces and refuses a child in a UTS namespace of its own ("Can't
-// restore sub-task in NS").
+// restore sub-task in NS"), and does not dump one ("Can't dump nested uts
+// namespace").
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sched.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: the whole tree in one UTS namespace of its own: the root unshares it and names it, a child inherits it; host and domain names are checked in both after restore
-// zdtm: modes: restore snapshot twice predump criu-restore criu-predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sched.h>
