@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/testproc"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -73,9 +74,19 @@ func TestDumpSignalState(t *testing.T) {
 	if core.GetThreadInfo().GetClearTidAddr() == 0 {
 		t.Error("main thread tid address is 0; glibc sets one")
 	}
-	// SIGQUIT: blocked, and pending for the process.
-	if core.GetThreadCore().GetBlkSigset()&(1<<(syscall.SIGQUIT-1)) == 0 {
-		t.Errorf("blocked mask %#x lacks SIGQUIT", core.GetThreadCore().GetBlkSigset())
+	// SIGQUIT: blocked, and pending for the process. The main thread's
+	// mask is the one it returns to from sigsuspend, in its thread core
+	// and its task core alike (CRIU restores the task core's), not the
+	// call's own that /proc shows.
+	const quit = 1 << (syscall.SIGQUIT - 1)
+	if m := core.GetThreadCore().GetBlkSigset(); m != quit {
+		t.Errorf("thread core blocked mask %#x, want SIGQUIT alone (%#x)", m, quit)
+	}
+	if m := tc.GetBlkSigset(); m != quit {
+		t.Errorf("task core blocked mask %#x, want SIGQUIT alone (%#x)", m, quit)
+	}
+	if st, err := proc.ReadStatus(p.Pid); err != nil || st.SigBlk&(1<<(syscall.SIGWINCH-1)) == 0 {
+		t.Errorf("/proc shows blocked %#x (%v): the task is not in sigsuspend with SIGWINCH blocked, the test proves nothing", st.SigBlk, err)
 	}
 	var pending []uint32
 	for _, s := range append(tc.GetSignalsS().GetSignals(), core.GetThreadCore().GetSignalsP().GetSignals()...) {
