@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/images"
@@ -69,5 +70,37 @@ func TestGhostChunks(t *testing.T) {
 	copy(want[8192:], "abc")
 	if !bytes.Equal(b, want) {
 		t.Errorf("content differs: %d bytes, want %d with two chunks", len(b), len(want))
+	}
+}
+
+// Only regular files not open for appending carry a size to check, as in
+// CRIU's images: a directory's size follows its entries, a log grows.
+func TestValidationSize(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fst, dst, nst unix.Stat_t
+	if unix.Stat(file, &fst) != nil || unix.Stat(dir, &dst) != nil || unix.Stat("/dev/null", &nst) != nil {
+		t.Fatal("stat")
+	}
+	for _, c := range []struct {
+		what  string
+		st    *unix.Stat_t
+		flags uint32
+		want  *uint64
+	}{
+		{"regular file read-write", &fst, unix.O_RDWR, proto.Uint64(5)},
+		{"regular file read-only", &fst, unix.O_RDONLY, proto.Uint64(5)},
+		{"regular file read-write appending", &fst, unix.O_RDWR | unix.O_APPEND, proto.Uint64(5)},
+		{"log: write-only appending", &fst, unix.O_WRONLY | unix.O_APPEND, nil},
+		{"directory", &dst, unix.O_RDONLY | unix.O_DIRECTORY, nil},
+		{"character device", &nst, unix.O_RDWR, nil},
+	} {
+		got := validationSize(c.st, c.flags)
+		if (got == nil) != (c.want == nil) || got != nil && *got != *c.want {
+			t.Errorf("%s: size %v, want %v", c.what, got, c.want)
+		}
 	}
 }

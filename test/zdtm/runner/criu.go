@@ -67,6 +67,12 @@ const criuLog = "criu-restore.log"
 // checks the restored tree as RestoreAndVerify does.
 func (r *Run) CRIURestoreAndVerify() error {
 	img := r.images[len(r.images)-1]
+	// The test's output file is a log shared with others, open for
+	// appending: it may grow while the tree is checkpointed, and a restore
+	// must not take that for a changed file.
+	if err := appendLine(r.out, "# zdtm runner: this line was written while the tree was checkpointed"); err != nil {
+		return err
+	}
 	pidfile := filepath.Join(img, "restore.pid")
 	args := []string{"restore", "-D", img, "-d", "--pidfile", pidfile, "-o", criuLog, "-v4"}
 	if _, err := r.toolOut("criu", r.cfg.CRIU, "restore", args...); err != nil {
@@ -120,4 +126,16 @@ func (r *Run) CRIUCheckpoint() error {
 		return fmt.Errorf("after criu dump (which should kill the tree): %w", err)
 	}
 	return nil
+}
+
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(line + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
