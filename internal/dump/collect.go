@@ -114,6 +114,10 @@ func (d *dumper) task(t *ptrace.Task) error {
 	if err != nil {
 		return err
 	}
+	// The task core's mask is the main thread's to return to, as CRIU
+	// means it: ptrace's (inside sigsuspend or ppoll the mask /proc shows
+	// is the call's own, for the time of the call).
+	tc.BlkSigset = cores[0].ThreadCore.BlkSigset
 	cores[0].Tc = tc
 
 	plans, err := collectVMAs(t.Pid, d.files)

@@ -33,7 +33,6 @@ type kobjIDs struct {
 	next  uint32
 	seen  []seenTask
 	nsIDs map[string]uint32
-	root  *pb.TaskKobjIdsEntry
 	// newUTS are the UTS namespaces other than gockpt's, by id, for
 	// utsns-ID.img.
 	newUTS map[uint32]*pb.UtsnsEntry
@@ -133,6 +132,15 @@ func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 		FsId:      proto.Uint32(k.shared(pid, kcmpFS, (*pb.TaskKobjIdsEntry).GetFsId)),
 		SighandId: proto.Uint32(k.shared(pid, kcmpSighand, (*pb.TaskKobjIdsEntry).GetSighandId)),
 	}
+	if err := k.nsOf(pid, e); err != nil {
+		return nil, err
+	}
+	k.seen = append(k.seen, seenTask{pid, e})
+	return e, nil
+}
+
+// nsOf fills in the namespace ids of task pid.
+func (k *kobjIDs) nsOf(pid int, e *pb.TaskKobjIdsEntry) error {
 	for _, ns := range []struct {
 		name string
 		set  func(uint32)
@@ -148,15 +156,11 @@ func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 	} {
 		id, err := k.ns(pid, ns.name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ns.set(id)
 	}
-	k.seen = append(k.seen, seenTask{pid, e})
-	if k.root == nil {
-		k.root = e
-	}
-	return e, nil
+	return nil
 }
 
 // writePstree writes pstree.img.
@@ -192,11 +196,19 @@ func (d *dumper) seal(preDumpMode uint32) error {
 		NsPerId:     proto.Bool(true),
 		Lsmtype:     lsmType(d.opts.LSM).Enum(),
 		DumpUptime:  proto.Uint64(uptimeMicros()),
+		// What CRIU's restore must not do for gockpt's images: lift a
+		// network lock gockpt never took, or load plugins it never used.
+		NetworkLockMethod: proto.Uint32(networkLockSkip),
+		PluginsEntry:      &pb.PluginsEntry{},
 	}
 	if preDumpMode != 0 {
 		inv.PreDumpMode = proto.Uint32(preDumpMode)
 	} else {
-		inv.RootIds = d.ids.root
+		root, err := d.ids.dumper()
+		if err != nil {
+			return err
+		}
+		inv.RootIds = root
 	}
 	return d.dir.WriteOne(images.InventoryFile, images.KindInventory, inv)
 }

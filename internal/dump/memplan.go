@@ -69,6 +69,13 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 	var out []run
 	var scanned uint64
 	for _, p := range plans {
+		if p.vdso {
+			// Always whole and dirty: no tracker watches it.
+			a := p.area()
+			scanned += (a.End - a.Start) / mem.PageSize
+			out = append(out, run{Range: mem.Range{Start: a.Start, Len: a.End - a.Start}, dirty: true, vma: a.Start})
+			continue
+		}
 		if !p.dumpPages {
 			continue
 		}

@@ -2,7 +2,6 @@ package dump
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -56,6 +55,10 @@ type vmaPlan struct {
 	// dumpPages: private memory whose present pages go to the images.
 	dumpPages   bool
 	privateFile bool
+	// vdso: the vDSO, whose pages are dumped whole and never tracked:
+	// CRIU's restore reads the dumped vDSO's symbols to decide whether the
+	// running kernel's fits in its place.
+	vdso bool
 }
 
 // area is the VMA as dirty trackers see it.
@@ -64,8 +67,10 @@ func (p vmaPlan) area() mem.Area {
 }
 
 // collectVMAs turns /proc/PID/smaps into CRIU vma entries. vvar and
-// vvar_vclock become one VVAR entry, as CRIU writes them; their pages and the
-// vDSO's are never dumped: restore uses the running kernel's.
+// vvar_vclock become one VVAR entry, as CRIU writes them; their pages are
+// never dumped. The vDSO's pages are, as CRIU dumps them (its restore
+// compares the dumped vDSO with the running kernel's); gockpt's restore
+// moves the running kernel's vDSO into place and skips them.
 func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 	areas, err := proc.ReadSmaps(pid)
 	if err != nil {
@@ -136,6 +141,7 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		case proc.KindVDSO:
 			status |= vmaAreaVDSO | vmaAnonPrivate
 			flags |= unix.MAP_ANONYMOUS
+			plan.vdso = true
 		case proc.KindVSyscall:
 			status = vmaAreaVsyscall
 		case proc.KindFile:
@@ -182,11 +188,14 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 	return out, nil
 }
 
-// readAuxv returns the task's saved auxiliary vector as CRIU stores it.
+// readAuxv returns the task's saved auxiliary vector as CRIU stores it: the
+// (type, value) pairs without the AT_NULL pair that ends them. CRIU reads at
+// most 44 words on x86-64 (22 pairs) and refuses more; PR_SET_MM_MAP fills
+// what follows the given pairs with AT_NULL itself.
 func readAuxv(pid int) ([]uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	auxv, err := proc.ReadAuxv(pid)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", pid, err)
 	}
-	return u64s(b), nil
+	return auxv[:len(auxv)-2], nil
 }

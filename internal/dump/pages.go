@@ -10,6 +10,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/parasite"
+	"github.com/gockpt/gockpt/internal/ptrace"
 )
 
 // PageReader chooses how dump reads memory.
@@ -34,10 +35,12 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 	if d.opts.PageReader == ReadByVM || p == nil {
 		return vm.copyRanges(ranges, f, false)
 	}
+	// The parasite reads what the task can read, but not the vDSO: the
+	// tracer's reader hides gockpt's parking code in it.
 	readable := func(addr uint64) bool {
 		for _, pl := range plans {
 			if addr >= pl.entry.GetStart() && addr < pl.entry.GetEnd() {
-				return pl.entry.GetProt()&unix.PROT_READ != 0
+				return pl.entry.GetProt()&unix.PROT_READ != 0 && !pl.vdso
 			}
 		}
 		return false
@@ -74,18 +77,39 @@ const maxIovecs = 1024
 // vmReader copies pages of a task into a writer with process_vm_readv. Pages
 // it may not read that way (PROT_NONE areas holding data) are read through
 // /proc/PID/mem, which the kernel lets a tracer read regardless of protection.
+// gockpt's parking code in the task's vDSO reads as the zero padding it
+// replaced: the images hold the vDSO as the kernel made it.
 type vmReader struct {
-	pid    int
-	buf    []byte
-	memFd  *os.File
-	local  []unix.Iovec
-	remote []unix.RemoteIovec
+	pid int
+	// parking is where gockpt's parking code is in the task's vDSO, 0
+	// when it is not there.
+	parking uint64
+	buf     []byte
+	memFd   *os.File
+	local   []unix.Iovec
+	remote  []unix.RemoteIovec
 	// vanished counts pages a tolerant read found gone.
 	vanished int
 }
 
 func newVMReader(pid int) *vmReader {
-	return &vmReader{pid: pid, buf: make([]byte, pageChunk)}
+	r := &vmReader{pid: pid, buf: make([]byte, pageChunk)}
+	if addr, there, err := ptrace.ParkingAddr(pid); err == nil && there {
+		r.parking = addr
+	}
+	return r
+}
+
+// hideParking zeroes the parking code where data, read at addr, holds it.
+func (r *vmReader) hideParking(addr uint64, data []byte) {
+	if r.parking == 0 {
+		return
+	}
+	lo := max(r.parking, addr)
+	hi := min(r.parking+ptrace.ParkingCodeLen, addr+uint64(len(data)))
+	if lo < hi {
+		clear(data[lo-addr : hi-addr])
+	}
 }
 
 func (r *vmReader) close() {
@@ -127,6 +151,7 @@ func (r *vmReader) each(ranges []mem.Range, tolerant bool, fn func(addr uint64, 
 				n += r.remote[j].Len
 				j++
 			}
+			r.hideParking(base, r.buf[off:off+n])
 			if err := fn(base, r.buf[off:off+n]); err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
@@ -39,7 +40,11 @@ func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.
 	if err != nil {
 		return fmt.Errorf("task %d: sigactions: %w", t.Pid, err)
 	}
-	for _, sa := range sas {
+	if len(sas) < images.SigMax {
+		return fmt.Errorf("task %d: sigactions: %d signals from the parasite, want %d", t.Pid, len(sas), images.SigMax)
+	}
+	for _, sig := range images.SigactionSignals() {
+		sa := sas[sig-1]
 		tc.Sigactions = append(tc.Sigactions, &pb.SaEntry{
 			Sigaction: proto.Uint64(sa.Handler), Flags: proto.Uint64(sa.Flags),
 			Restorer: proto.Uint64(sa.Restorer), Mask: proto.Uint64(sa.Mask),

@@ -240,30 +240,36 @@ func schedPolicy(tid int) (sched, error) {
 }
 
 // seccompChain stores the seccomp filters of all threads once each, chained
-// as CRIU's seccomp.img does: each entry names the filter below it (+1).
+// as CRIU's seccomp.img does: a thread's seccomp_filter is the 0-based index
+// of its innermost (newest) filter, each entry's prev the index of the
+// filter installed before it; the first one installed has no prev.
 type seccompChain struct {
 	entries []*pb.SeccompFilter
 }
 
 // add records a thread's filters (innermost first, as ptrace lists them)
-// and returns the 1-based index of the innermost one.
+// and returns the index of the innermost one.
 func (c *seccompChain) add(filters [][]byte) uint32 {
-	var prev uint32
+	var prev *uint32
 	for i := len(filters) - 1; i >= 0; i-- {
-		found := uint32(0)
+		found := -1
 		for j, e := range c.entries {
-			if e.GetPrev() == prev && bytes.Equal(e.GetFilter(), filters[i]) {
-				found = uint32(j + 1)
+			if samePrev(e.Prev, prev) && bytes.Equal(e.GetFilter(), filters[i]) {
+				found = j
 				break
 			}
 		}
-		if found == 0 {
-			c.entries = append(c.entries, &pb.SeccompFilter{Filter: filters[i], Prev: proto.Uint32(prev), Flags: proto.Uint32(0)})
-			found = uint32(len(c.entries))
+		if found < 0 {
+			c.entries = append(c.entries, &pb.SeccompFilter{Filter: filters[i], Prev: prev, Flags: proto.Uint32(0)})
+			found = len(c.entries) - 1
 		}
-		prev = found
+		prev = proto.Uint32(uint32(found))
 	}
-	return prev
+	return *prev
+}
+
+func samePrev(a, b *uint32) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 // rlimits reads the task's resource limits from /proc/PID/limits: prlimit on

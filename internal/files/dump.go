@@ -207,6 +207,22 @@ func (d *Dumper) fown(s *fdState) (*pb.FownEntry, error) {
 	return f, nil
 }
 
+// noMountImages is the mnt_id of every file entry: in CRIU's images it
+// names a mount of mountpoints-N.img, which gockpt does not write; -1 says
+// "know nothing about mounts", and CRIU then resolves paths from the root.
+var noMountImages = proto.Int32(-1)
+
+// validationSize is a file entry's size, which a restore (CRIU's too)
+// checks the file against: only for a regular file, and not for one open
+// write-only for appending (a log), which may grow as it likes, as CRIU
+// writes it. A directory's size changes with its entries.
+func validationSize(st *unix.Stat_t, flags uint32) *uint64 {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || flags&unix.O_ACCMODE == unix.O_WRONLY && flags&unix.O_APPEND != 0 {
+		return nil
+	}
+	return proto.Uint64(uint64(st.Size))
+}
+
 // regFile describes a regular file, directory or device opened by path.
 func (d *Dumper) regFile(o object) error {
 	name, deleted := strings.CutSuffix(o.target, " (deleted)")
@@ -216,8 +232,8 @@ func (d *Dumper) regFile(o object) error {
 		Pos:   proto.Uint64(o.info.Pos),
 		Fown:  o.own,
 		Name:  proto.String(name),
-		MntId: proto.Int32(int32(o.info.MntID)),
-		Size:  proto.Uint64(uint64(o.st.Size)),
+		MntId: noMountImages,
+		Size:  validationSize(o.st, o.flags()),
 		Mode:  proto.Uint32(o.st.Mode),
 	}
 	if deleted && o.st.Nlink == 0 && o.st.Mode&unix.S_IFMT == unix.S_IFREG {
@@ -304,7 +320,7 @@ func (d *Dumper) fifo(o object) error {
 		Pos:   proto.Uint64(0),
 		Fown:  o.own,
 		Name:  proto.String(o.target),
-		MntId: proto.Int32(int32(o.info.MntID)),
+		MntId: noMountImages,
 		Mode:  proto.Uint32(o.st.Mode),
 	}})
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(o.id), Fifo: &pb.FifoEntry{
@@ -389,7 +405,7 @@ func (d *Dumper) Path(path string, st *unix.Stat_t, flags uint32) uint32 {
 		Pos:   proto.Uint64(0),
 		Fown:  &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)},
 		Name:  proto.String(path),
-		Size:  proto.Uint64(uint64(st.Size)),
+		Size:  validationSize(st, flags),
 		Mode:  proto.Uint32(st.Mode),
 	}})
 	return id

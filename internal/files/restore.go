@@ -2,6 +2,8 @@ package files
 
 import (
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -133,9 +135,6 @@ func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error)
 	if err != nil {
 		return nil, err
 	}
-	if g.GetChunks() {
-		return nil, fmt.Errorf("ghost file %x is stored in chunks, which gockpt does not read yet", ghostID)
-	}
 	// Recreate it under its own name, so that the restored fd reads as
 	// "name (deleted)" again; if that name is taken by a new file by now,
 	// use a fresh name in the same directory (same filesystem).
@@ -148,7 +147,12 @@ func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if _, err := tmp.Write(content); err != nil {
+	if g.GetChunks() {
+		err = writeGhostChunks(tmp, rd, g.Size)
+	} else {
+		_, err = tmp.Write(content)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
 	}
 	tmp.Chmod(os.FileMode(g.GetMode() & 0o7777))
@@ -162,6 +166,35 @@ func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error)
 		return nil, err
 	}
 	return f, nil
+}
+
+// writeGhostChunks writes a ghost file stored in chunks, as CRIU stores
+// sparse files: each chunk entry says where its data goes; what no chunk
+// covers stays a hole, up to the file's size (when the image gives it).
+func writeGhostChunks(f *os.File, rd *images.Reader, size *uint64) error {
+	for {
+		var c pb.GhostChunkEntry
+		data, err := rd.ReadEntry(&c)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if uint64(len(data)) != c.GetLen() || c.GetOff() > math.MaxInt64-c.GetLen() {
+			return fmt.Errorf("%s: chunk at %d of %d bytes holds %d", rd.Name(), c.GetOff(), c.GetLen(), len(data))
+		}
+		if _, err := f.WriteAt(data, int64(c.GetOff())); err != nil {
+			return err
+		}
+	}
+	if size == nil {
+		return nil
+	}
+	if *size > math.MaxInt64 {
+		return fmt.Errorf("%s: size %d", rd.Name(), *size)
+	}
+	return f.Truncate(int64(*size))
 }
 
 // pipeEnd returns the read (0) or write (1) end a pipe entry's flags name.

@@ -293,6 +293,16 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry)
 		if e.Flags&pagemap.FlagPresent == 0 && e.Flags&pagemap.FlagParent == 0 {
 			continue
 		}
+		if kernelArea(t, e) {
+			// The running kernel's vDSO is in place: its dumped pages
+			// are passed over.
+			if e.Flags&pagemap.FlagPresent != 0 {
+				if _, err := pages.Seek(int64(e.NrPages)*4096, io.SeekCurrent); err != nil {
+					return fmt.Errorf("task %d: %s: %w", t.Pid, pages.Name(), err)
+				}
+			}
+			continue
+		}
 		for addr := e.Vaddr; addr < e.End(); {
 			n := e.End() - addr
 			if n > uint64(len(buf)) {

@@ -146,7 +146,10 @@ func LoadPlan(dir string) (*Plan, error) {
 		if len(t.Threads) == 0 || t.Threads[0] != t.Pid {
 			sort.Ints(t.Threads)
 			if len(t.Threads) == 0 || !containsInt(t.Threads, t.Pid) {
-				return nil, fmt.Errorf("pstree.img: task %d does not list its own main thread", t.Pid)
+				if !deadTask(d, t.Pid) {
+					return nil, fmt.Errorf("pstree.img: task %d does not list its own main thread", t.Pid)
+				}
+				t.Threads = []int{t.Pid}
 			}
 		}
 		byPid[t.Pid] = t
@@ -217,6 +220,9 @@ func (p *Plan) loadTask(t *Task) error {
 	case 1, 3:
 	default:
 		return fmt.Errorf("task %d: task state %d is not supported", t.Pid, tc.GetTaskState())
+	}
+	if err := checkTaskCore(t); err != nil {
+		return err
 	}
 	for tid, c := range t.Cores {
 		if c.GetThreadInfo().GetGpregs() == nil {

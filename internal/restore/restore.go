@@ -516,17 +516,12 @@ func (rs *restorer) trace(event string) {
 func (rs *restorer) restoreSeccomp(l *live) error {
 	for _, te := range l.threads {
 		c := l.t.Cores[te.Tid].GetThreadCore()
-		if c.GetSeccompMode() != pb.SeccompMode_filter || c.GetSeccompFilter() == 0 {
+		if c.GetSeccompMode() != pb.SeccompMode_filter {
 			continue
 		}
-		var chain []*pb.SeccompFilter
-		for i := c.GetSeccompFilter(); i != 0; {
-			if int(i) > len(rs.plan.Seccomp) {
-				return fmt.Errorf("task %d thread %d: seccomp filter %d is not in seccomp.img", l.t.Pid, te.Tid, i)
-			}
-			f := rs.plan.Seccomp[i-1]
-			chain = append(chain, f)
-			i = f.GetPrev()
+		chain, err := seccompChain(rs.plan.Seccomp, c.GetSeccompFilter())
+		if err != nil {
+			return fmt.Errorf("task %d thread %d: %w", l.t.Pid, te.Tid, err)
 		}
 		if err := te.SetOptions(ptrace.SuspendSeccomp | ptrace.TraceClone | ptrace.TraceFork | ptrace.TraceVfork); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -75,11 +76,9 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 // personality, comm and task-wide prctl state.
 func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 	tc := t.Core().GetTc()
+	sigs := images.SigactionSignals()
 	for i, sa := range tc.GetSigactions() {
-		sig := uint64(i + 1)
-		if sig == uint64(unix.SIGKILL) || sig == uint64(unix.SIGSTOP) {
-			continue
-		}
+		sig := uint64(sigs[i]) // LoadPlan checked the count
 		// struct kernel_sigaction: handler, flags, restorer, mask.
 		a, err := r.u64s(sa.GetSigaction(), sa.GetFlags(), sa.GetRestorer(), sa.GetMask())
 		if err != nil {
@@ -442,10 +441,8 @@ func finalRegisters(te *ptrace.Tracee, c *pb.CoreEntry) error {
 		Eflags: g.GetFlags(), Rsp: g.GetSp(), Ss: g.GetSs(), Fs_base: g.GetFsBase(), Gs_base: g.GetGsBase(),
 		Ds: g.GetDs(), Es: g.GetEs(), Fs: g.GetFs(), Gs: g.GetGs(),
 	}
-	if x := c.GetThreadInfo().GetFpregs().GetXsaveRaw(); len(x) > 0 {
-		if err := te.SetXstate(x); err != nil {
-			return err
-		}
+	if err := setFPState(te, c.GetThreadInfo().GetFpregs()); err != nil {
+		return err
 	}
 	for _, d := range c.GetThreadInfo().GetTls() {
 		if d.GetBaseAddr() == 0 && d.GetLimit() == 0 && d.GetSegNotPresent() {
@@ -461,7 +458,13 @@ func finalRegisters(te *ptrace.Tracee, c *pb.CoreEntry) error {
 			return err
 		}
 	}
-	if err := te.SetSigmask(c.GetThreadCore().GetBlkSigset()); err != nil {
+	// The main thread's mask is its task core's, as CRIU writes it (its
+	// thread core has none); every other thread's is its thread core's.
+	mask := c.GetThreadCore().GetBlkSigset()
+	if c.GetTc() != nil {
+		mask = c.GetTc().GetBlkSigset()
+	}
+	if err := te.SetSigmask(mask); err != nil {
 		return err
 	}
 	return te.SetRegs(&regs)

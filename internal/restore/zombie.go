@@ -5,7 +5,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/ptrace"
+	pb "github.com/gockpt/gockpt/proto"
 )
 
 // exitTask makes a rebuilt task end the way a dumped zombie had ended: its
@@ -55,3 +57,15 @@ func (rs *restorer) flushSigchld(r *remote) error {
 	}
 	return nil
 }
+
+// deadTask tells whether core-PID.img says task pid was dead (a zombie) at
+// dump. CRIU lists no real thread of a dead task in pstree.img (whatever
+// its thread slot held), so a task whose entry lacks its own PID is one only
+// if its core says so.
+func deadTask(d *images.Dir, pid int) bool {
+	c := &pb.CoreEntry{}
+	return d.Exists(images.CoreFile(pid)) && d.ReadOne(images.CoreFile(pid), c) == nil && c.GetTc().GetTaskState() == taskStateDead
+}
+
+// taskStateDead is CRIU's TASK_DEAD in a task core.
+const taskStateDead = 2

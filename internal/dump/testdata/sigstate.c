@@ -1,7 +1,9 @@
 /* Signal state for dump tests: a SIGUSR1 handler (SA_RESTART, mask SIGUSR2),
  * SIGUSR2 ignored, an ITIMER_REAL of 100 s, a POSIX timer (CLOCK_MONOTONIC,
  * SIGRTMIN, 50 s), a sigaltstack, one extra thread with its own altstack,
- * SIGQUIT blocked and pending. Writes DIR/ready with what it set. */
+ * SIGQUIT blocked and pending; the main thread waits in sigsuspend with
+ * SIGWINCH blocked too for the time of the call. Writes DIR/ready with what
+ * it set. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -71,5 +73,7 @@ int main(int argc, char **argv) {
 	fclose(f);
 	snprintf(path, sizeof path, "%s/ready", argv[1]);
 	rename(tmp, path);
-	for (;;) pause();
+	sigset_t during = set;
+	sigaddset(&during, SIGWINCH);
+	for (;;) sigsuspend(&during);
 }

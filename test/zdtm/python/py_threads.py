@@ -1,5 +1,5 @@
 # zdtm: desc: a Python program: threads updating counters under a lock, a large dict with a checksum, a SIGTERM handler; threads still run, data intact after restore
-# zdtm: modes: restore snapshot twice predump
+# zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 """zdtm test for the CPython interpreter's state.
 
 Run as python3 py_threads.py -p PIDFILE: forks the test's root task into its

@@ -263,6 +263,24 @@ func TestDiffTreesDynamicThreads(t *testing.T) {
 	if d := DiffTrees(mk(10, 11, 12), mk(10, 12), dyn); len(d) != 1 || !strings.Contains(d[0], "lost   11") {
 		t.Errorf("a lost thread: %q", d)
 	}
+	// A runtime thread caught blocking every signal while it starts another.
+	sig := func(tr *Tree, tid int, mask string) *Tree {
+		tr.Tasks[10].ThreadStatus[tid] = map[string]string{"SigBlk": mask}
+		return tr
+	}
+	if d := DiffTrees(sig(mk(10, 11), 11, allBlocked), sig(mk(10, 11), 11, "0000000000000000"), dyn); len(d) > 0 {
+		t.Errorf("a transient all-blocked mask reported: %q", d)
+	}
+	if d := DiffTrees(sig(mk(10, 11), 11, "0000000000000000"), sig(mk(10, 11), 11, allBlocked), dyn); len(d) > 0 {
+		t.Errorf("a transient all-blocked mask after reported: %q", d)
+	}
+	want := `task 10 thread 11: SigBlk "0000000000000000", want "fffffffffffbfeff"`
+	if d := DiffTrees(sig(mk(10, 11), 11, allBlocked), sig(mk(10, 11), 11, "0000000000000000"), DiffOptions{}); len(d) != 1 || d[0] != want {
+		t.Errorf("without DynamicThreads: %q, want %q", d, want)
+	}
+	if d := DiffTrees(sig(mk(10, 11), 11, "0000000000000200"), sig(mk(10, 11), 11, "0000000000000000"), dyn); len(d) != 1 {
+		t.Errorf("a changed mask in a dynamic-threads test: %q", d)
+	}
 }
 
 func TestRuntimeAnon(t *testing.T) {

@@ -31,7 +31,7 @@ func main() {
 func run() int {
 	var (
 		names   = flag.String("t", "", "run only these tests (comma-separated names)")
-		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, predump-hashes; \"all\" = the default set; a test runs only the modes its header allows)")
+		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, predump-hashes, criu-restore, criu-dump, criu-predump; \"all\" = the default set; a test runs only the modes its header allows)")
 		noCR    = flag.Bool("no-cr", false, "same as -m none: no checkpoint, only the tests' own checks")
 		keep    = flag.Bool("keep", false, "keep the work directory (images, logs, output) of failed runs")
 		verbose = flag.Bool("v", false, "verbose: commands, timings, gockpt output")
@@ -112,6 +112,12 @@ func run() int {
 	_ = os.Chmod(top, 0o755)
 
 	cfg := &Config{Gockpt: gockptPath, Timeout: *timeout, Verbose: *verbose}
+	for _, m := range runModes {
+		if m.Missing != nil {
+			cfg.CRIU, cfg.CRIUMissing = findCRIU(*zdtmDir)
+			break
+		}
+	}
 	feats := &Features{Gockpt: gockptPath, CPUOnly: !needGockpt}
 	var passed, failed, skipped int
 	kept := false
@@ -133,8 +139,12 @@ func run() int {
 				continue
 			}
 			label := fmt.Sprintf("%s (%s)", t.Name, m.Name)
-			if why != "" {
-				fmt.Printf("SKIP %-28s %s\n", label, why)
+			skip := why
+			if skip == "" && m.Missing != nil {
+				skip = m.Missing(cfg)
+			}
+			if skip != "" {
+				fmt.Printf("SKIP %-28s %s\n", label, skip)
 				skipped++
 				continue
 			}

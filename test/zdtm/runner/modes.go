@@ -20,6 +20,9 @@ type Mode struct {
 	// OptIn: not one of a test's default modes; only tests whose header
 	// names it run it (it is still in the runner's default -m set).
 	OptIn bool
+	// Missing, when set, says why the mode cannot run here ("" when it
+	// can); its runs are then counted as skipped.
+	Missing func(cfg *Config) string
 }
 
 var modes = []*Mode{
@@ -52,6 +55,25 @@ var modes = []*Mode{
 		CR: func(r *Run) error { return r.preDumpChain(true) }},
 	{Name: "predump-hashes", OptIn: true, Desc: "the predump chain without --track-mem: each iteration after the first finds changed pages by comparing contents with its parent images (only tests whose header names it)",
 		CR: func(r *Run) error { return r.preDumpChain(false) }},
+	{Name: "criu-restore", OptIn: true, Desc: "dump (which kills the tree), then CRIU restores gockpt's images: $GOCKPT_TEST_CRIU restore -d (default ../shared/anchors/criu-4.2/criu beside the repository; skipped where it is missing), its log criu-restore.log in the images directory (only tests whose header names it)",
+		Missing: criuMissing,
+		CR: func(r *Run) error {
+			if err := r.Checkpoint(checkpointOpts{}); err != nil {
+				return err
+			}
+			return r.CRIURestoreAndVerify()
+		}},
+	{Name: "criu-dump", OptIn: true, Desc: "CRIU dumps the tree ($GOCKPT_TEST_CRIU dump, which kills it; its log criu-dump.log in the images directory), then gockpt restore -d restores CRIU's images (only tests whose header names it)",
+		Missing: criuMissing,
+		CR: func(r *Run) error {
+			if err := r.CRIUCheckpoint(); err != nil {
+				return err
+			}
+			return r.RestoreAndVerify(restoreOpts{})
+		}},
+	{Name: "criu-predump", OptIn: true, Desc: "the predump chain (pre-dump --track-mem twice, dump --track-mem, each with --prev-images-dir), then CRIU restores the final images through the parent chain (only tests whose header names it)",
+		Missing: criuMissing,
+		CR:      func(r *Run) error { return r.preDumpChainThen(true, r.CRIURestoreAndVerify) }},
 }
 
 // preDumpPause is how long the test runs on (and writes memory) after each
@@ -64,6 +86,11 @@ const preDumpPause = 100 * time.Millisecond
 // kernel tracks written pages between iterations) rather than comparing
 // page contents with the parent images.
 func (r *Run) preDumpChain(track bool) error {
+	return r.preDumpChainThen(track, func() error { return r.RestoreAndVerify(restoreOpts{}) })
+}
+
+// preDumpChainThen is preDumpChain with the restore step given.
+func (r *Run) preDumpChainThen(track bool, restore func() error) error {
 	var opts []string
 	if track {
 		opts = []string{"--track-mem"}
@@ -88,7 +115,7 @@ func (r *Run) preDumpChain(track bool) error {
 	if err := r.checkNothingLeft("after the final dump"); err != nil {
 		return err
 	}
-	return r.RestoreAndVerify(restoreOpts{})
+	return restore()
 }
 
 func (r *Run) dumpRestoreCycle() error {

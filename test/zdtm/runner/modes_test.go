@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaultRunModes(t *testing.T) {
-	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes"}
+	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes", "criu-restore", "criu-dump", "criu-predump"}
 	if got := defaultRunModes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaultRunModes() = %v, want %v", got, want)
 	}
@@ -39,6 +39,20 @@ func TestOptInModeHeaders(t *testing.T) {
 	want := []string{"mem_anon", "mem_heap", "mem_mremap", "mem_predump_pattern", "mem_sparse"}
 	if !reflect.DeepEqual(hashes, want) {
 		t.Errorf("tests in predump-hashes: %v, want %v", hashes, want)
+	}
+	// CRIU restores every test but those whose state it cannot rebuild.
+	// CRIU restores (and dumps) every test but those whose state it
+	// cannot handle.
+	for mode, cannot := range map[string]map[string]bool{
+		"criu-restore": {"ns_uts": true, "task_personality": true},
+		"criu-predump": {"ns_uts": true, "task_personality": true},
+		"criu-dump":    {"ns_uts": true, "task_personality": true, "creds_nobody": true},
+	} {
+		for _, tt := range tests {
+			if tt.Supports(mode) == cannot[tt.Name] {
+				t.Errorf("%s in %s: %v, want %v", tt.Name, mode, tt.Supports(mode), !cannot[tt.Name])
+			}
+		}
 	}
 }
 

@@ -20,6 +20,10 @@ type Config struct {
 	Gockpt  string
 	Timeout time.Duration
 	Verbose bool
+	// CRIU is the CRIU binary the criu-* modes restore with; CRIUMissing,
+	// when not empty, says why those modes are skipped.
+	CRIU        string
+	CRIUMissing string
 }
 
 // Run is one test in one mode: its work directory, its tree and the images
@@ -165,12 +169,18 @@ func (r *Run) gockpt(name string, args ...string) error {
 
 // gockptOut runs gockpt and returns its output (stdout and stderr).
 func (r *Run) gockptOut(name string, args ...string) (string, error) {
+	return r.toolOut("gockpt", r.cfg.Gockpt, name, args...)
+}
+
+// toolOut runs bin (gockpt, or CRIU in the criu-* modes) and returns its
+// output (stdout and stderr); errors start with "tool name".
+func (r *Run) toolOut(tool, bin, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.cfg.Gockpt, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	r.logf("run: %s %s", r.cfg.Gockpt, strings.Join(args, " "))
+	r.logf("run: %s %s", bin, strings.Join(args, " "))
 	start := time.Now()
 	err := cmd.Run()
 	r.logf("%s took %v", name, time.Since(start).Round(time.Millisecond))
@@ -178,10 +188,10 @@ func (r *Run) gockptOut(name string, args ...string) (string, error) {
 		fmt.Print(indent(out.String(), "      "))
 	}
 	if ctx.Err() != nil {
-		return out.String(), fmt.Errorf("gockpt %s: killed at the test's time limit (%v): %s", name, r.cfg.Timeout, lastLines(out.String(), 5))
+		return out.String(), fmt.Errorf("%s %s: killed at the test's time limit (%v): %s", tool, name, r.cfg.Timeout, lastLines(out.String(), 5))
 	}
 	if err != nil {
-		return out.String(), fmt.Errorf("gockpt %s: %v: %s", name, err, lastLines(out.String(), 5))
+		return out.String(), fmt.Errorf("%s %s: %v: %s", tool, name, err, lastLines(out.String(), 5))
 	}
 	return out.String(), nil
 }
@@ -364,6 +374,12 @@ func (r *Run) RestoreAndVerify(o restoreOpts) error {
 	if err := r.gockpt("restore", args...); err != nil {
 		return err
 	}
+	return r.verifyRestored(pidfile)
+}
+
+// verifyRestored checks the pid file a detached restore wrote and compares
+// the restored tree with the tree as it was set up.
+func (r *Run) verifyRestored(pidfile string) error {
 	reap()
 	if b, err := os.ReadFile(pidfile); err != nil {
 		return fmt.Errorf("restore --pidfile: %w", err)

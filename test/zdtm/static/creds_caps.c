@@ -1,5 +1,5 @@
 // zdtm: desc: a root task with reduced capabilities: effective/permitted/inheritable sets from capset, an ambient cap, CAP_SYS_BOOT and CAP_MKNOD dropped from the bounding set, no_new_privs, securebits
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <linux/capability.h>

@@ -1,5 +1,8 @@
 // zdtm: desc: credentials of an unprivileged task: real/effective/saved uid and gid 65534, supplementary groups, dumpable flag; checked by the test and by the runner
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-predump
+// Not in criu-dump: CRIU 4.2 dumps a task of another uid only with
+// CAP_SYS_RESOURCE (prlimit), which root lacks on the test machine ("Can't
+// get rlimit").
 // zdtm: uid: 65534
 // zdtm: gid: 65534
 #define _GNU_SOURCE

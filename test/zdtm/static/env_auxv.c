@@ -1,5 +1,5 @@
 // zdtm: desc: environment, command line and auxv: getenv of a value from the runner, a setenv'd one, /proc/self/{environ,cmdline,auxv} byte-exact, getauxval AT_PAGESZ/AT_RANDOM bytes/AT_ENTRY/AT_PHDR/AT_EXECFN unchanged
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 // zdtm: env: ZDTM_ENV_VALUE=checkpoint me = twice & more
 #define _GNU_SOURCE
 #include "zdtmtst.h"

@@ -1,5 +1,5 @@
 // zdtm: desc: deleted-but-open regular files: a 200 KiB one at an offset and an empty one; content, size, offset, link count 0 and "(deleted)" name kept, still writable
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

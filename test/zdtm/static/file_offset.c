@@ -1,5 +1,5 @@
 // zdtm: desc: regular files: offsets, O_APPEND, O_NOATIME, O_SYNC, FD_CLOEXEC, a dup sharing its offset, a second open of the same file with its own offset, a path with spaces, fds at high numbers
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: MAP_PRIVATE file mappings: one written (COW pages differ from the file), one read-only untouched, one read-exec; the file itself unchanged
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

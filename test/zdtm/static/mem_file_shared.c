@@ -1,5 +1,5 @@
 // zdtm: desc: MAP_SHARED mapping of a regular file written through the mapping: data is in the file and in the mapping, and writes after restore still reach the file
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: copy-on-write memory shared between parent and child after fork: pages both still share, pages the child rewrote, pages the parent rewrote; each side checks its own view
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: MAP_GROWSDOWN mapping with data, still marked grows-down ("gd" in smaps VmFlags) and still growing on access below it
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <stdio.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: guard pages: PROT_NONE pages between and around data areas of one reservation; guards still fault, neighbours intact
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: one mapping split by mprotect into r--, rw-, r-x and --- pieces with data written before each change; protections and data checked
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: PROT_NONE areas holding data written before the protection was dropped (anonymous and private-file); access still faults, data intact once readable again
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: main-thread stack: patterns in frames of a deep recursion and a large on-stack array
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <string.h>

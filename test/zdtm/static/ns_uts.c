@@ -1,5 +1,9 @@
 // zdtm: desc: UTS namespaces: the root unshares one and names it, a child stays in it, another child unshares a second one; host and domain names are checked in each after restore
 // zdtm: modes: restore snapshot twice predump
+// Not in the criu-* modes: CRIU 4.2 restores every task in the root task's
+// namespaces and refuses a child in a UTS namespace of its own ("Can't
+// restore sub-task in NS"), and does not dump one ("Can't dump nested uts
+// namespace").
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sched.h>

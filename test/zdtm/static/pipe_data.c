@@ -1,5 +1,5 @@
 // zdtm: desc: pipes with unread data in flight: a small one, one at high fd numbers filled to its 64 KiB capacity (non-blocking), a 1 MiB one (F_SETPIPE_SZ) half full, and one whose write end is closed (data then EOF)
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: a named pipe (FIFO) open for reading and writing (O_RDWR) and by a separate write-only fd, with unread data in it
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>

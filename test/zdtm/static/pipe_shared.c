@@ -1,5 +1,5 @@
 // zdtm: desc: a pipe shared by parent and child: the child wrote data the parent has not read; after restore the child writes more and exits, the parent reads all of it and then EOF
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

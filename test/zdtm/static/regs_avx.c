@@ -1,5 +1,5 @@
 // zdtm: desc: AVX state: ymm0..ymm15 hold 256-bit patterns and MXCSR/x87 control words are non-default in a busy asm loop; compared after SIGTERM
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 // zdtm: needs: cpu:avx
 // zdtm: cflags: -mavx
 #define _GNU_SOURCE

@@ -1,5 +1,5 @@
 // zdtm: desc: AVX-512 state: zmm0..zmm31 and opmask k1..k7 hold patterns in a busy asm loop; compared after SIGTERM (skipped only where the CPU lacks avx512f)
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 // zdtm: needs: cpu:avx512f
 // zdtm: cflags: -mavx512f -mavx512bw
 #define _GNU_SOURCE

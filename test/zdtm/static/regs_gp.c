@@ -1,5 +1,5 @@
 // zdtm: desc: general-purpose registers (rax..rdx, rsi, rdi, r8..r15) hold patterns in a busy asm loop across checkpoint/restore; compared after SIGTERM
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <inttypes.h>

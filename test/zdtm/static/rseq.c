@@ -1,5 +1,5 @@
 // zdtm: desc: rseq: glibc's registration survives in the main thread and a second thread (re-registering gives EBUSY), and the rseq area's cpu_id follows sched_getcpu across forced migrations
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 // zdtm: needs: rseq_ptrace
 #define _GNU_SOURCE
 #include "zdtmtst.h"

@@ -1,5 +1,5 @@
 // zdtm: desc: seccomp filters: two stacked filters (getppid -> EPERM-like errno 1234, uname -> errno 2345) installed with no_new_privs in the main thread and a second thread keep working after restore
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 // zdtm: needs: seccomp_get_filter
 #define _GNU_SOURCE
 #include "zdtmtst.h"

@@ -1,5 +1,5 @@
 // zdtm: desc: sigaltstack of the main thread and of a second thread (SS_AUTODISARM); settings compared and SA_ONSTACK handlers really run on them
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <pthread.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: signal dispositions: handlers with SA_SIGINFO/SA_RESTART/SA_NODEFER/SA_RESETHAND/SA_ONSTACK, per-handler masks, ignored signals, restorer; compared and exercised after SIGTERM
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: blocked masks (process and a second thread) and pending signals: thread-directed and shared, standard and queued real-time with values, order and siginfo checked
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <pthread.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: current directory (a nested path with a space) and umask 027; a file created after restore gets mode 0640
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

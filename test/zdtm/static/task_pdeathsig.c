@@ -1,5 +1,5 @@
 // zdtm: desc: parent-death signal: a child with prctl(PR_SET_PDEATHSIG, SIGUSR2) keeps it across restore, and really gets SIGUSR2 when its parent (a middle task) dies
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

@@ -1,5 +1,8 @@
 // zdtm: desc: personality ADDR_NO_RANDOMIZE (set with personality(2) before checkpoint) read back after restore
 // zdtm: modes: restore snapshot twice predump
+// Not in the criu-* modes: CRIU 4.2 never restores a task's personality, and
+// records it read as decimal from the hex /proc/PID/personality (0x40000
+// becomes 40000), so no restore of its images can bring it back.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/personality.h>

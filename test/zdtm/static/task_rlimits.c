@@ -1,5 +1,5 @@
 // zdtm: desc: resource limits: soft and hard limits lowered for NOFILE, STACK, CORE, CPU, MEMLOCK, MSGQUEUE, NICE, FSIZE, SIGPENDING; all read back exactly
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/resource.h>

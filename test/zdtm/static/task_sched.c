@@ -1,5 +1,5 @@
 // zdtm: desc: scheduling: nice 7 on the process, SCHED_BATCH with nice 3 on a second thread, SCHED_IDLE on a third; read back per thread (CPU affinity is not checked: restoring it is not in scope)
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <pthread.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: task names: prctl(PR_SET_NAME) on the main thread and a different name per thread (pthread_setname_np), read back with prctl and /proc/self/task/TID/comm
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <pthread.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: 16 threads, each with its own TLS values, stack pattern and TID; every thread checks its own state after SIGTERM
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <linux/futex.h>

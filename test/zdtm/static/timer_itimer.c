@@ -1,5 +1,5 @@
 // zdtm: desc: interval timers: ITIMER_REAL ticking every 20 ms keeps firing after restore (ticks counted), ITIMER_VIRTUAL/ITIMER_PROF intervals and remaining values kept
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: POSIX timers: a periodic CLOCK_MONOTONIC timer still firing after restore with its sigval, a long one-shot keeping its remaining time, a disarmed one, same timer ids
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

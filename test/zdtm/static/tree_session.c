@@ -1,5 +1,5 @@
 // zdtm: desc: process tree with sessions and groups: children in the root's group, in a new group (setpgid), in a new session (setsid) with its own grandchild in another group, and a grandchild in the parent's group; every task checks its pid, ppid, pgid and sid
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

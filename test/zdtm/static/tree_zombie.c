@@ -1,5 +1,5 @@
 // zdtm: desc: zombies: children that exited (code 42) and were killed (SIGKILL) and a grandchild zombie under a live child stay unreaped across checkpoint; exit statuses checked when reaped after SIGTERM
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <signal.h>

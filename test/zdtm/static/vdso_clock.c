@@ -1,5 +1,5 @@
 // zdtm: desc: vDSO clocks: a busy loop reading CLOCK_MONOTONIC/BOOTTIME/REALTIME through the vDSO never sees time go backwards across checkpoint/restore, clocks keep advancing, AT_SYSINFO_EHDR still points at [vdso]
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/auxv.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: a Go program: goroutines passing tokens over channels, a time.Ticker, periodic GC over a live map, all checked to still work after restore (CGO_ENABLED=0)
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
 // zdtm: threads: dynamic
 
 // Command runtime is a zdtm test for the Go runtime's own state: its
