@@ -15,7 +15,6 @@ import (
 	"github.com/gockpt/gockpt/internal/testproc"
 )
 
-
 // TestKilledDumpNeverHarms kills gockpt with SIGKILL at random moments of
 // dumps of a 256 MiB process: every time, the process must run on
 // correctly, untraced, with exactly the mappings it had.

@@ -153,7 +153,6 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-
 // TestDumpKilledHalfway: a dump SIGKILLed while it writes pages leaves a
 // directory restore refuses, saying the dump did not finish.
 func TestDumpKilledHalfway(t *testing.T) {
