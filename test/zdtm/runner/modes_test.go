@@ -40,12 +40,11 @@ func TestOptInModeHeaders(t *testing.T) {
 	if !reflect.DeepEqual(hashes, want) {
 		t.Errorf("tests in predump-hashes: %v, want %v", hashes, want)
 	}
-	// CRIU restores every test but those whose state it cannot rebuild.
 	// CRIU restores (and dumps) every test but those whose state it
 	// cannot handle.
 	for mode, cannot := range map[string]map[string]bool{
-		"criu-restore": {"ns_uts": true, "task_personality": true},
-		"criu-predump": {"ns_uts": true, "task_personality": true},
+		"criu-restore": {"ns_uts": true, "task_personality": true, "file_sigio": true},
+		"criu-predump": {"ns_uts": true, "task_personality": true, "file_sigio": true},
 		"criu-dump":    {"ns_uts": true, "task_personality": true, "creds_nobody": true},
 	} {
 		for _, tt := range tests {

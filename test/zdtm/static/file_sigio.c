@@ -1,5 +1,5 @@
 // zdtm: desc: SIGIO kept: a pipe with O_ASYNC owned by the task itself with F_SETSIG SIGUSR1 (the handler checks si_fd), one owned by a child thread-group member as a thread (F_OWNER_TID) and one owned by the process group; after restore each owner, signal and flag reads back and a write raises the signal with the reader's fd
-// zdtm: modes: restore snapshot twice predump
+// zdtm: modes: restore snapshot twice predump criu-dump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
