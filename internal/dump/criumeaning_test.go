@@ -111,7 +111,7 @@ func TestImagesMeanWhatCRIUMeans(t *testing.T) {
 	// parking code gockpt left in the live task is not.
 	var vdso *pb.VmaEntry
 	for _, v := range mm.GetVmas() {
-		if v.GetStatus()&vmaAreaVDSO != 0 {
+		if v.GetStatus()&images.VMAAreaVDSO != 0 {
 			vdso = v
 		}
 	}

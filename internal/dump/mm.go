@@ -7,25 +7,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/mem"
 	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
-)
-
-// VMA status bits, as CRIU's criu/include/image.h numbers them.
-const (
-	vmaAreaRegular  = 1 << 0
-	vmaAreaStack    = 1 << 1
-	vmaAreaVsyscall = 1 << 2
-	vmaAreaVDSO     = 1 << 3
-	vmaAreaHeap     = 1 << 5
-	vmaFilePrivate  = 1 << 6
-	vmaFileShared   = 1 << 7
-	vmaAnonShared   = 1 << 8
-	vmaAnonPrivate  = 1 << 9
-	vmaAreaVVAR     = 1 << 12
-	vmaAreaUprobes  = 1 << 17
 )
 
 // mmap flags CRIU records from VmFlags (x86-64 values).
@@ -129,21 +115,21 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			e.Madv = proto.Uint64(madv)
 		}
 		plan := vmaPlan{entry: e, smaps: a}
-		status := uint32(vmaAreaRegular)
+		status := uint32(images.VMAAreaRegular)
 		switch a.Kind {
 		case proc.KindVVAR, proc.KindVVARVClock:
-			if n := len(out); n > 0 && out[n-1].entry.GetStatus()&vmaAreaVVAR != 0 && out[n-1].entry.GetEnd() == a.Start {
+			if n := len(out); n > 0 && out[n-1].entry.GetStatus()&images.VMAAreaVVAR != 0 && out[n-1].entry.GetEnd() == a.Start {
 				out[n-1].entry.End = proto.Uint64(a.End)
 				continue
 			}
-			status |= vmaAreaVVAR | vmaAnonPrivate
+			status |= images.VMAAreaVVAR | images.VMAAnonPrivate
 			flags |= unix.MAP_ANONYMOUS
 		case proc.KindVDSO:
-			status |= vmaAreaVDSO | vmaAnonPrivate
+			status |= images.VMAAreaVDSO | images.VMAAnonPrivate
 			flags |= unix.MAP_ANONYMOUS
 			plan.vdso = true
 		case proc.KindVSyscall:
-			status = vmaAreaVsyscall
+			status = images.VMAAreaVsyscall
 		case proc.KindFile:
 			if err := vmaRefusal(fd.Checker, pid, a); err != nil {
 				return nil, err
@@ -162,9 +148,9 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			e.Shmid = proto.Uint64(uint64(fd.Path(a.Path, &st, openFlags)))
 			e.Fdflags = proto.Uint32(openFlags)
 			if a.Shared() {
-				status |= vmaFileShared
+				status |= images.VMAFileShared
 			} else {
-				status |= vmaFilePrivate
+				status |= images.VMAFilePrivate
 				plan.dumpPages, plan.privateFile = true, true
 			}
 		default: // anonymous, [heap], [stack], [anon:NAME]
@@ -172,12 +158,12 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			if err := vmaRefusal(fd.Checker, pid, a); err != nil {
 				return nil, err
 			}
-			status |= vmaAnonPrivate
+			status |= images.VMAAnonPrivate
 			if a.Kind == proc.KindHeap {
-				status |= vmaAreaHeap
+				status |= images.VMAAreaHeap
 			}
 			if a.Kind == proc.KindStack {
-				status |= vmaAreaStack
+				status |= images.VMAAreaStack
 			}
 			plan.dumpPages = true
 		}

@@ -29,6 +29,16 @@ func TestDumpSignalState(t *testing.T) {
 	if _, err := fmt.Sscanf(string(raw), "%x %x %x %x", &handler, &alt, &thAlt, &timerID); err != nil {
 		t.Fatal(err)
 	}
+	// ready is written just before sigsuspend: dump once the task is in it
+	// (/proc shows the call's mask, with SIGWINCH).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st, err := proc.ReadStatus(p.Pid); err == nil && st.SigBlk&(1<<(syscall.SIGWINCH-1)) != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task did not enter sigsuspend")
+		}
+	}
 	d := dumpLeaveRunning(t, p.Pid)
 	if !testproc.Alive(p.Pid) {
 		t.Fatal("target died")

@@ -324,20 +324,8 @@ func readFdinfo(d *Dir, filesID uint32) ([]*pb.FdinfoEntry, error) {
 	return out, nil
 }
 
-// VMA status bits (CRIU's criu/include/image.h) the views name.
+// MAP_GROWSDOWN, which the views name.
 const (
-	vmaRegular     = 1 << 0
-	vmaStack       = 1 << 1
-	vmaVsyscall    = 1 << 2
-	vmaVDSO        = 1 << 3
-	vmaHeap        = 1 << 5
-	vmaFilePrivate = 1 << 6
-	vmaFileShared  = 1 << 7
-	vmaAnonShared  = 1 << 8
-	vmaSysVIPC     = 1 << 10
-	vmaSocket      = 1 << 11
-	vmaVVAR        = 1 << 12
-
 	mapGrowsdown = 0x0100
 )
 
@@ -387,7 +375,7 @@ func (x *explorer) mems(b *strings.Builder) error {
 			if err != nil {
 				return err
 			}
-			if v.GetStatus()&vmaRegular == 0 {
+			if v.GetStatus()&VMAAreaRegular == 0 {
 				what += " *"
 			}
 			fmt.Fprintf(b, "\t%-36s%s%s\n", fmt.Sprintf("%08x-%08x", v.GetStart(), v.GetEnd()), protString(v.GetProt()), what)
@@ -402,13 +390,13 @@ func (x *explorer) mems(b *strings.Builder) error {
 func (x *explorer) mapped(v *pb.VmaEntry) (string, error) {
 	st := v.GetStatus()
 	switch {
-	case st&vmaSysVIPC != 0:
+	case st&VMAAreaSysVIPC != 0:
 		return fmt.Sprintf(" ips[%x]", x.shmid(v.GetShmid())), nil
-	case st&vmaAnonShared != 0:
+	case st&VMAAnonShared != 0:
 		return fmt.Sprintf(" shmem[%x]", x.shmid(v.GetShmid())), nil
-	case st&vmaSocket != 0:
+	case st&VMAAreaSocket != 0:
 		return fmt.Sprintf(" packet[%x]", x.shmid(v.GetShmid())), nil
-	case st&(vmaFilePrivate|vmaFileShared) != 0:
+	case st&(VMAFilePrivate|VMAFileShared) != 0:
 		name, err := x.fileString(pb.FdTypes_REG, uint32(v.GetShmid()))
 		if err != nil {
 			return "", err
@@ -417,19 +405,19 @@ func (x *explorer) mapped(v *pb.VmaEntry) (string, error) {
 		if v.GetPgoff() != 0 {
 			s += fmt.Sprintf(" + %#x", v.GetPgoff())
 		}
-		if st&vmaFileShared != 0 {
+		if st&VMAFileShared != 0 {
 			s += " (s)"
 		}
 		return s, nil
-	case st&vmaStack != 0:
+	case st&VMAAreaStack != 0:
 		return " [stack]", nil
-	case st&vmaVsyscall != 0:
+	case st&VMAAreaVsyscall != 0:
 		return " [vsyscall]", nil
-	case st&vmaVDSO != 0:
+	case st&VMAAreaVDSO != 0:
 		return " [vdso]", nil
-	case st&vmaVVAR != 0:
+	case st&VMAAreaVVAR != 0:
 		return " [vvar]", nil
-	case st&vmaHeap != 0:
+	case st&VMAAreaHeap != 0:
 		return " [heap]", nil
 	case v.GetFlags()&mapGrowsdown != 0:
 		return " [stack?]", nil
@@ -474,7 +462,7 @@ func (x *explorer) rss(b *strings.Builder) error {
 				}
 				v := vmas[vi]
 				col := fmt.Sprintf("%08x / %-8d", v.GetStart(), (v.GetEnd()-v.GetStart())>>12)
-				if v.GetStatus()&(vmaFilePrivate|vmaFileShared) != 0 {
+				if v.GetStatus()&(VMAFilePrivate|VMAFileShared) != 0 {
 					name, err := x.fileString(pb.FdTypes_REG, uint32(v.GetShmid()))
 					if err != nil {
 						return err

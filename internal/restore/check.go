@@ -14,7 +14,7 @@ import (
 )
 
 // VMA status bits that name a file (CRIU's VMA_FILE_PRIVATE, VMA_FILE_SHARED).
-const vmaFileAny = vmaFilePrivate | vmaFileShared
+const vmaFileAny = images.VMAFilePrivate | images.VMAFileShared
 
 // MismatchError is a set of images whose files disagree with each other:
 // not one checkpoint, but a dump that did not finish or files of two dumps.

@@ -15,18 +15,6 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// VMA status bits (CRIU's image.h).
-const (
-	vmaAreaRegular  = 1 << 0
-	vmaAreaVsyscall = 1 << 2
-	vmaAreaVDSO     = 1 << 3
-	vmaFilePrivate  = 1 << 6
-	vmaFileShared   = 1 << 7
-	vmaAnonShared   = 1 << 8
-	vmaAnonPrivate  = 1 << 9
-	vmaAreaVVAR     = 1 << 12
-)
-
 const (
 	prSetMM         = 35
 	prSetMMMap      = 14
@@ -57,7 +45,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	var writable []*pb.VmaEntry // mapped with PROT_WRITE added for the pages
 	for _, v := range t.MM.GetVmas() {
 		st := v.GetStatus()
-		if st&(vmaAreaVDSO|vmaAreaVVAR|vmaAreaVsyscall) != 0 || st&vmaAreaRegular == 0 {
+		if st&(images.VMAAreaVDSO|images.VMAAreaVVAR|images.VMAAreaVsyscall) != 0 || st&images.VMAAreaRegular == 0 {
 			continue
 		}
 		prot := uint64(v.GetProt())
@@ -65,7 +53,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		fd := ^uint64(0)
 		off := uint64(0)
 		switch {
-		case st&(vmaFilePrivate|vmaFileShared) != 0:
+		case st&(images.VMAFilePrivate|images.VMAFileShared) != 0:
 			id := uint32(v.GetShmid())
 			f, ok := fileFds[uint64(id)]
 			if !ok {
@@ -78,7 +66,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			}
 			fd, off = f, v.GetPgoff()
 			flags &^= unix.MAP_ANONYMOUS
-		case st&vmaAnonShared != 0:
+		case st&images.VMAAnonShared != 0:
 			return fmt.Errorf("task %d VMA %#x-%#x: shared anonymous memory is not supported yet", t.Pid, v.GetStart(), v.GetEnd())
 		default:
 			flags |= unix.MAP_ANONYMOUS
@@ -87,7 +75,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		// executable ones: writable and executable at once is what SELinux
 		// denies as execmem. Their pages go in through /proc/PID/mem,
 		// which writes past protections as a debugger does.
-		if st&vmaFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 {
+		if st&images.VMAFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 {
 			prot |= unix.PROT_WRITE
 			writable = append(writable, v)
 		}
@@ -151,10 +139,10 @@ func (rs *restorer) clearAddressSpace(r *remote) error {
 func (rs *restorer) moveVDSO(t *Task, r *remote) error {
 	var imgVvar, imgVdso *pb.VmaEntry
 	for _, v := range t.MM.GetVmas() {
-		if v.GetStatus()&vmaAreaVVAR != 0 {
+		if v.GetStatus()&images.VMAAreaVVAR != 0 {
 			imgVvar = v
 		}
-		if v.GetStatus()&vmaAreaVDSO != 0 {
+		if v.GetStatus()&images.VMAAreaVDSO != 0 {
 			imgVdso = v
 		}
 	}

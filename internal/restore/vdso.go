@@ -1,6 +1,9 @@
 package restore
 
-import "github.com/gockpt/gockpt/internal/images/pagemap"
+import (
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/pagemap"
+)
 
 // kernelArea tells whether pagemap entry e lies in the task's vDSO or vvar
 // area. A dump holds the vDSO's pages (CRIU's restore reads the dumped
@@ -8,7 +11,7 @@ import "github.com/gockpt/gockpt/internal/images/pagemap"
 // place instead and writes nothing there.
 func kernelArea(t *Task, e pagemap.Entry) bool {
 	for _, v := range t.MM.GetVmas() {
-		if v.GetStatus()&(vmaAreaVDSO|vmaAreaVVAR) != 0 && e.Vaddr >= v.GetStart() && e.Vaddr < v.GetEnd() {
+		if v.GetStatus()&(images.VMAAreaVDSO|images.VMAAreaVVAR) != 0 && e.Vaddr >= v.GetStart() && e.Vaddr < v.GetEnd() {
 			return true
 		}
 	}
