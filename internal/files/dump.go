@@ -204,6 +204,13 @@ func (d *Dumper) fown(s *fdState) (*pb.FownEntry, error) {
 	f.PidType = proto.Uint32(uint32(owner.Type))
 	f.Pid = proto.Uint32(uint32(owner.Pid))
 	f.Signum = proto.Uint32(uint32(sig))
+	if owner.Pid != 0 {
+		uid, euid, err := getOwnerUids(dup)
+		if err != nil {
+			return nil, fmt.Errorf("task %d fd %d: F_GETOWNER_UIDS: %w", s.pid, s.fd, err)
+		}
+		f.Uid, f.Euid = proto.Uint32(uid), proto.Uint32(euid)
+	}
 	return f, nil
 }
 

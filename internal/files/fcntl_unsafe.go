@@ -20,3 +20,16 @@ func getOwnerEx(fd int) (fOwnerEx, error) {
 	}
 	return o, nil
 }
+
+// fGetOwnerUids is F_GETOWNER_UIDS: the real and effective uid of whoever
+// set the file's SIGIO owner, which the kernel checks before it signals.
+const fGetOwnerUids = 17
+
+func getOwnerUids(fd int) (uid, euid uint32, err error) {
+	var u [2]uint32
+	_, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), fGetOwnerUids, uintptr(unsafe.Pointer(&u)))
+	if e != 0 {
+		return 0, 0, e
+	}
+	return u[0], u[1], nil
+}
