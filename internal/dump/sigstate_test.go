@@ -30,7 +30,9 @@ func TestDumpSignalState(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ready is written just before sigsuspend: dump once the task is in it
-	// (/proc shows the call's mask, with SIGWINCH).
+	// (/proc shows the call's mask, with SIGWINCH), or the test proves
+	// nothing. (Not after the dump: the parasite interrupts the call, which
+	// the kernel restarts, with the task's own mask for a moment between.)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		if st, err := proc.ReadStatus(p.Pid); err == nil && st.SigBlk&(1<<(syscall.SIGWINCH-1)) != 0 {
 			break
@@ -94,9 +96,6 @@ func TestDumpSignalState(t *testing.T) {
 	}
 	if m := tc.GetBlkSigset(); m != quit {
 		t.Errorf("task core blocked mask %#x, want SIGQUIT alone (%#x)", m, quit)
-	}
-	if st, err := proc.ReadStatus(p.Pid); err != nil || st.SigBlk&(1<<(syscall.SIGWINCH-1)) == 0 {
-		t.Errorf("/proc shows blocked %#x (%v): the task is not in sigsuspend with SIGWINCH blocked, the test proves nothing", st.SigBlk, err)
 	}
 	var pending []uint32
 	for _, s := range append(tc.GetSignalsS().GetSignals(), core.GetThreadCore().GetSignalsP().GetSignals()...) {

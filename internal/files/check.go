@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/support"
@@ -138,7 +139,7 @@ func (c *Checker) Fd(pid, fd int) error {
 		}
 		return err
 	}
-	_, err = c.check(s)
+	_, _, err = c.check(s)
 	return err
 }
 
@@ -160,11 +161,12 @@ func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.
 	return &support.Refusal{Pid: s.pid, Comm: c.Comm(s.pid), Where: fmt.Sprintf("fd %d", s.fd), Object: object, Kind: kind}
 }
 
-// check classifies the fd and refuses what cannot be kept.
-func (c *Checker) check(s *fdState) (pb.FdTypes, error) {
+// check classifies the fd and refuses what cannot be kept; it returns
+// the kind and the file's SIGIO owner.
+func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 	typ, kind := classify(s.target, &s.st)
 	if kind != "" {
-		return 0, c.refuseKind(s, kind)
+		return 0, nil, c.refuseKind(s, kind)
 	}
 	for _, l := range s.info.FdLocks() {
 		if l.Waiter {
@@ -175,16 +177,17 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, error) {
 		if l.IsLease() {
 			r.Kind = support.Leases
 		}
-		return 0, r
+		return 0, nil, r
 	}
 	name, deleted := strings.CutSuffix(s.target, " (deleted)")
 	if typ == pb.FdTypes_REG && deleted && s.st.Nlink == 0 && s.st.Mode&unix.S_IFMT == unix.S_IFREG && s.st.Size > c.GhostLimit {
-		return 0, &GhostLimitError{Pid: s.pid, Comm: c.Comm(s.pid), Fd: s.fd, Name: name, Size: s.st.Size, Limit: c.GhostLimit}
+		return 0, nil, &GhostLimitError{Pid: s.pid, Comm: c.Comm(s.pid), Fd: s.fd, Name: name, Size: s.st.Size, Limit: c.GhostLimit}
 	}
-	if err := c.checkOwner(s); err != nil {
-		return 0, err
+	own, err := c.owner(s)
+	if err != nil {
+		return 0, nil, err
 	}
-	return typ, nil
+	return typ, own, nil
 }
 
 // refuseKind names a refused fd the way the user knows it.
@@ -286,24 +289,36 @@ func (c *Checker) dup(pid, fd int) (int, error) {
 	return dup, nil
 }
 
-// checkOwner refuses an fd whose SIGIO goes to a process outside the tree:
-// after restore that process may be gone, or another one with its PID.
-func (c *Checker) checkOwner(s *fdState) error {
+// owner reads who gets SIGIO for the fd's file (F_SETOWN_EX), with which
+// signal and set by whom, and refuses an owner outside the tree: after
+// restore that process may be gone, or another one with its PID.
+func (c *Checker) owner(s *fdState) (*pb.FownEntry, error) {
+	f := &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)}
 	if s.info.Flags&unix.O_PATH != 0 {
-		return nil // no owner on an O_PATH fd
+		return f, nil // no owner on an O_PATH fd
 	}
 	dup, err := c.dup(s.pid, s.fd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unix.Close(dup)
 	o, err := getOwnerEx(dup)
 	if err != nil {
-		return fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", s.pid, s.fd, err)
+		return nil, fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", s.pid, s.fd, err)
 	}
+	sig, err := unix.FcntlInt(uintptr(dup), unix.F_GETSIG, 0)
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d: F_GETSIG: %w", s.pid, s.fd, err)
+	}
+	f.PidType, f.Pid, f.Signum = proto.Uint32(uint32(o.Type)), proto.Uint32(uint32(o.Pid)), proto.Uint32(uint32(sig))
 	if o.Pid == 0 {
-		return nil
+		return f, nil
 	}
+	uid, euid, err := getOwnerUids(dup)
+	if err != nil {
+		return nil, fmt.Errorf("task %d fd %d: F_GETOWNER_UIDS: %w", s.pid, s.fd, err)
+	}
+	f.Uid, f.Euid = proto.Uint32(uid), proto.Uint32(euid)
 	inTree := c.InTree
 	if inTree == nil {
 		inTree = func(p int) bool { return p == s.pid }
@@ -312,14 +327,14 @@ func (c *Checker) checkOwner(s *fdState) error {
 	if o.Type == fOwnerPgrp || o.Type == fOwnerSid {
 		// A group or session is in the tree if one of its members is.
 		if c.groupInTree(int(o.Type), owner) {
-			return nil
+			return f, nil
 		}
 	} else if inTree(owner) || o.Type == fOwnerTid && inTree(tgidOf(owner)) {
-		return nil
+		return f, nil
 	}
 	r := c.refuse(s, support.SigioOwner, s.target)
 	r.Detail = fmt.Sprintf("SIGIO goes to %s %d, outside the dumped tree", ownerWord(o.Type), owner)
-	return r
+	return nil, r
 }
 
 // tgidOf is the process of thread tid, 0 if it is gone.

@@ -105,7 +105,7 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	typ, err := d.Checker.check(s)
+	typ, own, err := d.Checker.check(s)
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +118,6 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 	if id, ok := d.sameOFD(pid, fd, &s.st); ok {
 		fe.Id = proto.Uint32(id)
 		return fe, nil
-	}
-	own, err := d.fown(s)
-	if err != nil {
-		return nil, err
 	}
 	id := d.newID()
 	o := object{pid: pid, fd: fd, id: id, own: own, link: s.link, target: s.target, st: &s.st, info: s.info}
@@ -181,38 +177,6 @@ func (d *Dumper) remember(pid, fd int, st *unix.Stat_t, id uint32) {
 
 // Close releases what the dumper's checker opened.
 func (d *Dumper) Close() { d.Checker.Close() }
-
-// fown reads who gets SIGIO for the file (F_SETOWN) and with which signal.
-func (d *Dumper) fown(s *fdState) (*pb.FownEntry, error) {
-	f := &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)}
-	if s.info.Flags&unix.O_PATH != 0 {
-		return f, nil // an O_PATH fd has no owner
-	}
-	dup, err := d.Checker.dup(s.pid, s.fd)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dup)
-	owner, err := getOwnerEx(dup)
-	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d: F_GETOWN_EX: %w", s.pid, s.fd, err)
-	}
-	sig, err := unix.FcntlInt(uintptr(dup), unix.F_GETSIG, 0)
-	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d: F_GETSIG: %w", s.pid, s.fd, err)
-	}
-	f.PidType = proto.Uint32(uint32(owner.Type))
-	f.Pid = proto.Uint32(uint32(owner.Pid))
-	f.Signum = proto.Uint32(uint32(sig))
-	if owner.Pid != 0 {
-		uid, euid, err := getOwnerUids(dup)
-		if err != nil {
-			return nil, fmt.Errorf("task %d fd %d: F_GETOWNER_UIDS: %w", s.pid, s.fd, err)
-		}
-		f.Uid, f.Euid = proto.Uint32(uid), proto.Uint32(euid)
-	}
-	return f, nil
-}
 
 // noMountImages is the mnt_id of every file entry: in CRIU's images it
 // names a mount of mountpoints-N.img, which gockpt does not write; -1 says
