@@ -144,7 +144,8 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		r.Object = fmt.Sprintf("System V shared memory segment (key 0x%s, shmid %d)", strings.TrimPrefix(a.Path, "/SYSV"), a.Inode)
 	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/memfd:") && a.Deleted:
 		r.Kind, r.Object = support.Memfd, a.Path[1:]
-		if fd, ok := fdOnInode(pid, a.Inode, "/memfd:"); ok {
+		memfd := func(t string, st *unix.Stat_t) bool { return strings.HasPrefix(t, "/memfd:") && st.Ino == a.Inode }
+		if fd, _, ok := findFd(pid, memfd); ok {
 			r.Object += fmt.Sprintf(" (fd %d)", fd)
 		}
 	case a.Major == 0 && a.Minor == 1 && a.Path == "/dev/zero" && a.Deleted:
@@ -170,25 +171,24 @@ func specialMapWord(a *proc.SmapsVMA) string {
 	return "droppable mapping (MAP_DROPPABLE)"
 }
 
-// fdOnInode finds an fd of task pid on inode ino whose link starts with
-// prefix.
-func fdOnInode(pid int, ino uint64, prefix string) (int, bool) {
+// findFd finds the first fd of task pid whose link text and file match.
+func findFd(pid int, match func(target string, st *unix.Stat_t) bool) (int, string, bool) {
 	fds, err := files.ListFds(pid)
 	if err != nil {
-		return 0, false
+		return 0, "", false
 	}
 	for _, fd := range fds {
 		link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
 		t, err := os.Readlink(link)
-		if err != nil || !strings.HasPrefix(t, prefix) {
+		if err != nil {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Stat(link, &st) == nil && st.Ino == ino {
-			return fd, true
+		if unix.Stat(link, &st) == nil && match(t, &st) {
+			return fd, t, true
 		}
 	}
-	return 0, false
+	return 0, "", false
 }
 
 // checkLocks refuses a lock /proc/locks shows for a task of the tree that
@@ -209,34 +209,16 @@ func checkLocks(c *files.Checker) error {
 		if l.IsLease() {
 			r.Kind = support.Leases
 		}
-		if fd, path, ok := fdOnFile(l.Pid, l.Dev, l.Ino); ok {
+		// /proc/locks names the file by device ("00:1f", hexadecimal) and inode.
+		onFile := func(_ string, st *unix.Stat_t) bool {
+			return st.Ino == l.Ino && fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev)) == l.Dev
+		}
+		if fd, path, ok := findFd(l.Pid, onFile); ok {
 			r.Where, r.Object = "fd "+strconv.Itoa(fd), path
 		}
 		return r
 	}
 	return nil
-}
-
-// fdOnFile finds an fd of task pid on the file /proc/locks names by device
-// ("00:1f", hexadecimal) and inode.
-func fdOnFile(pid int, dev string, ino uint64) (int, string, bool) {
-	fds, err := files.ListFds(pid)
-	if err != nil {
-		return 0, "", false
-	}
-	for _, fd := range fds {
-		link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
-		var st unix.Stat_t
-		if unix.Stat(link, &st) != nil || st.Ino != ino {
-			continue
-		}
-		if fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev)) != dev {
-			continue
-		}
-		t, _ := os.Readlink(link)
-		return fd, t, true
-	}
-	return 0, "", false
 }
 
 // treePids lists the tree rooted at root as /proc shows it now, parents

@@ -177,7 +177,7 @@ func TestRefusals(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			h := startHolder(t, c.kind, c.args...)
-			want := strings.TrimPrefix(c.want(h), "")
+			want := c.want(h)
 			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", h.Pid))
 			img := filepath.Join(t.TempDir(), "img")
 			_, err := Run(Options{Pid: h.Pid, ImagesDir: img, LeaveRunning: true})

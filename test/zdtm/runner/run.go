@@ -238,11 +238,11 @@ func (r *Run) PreDump(o preDumpOpts) error {
 	}
 	r.stats = memStats(out)
 	r.logf("pre-dump into %s: %s", filepath.Base(img), formatStats(r.stats))
-	cur, err := CollectTree(r.root)
+	cur, d, err := r.lookUntilSame(now)
 	if err != nil {
 		return fmt.Errorf("after pre-dump (the tree must run on): %w", err)
 	}
-	if d := DiffTrees(now, cur, r.diffOptions()); len(d) > 0 {
+	if len(d) > 0 {
 		return fmt.Errorf("pre-dump changed the running tree:\n%s", strings.Join(d, "\n"))
 	}
 	r.last = cur
@@ -344,11 +344,11 @@ func (r *Run) Checkpoint(o checkpointOpts) error {
 		return err
 	}
 	if o.LeaveRunning {
-		cur, err := CollectTree(r.root)
+		_, d, err := r.lookUntilSame(now)
 		if err != nil {
 			return fmt.Errorf("after dump --leave-running: %w", err)
 		}
-		if d := DiffTrees(now, cur, r.diffOptions()); len(d) > 0 {
+		if len(d) > 0 {
 			return fmt.Errorf("dump --leave-running changed the running tree:\n%s", strings.Join(d, "\n"))
 		}
 		return nil
@@ -391,7 +391,7 @@ func (r *Run) verifyRestored(pidfile string) error {
 
 // Verify compares the tree as it is now with the tree as it was set up.
 func (r *Run) Verify(what string) error {
-	got, err := CollectTree(r.root)
+	got, d, err := r.lookUntilSame(r.before)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -399,10 +399,37 @@ func (r *Run) Verify(what string) error {
 	if err := r.checkCreds(got); err != nil {
 		return err
 	}
-	if d := DiffTrees(r.before, got, r.diffOptions()); len(d) > 0 {
+	if len(d) > 0 {
 		return fmt.Errorf("%s differs:\n%s", what, strings.Join(d, "\n"))
 	}
 	return nil
+}
+
+// lookUntilSame looks at the tree and compares it with want (and with the
+// tree as it was set up): a difference must last to count. A task caught
+// inside a signal handler shows the handler's mask for a moment (a test
+// with a 20 ms timer, say), and the look before an operation may be the
+// one that caught it; a real change stays for every look of 200 ms.
+func (r *Run) lookUntilSame(want *Tree) (*Tree, []string, error) {
+	var cur *Tree
+	var d []string
+	for i := 0; i < 20; i++ {
+		if i > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		var err error
+		if cur, err = CollectTree(r.root); err != nil {
+			return nil, nil, err
+		}
+		if d = DiffTrees(want, cur, r.diffOptions()); len(d) == 0 {
+			return cur, nil, nil
+		}
+		if r.before != nil && r.before != want && len(DiffTrees(r.before, cur, r.diffOptions())) == 0 {
+			return cur, nil, nil
+		}
+		r.logf("look %d differs:\n%s", i+1, indent(strings.Join(d, "\n"), "      "))
+	}
+	return cur, d, nil
 }
 
 // finish sends SIGTERM to the root, waits for the test to end and judges its
