@@ -9,17 +9,6 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// xsave component numbers (Intel SDM vol. 1, 13.1) that CRIU's image keeps.
-const (
-	xfeatYMM      = 2
-	xfeatBNDREGS  = 3
-	xfeatBNDCSR   = 4
-	xfeatOpmask   = 5
-	xfeatZMMHi256 = 6
-	xfeatHi16ZMM  = 7
-	xfeatPKRU     = 9
-)
-
 // gpregsEntry converts ptrace registers to CRIU's user_x86_regs_entry.
 func gpregsEntry(r *ptrace.Regs) *pb.UserX86RegsEntry {
 	return &pb.UserX86RegsEntry{
@@ -84,13 +73,13 @@ func fpregsEntry(x []byte) *pb.UserX86FpregsEntry {
 		}
 		return x[off : off+size]
 	}
-	xs.YmmhSpace = u32s(part(xfeatYMM))
-	xs.BndregState = u64s(part(xfeatBNDREGS))
-	xs.BndcsrState = u64s(part(xfeatBNDCSR))
-	xs.OpmaskReg = u64s(part(xfeatOpmask))
-	xs.ZmmUpper = u64s(part(xfeatZMMHi256))
-	xs.Hi16Zmm = u64s(part(xfeatHi16ZMM))
-	xs.Pkru = u32s(part(xfeatPKRU))
+	xs.YmmhSpace = u32s(part(ptrace.XfeatYMM))
+	xs.BndregState = u64s(part(ptrace.XfeatBNDREGS))
+	xs.BndcsrState = u64s(part(ptrace.XfeatBNDCSR))
+	xs.OpmaskReg = u64s(part(ptrace.XfeatOpmask))
+	xs.ZmmUpper = u64s(part(ptrace.XfeatZMMHi256))
+	xs.Hi16Zmm = u64s(part(ptrace.XfeatHi16ZMM))
+	xs.Pkru = u32s(part(ptrace.XfeatPKRU))
 	fp.Xsave = xs
 	return fp
 }

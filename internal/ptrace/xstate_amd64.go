@@ -9,3 +9,17 @@ func XstateComponent(i uint32) (off, size uint32) {
 	eax, ebx, _, _ := cpuid(0xd, i)
 	return ebx, eax
 }
+
+// xsave component numbers (Intel SDM vol. 1, 13.1), the bits of XSTATE_BV;
+// those CRIU's fpregs entry keeps a field for.
+const (
+	XfeatFP       = 0
+	XfeatSSE      = 1
+	XfeatYMM      = 2
+	XfeatBNDREGS  = 3
+	XfeatBNDCSR   = 4
+	XfeatOpmask   = 5
+	XfeatZMMHi256 = 6
+	XfeatHi16ZMM  = 7
+	XfeatPKRU     = 9
+)

@@ -8,25 +8,12 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// xsave components (Intel SDM vol. 1, 13.1) that CRIU's fpregs entry holds.
-const (
-	xfeatFP       = 0
-	xfeatSSE      = 1
-	xfeatYMM      = 2
-	xfeatBNDREGS  = 3
-	xfeatBNDCSR   = 4
-	xfeatOpmask   = 5
-	xfeatZMMHi256 = 6
-	xfeatHi16ZMM  = 7
-	xfeatPKRU     = 9
-)
-
 // Offsets in the standard xsave layout that NT_X86_XSTATE uses.
 const (
 	xsaveLegacySize = 512 // the fxsave area
 	xsaveHeader     = 512 // xstate_bv, then xcomp_bv (0: standard layout)
 	// The first 8 software-usable bytes of the fxsave area: for ptrace
-	// the kernel writes there the components it saves (its xfeature
+	// the kernel writes there the components it saves (its ptrace.Xfeature
 	// mask), see arch/x86/include/asm/user.h.
 	xsavePtraceMask = 464
 	xsaveMinSize    = 576
@@ -62,12 +49,12 @@ func xsaveFromFields(fp *pb.UserX86FpregsEntry, base []byte) ([]byte, error) {
 	}
 	supported := le.Uint64(x[xsavePtraceMask:])
 	xs := fp.GetXsave()
-	bv := uint64(1<<xfeatFP | 1<<xfeatSSE)
+	bv := uint64(1<<ptrace.XfeatFP | 1<<ptrace.XfeatSSE)
 	if xs != nil {
 		// Components the image has no field for start in their initial
 		// state, as CRIU's own restore leaves them.
-		bv = xs.GetXstateBv() & (1<<xfeatFP | 1<<xfeatSSE | 1<<xfeatYMM | 1<<xfeatBNDREGS | 1<<xfeatBNDCSR |
-			1<<xfeatOpmask | 1<<xfeatZMMHi256 | 1<<xfeatHi16ZMM | 1<<xfeatPKRU)
+		bv = xs.GetXstateBv() & (1<<ptrace.XfeatFP | 1<<ptrace.XfeatSSE | 1<<ptrace.XfeatYMM | 1<<ptrace.XfeatBNDREGS | 1<<ptrace.XfeatBNDCSR |
+			1<<ptrace.XfeatOpmask | 1<<ptrace.XfeatZMMHi256 | 1<<ptrace.XfeatHi16ZMM | 1<<ptrace.XfeatPKRU)
 	}
 	if extra := bv &^ supported; extra != 0 {
 		return nil, fmt.Errorf("xsave components %#x were in use at dump; this CPU or kernel has no room for them (it saves %#x): restore on a machine with the same CPU features", extra, supported)
@@ -78,13 +65,13 @@ func xsaveFromFields(fp *pb.UserX86FpregsEntry, base []byte) ([]byte, error) {
 		u32  []uint32
 		u64  []uint64
 	}{
-		{xfeatYMM, "ymmh_space", xs.GetYmmhSpace(), nil},
-		{xfeatBNDREGS, "bndreg_state", nil, xs.GetBndregState()},
-		{xfeatBNDCSR, "bndcsr_state", nil, xs.GetBndcsrState()},
-		{xfeatOpmask, "opmask_reg", nil, xs.GetOpmaskReg()},
-		{xfeatZMMHi256, "zmm_upper", nil, xs.GetZmmUpper()},
-		{xfeatHi16ZMM, "hi16_zmm", nil, xs.GetHi16Zmm()},
-		{xfeatPKRU, "pkru", xs.GetPkru(), nil},
+		{ptrace.XfeatYMM, "ymmh_space", xs.GetYmmhSpace(), nil},
+		{ptrace.XfeatBNDREGS, "bndreg_state", nil, xs.GetBndregState()},
+		{ptrace.XfeatBNDCSR, "bndcsr_state", nil, xs.GetBndcsrState()},
+		{ptrace.XfeatOpmask, "opmask_reg", nil, xs.GetOpmaskReg()},
+		{ptrace.XfeatZMMHi256, "zmm_upper", nil, xs.GetZmmUpper()},
+		{ptrace.XfeatHi16ZMM, "hi16_zmm", nil, xs.GetHi16Zmm()},
+		{ptrace.XfeatPKRU, "pkru", xs.GetPkru(), nil},
 	} {
 		if bv&(1<<c.feat) == 0 {
 			continue

@@ -29,7 +29,7 @@ func seqU64(n int, salt uint64) []uint64 {
 // CRIU's fpregs fields land where this CPU's xsave layout has them.
 func TestXsaveFromFields(t *testing.T) {
 	le := binary.LittleEndian
-	feats := []uint32{xfeatYMM, xfeatOpmask, xfeatZMMHi256, xfeatHi16ZMM}
+	feats := []uint32{ptrace.XfeatYMM, ptrace.XfeatOpmask, ptrace.XfeatZMMHi256, ptrace.XfeatHi16ZMM}
 	size := uint32(576)
 	for _, f := range feats {
 		off, sz := ptrace.XstateComponent(f)
@@ -42,7 +42,7 @@ func TestXsaveFromFields(t *testing.T) {
 	for i := range base {
 		base[i] = 0xee // whatever the thread had
 	}
-	supported := uint64(1<<xfeatFP | 1<<xfeatSSE | 1<<xfeatYMM | 1<<xfeatOpmask | 1<<xfeatZMMHi256 | 1<<xfeatHi16ZMM)
+	supported := uint64(1<<ptrace.XfeatFP | 1<<ptrace.XfeatSSE | 1<<ptrace.XfeatYMM | 1<<ptrace.XfeatOpmask | 1<<ptrace.XfeatZMMHi256 | 1<<ptrace.XfeatHi16ZMM)
 	le.PutUint64(base[xsavePtraceMask:], supported)
 	fp := &pb.UserX86FpregsEntry{
 		Cwd: proto.Uint32(0xe7f), Swd: proto.Uint32(0x1234), Twd: proto.Uint32(0x55), Fop: proto.Uint32(7),
@@ -78,7 +78,7 @@ func TestXsaveFromFields(t *testing.T) {
 		feat uint32
 		last uint64
 		wide bool
-	}{{xfeatYMM, 3<<24 | 63, false}, {xfeatOpmask, 4<<56 | 7, true}, {xfeatZMMHi256, 5<<56 | 63, true}, {xfeatHi16ZMM, 6<<56 | 127, true}} {
+	}{{ptrace.XfeatYMM, 3<<24 | 63, false}, {ptrace.XfeatOpmask, 4<<56 | 7, true}, {ptrace.XfeatZMMHi256, 5<<56 | 63, true}, {ptrace.XfeatHi16ZMM, 6<<56 | 127, true}} {
 		off, sz := ptrace.XstateComponent(c.feat)
 		var got uint64
 		if c.wide {
@@ -92,7 +92,7 @@ func TestXsaveFromFields(t *testing.T) {
 	}
 
 	// A component this machine does not save is refused, not dropped.
-	le.PutUint64(base[xsavePtraceMask:], supported&^(1<<xfeatHi16ZMM))
+	le.PutUint64(base[xsavePtraceMask:], supported&^(1<<ptrace.XfeatHi16ZMM))
 	_, err = xsaveFromFields(fp, base)
 	want := "xsave components 0x80 were in use at dump; this CPU or kernel has no room for them (it saves 0x67): restore on a machine with the same CPU features"
 	if err == nil || err.Error() != want {
