@@ -218,6 +218,13 @@ func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*
 	if v, err := readIntFile(fmt.Sprintf("/proc/%d/oom_score_adj", t.Pid), 10); err == nil {
 		tc.OomScoreAdj = proto.Int32(int32(v))
 	}
+	mask, err := membarrierRegistrations(t.Threads[0])
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	if mask != 0 {
+		tc.MembarrierRegistrationMask = proto.Uint32(mask)
+	}
 	return tc, nil
 }
 

@@ -223,8 +223,10 @@ func schedPolicy(tid int) (sched, error) {
 	if err != nil {
 		return sched{}, fmt.Errorf("getpriority: %w", err)
 	}
-	s := sched{policy: int(pol) &^ unix.SCHED_RESET_ON_FORK, nice: 20 - prio}
-	if s.policy == unix.SCHED_FIFO || s.policy == unix.SCHED_RR {
+	// The policy keeps SCHED_RESET_ON_FORK, as CRIU records it:
+	// sched_setscheduler takes it back the same way.
+	s := sched{policy: int(pol), nice: 20 - prio}
+	if rt := s.policy &^ unix.SCHED_RESET_ON_FORK; rt == unix.SCHED_FIFO || rt == unix.SCHED_RR {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
 		if err == nil {
 			// rt_priority is field 40.

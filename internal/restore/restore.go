@@ -382,7 +382,8 @@ func (rs *restorer) makeZombie(l *live) error {
 	return rs.exitTask(r, nr, args...)
 }
 
-// secondPass: label, threads, per-thread state, creds. (SIGIO owners and
+// secondPass: label, threads, POSIX timers, membarrier registrations,
+// per-thread state, creds. (SIGIO owners and
 // then seccomp filters come once every task has had its second pass.)
 func (rs *restorer) secondPass(l *live) error {
 	t, r := l.t, l.main
@@ -411,6 +412,12 @@ func (rs *restorer) secondPass(l *live) error {
 		if err := rs.writeLabel(l); err != nil {
 			return fmt.Errorf("task %d: security label: %w", t.Pid, err)
 		}
+	}
+	if err := rs.restorePosixTimers(t, r, t.Core().GetTc().GetTimers().GetPosix()); err != nil {
+		return fmt.Errorf("task %d: POSIX timers: %w", t.Pid, err)
+	}
+	if err := restoreMembarrier(t, r); err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	rs.stats.Threads++
 	for _, te := range l.threads {

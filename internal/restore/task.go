@@ -72,8 +72,9 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 	return nil
 }
 
-// restoreSignals puts back handlers, itimers, POSIX timers, rlimits,
-// personality, comm and task-wide prctl state.
+// restoreTaskState puts back handlers, itimers, rlimits, personality,
+// task-wide prctl state, oom_score_adj and loginuid. POSIX timers come
+// once the threads exist (restorePosixTimers): one may signal a thread.
 func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 	tc := t.Core().GetTc()
 	sigs := images.SigactionSignals()
@@ -110,9 +111,6 @@ func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 				return err
 			}
 		}
-		if err := rs.restorePosixTimers(t, r, tm.GetPosix()); err != nil {
-			return err
-		}
 	}
 	for i, rl := range tc.GetRlimits().GetRlimits() {
 		if i >= rlimitCount {
@@ -139,11 +137,16 @@ func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 			return err
 		}
 	}
-	return nil
+	if err := restoreOomScoreAdj(t); err != nil {
+		return err
+	}
+	return restoreLoginuid(t, r)
 }
 
 // restorePosixTimers recreates timers with their IDs (PR_TIMER_CREATE_RESTORE_IDS,
-// Linux 6.16+) and arms them as they were.
+// Linux 6.16+) and arms them as they were. It runs once the task's threads
+// exist: a SIGEV_THREAD_ID timer names its thread, which timer_create
+// checks.
 func (rs *restorer) restorePosixTimers(t *Task, r *remote, timers []*pb.PosixTimerEntry) error {
 	if len(timers) == 0 {
 		return nil

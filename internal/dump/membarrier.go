@@ -1,0 +1,53 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/ptrace"
+)
+
+// membarrier(2) commands (include/uapi/linux/membarrier.h).
+const (
+	membarrierPrivateExpedited         = 1 << 3
+	membarrierPrivateExpeditedSyncCore = 1 << 5
+	membarrierPrivateExpeditedRseq     = 1 << 7
+	membarrierGetRegistrations         = 1 << 9
+)
+
+// membarrierRegistrations asks the task which membarrier commands its mm
+// is registered for, as a mask of MEMBARRIER_CMD_REGISTER_* bits: CRIU's
+// membarrier_registration_mask. Linux 6.3+ answers
+// MEMBARRIER_CMD_GET_REGISTRATIONS; before, as CRIU does, each private
+// expedited barrier is issued: it succeeds only once registered, and its
+// registration command is the next bit.
+func membarrierRegistrations(leader *ptrace.Tracee) (uint32, error) {
+	ret, err := leader.Syscall(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
+	if err != nil {
+		return 0, err
+	}
+	e := ptrace.Errno(ret)
+	if e == 0 {
+		return uint32(ret), nil
+	}
+	if !errors.Is(e, unix.EINVAL) && !errors.Is(e, unix.ENOSYS) {
+		return 0, fmt.Errorf("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): %w", e)
+	}
+	var mask uint32
+	for _, cmd := range []uint64{membarrierPrivateExpedited, membarrierPrivateExpeditedSyncCore, membarrierPrivateExpeditedRseq} {
+		ret, err := leader.Syscall(unix.SYS_MEMBARRIER, cmd, 0, 0)
+		if err != nil {
+			return 0, err
+		}
+		switch e := ptrace.Errno(ret); {
+		case e == 0:
+			mask |= uint32(cmd) << 1
+		case errors.Is(e, unix.EPERM), errors.Is(e, unix.EINVAL), errors.Is(e, unix.ENOSYS):
+		default:
+			return 0, fmt.Errorf("membarrier(%#x): %w", cmd, e)
+		}
+	}
+	return mask, nil
+}
