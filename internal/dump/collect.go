@@ -104,6 +104,9 @@ func (d *dumper) task(t *ptrace.Task) error {
 
 	cores := make([]*pb.CoreEntry, len(t.Threads))
 	for i, te := range t.Threads {
+		if err := frozenSettingRefusal(d.files.Checker, t.Pid, te); err != nil {
+			return err
+		}
 		c, err := threadCore(t.Pid, te, d.opts.LSM.ProcessLabel, &d.seccomp)
 		if err != nil {
 			return err

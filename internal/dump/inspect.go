@@ -72,9 +72,13 @@ func inspectTask(c *files.Checker, pid int, memoryOnly bool) error {
 }
 
 // taskRefusals refuses what a task itself holds: a controlling terminal,
-// namespaces restore would not recreate.
+// namespaces restore would not recreate, settings CRIU's images have no
+// field for.
 func taskRefusals(c *files.Checker, pid int, st *proc.Stat) error {
 	if err := sameNamespaces(c, pid); err != nil {
+		return err
+	}
+	if err := settingRefusals(c, pid); err != nil {
 		return err
 	}
 	if st.TTYNr != 0 {

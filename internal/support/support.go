@@ -56,6 +56,14 @@ const (
 	SigioOwner     Kind = "sigio-owner-outside"
 	SpecialMaps    Kind = "special-mappings"
 	DeletedPaths   Kind = "deleted-exe-cwd"
+	SchedDeadline  Kind = "sched-deadline"
+	CPUAffinity    Kind = "cpu-affinity"
+	IOPriority     Kind = "io-priority"
+	TimerSlack     Kind = "timer-slack"
+	CoredumpFilter Kind = "coredump-filter"
+	Autogroup      Kind = "autogroup-nice"
+	LSMPending     Kind = "lsm-pending-labels"
+	MDWE           Kind = "mdwe"
 )
 
 // Object is one kind of object and what gockpt does with it.
@@ -118,6 +126,14 @@ var Objects = []Object{
 	{OtherAnonInode, "other anonymous-inode files (perf events, KVM, ...)", false, "close it before dumping", ""},
 	{SpecialFiles, "namespace files and other special files", false, "close it before dumping", ""},
 	{Namespaces, "namespaces other than UTS", false, "run gockpt inside the tree's namespaces (nsenter --target PID --all)", ""},
+	{SchedDeadline, "SCHED_DEADLINE scheduling", false, "switch the thread to another policy before dumping (chrt --other -p 0 TID)", ""},
+	{CPUAffinity, "CPU affinities other than gockpt's own", false, "run gockpt with the same affinity (taskset), or widen the thread's (taskset -p) before dumping", ""},
+	{IOPriority, "I/O priorities other than gockpt's own", false, "run gockpt with the same I/O priority (ionice), or reset the thread's (ionice -c 0 -p TID) before dumping", ""},
+	{TimerSlack, "timer slack other than the default 50000 ns", false, "set it back before dumping (prctl(PR_SET_TIMERSLACK, 0) in the thread, or echo 0 > /proc/PID/timerslack_ns)", ""},
+	{CoredumpFilter, "core dump filters other than gockpt's own", false, "write gockpt's value back to /proc/PID/coredump_filter before dumping", ""},
+	{Autogroup, "autogroup nice values", false, "reset it before dumping (echo 0 > /proc/PID/autogroup)", ""},
+	{LSMPending, "pending LSM labels (attr/exec, fscreate, keycreate, sockcreate)", false, "clear the label (write an empty value to it, setexeccon(NULL) and the like) before dumping", ""},
+	{MDWE, "memory-deny-write-execute (PR_SET_MDWE)", false, "run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)", ""},
 }
 
 // Lookup returns the object of kind k.

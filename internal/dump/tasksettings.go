@@ -1,0 +1,181 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/ptrace"
+	"github.com/gockpt/gockpt/internal/support"
+)
+
+// Settings of a task that CRIU's images have no field for: restore could
+// not bring them back, so a value other than the one a restored task gets
+// anyway (the kernel's default, or what gockpt itself has and passes on)
+// is refused rather than lost.
+
+const (
+	defaultTimerSlackNs = 50000 // the kernel's default_timer_slack_ns
+	schedDeadline       = 6
+	ioprioWhoProcess    = 1
+	prGetTimerslack     = 30
+	prGetMDWE           = 66
+)
+
+// lsmPendingAttrs are the /proc/PID/attr files that hold labels for what
+// the task makes next; restore sets only the task's own label.
+var lsmPendingAttrs = []string{"exec", "fscreate", "keycreate", "sockcreate"}
+
+// settingRefusals looks at a task from outside: per thread the scheduling
+// policy, CPU affinity, I/O priority and pending LSM labels; for the
+// process its timer slack, core dump filter and autogroup nice.
+func settingRefusals(c *files.Checker, pid int) error {
+	ref := func(where, object string, k support.Kind) error {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: object, Kind: k}
+	}
+	tids, err := threadIDs(pid)
+	if err != nil {
+		return nil // gone or a zombie: the frozen pass looks again
+	}
+	var mine unix.CPUSet
+	haveMine := unix.SchedGetaffinity(0, &mine) == nil
+	myIoprio, myIoprioErr := ioprio(0)
+	for _, tid := range tids {
+		where := ""
+		if tid != pid {
+			where = "thread " + strconv.Itoa(tid)
+		}
+		if pol, _, e := unix.RawSyscall(unix.SYS_SCHED_GETSCHEDULER, uintptr(tid), 0, 0); e == 0 && int(pol)&^unix.SCHED_RESET_ON_FORK == schedDeadline {
+			return ref(where, "scheduling policy SCHED_DEADLINE", support.SchedDeadline)
+		}
+		var set unix.CPUSet
+		if haveMine && unix.SchedGetaffinity(tid, &set) == nil && set != mine {
+			return ref(where, fmt.Sprintf("CPU affinity %s (gockpt's is %s)", cpuList(&set), cpuList(&mine)), support.CPUAffinity)
+		}
+		if p, err := ioprio(tid); err == nil && myIoprioErr == nil && p != myIoprio {
+			return ref(where, fmt.Sprintf("I/O priority %s (gockpt's is %s)", ioprioName(p), ioprioName(myIoprio)), support.IOPriority)
+		}
+		for _, a := range lsmPendingAttrs {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/attr/%s", pid, tid, a))
+			if v := strings.TrimRight(string(b), "\x00\n"); err == nil && v != "" {
+				return ref(where, fmt.Sprintf("attr/%s label %s", a, v), support.LSMPending)
+			}
+		}
+	}
+	if v, err := readIntFile(fmt.Sprintf("/proc/%d/timerslack_ns", pid), 10); err == nil && !restoredSlack(pid, v) {
+		return ref("", fmt.Sprintf("timer slack %d ns", v), support.TimerSlack)
+	}
+	if theirs, err := os.ReadFile(fmt.Sprintf("/proc/%d/coredump_filter", pid)); err == nil {
+		if own, err := os.ReadFile("/proc/self/coredump_filter"); err == nil && string(own) != string(theirs) {
+			return ref("", fmt.Sprintf("coredump_filter 0x%s (gockpt's is 0x%s)", strings.TrimSpace(string(theirs)), strings.TrimSpace(string(own))), support.CoredumpFilter)
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid)); err == nil {
+		// "/autogroup-95165 nice 0"
+		if f := strings.Fields(string(b)); len(f) == 3 && f[1] == "nice" && f[2] != "0" {
+			return ref("", fmt.Sprintf("autogroup %s nice %s", strings.TrimPrefix(f[0], "/"), f[2]), support.Autogroup)
+		}
+	}
+	return nil
+}
+
+// frozenSettingRefusal asks a frozen thread what only it can tell: its
+// timer slack (/proc shows the main thread's alone) and, for the main
+// thread, whether its memory denies write+execute (PR_SET_MDWE).
+func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
+	where := ""
+	if te.Tid != pid {
+		where = "thread " + strconv.Itoa(te.Tid)
+	}
+	slack, err := te.Syscall(unix.SYS_PRCTL, prGetTimerslack, 0, 0, 0, 0)
+	if err != nil {
+		return err
+	}
+	if ptrace.Errno(slack) == 0 && !restoredSlack(te.Tid, int64(slack)) {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: fmt.Sprintf("timer slack %d ns", slack), Kind: support.TimerSlack}
+	}
+	if te.Tid != pid {
+		return nil
+	}
+	mdwe, err := te.Syscall(unix.SYS_PRCTL, prGetMDWE, 0, 0, 0, 0)
+	if err != nil {
+		return err
+	}
+	if ptrace.Errno(mdwe) == 0 && mdwe != 0 {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: fmt.Sprintf("PR_SET_MDWE flags %#x", mdwe), Kind: support.MDWE}
+	}
+	return nil
+}
+
+// restoredSlack says whether a thread's timer slack is what restore gives
+// it anyway: the default, or 0, which the kernel sets for real-time
+// policies (restore sets the policy).
+func restoredSlack(tid int, slack int64) bool {
+	if slack == defaultTimerSlackNs {
+		return true
+	}
+	pol, _, e := unix.RawSyscall(unix.SYS_SCHED_GETSCHEDULER, uintptr(tid), 0, 0)
+	rt := int(pol) &^ unix.SCHED_RESET_ON_FORK
+	return slack == 0 && e == 0 && (rt == unix.SCHED_FIFO || rt == unix.SCHED_RR)
+}
+
+func threadIDs(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, tid)
+		}
+	}
+	return out, nil
+}
+
+func ioprio(tid int) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// ioprioName names an I/O priority as ionice(1) prints it.
+func ioprioName(p int) string {
+	class, data := p>>13, p&0xff
+	switch class {
+	case 1:
+		return fmt.Sprintf("realtime: prio %d", data)
+	case 2:
+		return fmt.Sprintf("best-effort: prio %d", data)
+	case 3:
+		return "idle"
+	}
+	return fmt.Sprintf("none: prio %d", data)
+}
+
+// cpuList prints a CPU set as Cpus_allowed_list does: 0-3,6.
+func cpuList(s *unix.CPUSet) string {
+	var parts []string
+	for i := 0; i < len(s)*64; i++ {
+		if !s.IsSet(i) {
+			continue
+		}
+		j := i
+		for j+1 < len(s)*64 && s.IsSet(j+1) {
+			j++
+		}
+		if j == i {
+			parts = append(parts, strconv.Itoa(i))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", i, j))
+		}
+		i = j
+	}
+	return strings.Join(parts, ",")
+}

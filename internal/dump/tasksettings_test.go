@@ -1,0 +1,130 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/testproc"
+)
+
+// TestSettingRefusals: settings CRIU's images have no field for are
+// refused, naming the task (and thread) and the value, with what to do;
+// the tree runs on untouched.
+func TestSettingRefusals(t *testing.T) {
+	who := func(pid int) string { return fmt.Sprintf("task %d (sleep): ", pid) }
+	cases := []struct {
+		name string
+		set  func(t *testing.T, pid int) string // makes the setting, returns the refusal
+	}{
+		{"timerslack", func(t *testing.T, pid int) string {
+			writeProc(t, pid, "timerslack_ns", "70000")
+			return who(pid) + "timer slack 70000 ns: gockpt does not dump timer slack other than the default 50000 ns; set it back before dumping (prctl(PR_SET_TIMERSLACK, 0) in the thread, or echo 0 > /proc/PID/timerslack_ns)"
+		}},
+		{"coredump_filter", func(t *testing.T, pid int) string {
+			writeProc(t, pid, "coredump_filter", "0x7f")
+			own, _ := os.ReadFile("/proc/self/coredump_filter")
+			return who(pid) + fmt.Sprintf("coredump_filter 0x0000007f (gockpt's is 0x%s): gockpt does not dump core dump filters other than gockpt's own; write gockpt's value back to /proc/PID/coredump_filter before dumping", strings.TrimSpace(string(own)))
+		}},
+		{"autogroup", func(t *testing.T, pid int) string {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d/autogroup", pid)); err != nil {
+				t.Skip("no autogroups in this kernel (CONFIG_SCHED_AUTOGROUP off)")
+			}
+			writeProc(t, pid, "autogroup", "3")
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid))
+			name := strings.TrimPrefix(strings.Fields(string(b))[0], "/")
+			return who(pid) + fmt.Sprintf("autogroup %s nice 3: gockpt does not dump autogroup nice values; reset it before dumping (echo 0 > /proc/PID/autogroup)", name)
+		}},
+		{"ioprio", func(t *testing.T, pid int) string {
+			// idle class
+			if _, _, e := unix.RawSyscall(unix.SYS_IOPRIO_SET, 1, uintptr(pid), 3<<13); e != 0 {
+				t.Fatalf("ioprio_set: %v", e)
+			}
+			own, err := ioprio(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return who(pid) + fmt.Sprintf("I/O priority idle (gockpt's is %s): gockpt does not dump I/O priorities other than gockpt's own; run gockpt with the same I/O priority (ionice), or reset the thread's (ionice -c 0 -p TID) before dumping", ioprioName(own))
+		}},
+		{"affinity", func(t *testing.T, pid int) string {
+			var mine, one unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &mine); err != nil || mine.Count() < 2 {
+				t.Skip("gockpt runs on one CPU: no other affinity to give")
+			}
+			cpu := 0
+			for !mine.IsSet(cpu) {
+				cpu++
+			}
+			one.Set(cpu)
+			if err := unix.SchedSetaffinity(pid, &one); err != nil {
+				t.Fatal(err)
+			}
+			return who(pid) + fmt.Sprintf("CPU affinity %d (gockpt's is %s): gockpt does not dump CPU affinities other than gockpt's own; run gockpt with the same affinity (taskset), or widen the thread's (taskset -p) before dumping", cpu, cpuList(&mine))
+		}},
+		{"deadline", func(t *testing.T, pid int) string {
+			attr := &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: schedDeadline, Runtime: 1000000, Deadline: 10000000, Period: 10000000}
+			if err := unix.SchedSetAttr(pid, attr, 0); err != nil {
+				t.Skipf("sched_setattr(SCHED_DEADLINE): %v", err)
+			}
+			return who(pid) + "scheduling policy SCHED_DEADLINE: gockpt does not dump SCHED_DEADLINE scheduling; switch the thread to another policy before dumping (chrt --other -p 0 TID)"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := testproc.Start(t, "sleep", "1000")
+			time.Sleep(20 * time.Millisecond) // exec'd
+			want := c.set(t, p.Pid)
+			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Pid))
+			img := filepath.Join(t.TempDir(), "img")
+			_, err := Run(Options{Pid: p.Pid, ImagesDir: img, LeaveRunning: true})
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n %v\nwant\n %s", err, want)
+			}
+			if _, err := os.Lstat(img); err == nil {
+				t.Errorf("a dump refused before touching the tree made %s", img)
+			}
+			expectUntouched(t, p.Pid, mapsBefore)
+		})
+	}
+}
+
+// TestFrozenSettingRefusals: what only the frozen thread tells (a
+// thread's own timer slack, PR_SET_MDWE) is refused too, and the tree
+// runs on untouched.
+func TestFrozenSettingRefusals(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/settings.c", "-pthread")
+	for _, c := range []struct{ mode, want string }{
+		{"thread-slack", "task %d (%s) thread %s: timer slack 12345 ns: gockpt does not dump timer slack other than the default 50000 ns; set it back before dumping (prctl(PR_SET_TIMERSLACK, 0) in the thread, or echo 0 > /proc/PID/timerslack_ns)"},
+		{"mdwe", "task %d (%s): PR_SET_MDWE flags 0x1: gockpt does not dump memory-deny-write-execute (PR_SET_MDWE); run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			dir := t.TempDir()
+			p := testproc.Start(t, bin, dir, c.mode)
+			testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+			info, _ := os.ReadFile(filepath.Join(dir, "info"))
+			tid := strings.TrimSpace(strings.TrimPrefix(string(info), "tid "))
+			want := fmt.Sprintf(c.want, p.Pid, comm(p.Pid), tid)
+			if c.mode == "mdwe" {
+				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid))
+			}
+			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Pid))
+			_, err := Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n %v\nwant\n %s", err, want)
+			}
+			expectUntouched(t, p.Pid, mapsBefore)
+		})
+	}
+}
+
+func writeProc(t *testing.T, pid int, name, v string) {
+	t.Helper()
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, name), []byte(v), 0); err != nil {
+		t.Fatal(err)
+	}
+}

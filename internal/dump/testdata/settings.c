@@ -1,0 +1,54 @@
+/* settings: a task holding one setting restore could not bring back, for
+ * the refusal tests. Usage: settings DIR mdwe|thread-slack; writes
+ * DIR/ready (with "tid N" for the thread) once set, then sleeps. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static char *dir;
+
+static void ready(int tid)
+{
+	char p[4096];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/info", dir);
+	f = fopen(p, "w");
+	fprintf(f, "tid %d\n", tid);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/ready", dir);
+	fclose(fopen(p, "w"));
+}
+
+static void *slack(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_TIMERSLACK, 12345);
+	ready(gettid());
+	for (;;)
+		pause();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t th;
+
+	if (argc < 3)
+		return 2;
+	dir = argv[1];
+	if (!strcmp(argv[2], "mdwe")) {
+		if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0))
+			return 3;
+		ready(gettid());
+	} else if (!strcmp(argv[2], "thread-slack")) {
+		pthread_create(&th, NULL, slack, NULL);
+	} else {
+		return 2;
+	}
+	for (;;)
+		pause();
+}
