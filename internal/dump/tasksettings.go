@@ -24,6 +24,9 @@ const (
 	ioprioWhoProcess    = 1
 	prGetTimerslack     = 30
 	prGetMDWE           = 66
+	// thpExceptAdvised is the bit of PR_GET_THP_DISABLE's answer that
+	// says PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18+).
+	thpExceptAdvised = 2
 )
 
 // lsmPendingAttrs are the /proc/PID/attr files that hold labels for what
@@ -59,6 +62,9 @@ func settingRefusals(c *files.Checker, pid int) error {
 		if p, err := ioprio(tid); err == nil && myIoprioErr == nil && p != myIoprio {
 			return ref(where, fmt.Sprintf("I/O priority %s (gockpt's is %s)", ioprioName(p), ioprioName(myIoprio)), support.IOPriority)
 		}
+		if pol, start, ok := numaPolicy(pid, tid); ok {
+			return ref(where, fmt.Sprintf("NUMA memory policy %s (numa_maps, from %#x)", pol, start), support.NUMAPolicy)
+		}
 		for _, a := range lsmPendingAttrs {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/attr/%s", pid, tid, a))
 			if v := strings.TrimRight(string(b), "\x00\n"); err == nil && v != "" {
@@ -85,7 +91,8 @@ func settingRefusals(c *files.Checker, pid int) error {
 
 // frozenSettingRefusal asks a frozen thread what only it can tell: its
 // timer slack (/proc shows the main thread's alone) and, for the main
-// thread, whether its memory denies write+execute (PR_SET_MDWE).
+// thread, whether its memory denies write+execute (PR_SET_MDWE) and how
+// THP is disabled.
 func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
 	where := ""
 	if te.Tid != pid {
@@ -108,7 +115,38 @@ func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
 	if ptrace.Errno(mdwe) == 0 && mdwe != 0 {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: fmt.Sprintf("PR_SET_MDWE flags %#x", mdwe), Kind: support.MDWE}
 	}
+	// CRIU's thp_disabled is a bool: THP disabled completely (1), not
+	// only where madvise does not ask for it (Linux 6.18+ answers 3).
+	thp, err := te.Syscall(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
+	if err != nil {
+		return err
+	}
+	if ptrace.Errno(thp) == 0 && thp&thpExceptAdvised != 0 {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: "PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED", Kind: support.THPExceptAdvised}
+	}
 	return nil
+}
+
+// numaPolicy finds, in the thread's numa_maps, a memory policy other than
+// the default: a mapping's (mbind) or, where it has none, the thread's own
+// (set_mempolicy).
+func numaPolicy(pid, tid int) (string, uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/numa_maps", pid, tid))
+	if err != nil {
+		return "", 0, false // no CONFIG_NUMA, or gone
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[1] == "default" {
+			continue
+		}
+		start, err := strconv.ParseUint(f[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		return f[1], start, true
+	}
+	return "", 0, false
 }
 
 // restoredSlack says whether a thread's timer slack is what restore gives

@@ -94,12 +94,14 @@ func TestSettingRefusals(t *testing.T) {
 }
 
 // TestFrozenSettingRefusals: what only the frozen thread tells (a
-// thread's own timer slack, PR_SET_MDWE) is refused too, and the tree
-// runs on untouched.
+// thread's own timer slack, PR_SET_MDWE) is refused too, and a memory
+// policy the program set itself; the tree runs on untouched.
 func TestFrozenSettingRefusals(t *testing.T) {
 	bin := testproc.BuildC(t, "testdata/settings.c", "-pthread")
 	for _, c := range []struct{ mode, want string }{
 		{"thread-slack", "task %d (%s) thread %s: timer slack 12345 ns: gockpt does not dump timer slack other than the default 50000 ns; set it back before dumping (prctl(PR_SET_TIMERSLACK, 0) in the thread, or echo 0 > /proc/PID/timerslack_ns)"},
+		{"thp-advised", "task %d (%s): PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED: gockpt does not dump THP disabled except where advised; disable THP completely (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) or not at all before dumping"},
+		{"mempolicy", "task %d (%s): NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping"},
 		{"mdwe", "task %d (%s): PR_SET_MDWE flags 0x1: gockpt does not dump memory-deny-write-execute (PR_SET_MDWE); run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
@@ -109,8 +111,11 @@ func TestFrozenSettingRefusals(t *testing.T) {
 			info, _ := os.ReadFile(filepath.Join(dir, "info"))
 			tid := strings.TrimSpace(strings.TrimPrefix(string(info), "tid "))
 			want := fmt.Sprintf(c.want, p.Pid, comm(p.Pid), tid)
-			if c.mode == "mdwe" {
+			switch c.mode {
+			case "mdwe", "thp-advised":
 				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid))
+			case "mempolicy":
+				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), firstMapping(t, p.Pid))
 			}
 			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Pid))
 			_, err := Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})
@@ -120,6 +125,18 @@ func TestFrozenSettingRefusals(t *testing.T) {
 			expectUntouched(t, p.Pid, mapsBefore)
 		})
 	}
+}
+
+// firstMapping is the start of the task's first mapping, as numa_maps
+// prints it (0x-prefixed here).
+func firstMapping(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, _, _ := strings.Cut(string(b), "-")
+	return "0x" + start
 }
 
 func writeProc(t *testing.T, pid int, name, v string) {

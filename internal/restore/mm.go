@@ -379,8 +379,14 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 	if _, err := r.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", unix.SYS_PRCTL, prSetMM, prSetMMMap, m, 13*8, 0); err != nil {
 		return err
 	}
-	if mm.GetThpDisabled() {
-		if _, err := r.call("prctl(PR_SET_THP_DISABLE)", unix.SYS_PRCTL, prSetTHPDisable, 1, 0, 0, 0); err != nil {
+	// Set either way: a child is made from its restored parent, whose
+	// setting it inherits.
+	if mm.ThpDisabled != nil {
+		v := uint64(0)
+		if mm.GetThpDisabled() {
+			v = 1
+		}
+		if _, err := r.call(fmt.Sprintf("prctl(PR_SET_THP_DISABLE, %d)", v), unix.SYS_PRCTL, prSetTHPDisable, v, 0, 0, 0); err != nil {
 			return err
 		}
 	}

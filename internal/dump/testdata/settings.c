@@ -1,11 +1,12 @@
 /* settings: a task holding one setting restore could not bring back, for
- * the refusal tests. Usage: settings DIR mdwe|thread-slack; writes
+ * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-slack; writes
  * DIR/ready (with "tid N" for the thread) once set, then sleeps. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char *dir;
@@ -42,6 +43,15 @@ int main(int argc, char **argv)
 	dir = argv[1];
 	if (!strcmp(argv[2], "mdwe")) {
 		if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0))
+			return 3;
+		ready(gettid());
+	} else if (!strcmp(argv[2], "thp-advised")) {
+		if (prctl(PR_SET_THP_DISABLE, 1, 2 /* PR_THP_DISABLE_EXCEPT_ADVISED */, 0, 0))
+			return 3;
+		ready(gettid());
+	} else if (!strcmp(argv[2], "mempolicy")) {
+		unsigned long node0 = 1;
+		if (syscall(SYS_set_mempolicy, 1 /* MPOL_PREFERRED */, &node0, 64))
 			return 3;
 		ready(gettid());
 	} else if (!strcmp(argv[2], "thread-slack")) {
