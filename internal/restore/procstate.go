@@ -9,9 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// unsetLoginuid is the loginuid of a task no login set (AUDIT_UID_UNSET).
-const unsetLoginuid = 4294967295
-
 // restoreOomScoreAdj gives the task its oom_score_adj. gockpt writes it
 // from outside (the task inherited its parent's); lowering it below the
 // task's oom_score_adj_min needs CAP_SYS_RESOURCE in gockpt.
