@@ -366,6 +366,7 @@ func (d *dumper) cleanup() {
 		}
 	}
 	d.cures = nil
+	d.files.RemoveLinks()
 	if err := d.detachAll(false); err != nil {
 		log.Errorf("detach after failed dump: %v", err)
 	}

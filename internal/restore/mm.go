@@ -218,6 +218,15 @@ func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (u
 	if reg == nil {
 		return 0, fmt.Errorf("task %d VMA %#x-%#x: file id %d is not a regular file in files.img", t.Pid, v.GetStart(), v.GetEnd(), id)
 	}
+	if rs.opener.Remapped(id) {
+		// A deleted file: gockpt recreated it (or reached it through the
+		// link dump made), the task maps gockpt's open file.
+		f, err := rs.opener.Open(id)
+		if err != nil {
+			return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
+		}
+		return takeFile(r, f, fmt.Sprintf("VMA %#x-%#x", v.GetStart(), v.GetEnd()))
+	}
 	if err := checkSameFile(reg); err != nil {
 		return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
 	}
