@@ -416,15 +416,11 @@ func (o *Opener) reach(r *pb.RegFileEntry) (path string, remapped bool, err erro
 		}
 		return procPath(h), true, nil
 	case pb.RemapType_LINKED:
-		l := o.Files[rm.GetRemapId()].GetReg()
-		if l == nil {
-			return "", true, fmt.Errorf("deleted file %s: its link, file id %d, is not a regular-file entry of files.img", r.GetName(), rm.GetRemapId())
+		h, err := o.linkedHolder(rm.GetRemapId(), r.GetName())
+		if err != nil {
+			return "", true, err
 		}
-		if o.links == nil {
-			o.links = map[string]bool{}
-		}
-		o.links[l.GetName()] = true
-		return l.GetName(), true, nil
+		return procPath(h), true, nil
 	}
 	return "", true, fmt.Errorf("%s: remap type %v is not one gockpt restores (CRIU's --link-remap ghosts and links are)", r.GetName(), rm.GetRemapType())
 }
@@ -439,4 +435,37 @@ func (o *Opener) RemoveLinks() {
 	for p := range o.links {
 		os.Remove(p)
 	}
+}
+
+// linkedHolder returns gockpt's fd on the file the link dump made (file
+// entry id) reaches, opened under the file's own name as CRIU does: the
+// link is linked there (missing parent directories made for the moment),
+// opened, and that name removed again, so that the restored fd reads as
+// "name (deleted)". If the name is taken, the link itself is opened.
+func (o *Opener) linkedHolder(id uint32, name string) (*os.File, error) {
+	if f, ok := o.linked[id]; ok {
+		return f, nil
+	}
+	l := o.Files[id].GetReg()
+	if l == nil {
+		return nil, fmt.Errorf("deleted file %s: its link, file id %d, is not a regular-file entry of files.img", name, id)
+	}
+	if o.links == nil {
+		o.links, o.linked = map[string]bool{}, map[uint32]*os.File{}
+	}
+	o.links[l.GetName()] = true
+	made, err := makeParents(filepath.Dir(name))
+	defer removeDirs(made)
+	path := l.GetName()
+	if err == nil && unix.Link(l.GetName(), name) == nil {
+		path = name
+		defer unix.Unlink(name)
+	}
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("deleted file %s: open its link %s: %w", name, l.GetName(), err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	o.linked[id] = f
+	return f, nil
 }

@@ -30,6 +30,7 @@ type Opener struct {
 	// the links dump made to deleted files (linked remaps) used.
 	ghosts map[uint32]*os.File
 	links  map[string]bool
+	linked map[uint32]*os.File // by link file id
 }
 
 // pipePair is a pipe gockpt made; each end is handed out once, further
@@ -56,6 +57,9 @@ func (o *Opener) Close() {
 		f.Close()
 	}
 	for _, f := range o.ghosts {
+		f.Close()
+	}
+	for _, f := range o.linked {
 		f.Close()
 	}
 }
