@@ -162,7 +162,7 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		err := lsm.WithoutAuditedCheckpointRestore(func() error { return unix.Stat(mapFile, &st) })
 		if err == nil && st.Nlink == 0 && st.Mode&unix.S_IFMT == unix.S_IFREG && files.GhostBytes(&st) > c.GhostLimit {
 			return &files.GhostLimitError{Where: fmt.Sprintf("task %d (%s) VMA %#x-%#x", pid, c.Comm(pid), a.Start, a.End),
-				Name: a.Path, Size: files.GhostBytes(&st), Limit: c.GhostLimit}
+				Name: a.Path, Size: files.GhostBytes(&st), Limit: c.GhostLimit, Mapped: true}
 		}
 		return nil
 	}

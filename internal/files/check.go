@@ -87,12 +87,17 @@ func (c *Checker) Comm(pid int) string {
 // GhostLimitError refuses a deleted file too big to save. Size counts
 // the data the file holds, not the holes of a sparse file.
 type GhostLimitError struct {
-	Where       string // "task 5 (prog) fd 3"
+	Where       string // "task 5 (prog) fd 3", "task 5 (prog) VMA 0x7f00-0x7f10"
 	Name        string
+	Mapped      bool // a mapping's, not an fd's
 	Size, Limit int64
 }
 
 func (e *GhostLimitError) Error() string {
+	if e.Mapped {
+		return fmt.Sprintf("%s: %s (deleted) is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or unmap the file before dumping",
+			e.Where, e.Name, e.Size, e.Limit, e.Size)
+	}
 	return fmt.Sprintf("%s: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
 		e.Where, e.Name, e.Size, e.Limit, e.Size)
 }

@@ -469,3 +469,25 @@ func (o *Opener) linkedHolder(id uint32, name string) (*os.File, error) {
 	o.linked[id] = f
 	return f, nil
 }
+
+// Reopen opens file entry id anew with flags, for a mapping of it: a
+// deleted file through its ghost or link, another by its name. The
+// caller closes it.
+func (o *Opener) Reopen(id uint32, flags int) (*os.File, error) {
+	r := o.Files[id].GetReg()
+	if r == nil {
+		return nil, fmt.Errorf("file id %d is not a regular-file entry of files.img", id)
+	}
+	if o.open == nil {
+		o.open, o.pipes, o.fifos, o.ghosts = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}, map[uint32]*os.File{}
+	}
+	path, _, err := o.reach(r)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", r.GetName(), err)
+	}
+	return f, nil
+}
