@@ -127,6 +127,10 @@ func (d *Dumper) ghost(where, link, name string, st *unix.Stat_t) (*Ghost, error
 		return g, nil
 	}
 	g.Entry.Chunks, g.Entry.Size = proto.Bool(true), proto.Uint64(uint64(st.Size))
+	// The data extents first (SEEK_DATA/SEEK_HOLE), to count them against
+	// the limit before reading any.
+	type extent struct{ off, end int64 }
+	var exts []extent
 	var total int64
 	for off := int64(0); off < st.Size; {
 		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
@@ -141,16 +145,19 @@ func (d *Dumper) ghost(where, link, name string, st *unix.Stat_t) (*Ghost, error
 			return nil, fmt.Errorf("%s: deleted file %s: SEEK_HOLE at %d: %w", where, name, data, err)
 		}
 		hole = min(hole, st.Size)
+		exts = append(exts, extent{data, hole})
 		total += hole - data
-		if total > d.Checker.GhostLimit {
-			return nil, &GhostLimitError{Where: where, Name: name, Size: total, Limit: d.Checker.GhostLimit}
-		}
-		buf := make([]byte, hole-data)
-		if _, err := f.ReadAt(buf, data); err != nil {
-			return nil, fmt.Errorf("%s: read deleted file %s at %d: %w", where, name, data, err)
-		}
-		g.Chunks = append(g.Chunks, GhostChunk{Off: uint64(data), Data: buf})
 		off = hole
+	}
+	if total > d.Checker.GhostLimit {
+		return nil, &GhostLimitError{Where: where, Name: name, Size: total, Limit: d.Checker.GhostLimit}
+	}
+	for _, e := range exts {
+		buf := make([]byte, e.end-e.off)
+		if _, err := f.ReadAt(buf, e.off); err != nil {
+			return nil, fmt.Errorf("%s: read deleted file %s at %d: %w", where, name, e.off, err)
+		}
+		g.Chunks = append(g.Chunks, GhostChunk{Off: uint64(e.off), Data: buf})
 	}
 	return g, nil
 }
