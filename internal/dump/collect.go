@@ -256,6 +256,10 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 	if err := unix.Stat(exe, &est); err != nil {
 		return nil, fmt.Errorf("task %d: exe %s: %w", t.Pid, exePath, err)
 	}
+	exeID, err := d.files.Path(fmt.Sprintf("task %d executable", t.Pid), exe, exePath, &est, unix.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
 	mm := &pb.MmEntry{
 		MmStartCode: proto.Uint64(st.StartCode), MmEndCode: proto.Uint64(st.EndCode),
 		MmStartData: proto.Uint64(st.StartData), MmEndData: proto.Uint64(st.EndData),
@@ -263,7 +267,7 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 		MmBrk:      proto.Uint64(brk),
 		MmArgStart: proto.Uint64(st.ArgStart), MmArgEnd: proto.Uint64(st.ArgEnd),
 		MmEnvStart: proto.Uint64(st.EnvStart), MmEnvEnd: proto.Uint64(st.EnvEnd),
-		ExeFileId:   proto.Uint32(d.files.Path(exePath, &est, unix.O_RDONLY)),
+		ExeFileId:   proto.Uint32(exeID),
 		MmSavedAuxv: auxv,
 		ThpDisabled: proto.Bool(thp == 1),
 	}
@@ -370,7 +374,7 @@ func (d *dumper) fs(t *ptrace.Task, status *proc.Status) (*pb.FsEntry, error) {
 		if err := unix.Stat(link, &st); err != nil {
 			return 0, fmt.Errorf("task %d: %s %s: %w", t.Pid, what, p, err)
 		}
-		return d.files.Path(p, &st, unix.O_RDONLY|unix.O_DIRECTORY), nil
+		return d.files.Path(fmt.Sprintf("task %d (%s) %s", t.Pid, d.files.Checker.Comm(t.Pid), pathWords[what]), link, p, &st, unix.O_RDONLY|unix.O_DIRECTORY)
 	}
 	cwd, err := id("cwd")
 	if err != nil {

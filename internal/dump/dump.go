@@ -67,6 +67,10 @@ type Options struct {
 	// written; an error fails the dump there, as a refusal found midway
 	// would (tests use it).
 	AfterTask func(pid int) error
+	// AfterImages, when set, is called once every image is written,
+	// before they are checked against the tree and the tree is let go
+	// (tests damage images there).
+	AfterImages func() error
 }
 
 // Stats is what a dump did, as CRIU's stats-dump image records it.
@@ -113,6 +117,14 @@ func Run(o Options) (*Stats, error) {
 	}
 
 	err = d.run()
+	if err == nil && o.AfterImages != nil {
+		err = o.AfterImages()
+	}
+	if err == nil {
+		// A dump that would lose the tree does not finish: what restore
+		// needs of its deleted objects is read back from the images first.
+		err = d.files.Verify(d.dir)
+	}
 	if err != nil {
 		d.cleanup()
 		return nil, err
@@ -366,6 +378,7 @@ func (d *dumper) cleanup() {
 		}
 	}
 	d.cures = nil
+	d.files.RemoveLinks()
 	if err := d.detachAll(false); err != nil {
 		log.Errorf("detach after failed dump: %v", err)
 	}

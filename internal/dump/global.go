@@ -253,23 +253,8 @@ func (d *dumper) writeGlobal() error {
 			return err
 		}
 	}
-	for _, g := range d.files.Ghosts {
-		w, err := d.dir.Create(fmt.Sprintf("ghost-file-%x.img", g.ID), images.KindGhostFile)
-		if err != nil {
-			return err
-		}
-		g.Entry.Chunks = proto.Bool(false)
-		if err := w.WriteEntry(g.Entry); err != nil {
-			w.Close()
-			return err
-		}
-		if _, err := w.Write(g.Content); err != nil {
-			w.Close()
-			return err
-		}
-		if err := w.Close(); err != nil {
-			return err
-		}
+	if err := d.files.WriteGhosts(d.dir); err != nil {
+		return err
 	}
 	for id, e := range d.ids.newUTS {
 		kind, _ := images.KindByName("UTSNS")

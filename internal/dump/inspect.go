@@ -10,6 +10,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/support"
 )
@@ -85,15 +86,15 @@ func taskRefusals(c *files.Checker, pid int, st *proc.Stat) error {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
 			Object: fmt.Sprintf("controlling terminal %s", ttyName(int(st.TTYNr)))}
 	}
-	for _, what := range []string{"exe", "cwd", "root"} {
-		p, err := os.Readlink(fmt.Sprintf("/proc/%d/%s", pid, what))
-		if err != nil {
-			return fmt.Errorf("task %d: %s: %w", pid, what, err)
-		}
-		if strings.HasSuffix(p, " (deleted)") {
-			return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.DeletedPaths,
-				Object: fmt.Sprintf("its %s %s", pathWords[what], p)}
-		}
+	// A deleted working directory or root is kept as a ghost directory,
+	// as CRIU keeps it; a deleted executable is not.
+	p, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return fmt.Errorf("task %d: exe: %w", pid, err)
+	}
+	if strings.HasSuffix(p, " (deleted)") {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.DeletedPaths,
+			Object: fmt.Sprintf("its %s %s", pathWords["exe"], p)}
 	}
 	return nil
 }
@@ -158,9 +159,16 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		return nil
 	default:
 		// Unlinked (maps says so for any file whose name is gone, other
-		// hard links or not): restore could not open it by its path.
-		r.Kind = support.DeletedMaps
-		r.Object = a.Path + " (deleted)"
+		// hard links or not): kept as a ghost, or through a new link when
+		// another one names it, within the ghost limit.
+		var st unix.Stat_t
+		mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, a.Start, a.End)
+		err := lsm.WithoutAuditedCheckpointRestore(func() error { return unix.Stat(mapFile, &st) })
+		if err == nil && st.Nlink == 0 && st.Mode&unix.S_IFMT == unix.S_IFREG && files.GhostBytes(&st) > c.GhostLimit {
+			return &files.GhostLimitError{Where: fmt.Sprintf("task %d (%s) VMA %#x-%#x", pid, c.Comm(pid), a.Start, a.End),
+				Name: a.Path, Size: files.GhostBytes(&st), Limit: c.GhostLimit, Mapped: true}
+		}
+		return nil
 	}
 	return r
 }

@@ -145,7 +145,20 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 			if a.Shared() && prot&unix.PROT_WRITE != 0 {
 				openFlags = unix.O_RDWR
 			}
-			e.Shmid = proto.Uint64(uint64(fd.Path(a.Path, &st, openFlags)))
+			path := a.Path
+			if a.Deleted {
+				path += " (deleted)"
+			}
+			var id uint32
+			// A deleted file's content is read through map_files.
+			err = lsm.WithoutAuditedCheckpointRestore(func() (err error) {
+				id, err = fd.Path(fmt.Sprintf("task %d (%s) VMA %#x-%#x", pid, fd.Checker.Comm(pid), a.Start, a.End), mapFile, path, &st, openFlags)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			e.Shmid = proto.Uint64(uint64(id))
 			e.Fdflags = proto.Uint32(openFlags)
 			if a.Shared() {
 				status |= images.VMAFileShared

@@ -136,9 +136,6 @@ func TestRefusals(t *testing.T) {
 		{"aio", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "AIO ring: gockpt does not dump AIO rings; destroy the AIO context (io_destroy) before dumping"
 		}},
-		{"deleted-map", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + h.dir + "/mapped (deleted): gockpt does not dump mappings of deleted files; keep the mapped file in place until the dump is done"
-		}},
 		{"flock", nil, func(h *holder) string {
 			return who(h, "fd 3") + h.dir + "/locked: an exclusive flock lock: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
 		}},
@@ -174,13 +171,21 @@ func TestRefusals(t *testing.T) {
 			return who(h, "fd 3") + fmt.Sprintf("deleted file %s/gone is 2000000 bytes, over the ghost limit of 1048576 bytes: raise it with --ghost-limit 2000000 or close the file before dumping", h.dir)
 		}},
 	}
+	// A mapping of a deleted file is kept as a ghost, within the limit.
+	cases = append(cases, tc{"deleted-map", nil, func(h *holder) string {
+		return who(h, vmaOf(t, h.Pid, h.info["addr"])) + h.dir + "/mapped (deleted) is 4 bytes, over the ghost limit of 2 bytes: raise it with --ghost-limit 4 or unmap the file before dumping"
+	}})
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			h := startHolder(t, c.kind, c.args...)
 			want := c.want(h)
 			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", h.Pid))
 			img := filepath.Join(t.TempDir(), "img")
-			_, err := Run(Options{Pid: h.Pid, ImagesDir: img, LeaveRunning: true})
+			limit := int64(0)
+			if c.kind == "deleted-map" {
+				limit = 2
+			}
+			_, err := Run(Options{Pid: h.Pid, ImagesDir: img, LeaveRunning: true, GhostLimit: limit})
 			if err == nil || err.Error() != want {
 				t.Fatalf("error\n %v\nwant\n %s", err, want)
 			}
@@ -254,8 +259,8 @@ func TestRefusalsOfTasks(t *testing.T) {
 	}
 }
 
-// TestRefusedDeletedPaths: a deleted executable or working directory is
-// refused before the tree is touched.
+// TestRefusedDeletedPaths: a deleted executable is refused before the
+// tree is touched (a deleted working directory is kept: task_cwd_deleted).
 func TestRefusedDeletedPaths(t *testing.T) {
 	dir := t.TempDir()
 	exe := filepath.Join(dir, "sleeper")
@@ -269,19 +274,11 @@ func TestRefusedDeletedPaths(t *testing.T) {
 	p := testproc.Start(t, exe, "1000")
 	time.Sleep(50 * time.Millisecond)
 	os.Remove(exe)
-	cwd := filepath.Join(dir, "cwd")
-	os.Mkdir(cwd, 0o700)
-	cmd := testproc.Command("sleep", "1000")
-	cmd.Dir = cwd
-	q := testproc.StartCmd(t, cmd)
-	time.Sleep(50 * time.Millisecond)
-	os.Remove(cwd)
 	for _, c := range []struct {
 		pid  int
 		want string
 	}{
-		{p.Pid, fmt.Sprintf("task %d (sleeper): its executable %s (deleted): gockpt does not dump deleted executables and working directories; put the file or directory back where it was before dumping (restore needs it)", p.Pid, exe)},
-		{q.Pid, fmt.Sprintf("task %d (sleep): its working directory %s (deleted): gockpt does not dump deleted executables and working directories; put the file or directory back where it was before dumping (restore needs it)", q.Pid, cwd)},
+		{p.Pid, fmt.Sprintf("task %d (sleeper): its executable %s (deleted): gockpt does not dump deleted executables; put the executable back where it was before dumping (restore needs it)", p.Pid, exe)},
 	} {
 		img := filepath.Join(t.TempDir(), "img")
 		if _, err := Run(Options{Pid: c.pid, ImagesDir: img, LeaveRunning: true}); err == nil || err.Error() != c.want {

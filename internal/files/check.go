@@ -84,18 +84,27 @@ func (c *Checker) Comm(pid int) string {
 	return s
 }
 
-// GhostLimitError refuses a deleted file too big to save.
+// GhostLimitError refuses a deleted file too big to save. Size counts
+// the data the file holds, not the holes of a sparse file.
 type GhostLimitError struct {
-	Pid         int
-	Comm        string
-	Fd          int
+	Where       string // "task 5 (prog) fd 3", "task 5 (prog) VMA 0x7f00-0x7f10"
 	Name        string
+	Mapped      bool // a mapping's, not an fd's
 	Size, Limit int64
 }
 
 func (e *GhostLimitError) Error() string {
-	return fmt.Sprintf("task %d (%s) fd %d: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
-		e.Pid, e.Comm, e.Fd, e.Name, e.Size, e.Limit, e.Size)
+	if e.Mapped {
+		return fmt.Sprintf("%s: %s (deleted) is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or unmap the file before dumping",
+			e.Where, e.Name, e.Size, e.Limit, e.Size)
+	}
+	return fmt.Sprintf("%s: deleted file %s is %d bytes, over the ghost limit of %d bytes: raise it with --ghost-limit %d or close the file before dumping",
+		e.Where, e.Name, e.Size, e.Limit, e.Size)
+}
+
+// where names fd of task pid as refusals do.
+func (c *Checker) where(pid, fd int) string {
+	return fmt.Sprintf("task %d (%s) fd %d", pid, c.Comm(pid), fd)
 }
 
 // IsRefusal tells a refusal (the tree holds something dump will not keep)
@@ -180,8 +189,8 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 		return 0, nil, r
 	}
 	name, deleted := strings.CutSuffix(s.target, " (deleted)")
-	if typ == pb.FdTypes_REG && deleted && s.st.Nlink == 0 && s.st.Mode&unix.S_IFMT == unix.S_IFREG && s.st.Size > c.GhostLimit {
-		return 0, nil, &GhostLimitError{Pid: s.pid, Comm: c.Comm(s.pid), Fd: s.fd, Name: name, Size: s.st.Size, Limit: c.GhostLimit}
+	if typ == pb.FdTypes_REG && deleted && s.st.Nlink == 0 && s.st.Mode&unix.S_IFMT == unix.S_IFREG && GhostBytes(&s.st) > c.GhostLimit {
+		return 0, nil, &GhostLimitError{Where: c.where(s.pid, s.fd), Name: name, Size: GhostBytes(&s.st), Limit: c.GhostLimit}
 	}
 	own, err := c.owner(s)
 	if err != nil {

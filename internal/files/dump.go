@@ -11,10 +11,8 @@ package files
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -33,11 +31,14 @@ type PipeData struct {
 	Data  []byte
 }
 
-// Ghost is a deleted-but-open file whose content is saved (CRIU's ghost file).
+// Ghost is a deleted object whose metadata, and for a file its content,
+// are saved (CRIU's ghost file): Content whole, or Chunks of data around
+// holes when Entry.Chunks is set.
 type Ghost struct {
 	ID      uint32
 	Entry   *pb.GhostFileEntry
 	Content []byte
+	Chunks  []GhostChunk
 }
 
 // Dumper collects the file objects of a whole tree; an object shared by
@@ -51,6 +52,9 @@ type Dumper struct {
 	FifoData []PipeData
 	Ghosts   []Ghost
 	Remaps   []*pb.RemapFilePathEntry
+	// Links are the links made to keep deleted files that still have
+	// another name (linked remaps).
+	Links []LinkRemap
 
 	nextID uint32
 	// byInode lists the fds already described, per inode, so that an fd
@@ -61,6 +65,9 @@ type Dumper struct {
 	byPath  map[pathKey]uint32
 	pipes   map[uint64]bool
 	ghostOf map[pathKey]uint32
+	linkOf  map[inodeKey]uint32
+	// needs are the file entries of deleted objects, for Verify.
+	needs map[uint32]need
 }
 
 type inodeKey struct{ dev, ino uint64 }
@@ -83,6 +90,8 @@ func NewDumper(c *Checker) *Dumper {
 		byPath:  map[pathKey]uint32{},
 		pipes:   map[uint64]bool{},
 		ghostOf: map[pathKey]uint32{},
+		linkOf:  map[inodeKey]uint32{},
+		needs:   map[uint32]need{},
 	}
 }
 
@@ -194,9 +203,10 @@ func validationSize(st *unix.Stat_t, flags uint32) *uint64 {
 	return proto.Uint64(uint64(st.Size))
 }
 
-// regFile describes a regular file, directory or device opened by path.
+// regFile describes a regular file, directory or device opened by path;
+// a deleted one is kept as CRIU keeps it (see remap).
 func (d *Dumper) regFile(o object) error {
-	name, deleted := strings.CutSuffix(o.target, " (deleted)")
+	name, deleted := trimDeleted(o.target)
 	rf := &pb.RegFileEntry{
 		Id:    proto.Uint32(o.id),
 		Flags: proto.Uint32(o.flags()),
@@ -207,48 +217,12 @@ func (d *Dumper) regFile(o object) error {
 		Size:  validationSize(o.st, o.flags()),
 		Mode:  proto.Uint32(o.st.Mode),
 	}
-	if deleted && o.st.Nlink == 0 && o.st.Mode&unix.S_IFMT == unix.S_IFREG {
-		if err := d.ghost(o.pid, o.fd, o.link, name, o.id, o.st); err != nil {
+	if deleted {
+		if err := d.remap(d.Checker.where(o.pid, o.fd), o.link, name, o.id, o.st); err != nil {
 			return err
 		}
 	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(o.id), Reg: rf})
-	return nil
-}
-
-// ghost saves a deleted file's content, as CRIU's ghost files do, and links
-// the file entry to it through a remap entry.
-func (d *Dumper) ghost(pid, fd int, link, name string, fileID uint32, st *unix.Stat_t) error {
-	gk := pathKey{dev: st.Dev, ino: st.Ino}
-	gid, ok := d.ghostOf[gk]
-	if !ok {
-		f, err := os.Open(link)
-		if err != nil {
-			return fmt.Errorf("task %d fd %d: open deleted file %s for its content: %w", pid, fd, name, err)
-		}
-		defer f.Close()
-		content := make([]byte, st.Size)
-		if _, err := io.ReadFull(f, content); err != nil {
-			return fmt.Errorf("task %d fd %d: read deleted file %s: %w", pid, fd, name, err)
-		}
-		gid = d.newID()
-		d.ghostOf[gk] = gid
-		d.Ghosts = append(d.Ghosts, Ghost{ID: gid, Content: content, Entry: &pb.GhostFileEntry{
-			Uid:  proto.Uint32(st.Uid),
-			Gid:  proto.Uint32(st.Gid),
-			Mode: proto.Uint32(st.Mode),
-			Dev:  proto.Uint32(uint32(st.Dev)),
-			Ino:  proto.Uint64(st.Ino),
-			Size: proto.Uint64(uint64(st.Size)),
-			Atim: &pb.Timeval{TvSec: proto.Uint64(uint64(st.Atim.Sec)), TvUsec: proto.Uint64(uint64(st.Atim.Nsec / 1000))},
-			Mtim: &pb.Timeval{TvSec: proto.Uint64(uint64(st.Mtim.Sec)), TvUsec: proto.Uint64(uint64(st.Mtim.Nsec / 1000))},
-		}})
-	}
-	d.Remaps = append(d.Remaps, &pb.RemapFilePathEntry{
-		OrigId:    proto.Uint32(fileID),
-		RemapId:   proto.Uint32(gid),
-		RemapType: pb.RemapType_GHOST.Enum(),
-	})
 	return nil
 }
 
@@ -283,17 +257,26 @@ func (d *Dumper) pipeData(o object) (*PipeData, error) {
 
 // fifo describes a named pipe: a fifo entry pointing at a regular-file entry
 // for its path, plus its buffered bytes.
+//
+// A deleted FIFO is a ghost FIFO, as in CRIU: restore makes one, opens it
+// and removes it again, and every end of it in the tree is that one pipe.
 func (d *Dumper) fifo(o object) error {
 	regID := d.newID()
+	name, deleted := trimDeleted(o.target)
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: &pb.RegFileEntry{
 		Id:    proto.Uint32(regID),
 		Flags: proto.Uint32(o.flags()),
 		Pos:   proto.Uint64(0),
 		Fown:  o.own,
-		Name:  proto.String(o.target),
+		Name:  proto.String(name),
 		MntId: noMountImages,
 		Mode:  proto.Uint32(o.st.Mode),
 	}})
+	if deleted {
+		if err := d.remap(d.Checker.where(o.pid, o.fd), o.link, name, regID, o.st); err != nil {
+			return err
+		}
+	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(o.id), Fifo: &pb.FifoEntry{
 		Id:     proto.Uint32(o.id),
 		PipeId: proto.Uint32(uint32(o.st.Ino)),
@@ -363,13 +346,22 @@ func peekPipe(link string, pipeID uint32) (*PipeData, error) {
 
 // Path describes a file the task reaches by path rather than by fd: its exe,
 // cwd, root, or a file it maps. flags are the open flags restore should use.
-func (d *Dumper) Path(path string, st *unix.Stat_t, flags uint32) uint32 {
+// path is what /proc says; a deleted one (" (deleted)") is kept through
+// link, which opens it (/proc/PID/cwd, /proc/PID/map_files/...), as a
+// ghost or a linked remap; where names its user for messages.
+func (d *Dumper) Path(where, link, path string, st *unix.Stat_t, flags uint32) (uint32, error) {
 	k := pathKey{dev: st.Dev, ino: st.Ino, flags: flags}
 	if id, ok := d.byPath[k]; ok {
-		return id
+		return id, nil
 	}
 	id := d.newID()
 	d.byPath[k] = id
+	path, deleted := trimDeleted(path)
+	if deleted {
+		if err := d.remap(where, link, path, id, st); err != nil {
+			return 0, err
+		}
+	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: &pb.RegFileEntry{
 		Id:    proto.Uint32(id),
 		Flags: proto.Uint32(flags),
@@ -379,7 +371,7 @@ func (d *Dumper) Path(path string, st *unix.Stat_t, flags uint32) uint32 {
 		Size:  validationSize(st, flags),
 		Mode:  proto.Uint32(st.Mode),
 	}})
-	return id
+	return id, nil
 }
 
 // ListFds returns the task's open fds in ascending order.

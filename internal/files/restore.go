@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
@@ -27,6 +26,11 @@ type Opener struct {
 	open  map[uint32]*os.File
 	pipes map[uint32]*pipePair // by pipe inode id
 	fifos map[uint32]*os.File  // an O_RDWR holder per FIFO, so opens never block
+	// ghosts hold the recreated deleted objects, by ghost id; links are
+	// the links dump made to deleted files (linked remaps) used.
+	ghosts map[uint32]*os.File
+	links  map[string]bool
+	linked map[uint32]*os.File // by link file id
 }
 
 // pipePair is a pipe gockpt made; each end is handed out once, further
@@ -52,12 +56,18 @@ func (o *Opener) Close() {
 	for _, f := range o.fifos {
 		f.Close()
 	}
+	for _, f := range o.ghosts {
+		f.Close()
+	}
+	for _, f := range o.linked {
+		f.Close()
+	}
 }
 
 // Open returns gockpt's fd for file entry id, building the object on first use.
 func (o *Opener) Open(id uint32) (*os.File, error) {
 	if o.open == nil {
-		o.open, o.pipes, o.fifos = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}
+		o.open, o.pipes, o.fifos, o.ghosts = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}, map[uint32]*os.File{}
 	}
 	if f, ok := o.open[id]; ok {
 		return f, nil
@@ -98,17 +108,15 @@ func openFlags(flags uint32) int {
 
 func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 	name := r.GetName()
-	if rm := o.Remaps[r.GetId()]; rm != nil {
-		if rm.GetRemapType() != pb.RemapType_GHOST {
-			return nil, fmt.Errorf("%s: remap type %v is not supported", name, rm.GetRemapType())
-		}
-		return o.openGhost(r, rm.GetRemapId())
+	path, remapped, err := o.reach(r)
+	if err != nil {
+		return nil, err
 	}
-	f, err := os.OpenFile(name, openFlags(r.GetFlags()), 0)
+	f, err := os.OpenFile(path, openFlags(r.GetFlags()), 0)
 	if err != nil {
 		return nil, fmt.Errorf("reopen %s: %w", name, err)
 	}
-	if r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
+	if !remapped && r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
 		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() {
 			f.Close()
 			return nil, fmt.Errorf("%s is %d bytes now, shorter than the saved position %d: restore needs the file as it was", name, fi.Size(), r.GetPos())
@@ -117,53 +125,6 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil && r.GetPos() != 0 {
 		f.Close()
 		return nil, fmt.Errorf("seek %s to %d: %w", name, r.GetPos(), err)
-	}
-	return f, nil
-}
-
-// openGhost recreates a deleted-but-open file from its saved content, opens
-// it as the task had it, and deletes it again.
-func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error) {
-	name := r.GetName()
-	rd, err := o.Dir.Open(fmt.Sprintf("ghost-file-%x.img", ghostID))
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	var g pb.GhostFileEntry
-	content, err := rd.ReadEntry(&g)
-	if err != nil {
-		return nil, err
-	}
-	// Recreate it under its own name, so that the restored fd reads as
-	// "name (deleted)" again; if that name is taken by a new file by now,
-	// use a fresh name in the same directory (same filesystem).
-	tmp, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		tmp, err = os.CreateTemp(filepath.Dir(name), ".gockpt-ghost-*")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if g.GetChunks() {
-		err = writeGhostChunks(tmp, rd, g.Size)
-	} else {
-		_, err = tmp.Write(content)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
-	}
-	tmp.Chmod(os.FileMode(g.GetMode() & 0o7777))
-	os.Chown(tmp.Name(), int(g.GetUid()), int(g.GetGid()))
-	f, err := os.OpenFile(tmp.Name(), openFlags(r.GetFlags()), 0)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil {
-		f.Close()
-		return nil, err
 	}
 	return f, nil
 }
@@ -267,8 +228,12 @@ func (o *Opener) openFifo(fe *pb.FifoEntry) (*os.File, error) {
 	if reg == nil {
 		return nil, fmt.Errorf("fifo: file id %d is not a regular-file entry", fe.GetRegfId())
 	}
+	path, _, err := o.reach(reg)
+	if err != nil {
+		return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
+	}
 	if _, ok := o.fifos[fe.GetPipeId()]; !ok {
-		holder, err := os.OpenFile(reg.GetName(), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		holder, err := os.OpenFile(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
 		}
@@ -278,7 +243,7 @@ func (o *Opener) openFifo(fe *pb.FifoEntry) (*os.File, error) {
 		}
 	}
 	// With the holder open, neither end blocks on open.
-	f, err := os.OpenFile(reg.GetName(), openFlags(reg.GetFlags())|unix.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, openFlags(reg.GetFlags())|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
 	}

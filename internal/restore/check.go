@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	pb "github.com/gockpt/gockpt/proto"
@@ -90,15 +91,8 @@ func (p *Plan) check() error {
 			return mismatch("task %d: %v", t.Pid, err)
 		}
 	}
-	for id, r := range p.Remaps {
-		if file(id) == nil {
-			return mismatch("remap-fpath.img names file id %d, which is not in files.img", id)
-		}
-		if r.GetRemapType() == pb.RemapType_GHOST {
-			if name := fmt.Sprintf("ghost-file-%x.img", r.GetRemapId()); !p.Dir.Exists(name) {
-				return mismatch("file id %d (%s) is a deleted file whose content should be in %s, which is missing", id, file(id).GetReg().GetName(), name)
-			}
-		}
+	if err := files.CheckRemaps(p.Dir, p.Files, p.Remaps); err != nil {
+		return mismatch("%v", err)
 	}
 	for _, f := range p.Files {
 		if ff := f.GetFifo(); ff != nil && file(ff.GetRegfId()).GetReg() == nil {

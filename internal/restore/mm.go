@@ -218,12 +218,22 @@ func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (u
 	if reg == nil {
 		return 0, fmt.Errorf("task %d VMA %#x-%#x: file id %d is not a regular file in files.img", t.Pid, v.GetStart(), v.GetEnd(), id)
 	}
-	if err := checkSameFile(reg); err != nil {
-		return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
-	}
 	flags := uint64(v.GetFdflags())
 	if v.Fdflags == nil {
 		flags = unix.O_RDONLY
+	}
+	if rs.opener.Remapped(id) {
+		// A deleted file: gockpt recreated it (or reached it through the
+		// link dump made), the task maps gockpt's open file.
+		f, err := rs.opener.Reopen(id, int(flags))
+		if err != nil {
+			return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
+		}
+		defer f.Close()
+		return takeFile(r, f, fmt.Sprintf("VMA %#x-%#x", v.GetStart(), v.GetEnd()))
+	}
+	if err := checkSameFile(reg); err != nil {
+		return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
 	}
 	p, err := r.str(reg.GetName())
 	if err != nil {

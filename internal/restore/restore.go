@@ -114,6 +114,9 @@ func Run(o Options) (*Result, error) {
 		rs.killAll()
 		return nil, err
 	}
+	// The restored tasks hold the deleted files now: the links dump made
+	// to them go, as CRIU removes its link remaps.
+	rs.opener.RemoveLinks()
 	rs.stats.RestoreTime = time.Since(begin)
 	if o.PidFile != "" {
 		if err := os.WriteFile(o.PidFile, []byte(strconv.Itoa(plan.Root.Pid)+"\n"), 0o600); err != nil {

@@ -48,7 +48,18 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 	if err != nil {
 		return err
 	}
-	if root != "/" {
+	if ok, err := rs.remappedDir(t, r, t.FS.GetRootId(), "root directory"); err != nil {
+		return err
+	} else if ok {
+		// A deleted root: entered above, made the root here.
+		dot, err := r.str(".")
+		if err != nil {
+			return err
+		}
+		if _, err := r.call("chroot to the deleted root", unix.SYS_CHROOT, dot); err != nil {
+			return err
+		}
+	} else if root != "/" {
 		p, err := r.str(root)
 		if err != nil {
 			return err
@@ -57,12 +68,18 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 			return err
 		}
 	}
-	p, err := r.str(cwd)
-	if err != nil {
-		return err
-	}
-	if _, err := r.call("chdir "+cwd, unix.SYS_CHDIR, p); err != nil {
-		return fmt.Errorf("%w (the working directory must exist at restore)", err)
+	if ok, err := rs.remappedDir(t, r, t.FS.GetCwdId(), "working directory"); err != nil || ok {
+		if err != nil {
+			return err
+		}
+	} else {
+		p, err := r.str(cwd)
+		if err != nil {
+			return err
+		}
+		if _, err := r.call("chdir "+cwd, unix.SYS_CHDIR, p); err != nil {
+			return fmt.Errorf("%w (the working directory must exist at restore)", err)
+		}
 	}
 	if t.FS.Umask != nil {
 		if _, err := r.call("umask", unix.SYS_UMASK, uint64(t.FS.GetUmask())); err != nil {

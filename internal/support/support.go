@@ -51,11 +51,10 @@ const (
 	AsyncIO          Kind = "aio"
 	Hugetlb          Kind = "hugetlb"
 	DeviceMaps       Kind = "device-mappings"
-	DeletedMaps      Kind = "deleted-file-mappings"
 	Uprobes          Kind = "uprobes"
 	SigioOwner       Kind = "sigio-owner-outside"
 	SpecialMaps      Kind = "special-mappings"
-	DeletedPaths     Kind = "deleted-exe-cwd"
+	DeletedPaths     Kind = "deleted-exe"
 	SchedDeadline    Kind = "sched-deadline"
 	CPUAffinity      Kind = "cpu-affinity"
 	IOPriority       Kind = "io-priority"
@@ -91,7 +90,7 @@ var Objects = []Object{
 	{PrivateMemory, "private memory", true, "anonymous, heap, stack, private file mappings, incremental with pre-dump", ""},
 	{SharedFileMaps, "shared file mappings", true, "the mapping; the data stays in the file", ""},
 	{RegularFiles, "regular files and directories", true, "path, position, flags, the owner for SIGIO", ""},
-	{DeletedFiles, "deleted open files", true, "content saved up to --ghost-limit", ""},
+	{DeletedFiles, "deleted open files", true, "files (data up to --ghost-limit, holes kept), FIFOs, devices, directories, working directories and mappings of deleted files; a file another hard link still names is reopened through a new link", ""},
 	{Pipes, "pipes", true, "both ends, sharing, bytes in flight", ""},
 	{FIFOs, "FIFOs", true, "path, bytes in flight", ""},
 	{CharDevices, "character devices", true, "reopened by path (terminals excepted)", ""},
@@ -113,9 +112,8 @@ var Objects = []Object{
 	{Hugetlb, "hugetlb memory", false, "use ordinary pages instead of MAP_HUGETLB or hugetlbfs", ""},
 	{AsyncIO, "AIO rings", false, "destroy the AIO context (io_destroy) before dumping", ""},
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
-	{DeletedMaps, "mappings of deleted files", false, "keep the mapped file in place until the dump is done", ""},
 	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
-	{DeletedPaths, "deleted executables and working directories", false, "put the file or directory back where it was before dumping (restore needs it)", ""},
+	{DeletedPaths, "deleted executables", false, "put the executable back where it was before dumping (restore needs it)", ""},
 	{SpecialMaps, "sealed, shadow-stack and droppable mappings", false, "run the program without mseal, user shadow stacks or MAP_DROPPABLE", ""},
 	{Signalfd, "signalfd", false, "close it before dumping", ""},
 	{Timerfd, "timerfd", false, "close it before dumping", ""},

@@ -5,7 +5,8 @@
  * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
- *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map */
+ *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map
+ *   deleted-fifo unlinked-linked */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -192,6 +194,21 @@ int main(int argc, char **argv) {
 		fd = 0;
 	} else if (!strcmp(k, "pty")) {
 		fd = posix_openpt(O_RDWR | O_NOCTTY);
+	} else if (!strcmp(k, "deleted-fifo")) {
+		/* a deleted FIFO open read-write, 3 bytes in it */
+		snprintf(path, sizeof path, "%s/fifo", argv[1]);
+		if (mkfifo(path, 0600)) return 3;
+		fd = open(path, O_RDWR);
+		if (fd < 0 || write(fd, "abc", 3) != 3) return 3;
+		unlink(path);
+	} else if (!strcmp(k, "unlinked-linked")) {
+		/* a file unlinked while another hard link (b) names it */
+		char b[4096];
+		snprintf(path, sizeof path, "%s/a", argv[1]);
+		snprintf(b, sizeof b, "%s/b", argv[1]);
+		fd = open(path, O_RDWR | O_CREAT, 0600);
+		if (fd < 0 || write(fd, "abc", 3) != 3 || link(path, b)) return 3;
+		unlink(path);
 	} else if (!strcmp(k, "pidfd")) {
 		fd = syscall(SYS_pidfd_open, getppid(), 0);
 	}
