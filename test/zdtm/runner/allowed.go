@@ -26,7 +26,7 @@ var Allowances = []Allowance{
 	{"adjacent areas merged", "the kernel merges or keeps apart adjacent areas with the same protection, flags and file (it depends on their history, e.g. anon_vma); areas are merged before they are compared"},
 	{"deleted file inode", "a file deleted while open or mapped comes back as a new inode (restore recreates it from the images); its path, contents, offsets and flags are compared"},
 	{"pipe and socket inodes", "pipes and sockets are new objects after restore; which fds share one is compared (pipe#1, pipe#2 ...), not the inode number, and they have no file position"},
-	{"VmFlags ac", "VM_ACCOUNT says the area was charged to the commit limit, which follows the history of its write permission (mprotect never clears it) and how restore fills the area; it changes nothing the process can see"},
+	{"VmFlags ac", "VM_ACCOUNT says the area was charged to the commit limit: mprotect sets it when a private area becomes writable and never clears it, and restore maps areas writable to fill them before it sets their protection (as CRIU does), so an area may gain it (a library's text) or lose it (an area once writable that restore maps read-only); it changes the system's overcommit accounting, nothing the process can see"},
 	{"VmFlags sd", "soft-dirty marks areas changed since the last clear; pre-dump --track-mem clears it and new areas have it, by design"},
 	{"VmFlags um uw ui", "userfaultfd registration: pre-dump --track-mem registers the areas for write-protect tracking until the final dump (a test's own userfaultfd is refused at dump time)"},
 	{"State R S D I", "running, sleeping, in disk sleep or idle depends on the moment of the look; stopped (T), traced (t), zombie (Z) and the rest are compared exactly"},
