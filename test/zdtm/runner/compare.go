@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// Mapping is one line of /proc/PID/maps.
+// Mapping is one line of /proc/PID/maps, or one area of /proc/PID/smaps
+// with its VmFlags and ProtectionKey.
 type Mapping struct {
 	Start, End uint64
 	Perms      string
@@ -16,6 +17,8 @@ type Mapping struct {
 	Dev        string
 	Inode      uint64
 	Path       string
+	Flags      string // VmFlags mnemonics, space-separated as smaps prints them
+	PKey       string // ProtectionKey, where the CPU has protection keys
 }
 
 // vdsoNames are the kernel-provided areas restore may move as one block: they
@@ -32,6 +35,37 @@ func ParseMaps(text string) ([]Mapping, error) {
 		m, err := parseMapsLine(line)
 		if err != nil {
 			return nil, fmt.Errorf("maps line %d %q: %w", n+1, line, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ParseSmaps parses the text of /proc/PID/smaps: each area's maps line, and
+// of the lines below it VmFlags and ProtectionKey (the rest are page counts,
+// which change as the process touches memory).
+func ParseSmaps(text string) ([]Mapping, error) {
+	var out []Mapping
+	for n, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if key, ok := strings.CutSuffix(f[0], ":"); ok {
+			if len(out) == 0 {
+				return nil, fmt.Errorf("smaps line %d %q: before the first area", n+1, line)
+			}
+			switch key {
+			case "VmFlags":
+				out[len(out)-1].Flags = strings.Join(f[1:], " ")
+			case "ProtectionKey":
+				out[len(out)-1].PKey = strings.Join(f[1:], " ")
+			}
+			continue
+		}
+		m, err := parseMapsLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("smaps line %d %q: %w", n+1, line, err)
 		}
 		out = append(out, m)
 	}
@@ -76,17 +110,41 @@ func parseMapsLine(line string) (Mapping, error) {
 	return m, nil
 }
 
+// String is the maps line, with "vmflags=" and "pkey=" fields before the
+// path where smaps gave them.
 func (m Mapping) String() string {
-	return fmt.Sprintf("%x-%x %s %x %s %d %s", m.Start, m.End, m.Perms, m.Offset, m.Dev, m.Inode, m.Path)
+	s := fmt.Sprintf("%x-%x %s %x %s %d", m.Start, m.End, m.Perms, m.Offset, m.Dev, m.Inode)
+	if m.Flags != "" {
+		s += " vmflags=" + strings.ReplaceAll(m.Flags, " ", ",")
+	}
+	if m.PKey != "" {
+		s += " pkey=" + m.PKey
+	}
+	return s + " " + m.Path
+}
+
+// comparedVmFlags drops the VmFlags mnemonics restore may change (allowed
+// "VmFlags ...").
+func comparedVmFlags(flags string) string {
+	var keep []string
+	for _, f := range strings.Fields(flags) {
+		if !allowedVmFlag(f) {
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
 }
 
 // NormalizeMaps turns maps into lines that must be equal before and after a
-// restore: anonymous offsets and ghost-file identities are dropped, adjacent
-// areas the kernel may or may not have merged are merged, and the vDSO block
-// is described relative to its own start.
+// restore: anonymous offsets, ghost-file identities and the VmFlags restore
+// may change are dropped, adjacent areas the kernel may or may not have
+// merged are merged, and the vDSO block is described relative to its own
+// start (allowed "anonymous pgoff", "deleted file inode", "VmFlags ...",
+// "adjacent areas merged", "vDSO address").
 func NormalizeMaps(maps []Mapping) []string {
 	var rest, vdso []Mapping
 	for _, m := range maps {
+		m.Flags = comparedVmFlags(m.Flags)
 		if vdsoNames[m.Path] {
 			vdso = append(vdso, m)
 			continue
@@ -115,7 +173,11 @@ func NormalizeMaps(maps []Mapping) []string {
 		}
 		sort.Slice(vdso, func(i, j int) bool { return vdso[i].Start < vdso[j].Start })
 		for _, m := range vdso {
-			out = append(out, fmt.Sprintf("vdso-block +%x size %x %s %s", m.Start-base, m.End-m.Start, m.Perms, m.Path))
+			flags := ""
+			if m.Flags != "" {
+				flags = " vmflags=" + strings.ReplaceAll(m.Flags, " ", ",")
+			}
+			out = append(out, fmt.Sprintf("vdso-block +%x size %x %s%s %s", m.Start-base, m.End-m.Start, m.Perms, flags, m.Path))
 		}
 	}
 	return out
@@ -126,7 +188,8 @@ func mergeAdjacent(maps []Mapping) []Mapping {
 	for _, m := range maps {
 		if n := len(out); n > 0 {
 			p := &out[n-1]
-			same := p.End == m.Start && p.Perms == m.Perms && p.Dev == m.Dev && p.Inode == m.Inode && p.Path == m.Path
+			same := p.End == m.Start && p.Perms == m.Perms && p.Dev == m.Dev && p.Inode == m.Inode && p.Path == m.Path &&
+				p.Flags == m.Flags && p.PKey == m.PKey
 			// File pages must also continue the previous area's file offset.
 			if same && (m.Inode == 0 || p.Offset+(p.End-p.Start) == m.Offset) {
 				p.End = m.End
@@ -142,19 +205,38 @@ var inodeLink = regexp.MustCompile(`^([a-z_]+):\[(\d+)\]$`)
 
 // FD is what the runner compares about one file descriptor.
 type FD struct {
-	Target string // readlink of /proc/PID/fd/N
-	Flags  string // fdinfo flags (octal, with O_CLOEXEC)
-	Pos    string // fdinfo pos
+	Target string   // readlink of /proc/PID/fd/N
+	Flags  string   // fdinfo flags (octal, with O_CLOEXEC)
+	Pos    string   // fdinfo pos
+	Ino    string   // fdinfo ino
+	Extra  []string // the other fdinfo lines (eventfd, epoll, ...), see ParseFdinfo
 }
 
-// NormalizeFDs rewrites inode-numbered targets (pipe:[123], socket:[456]) into
-// their kind and the order in which the object first appears across the tree,
-// so that sharing is compared but inode numbers are not. tree maps
-// PID -> fd -> FD; the result maps PID -> lines "fd target flags pos".
+// hasPathIdentity says whether an fd's target is a file restore reopens by
+// its path (the same inode), not one it recreates (allowed "fdinfo ino").
+func hasPathIdentity(target string) bool {
+	return strings.HasPrefix(target, "/") && !strings.HasSuffix(target, " (deleted)")
+}
+
+// NormalizeFDs rewrites inode-numbered targets (pipe:[123], socket:[456])
+// and eventfd IDs into their kind and the order in which the object first
+// appears across the tree, so that sharing is compared but the numbers are
+// not (allowed "pipe and socket inodes", "fdinfo eventfd-id"). tree maps
+// PID -> fd -> FD; the result maps PID -> lines "fd target flags pos [ino]
+// [fdinfo lines]".
 func NormalizeFDs(tree map[int]map[int]FD) map[int][]string {
 	pids := sortedKeys(tree)
 	seen := map[string]string{}
 	count := map[string]int{}
+	label := func(kind, key string) string {
+		l, ok := seen[key]
+		if !ok {
+			count[kind]++
+			l = fmt.Sprintf("%s#%d", kind, count[kind])
+			seen[key] = l
+		}
+		return l
+	}
 	out := map[int][]string{}
 	for _, pid := range pids {
 		fds := tree[pid]
@@ -163,16 +245,20 @@ func NormalizeFDs(tree map[int]map[int]FD) map[int][]string {
 			target := f.Target
 			pos := f.Pos
 			if sm := inodeLink.FindStringSubmatch(target); sm != nil {
-				label, ok := seen[target]
-				if !ok {
-					count[sm[1]]++
-					label = fmt.Sprintf("%s#%d", sm[1], count[sm[1]])
-					seen[target] = label
-				}
-				target = label
+				target = label(sm[1], target)
 				pos = "-" // pipes and sockets have no offset worth comparing
 			}
-			out[pid] = append(out[pid], fmt.Sprintf("%d %s flags=%s pos=%s", fd, target, f.Flags, pos))
+			line := fmt.Sprintf("%d %s flags=%s pos=%s", fd, target, f.Flags, pos)
+			if f.Ino != "" && (hasPathIdentity(f.Target) || !allowed("fdinfo ino")) {
+				line += " ino=" + f.Ino
+			}
+			for _, x := range f.Extra {
+				if id, ok := strings.CutPrefix(x, "eventfd-id: "); ok && allowed("fdinfo eventfd-id") {
+					x = "eventfd " + label("eventfd", "eventfd-id:"+id)
+				}
+				line += "; " + x
+			}
+			out[pid] = append(out[pid], line)
 		}
 	}
 	return out

@@ -188,9 +188,9 @@ func TestParseStatusAndFdinfo(t *testing.T) {
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("status %v", st)
 	}
-	pos, flags := ParseFdinfo("pos:\t4096\nflags:\t0100002\nmnt_id:\t30\nino:\t12\n")
-	if pos != "4096" || flags != "0100002" {
-		t.Errorf("fdinfo %q %q", pos, flags)
+	fd := ParseFdinfo("pos:\t4096\nflags:\t0100002\nmnt_id:\t30\nino:\t12\n")
+	if want := (FD{Pos: "4096", Flags: "0100002", Ino: "12"}); !reflect.DeepEqual(fd, want) {
+		t.Errorf("fdinfo %+v, want %+v", fd, want)
 	}
 }
 

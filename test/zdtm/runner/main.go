@@ -1,7 +1,9 @@
 // Command runner builds and runs the zdtm tests of gockpt: each test is
 // started, checkpointed and restored in one or more modes, sent SIGTERM, and
 // judged by its own output plus the runner's comparison of the tree before
-// and after (PIDs and threads, maps, fds, credentials, signal state).
+// and after (PIDs and threads, smaps with VmFlags, per-thread status and
+// scheduling, oom_score_adj, fds with fdinfo; allowed.go lists what restore
+// may change).
 //
 // Tests run one at a time: restored processes take their old PIDs back, and
 // two tests at once could collide. The runner is a child subreaper so that

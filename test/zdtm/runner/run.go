@@ -145,7 +145,10 @@ func (r *Run) settled() (*Tree, error) {
 
 // checkCreds checks the uid/gid the header declares against /proc.
 func (r *Run) checkCreds(t *Tree) error {
-	root := t.Tasks[t.Root]
+	var root map[string]string
+	if task := t.Tasks[t.Root]; task != nil {
+		root = task.ThreadStatus[t.Root]
+	}
 	for _, c := range []struct {
 		key  string
 		want int
@@ -153,9 +156,9 @@ func (r *Run) checkCreds(t *Tree) error {
 		if c.want < 0 || root == nil {
 			continue
 		}
-		for _, f := range strings.Fields(root.Status[c.key]) {
+		for _, f := range strings.Fields(root[c.key]) {
 			if f != strconv.Itoa(c.want) {
-				return fmt.Errorf("task %d: %s %q, header says %d", t.Root, c.key, root.Status[c.key], c.want)
+				return fmt.Errorf("task %d: %s %q, header says %d", t.Root, c.key, root[c.key], c.want)
 			}
 		}
 	}

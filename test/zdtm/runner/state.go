@@ -15,12 +15,17 @@ type Task struct {
 	StartTime            uint64
 	Threads              []int
 	Comm                 map[int]string // per thread
-	ThreadStatus         map[int]map[string]string
-	Status               map[string]string
-	Maps                 []Mapping
-	FDs                  map[int]FD
-	Cwd, Exe             string
-	Personality          string
+	// ThreadStatus holds, per thread, the threadStatusKeys lines of
+	// /proc/PID/task/TID/status and the scheduling fields of its stat
+	// (policy, rt_priority, nice).
+	ThreadStatus map[int]map[string]string
+	// Status holds what the threads share: the statusKeys lines of
+	// /proc/PID/status, oom_score_adj and loginuid.
+	Status      map[string]string
+	Maps        []Mapping // from /proc/PID/smaps, with VmFlags
+	FDs         map[int]FD
+	Cwd, Exe    string
+	Personality string
 }
 
 // Tree is a test's process tree at one moment.
@@ -29,21 +34,41 @@ type Tree struct {
 	Tasks map[int]*Task
 }
 
-// statusKeys are the /proc/PID/status lines that must survive a restore.
-// Pending signals are left out: timers may deliver more at any moment, and
-// the tests check their own pending signals.
-var statusKeys = []string{"Umask", "Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp", "SigIgn", "SigCgt",
-	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}
+// statusKeys are the /proc/PID/status lines that belong to the process as a
+// whole and must survive a restore.
+var statusKeys = []string{"Umask", "ShdPnd", "SigIgn", "SigCgt"}
 
-var threadStatusKeys = []string{"SigBlk"}
+// threadStatusKeys are the /proc/PID/task/TID/status lines that belong to
+// each thread (credentials, masks, seccomp, affinity are per thread) and
+// must survive a restore. State is compared by class (allowed "State R S D
+// I"). Pending signals are compared as they stand after 200 ms of looks
+// (lookUntilSame): a signal that stays pending is state, one delivered at
+// once is not seen twice. Lines a kernel lacks are absent on both sides.
+var threadStatusKeys = []string{"State", "TracerPid", "Uid", "Gid", "Groups", "SigPnd", "SigBlk",
+	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters",
+	"Speculation_Store_Bypass", "SpeculationIndirectBranch", "Cpus_allowed_list", "Mems_allowed_list",
+	"x86_Thread_features", "x86_Thread_features_locked"}
+
+// schedPolicies names the values of the policy field of /proc/PID/stat.
+var schedPolicies = map[string]string{"0": "SCHED_OTHER", "1": "SCHED_FIFO", "2": "SCHED_RR",
+	"3": "SCHED_BATCH", "5": "SCHED_IDLE", "6": "SCHED_DEADLINE", "7": "SCHED_EXT"}
+
+// statFields splits /proc/PID/stat after the comm (which may hold spaces
+// and parentheses): element 0 is field 3 of proc(5), state.
+func statFields(text string) ([]string, error) {
+	i := strings.LastIndexByte(text, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("no ')' in stat %q", text)
+	}
+	return strings.Fields(text[i+1:]), nil
+}
 
 // ParseStat returns ppid, pgrp, session and starttime from /proc/PID/stat.
 func ParseStat(text string) (ppid, pgid, sid int, start uint64, state byte, err error) {
-	i := strings.LastIndexByte(text, ')')
-	if i < 0 {
-		return 0, 0, 0, 0, 0, fmt.Errorf("no ')' in stat %q", text)
+	f, err := statFields(text)
+	if err != nil {
+		return 0, 0, 0, 0, 0, err
 	}
-	f := strings.Fields(text[i+1:])
 	// Fields after comm: state(0) ppid(1) pgrp(2) session(3) ... starttime(19).
 	if len(f) < 20 {
 		return 0, 0, 0, 0, 0, fmt.Errorf("stat has %d fields after comm", len(f))
@@ -62,6 +87,24 @@ func ParseStat(text string) (ppid, pgid, sid int, start uint64, state byte, err 
 	return
 }
 
+// ParseSched returns the scheduling fields of a thread's /proc/PID/stat:
+// "policy" (number and name), "rt_priority" and "nice".
+func ParseSched(text string) (map[string]string, error) {
+	f, err := statFields(text)
+	if err != nil {
+		return nil, err
+	}
+	// proc(5) fields 19 nice, 40 rt_priority, 41 policy; f[0] is field 3.
+	if len(f) < 39 {
+		return nil, fmt.Errorf("stat has %d fields after comm, want the policy (field 41)", len(f))
+	}
+	policy := f[38]
+	if name, ok := schedPolicies[policy]; ok {
+		policy += " (" + name + ")"
+	}
+	return map[string]string{"policy": policy, "rt_priority": f[37], "nice": f[16]}, nil
+}
+
 // ParseStatus picks keys out of /proc/PID/status text.
 func ParseStatus(text string, keys []string) map[string]string {
 	want := map[string]bool{}
@@ -78,21 +121,45 @@ func ParseStatus(text string, keys []string) map[string]string {
 	return out
 }
 
-// ParseFdinfo returns the pos and flags lines of /proc/PID/fdinfo/N.
-func ParseFdinfo(text string) (pos, flags string) {
+// ParseFdinfo returns what the runner compares of /proc/PID/fdinfo/N: pos,
+// flags, ino, and the other lines as "key: value" (sorted: epoll lists its
+// targets in the order of kernel addresses), without mnt_id (allowed
+// "fdinfo mnt_id") and with the inode and device of epoll targets cut
+// (allowed "fdinfo tfd ino sdev").
+func ParseFdinfo(text string) FD {
+	var fd FD
 	for _, line := range strings.Split(text, "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
+		v = strings.Join(strings.Fields(v), " ")
 		switch k {
 		case "pos":
-			pos = strings.TrimSpace(v)
+			fd.Pos = v
 		case "flags":
-			flags = strings.TrimSpace(v)
+			fd.Flags = v
+		case "ino":
+			fd.Ino = v
+		case "mnt_id":
+			if !allowed("fdinfo mnt_id") {
+				fd.Extra = append(fd.Extra, k+": "+v)
+			}
+		case "tfd":
+			var keep []string
+			for _, w := range strings.Fields(v) {
+				if (strings.HasPrefix(w, "ino:") || strings.HasPrefix(w, "sdev:")) && allowed("fdinfo tfd ino sdev") {
+					continue
+				}
+				keep = append(keep, w)
+			}
+			fd.Extra = append(fd.Extra, k+": "+strings.Join(keep, " "))
+		default:
+			fd.Extra = append(fd.Extra, k+": "+v)
 		}
 	}
-	return pos, flags
+	sort.Strings(fd.Extra)
+	return fd
 }
 
 func readString(path string) (string, error) {
@@ -188,17 +255,33 @@ func collectTask(pid int) (*Task, error) {
 		t.Comm[tid] = strings.TrimSuffix(comm, "\n")
 		st, _ := readString(tp + "/status")
 		t.ThreadStatus[tid] = ParseStatus(st, threadStatusKeys)
+		// A thread gone since threadsOf has no stat: it is then missing
+		// from the next look's threads, and reported there.
+		if tstat, err := readString(tp + "/stat"); err == nil {
+			if sched, err := ParseSched(tstat); err == nil {
+				for k, v := range sched {
+					t.ThreadStatus[tid][k] = v
+				}
+			}
+		}
 	}
 	st, err := readString(p + "/status")
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", pid, err)
 	}
 	t.Status = ParseStatus(st, statusKeys)
-	maps, err := readString(p + "/maps")
+	for _, name := range []string{"oom_score_adj", "loginuid"} {
+		v, err := readString(p + "/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("task %d: %w", pid, err)
+		}
+		t.Status[name] = strings.TrimSpace(v)
+	}
+	smaps, err := readString(p + "/smaps")
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", pid, err)
 	}
-	if t.Maps, err = ParseMaps(maps); err != nil {
+	if t.Maps, err = ParseSmaps(smaps); err != nil {
 		return nil, fmt.Errorf("task %d: %w", pid, err)
 	}
 	ents, err := os.ReadDir(p + "/fd")
@@ -215,8 +298,9 @@ func collectTask(pid int) (*Task, error) {
 			continue
 		}
 		info, _ := readString(fmt.Sprintf("%s/fdinfo/%d", p, fd))
-		pos, flags := ParseFdinfo(info)
-		t.FDs[fd] = FD{Target: target, Flags: flags, Pos: pos}
+		f := ParseFdinfo(info)
+		f.Target = target
+		t.FDs[fd] = f
 	}
 	t.Cwd, _ = os.Readlink(p + "/cwd")
 	t.Exe, _ = os.Readlink(p + "/exe")
@@ -261,7 +345,16 @@ func runtimeAnon(d string) bool {
 	for _, verb := range []string{": gained ", ": lost "} {
 		if i := strings.Index(d, verb); i >= 0 {
 			f := strings.Fields(d[i+len(verb):])
-			return len(f) == 5 && (f[1] == "rw-p" || f[1] == "---p") && f[3] == "00:00" && f[4] == "0"
+			if len(f) < 5 || (f[1] != "rw-p" && f[1] != "---p") || f[3] != "00:00" || f[4] != "0" {
+				return false
+			}
+			for _, x := range f[5:] {
+				// No path: only the smaps fields may follow.
+				if !strings.HasPrefix(x, "vmflags=") && !strings.HasPrefix(x, "pkey=") {
+					return false
+				}
+			}
+			return true
 		}
 	}
 	return false
@@ -322,6 +415,9 @@ func diffTask(w, g *Task, isRoot bool, opt DiffOptions) []string {
 		if opt.DynamicThreads && (tw["SigBlk"] == allBlocked || tg["SigBlk"] == allBlocked) {
 			tw, tg = without(tw, "SigBlk"), without(tg, "SigBlk")
 		}
+		if allowed("State R S D I") && stateClass(tw["State"]) == stateClass(tg["State"]) {
+			tw, tg = without(tw, "State"), without(tg, "State")
+		}
 		out = append(out, diffMap(fmt.Sprintf("%s thread %d", pfx, tid), tw, tg)...)
 	}
 	out = append(out, diffMap(pfx, w.Status, g.Status)...)
@@ -339,6 +435,16 @@ func diffTask(w, g *Task, isRoot bool, opt DiffOptions) []string {
 		}
 	}
 	return out
+}
+
+// stateClass maps a status State line to what is compared of it: running,
+// sleeping, disk sleep and idle are one class, the rest (stopped, traced,
+// zombie, dead) are themselves.
+func stateClass(state string) string {
+	if state != "" && strings.ContainsRune("RSDI", rune(state[0])) {
+		return "R S D I"
+	}
+	return state
 }
 
 func diffMap(pfx string, w, g map[string]string) []string {
