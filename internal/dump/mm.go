@@ -142,8 +142,12 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 				return nil, fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
 			}
 			openFlags := uint32(unix.O_RDONLY)
-			if a.Shared() && prot&unix.PROT_WRITE != 0 {
-				openFlags = unix.O_RDWR
+			if a.Shared() {
+				// A shared mapping may be mprotect'ed up to what its
+				// file was opened for: keep that mode, as CRIU does.
+				if openFlags, err = mappedFileMode(mapFile); err != nil {
+					return nil, fmt.Errorf("task %d VMA %#x-%#x: mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
+				}
 			}
 			e.Shmid = proto.Uint64(uint64(fd.Path(a.Path, &st, openFlags)))
 			e.Fdflags = proto.Uint32(openFlags)
@@ -172,6 +176,24 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		out = append(out, plan)
 	}
 	return out, nil
+}
+
+// mappedFileMode is the open mode of the file behind a mapping: its
+// /proc/PID/map_files link has the owner's read and write bits of the
+// file's open mode (FMODE_READ, FMODE_WRITE).
+func mappedFileMode(mapFile string) (uint32, error) {
+	var st unix.Stat_t
+	err := lsm.WithoutAuditedCheckpointRestore(func() error { return unix.Lstat(mapFile, &st) })
+	if err != nil {
+		return 0, err
+	}
+	switch st.Mode & 0o600 {
+	case 0o600:
+		return unix.O_RDWR, nil
+	case 0o200:
+		return unix.O_WRONLY, nil
+	}
+	return unix.O_RDONLY, nil
 }
 
 // readAuxv returns the task's saved auxiliary vector as CRIU stores it: the
