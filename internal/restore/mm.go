@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"golang.org/x/sys/unix"
 
@@ -77,11 +78,14 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		default:
 			flags |= unix.MAP_ANONYMOUS
 		}
-		// Private areas get PROT_WRITE until their pages are in, but not
-		// executable ones: writable and executable at once is what SELinux
-		// denies as execmem. Their pages go in through /proc/PID/mem,
-		// which writes past protections as a debugger does.
-		if st&images.VMAFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 {
+		// Private areas with pages get PROT_WRITE until their pages are
+		// in, but not executable ones: writable and executable at once is
+		// what SELinux denies as execmem. Their pages go in through
+		// /proc/PID/mem, which writes past protections as a debugger does.
+		// An area without pages keeps its protection: a private mapping
+		// once writable stays accounted (VmFlags "ac"), and one that
+		// never was, a library's code or read-only data, must not be.
+		if st&images.VMAFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 && holdsPages(entries, v) {
 			prot |= unix.PROT_WRITE
 			writable = append(writable, v)
 		}
@@ -125,6 +129,18 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		}
 	}
 	return rs.setMMFields(t, r)
+}
+
+// holdsPages reports whether the pagemap (sorted by address) has pages
+// for any part of the area.
+func holdsPages(entries []pagemap.Entry, v *pb.VmaEntry) bool {
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].End() > v.GetStart() })
+	for ; i < len(entries) && entries[i].Vaddr < v.GetEnd(); i++ {
+		if entries[i].Flags&(pagemap.FlagPresent|pagemap.FlagParent) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // clearAddressSpace unmaps everything the task inherited (the stub's stack,
