@@ -2,6 +2,7 @@ package restore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 
@@ -38,6 +39,9 @@ func inheritedAreas(t *Task, now []proc.VMA) map[cowKey]bool {
 	}
 	parent := map[cowKey]*pb.VmaEntry{}
 	for _, v := range t.Parent.MM.GetVmas() {
+		if v.GetStatus()&images.VMAAreaRegular == 0 {
+			continue
+		}
 		parent[cowKey{v.GetStart(), v.GetEnd()}] = v
 	}
 	present := map[cowKey]bool{}
@@ -143,3 +147,41 @@ func writeChanged(mem *os.File, pid int, addr uint64, chunk, cur []byte) (uint64
 }
 
 const pageSize = 4096
+
+// madvise advice for lightweight guard pages (Linux 6.13+).
+const (
+	madvGuardInstall = 102
+	madvGuardRemove  = 103
+)
+
+// removeInheritedGuards removes the guard pages a child inherited from its
+// parent in the areas it keeps: its own are installed with the rest
+// (installGuards), and pages it has where its parent had guards are written.
+// A kernel without guard pages has none to remove.
+func removeInheritedGuards(r *remote, kept map[cowKey]bool) error {
+	for k := range kept {
+		_, err := r.call(fmt.Sprintf("madvise(MADV_GUARD_REMOVE) %#x-%#x", k.start, k.end), unix.SYS_MADVISE, k.start, k.end-k.start, madvGuardRemove)
+		if errors.Is(err, unix.EINVAL) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installGuards installs the guard pages of the image (VMA_AREA_GUARD
+// entries), once the areas hold their pages.
+func installGuards(t *Task, r *remote) error {
+	for _, v := range t.MM.GetVmas() {
+		if v.GetStatus() != images.VMAAreaGuard {
+			continue
+		}
+		if _, err := r.call(fmt.Sprintf("madvise(MADV_GUARD_INSTALL) %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MADVISE,
+			v.GetStart(), v.GetEnd()-v.GetStart(), madvGuardInstall); err != nil {
+			return fmt.Errorf("%w (guard pages need Linux 6.13 or later)", err)
+		}
+	}
+	return nil
+}

@@ -116,6 +116,9 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			}
 		}
 	}
+	if err := removeInheritedGuards(r, kept); err != nil {
+		return err
+	}
 	if err := dropUnsaved(r, kept, entries); err != nil {
 		return err
 	}
@@ -127,6 +130,9 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt())); err != nil {
 			return err
 		}
+	}
+	if err := installGuards(t, r); err != nil {
+		return err
 	}
 	return rs.setMMFields(t, r)
 }
