@@ -126,6 +126,8 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		r.Kind, r.Object = support.Uprobes, "[uprobes]"
 	case a.Flags.Sealed() || a.Flags.ShadowStack() || a.Flags.Droppable():
 		r.Kind, r.Object = support.SpecialMaps, specialMapWord(a)
+	case anonHugetlb(a):
+		return nil // private anonymous memory in huge pages
 	case a.Flags.HugeTLB():
 		r.Kind = support.Hugetlb
 		if a.Path == "/anon_hugepage" {
@@ -159,6 +161,13 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		r.Object = a.Path + " (deleted)"
 	}
 	return r
+}
+
+// anonHugetlb reports private anonymous memory in huge pages
+// (MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB): hugetlbfs shows it as the
+// deleted file /anon_hugepage.
+func anonHugetlb(a *proc.SmapsVMA) bool {
+	return a.Flags.HugeTLB() && a.Kind == proc.KindFile && a.Path == "/anon_hugepage" && a.Deleted && !a.Shared()
 }
 
 func specialMapWord(a *proc.SmapsVMA) string {

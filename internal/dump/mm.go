@@ -2,6 +2,7 @@ package dump
 
 import (
 	"fmt"
+	"math/bits"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -20,6 +21,7 @@ const (
 	mapLocked    = 0x2000
 	mapNoreserve = 0x4000
 	mapHugetlb   = 0x40000
+	mapHugeShift = 26
 )
 
 // madvise advice numbers; CRIU records each as bit 1<<advice.
@@ -99,6 +101,10 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		}
 		if a.Flags.HugeTLB() {
 			flags |= mapHugetlb
+			if a.KernelPageSize > mem.PageSize {
+				// MAP_HUGE_2MB and the like: log2 of the page size.
+				flags |= uint32(bits.TrailingZeros64(a.KernelPageSize)) << mapHugeShift
+			}
 		}
 		var madv uint64
 		for _, m := range []struct {
@@ -116,7 +122,11 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		}
 		plan := vmaPlan{entry: e, smaps: a}
 		status := uint32(images.VMAAreaRegular)
-		switch a.Kind {
+		kind := a.Kind
+		if anonHugetlb(a) {
+			kind = proc.KindAnon
+		}
+		switch kind {
 		case proc.KindVVAR, proc.KindVVARVClock:
 			if n := len(out); n > 0 && out[n-1].entry.GetStatus()&images.VMAAreaVVAR != 0 && out[n-1].entry.GetEnd() == a.Start {
 				out[n-1].entry.End = proto.Uint64(a.End)
