@@ -1,5 +1,5 @@
 // zdtm: desc: private anonymous hugetlb memory (MAP_HUGETLB, 2 MiB pages): two huge pages written, one left untouched; data, huge page size (smaps KernelPageSize) and VmFlags "ht" kept. Reserves huge pages (vm.nr_hugepages) for the test and gives them back; SKIP when none can be had
-// zdtm: modes: restore snapshot twice predump criu-restore criu-predump
+// zdtm: modes: restore snapshot twice predump criu-restore
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>
