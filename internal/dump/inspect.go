@@ -131,7 +131,7 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 	case a.Flags.HugeTLB():
 		r.Kind = support.Hugetlb
 		if a.Path == "/anon_hugepage" {
-			r.Object = "anonymous hugetlb memory"
+			r.Object = "shared anonymous hugetlb memory"
 		}
 	case a.Kind == proc.KindAnonShmemNamed || a.Kind != proc.KindFile && a.Shared():
 		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
