@@ -139,8 +139,8 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		return nil
 	case a.Flags.IO() || a.Flags.PFNMap():
 		r.Kind = support.DeviceMaps
-	case a.Path == "/[aio]" && a.Deleted:
-		r.Kind, r.Object = support.AsyncIO, "AIO ring"
+	case aioRing(a):
+		return nil // restored as CRIU does; its layout is checked while frozen (aioRingEntry)
 	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/SYSV") && a.Deleted:
 		r.Kind = support.SysVShm
 		r.Object = fmt.Sprintf("System V shared memory segment (key 0x%s, shmid %d)", strings.TrimPrefix(a.Path, "/SYSV"), a.Inode)

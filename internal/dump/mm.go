@@ -47,6 +47,9 @@ type vmaPlan struct {
 	// CRIU's restore reads the dumped vDSO's symbols to decide whether the
 	// running kernel's fits in its place.
 	vdso bool
+	// aio: an AIO ring, whose pages are dumped whole and never tracked
+	// (the kernel writes them).
+	aio *pb.AioRingEntry
 }
 
 // area is the VMA as dirty trackers see it.
@@ -122,6 +125,16 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		}
 		plan := vmaPlan{entry: e, smaps: a}
 		status := uint32(images.VMAAreaRegular)
+		if aioRing(a) {
+			ring, err := aioRingEntry(fd.Checker, pid, a)
+			if err != nil {
+				return nil, err
+			}
+			e.Flags = proto.Uint32(flags)
+			e.Status = proto.Uint32(images.VMAAreaAIORing)
+			out = append(out, vmaPlan{entry: e, smaps: a, dumpPages: true, aio: ring})
+			continue
+		}
 		kind := a.Kind
 		if anonHugetlb(a) {
 			kind = proc.KindAnon

@@ -133,9 +133,6 @@ func TestRefusals(t *testing.T) {
 		{"sysv-shm", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + fmt.Sprintf("System V shared memory segment (key 0x00000000, shmid %s): gockpt does not dump System V shared memory; detach the segment (shmdt) before dumping", h.info["shmid"])
 		}},
-		{"aio", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "AIO ring: gockpt does not dump AIO rings; destroy the AIO context (io_destroy) before dumping"
-		}},
 		{"deleted-map", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + h.dir + "/mapped (deleted): gockpt does not dump mappings of deleted files; keep the mapped file in place until the dump is done"
 		}},

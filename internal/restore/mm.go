@@ -52,6 +52,15 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	var writable []*pb.VmaEntry // mapped with PROT_WRITE added for the pages
 	for _, v := range t.MM.GetVmas() {
 		st := v.GetStatus()
+		if st&images.VMAAreaAIORing != 0 {
+			// The dumped ring's pages go here; restoreAIORings then
+			// moves a new ring over it.
+			if _, err := r.call(fmt.Sprintf("mmap AIO ring area %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP, v.GetStart(), v.GetEnd()-v.GetStart(),
+				unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0); err != nil {
+				return err
+			}
+			continue
+		}
 		if st&(images.VMAAreaVDSO|images.VMAAreaVVAR|images.VMAAreaVsyscall) != 0 || st&images.VMAAreaRegular == 0 {
 			continue
 		}
@@ -130,6 +139,9 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt())); err != nil {
 			return err
 		}
+	}
+	if err := restoreAIORings(t, r); err != nil {
+		return err
 	}
 	if err := installGuards(t, r); err != nil {
 		return err

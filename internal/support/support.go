@@ -101,7 +101,7 @@ var Objects = []Object{
 	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
 	{Memfd, "memfd files", false, "close the memfd and unmap it before dumping", ""},
 	{Hugetlb, "shared hugetlb memory and hugetlbfs files", false, "map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs", ""},
-	{AsyncIO, "AIO rings", false, "destroy the AIO context (io_destroy) before dumping", ""},
+	{AsyncIO, "AIO rings with an unknown header", false, "destroy the AIO context (io_destroy) before dumping", ""},
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
 	{DeletedMaps, "mappings of deleted files", false, "keep the mapped file in place until the dump is done", ""},
 	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
