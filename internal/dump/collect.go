@@ -273,7 +273,15 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 	}
 	for _, p := range plans {
 		mm.Vmas = append(mm.Vmas, p.entry)
+		if p.aio != nil {
+			mm.Aios = append(mm.Aios, p.aio)
+		}
 	}
+	guards, err := guardEntries(t.Pid, plans)
+	if err != nil {
+		return nil, err
+	}
+	mm.Vmas = append(mm.Vmas, guards...)
 	return mm, nil
 }
 

@@ -131,10 +131,12 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		r.Kind, r.Object = support.Uprobes, "[uprobes]"
 	case a.Flags.Sealed() || a.Flags.ShadowStack() || a.Flags.Droppable():
 		r.Kind, r.Object = support.SpecialMaps, specialMapWord(a)
+	case anonHugetlb(a):
+		return nil // private anonymous memory in huge pages
 	case a.Flags.HugeTLB():
 		r.Kind = support.Hugetlb
 		if a.Path == "/anon_hugepage" {
-			r.Object = "anonymous hugetlb memory"
+			r.Object = "shared anonymous hugetlb memory"
 		}
 	case a.Kind == proc.KindAnonShmemNamed || a.Kind != proc.KindFile && a.Shared():
 		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
@@ -142,8 +144,8 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		return nil
 	case a.Flags.IO() || a.Flags.PFNMap():
 		r.Kind = support.DeviceMaps
-	case a.Path == "/[aio]" && a.Deleted:
-		r.Kind, r.Object = support.AsyncIO, "AIO ring"
+	case aioRing(a):
+		return nil // restored as CRIU does; its layout is checked while frozen (aioRingEntry)
 	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/SYSV") && a.Deleted:
 		r.Kind = support.SysVShm
 		r.Object = fmt.Sprintf("System V shared memory segment (key 0x%s, shmid %d)", strings.TrimPrefix(a.Path, "/SYSV"), a.Inode)
@@ -171,6 +173,13 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		return nil
 	}
 	return r
+}
+
+// anonHugetlb reports private anonymous memory in huge pages
+// (MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB): hugetlbfs shows it as the
+// deleted file /anon_hugepage.
+func anonHugetlb(a *proc.SmapsVMA) bool {
+	return a.Flags.HugeTLB() && a.Kind == proc.KindFile && a.Path == "/anon_hugepage" && a.Deleted && !a.Shared()
 }
 
 func specialMapWord(a *proc.SmapsVMA) string {

@@ -69,7 +69,7 @@ func pageRuns(pid int, plans []vmaPlan, tt *taskTrack) ([]run, uint64, error) {
 	var out []run
 	var scanned uint64
 	for _, p := range plans {
-		if p.vdso {
+		if p.vdso || p.aio != nil {
 			// Always whole and dirty: no tracker watches it.
 			a := p.area()
 			scanned += (a.End - a.Start) / mem.PageSize

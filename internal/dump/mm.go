@@ -2,6 +2,7 @@ package dump
 
 import (
 	"fmt"
+	"math/bits"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -20,6 +21,7 @@ const (
 	mapLocked    = 0x2000
 	mapNoreserve = 0x4000
 	mapHugetlb   = 0x40000
+	mapHugeShift = 26
 )
 
 // madvise advice numbers; CRIU records each as bit 1<<advice.
@@ -45,6 +47,9 @@ type vmaPlan struct {
 	// CRIU's restore reads the dumped vDSO's symbols to decide whether the
 	// running kernel's fits in its place.
 	vdso bool
+	// aio: an AIO ring, whose pages are dumped whole and never tracked
+	// (the kernel writes them).
+	aio *pb.AioRingEntry
 }
 
 // area is the VMA as dirty trackers see it.
@@ -99,6 +104,10 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		}
 		if a.Flags.HugeTLB() {
 			flags |= mapHugetlb
+			if a.KernelPageSize > mem.PageSize {
+				// MAP_HUGE_2MB and the like: log2 of the page size.
+				flags |= uint32(bits.TrailingZeros64(a.KernelPageSize)) << mapHugeShift
+			}
 		}
 		var madv uint64
 		for _, m := range []struct {
@@ -116,7 +125,21 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		}
 		plan := vmaPlan{entry: e, smaps: a}
 		status := uint32(images.VMAAreaRegular)
-		switch a.Kind {
+		if aioRing(a) {
+			ring, err := aioRingEntry(fd.Checker, pid, a)
+			if err != nil {
+				return nil, err
+			}
+			e.Flags = proto.Uint32(flags)
+			e.Status = proto.Uint32(images.VMAAreaAIORing)
+			out = append(out, vmaPlan{entry: e, smaps: a, dumpPages: true, aio: ring})
+			continue
+		}
+		kind := a.Kind
+		if anonHugetlb(a) {
+			kind = proc.KindAnon
+		}
+		switch kind {
 		case proc.KindVVAR, proc.KindVVARVClock:
 			if n := len(out); n > 0 && out[n-1].entry.GetStatus()&images.VMAAreaVVAR != 0 && out[n-1].entry.GetEnd() == a.Start {
 				out[n-1].entry.End = proto.Uint64(a.End)
@@ -142,8 +165,12 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 				return nil, fmt.Errorf("task %d VMA %#x-%#x: stat mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
 			}
 			openFlags := uint32(unix.O_RDONLY)
-			if a.Shared() && prot&unix.PROT_WRITE != 0 {
-				openFlags = unix.O_RDWR
+			if a.Shared() {
+				// A shared mapping may be mprotect'ed up to what its
+				// file was opened for: keep that mode, as CRIU does.
+				if openFlags, err = mappedFileMode(mapFile); err != nil {
+					return nil, fmt.Errorf("task %d VMA %#x-%#x: mapped file %s: %w", pid, a.Start, a.End, a.Path, err)
+				}
 			}
 			path := a.Path
 			if a.Deleted {
@@ -185,6 +212,24 @@ func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
 		out = append(out, plan)
 	}
 	return out, nil
+}
+
+// mappedFileMode is the open mode of the file behind a mapping: its
+// /proc/PID/map_files link has the owner's read and write bits of the
+// file's open mode (FMODE_READ, FMODE_WRITE).
+func mappedFileMode(mapFile string) (uint32, error) {
+	var st unix.Stat_t
+	err := lsm.WithoutAuditedCheckpointRestore(func() error { return unix.Lstat(mapFile, &st) })
+	if err != nil {
+		return 0, err
+	}
+	switch st.Mode & 0o600 {
+	case 0o600:
+		return unix.O_RDWR, nil
+	case 0o200:
+		return unix.O_WRONLY, nil
+	}
+	return unix.O_RDONLY, nil
 }
 
 // readAuxv returns the task's saved auxiliary vector as CRIU stores it: the

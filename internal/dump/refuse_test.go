@@ -133,9 +133,6 @@ func TestRefusals(t *testing.T) {
 		{"sysv-shm", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + fmt.Sprintf("System V shared memory segment (key 0x00000000, shmid %s): gockpt does not dump System V shared memory; detach the segment (shmdt) before dumping", h.info["shmid"])
 		}},
-		{"aio", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "AIO ring: gockpt does not dump AIO rings; destroy the AIO context (io_destroy) before dumping"
-		}},
 		{"flock", nil, func(h *holder) string {
 			return who(h, "fd 3") + h.dir + "/locked: an exclusive flock lock: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
 		}},

@@ -30,7 +30,7 @@ var flagTables = map[string][]flagBit{
 		{"VMA_FILE_PRIVATE", VMAFilePrivate}, {"VMA_FILE_SHARED", VMAFileShared}, {"VMA_ANON_SHARED", VMAAnonShared},
 		{"VMA_ANON_PRIVATE", VMAAnonPrivate}, {"VMA_AREA_SYSVIPC", VMAAreaSysVIPC}, {"VMA_AREA_SOCKET", VMAAreaSocket},
 		{"VMA_AREA_VVAR", VMAAreaVVAR}, {"VMA_AREA_AIORING", VMAAreaAIORing}, {"VMA_AREA_MEMFD", VMAAreaMemfd},
-		{"VMA_AREA_SHSTK", VMAAreaShstk}, {"VMA_AREA_UPROBES", VMAAreaUprobes}, {"VMA_UNSUPP", VMAUnsupp}},
+		{"VMA_AREA_SHSTK", VMAAreaShstk}, {"VMA_AREA_GUARD", VMAAreaGuard}, {"VMA_AREA_UPROBES", VMAAreaUprobes}, {"VMA_UNSUPP", VMAUnsupp}},
 	"rfile.flags": {{"O_WRONLY", 0o1}, {"O_RDWR", 0o2}, {"O_CREAT", 0o100}, {"O_EXCL", 0o200},
 		{"O_NOCTTY", 0o400}, {"O_TRUNC", 0o1000}, {"O_APPEND", 0o2000}, {"O_NONBLOCK", 0o4000},
 		{"O_DSYNC", 0o10000}, {"FASYNC", 0o20000}, {"O_DIRECT", 0o40000}, {"O_LARGEFILE", 0o100000},

@@ -18,6 +18,9 @@ const (
 	VMAAreaAIORing  = 1 << 13
 	VMAAreaMemfd    = 1 << 14
 	VMAAreaShstk    = 1 << 15
-	VMAAreaUprobes  = 1 << 17
-	VMAUnsupp       = 1 << 31
+	// VMAAreaGuard: not an area but a range of MADV_GUARD_INSTALL guard
+	// pages inside one; CRIU lists these after the areas.
+	VMAAreaGuard   = 1 << 16
+	VMAAreaUprobes = 1 << 17
+	VMAUnsupp      = 1 << 31
 )

@@ -18,6 +18,7 @@ const (
 	PageIsPFNZero   = 1 << 5 // maps the shared zero page
 	PageIsHuge      = 1 << 6
 	PageIsSoftDirty = 1 << 7
+	PageIsGuard     = 1 << 8 // a MADV_GUARD_INSTALL guard page (Linux 6.15+)
 )
 
 // PAGEMAP_SCAN flags.

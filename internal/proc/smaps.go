@@ -110,6 +110,9 @@ type SmapsVMA struct {
 	Anonymous uint64
 	Swap      uint64
 	Locked    uint64
+	// KernelPageSize is the size of the area's pages: 4096, or that of
+	// its huge pages for hugetlb.
+	KernelPageSize uint64
 }
 
 // ParseSmaps parses /proc/PID/smaps.
@@ -151,6 +154,8 @@ func ParseSmaps(r io.Reader) ([]SmapsVMA, error) {
 			dst = &cur.Swap
 		case "Locked":
 			dst = &cur.Locked
+		case "KernelPageSize":
+			dst = &cur.KernelPageSize
 		default:
 			continue
 		}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
+	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
@@ -26,7 +28,12 @@ const (
 // own area goes, the vDSO block moves to where it was, every VMA of the image
 // is mapped, pages are written, protections are set, then the mm fields.
 func (rs *restorer) restoreMM(t *Task, r *remote) error {
-	if err := rs.clearAddressSpace(r); err != nil {
+	now, err := proc.ReadMaps(r.pid)
+	if err != nil {
+		return err
+	}
+	kept := inheritedAreas(t, now)
+	if err := rs.clearAddressSpace(r, now, kept); err != nil {
 		return err
 	}
 	if err := rs.moveVDSO(t, r); err != nil {
@@ -45,6 +52,15 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	var writable []*pb.VmaEntry // mapped with PROT_WRITE added for the pages
 	for _, v := range t.MM.GetVmas() {
 		st := v.GetStatus()
+		if st&images.VMAAreaAIORing != 0 {
+			// The dumped ring's pages go here; restoreAIORings then
+			// moves a new ring over it.
+			if _, err := r.call(fmt.Sprintf("mmap AIO ring area %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP, v.GetStart(), v.GetEnd()-v.GetStart(),
+				unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0); err != nil {
+				return err
+			}
+			continue
+		}
 		if st&(images.VMAAreaVDSO|images.VMAAreaVVAR|images.VMAAreaVsyscall) != 0 || st&images.VMAAreaRegular == 0 {
 			continue
 		}
@@ -71,13 +87,24 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		default:
 			flags |= unix.MAP_ANONYMOUS
 		}
-		// Private areas get PROT_WRITE until their pages are in, but not
-		// executable ones: writable and executable at once is what SELinux
-		// denies as execmem. Their pages go in through /proc/PID/mem,
-		// which writes past protections as a debugger does.
-		if st&images.VMAFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 {
+		// Private areas with pages get PROT_WRITE until their pages are
+		// in, but not executable ones: writable and executable at once is
+		// what SELinux denies as execmem. Their pages go in through
+		// /proc/PID/mem, which writes past protections as a debugger does.
+		// An area without pages keeps its protection: a private mapping
+		// once writable stays accounted (VmFlags "ac"), and one that
+		// never was, a library's code or read-only data, must not be.
+		if st&images.VMAFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 && holdsPages(entries, v) {
 			prot |= unix.PROT_WRITE
 			writable = append(writable, v)
+		}
+		if kept[cowKey{v.GetStart(), v.GetEnd()}] {
+			// Inherited from the parent with the same flags and advice.
+			if _, err := r.call(fmt.Sprintf("mprotect inherited VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
+				v.GetStart(), v.GetEnd()-v.GetStart(), prot); err != nil {
+				return err
+			}
+			continue
 		}
 		addr, err := r.call(fmt.Sprintf("mmap VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP,
 			v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off)
@@ -98,7 +125,13 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			}
 		}
 	}
-	if err := rs.writePages(t, pagesID, entries); err != nil {
+	if err := removeInheritedGuards(r, kept); err != nil {
+		return err
+	}
+	if err := dropUnsaved(r, kept, entries); err != nil {
+		return err
+	}
+	if err := rs.writePages(t, pagesID, entries, kept); err != nil {
 		return err
 	}
 	for _, v := range writable {
@@ -107,17 +140,35 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			return err
 		}
 	}
+	if err := restoreAIORings(t, r); err != nil {
+		return err
+	}
+	if err := installGuards(t, r); err != nil {
+		return err
+	}
 	return rs.setMMFields(t, r)
+}
+
+// holdsPages reports whether the pagemap (sorted by address) has pages
+// for any part of the area.
+func holdsPages(entries []pagemap.Entry, v *pb.VmaEntry) bool {
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].End() > v.GetStart() })
+	for ; i < len(entries) && entries[i].Vaddr < v.GetEnd(); i++ {
+		if entries[i].Flags&(pagemap.FlagPresent|pagemap.FlagParent) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // clearAddressSpace unmaps everything the task inherited (the stub's stack,
 // or its parent's memory) except the stub area and the vDSO block.
-func (rs *restorer) clearAddressSpace(r *remote) error {
-	vmas, err := proc.ReadMaps(r.pid)
-	if err != nil {
-		return err
-	}
+// Areas in kept stay: the task inherited them as it needs them.
+func (rs *restorer) clearAddressSpace(r *remote, vmas []proc.VMA, kept map[cowKey]bool) error {
 	for _, v := range vmas {
+		if kept[cowKey{v.Start, v.End}] {
+			continue
+		}
 		switch v.Kind {
 		case proc.KindVDSO, proc.KindVVAR, proc.KindVVARVClock, proc.KindVSyscall:
 			continue
@@ -272,7 +323,9 @@ func readPagemap(d *images.Dir, pid int) (uint32, []pagemap.Entry, error) {
 // writePages copies the task's saved pages into it with process_vm_writev,
 // streaming pages-N.img in order; runs saved in a parent directory are
 // read through the parent chain.
-func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry) error {
+// Pages of inherited areas are written only where they differ from what
+// the task has (writeChanged).
+func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry, kept map[cowKey]bool) error {
 	d := rs.plan.Dir
 	pages, err := os.Open(d.Join(images.PagesFile(pagesID)))
 	if err != nil {
@@ -286,6 +339,13 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry)
 		}
 	}()
 	buf := make([]byte, 4<<20)
+	var cur []byte    // what an inherited area holds now
+	var shared uint64 // pages left shared with the parent
+	defer func() {
+		if len(kept) > 0 {
+			log.Debugf("task %d: %d pages of %d inherited areas left shared with the parent", t.Pid, shared, len(kept))
+		}
+	}()
 	var mem *os.File
 	for _, e := range entries {
 		if e.Flags&pagemap.FlagPresent == 0 && e.Flags&pagemap.FlagParent == 0 {
@@ -321,7 +381,24 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry)
 					return fmt.Errorf("task %d: pages at %#x from the parent images: %w", t.Pid, addr, err)
 				}
 			}
-			if err := ptrace.WriteMem(t.Pid, addr, chunk); err != nil {
+			written := n / 4096
+			var err error
+			if len(kept) > 0 && inKept(kept, addr, n) {
+				if cur == nil {
+					cur = make([]byte, len(buf))
+				}
+				if mem == nil {
+					if mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", t.Pid), os.O_RDWR, 0); err != nil {
+						return fmt.Errorf("task %d: %w", t.Pid, err)
+					}
+					defer mem.Close()
+				}
+				written, err = writeChanged(mem, t.Pid, addr, chunk, cur)
+				shared += n/4096 - written
+			} else {
+				err = ptrace.WriteMem(t.Pid, addr, chunk)
+			}
+			if err != nil {
 				if !errors.Is(err, unix.EFAULT) {
 					return err
 				}
@@ -336,8 +413,9 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry)
 				if _, err := mem.WriteAt(chunk, int64(addr)); err != nil {
 					return fmt.Errorf("task %d: write pages at %#x: %w", t.Pid, addr, err)
 				}
+				written = n / 4096
 			}
-			rs.stats.PagesRestored += n / 4096
+			rs.stats.PagesRestored += written
 			addr += n
 		}
 	}
