@@ -568,9 +568,15 @@ func (rs *restorer) finish() error {
 		if l.t.Zombie {
 			continue // it is dead already: nothing to let go
 		}
+		if !rs.opts.LeaveStopped && l.t.Core().GetTc().GetTaskState() == taskStateStopped {
+			if err := rs.detachIntoStop(l); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, te := range l.threads {
 			var err error
-			if rs.opts.LeaveStopped || l.t.Core().GetTc().GetTaskState() == 3 {
+			if rs.opts.LeaveStopped {
 				err = te.DetachStopped()
 			} else {
 				err = te.Detach()
