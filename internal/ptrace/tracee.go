@@ -34,6 +34,8 @@ type Tracee struct {
 // Seize attaches to tid with PTRACE_SEIZE and stops it with PTRACE_INTERRUPT.
 // A signal that becomes due while we wait for the stop is delivered as it
 // would have been without us, so seizing never loses or reorders signals.
+// A thread that does not stop within the tracer's stop timeout is a
+// *NotStoppedError, and stays attached until the Tracer is closed.
 func (t *Tracer) Seize(tid int) (*Tracee, error) {
 	te := &Tracee{Tid: tid, Tgid: tgidOf(tid), t: t}
 	err := t.Do(func() error {
@@ -44,10 +46,14 @@ func (t *Tracer) Seize(tid int) (*Tracee, error) {
 			unix.PtraceDetach(tid)
 			return &Error{"interrupt", tid, err}
 		}
+		start := time.Now()
 		for {
-			ws, err := wait(tid)
+			ws, ok, err := waitStopped(tid, t.stopTimeout-time.Since(start))
 			if err != nil {
 				return &Error{"wait for stop", tid, err}
+			}
+			if !ok {
+				return notStopped(tgidOf(tid), tid, t.stopTimeout)
 			}
 			if ws.Exited() || ws.Signaled() {
 				return &Error{"wait for stop", tid, unix.ESRCH}
