@@ -168,7 +168,7 @@ func (rs *restorer) run() error {
 	}
 	log.Infof("stub %d at %#x-%#x", rs.stub.Pid, rs.area.start, rs.area.end)
 	fork := time.Now()
-	for _, t := range rs.plan.Tasks {
+	for _, t := range creationOrder(rs.plan.Tasks) {
 		if err := rs.createTask(t); err != nil {
 			return err
 		}
