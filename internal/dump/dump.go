@@ -105,6 +105,9 @@ func Run(o Options) (*Stats, error) {
 	defer d.inc.close()
 
 	tracer := ptrace.NewTracer()
+	// A task that will not stop (a parent in vfork, uninterruptible
+	// sleep) is refused after --timeout, not waited for.
+	tracer.SetStopTimeout(o.Timeout)
 	defer tracer.Close()
 	frozenAt, err := d.freeze(tracer)
 	if err != nil {

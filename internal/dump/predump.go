@@ -54,6 +54,9 @@ func PreDump(o Options) (*Stats, error) {
 	defer d.watchdog.Close()
 
 	tracer := ptrace.NewTracer()
+	// A task that will not stop (a parent in vfork, uninterruptible
+	// sleep) is refused after --timeout, not waited for.
+	tracer.SetStopTimeout(o.Timeout)
 	defer tracer.Close()
 	frozenAt, err := d.freeze(tracer)
 	if err != nil {

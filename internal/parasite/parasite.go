@@ -581,7 +581,7 @@ func (p *Parasite) interrupt() (stopState, error) {
 		if err != nil {
 			return fmt.Errorf("task %d: interrupt parasite: %w", tid, err)
 		}
-		if ws.TrapCause() != unix.PTRACE_EVENT_STOP && ws.StopSignal() != unix.SIGTRAP|0x80 {
+		if ptrace.Event(ws) != unix.PTRACE_EVENT_STOP && ws.StopSignal() != unix.SIGTRAP|0x80 {
 			// A signal-delivery-stop: every signal is blocked, so it is a
 			// fault in the blob.
 			st, err = faultStop(tid, ws)
@@ -642,7 +642,7 @@ func (p *Parasite) runToSigreturn() (stopState, error) {
 					return fmt.Errorf("task %d: stopped by %v after cancelling rt_sigreturn", tid, ws.StopSignal())
 				}
 				return nil
-			case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
+			case ptrace.Event(ws) == unix.PTRACE_EVENT_STOP:
 				continue
 			default:
 				st, err = faultStop(tid, ws)

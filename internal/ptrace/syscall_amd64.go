@@ -193,7 +193,7 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64, onEvent func(event, child int) 
 			continue
 		case ws.StopSignal() == unix.SIGTRAP|0x80:
 			stage++
-		case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
+		case Event(ws) == unix.PTRACE_EVENT_STOP:
 			// Group-stop or a new interrupt: resume into the syscall again.
 		case ws.TrapCause() == unix.PTRACE_EVENT_FORK || ws.TrapCause() == unix.PTRACE_EVENT_VFORK || ws.TrapCause() == unix.PTRACE_EVENT_CLONE:
 			// An injected fork/clone with auto-attach on.

@@ -34,6 +34,8 @@ type Tracee struct {
 // Seize attaches to tid with PTRACE_SEIZE and stops it with PTRACE_INTERRUPT.
 // A signal that becomes due while we wait for the stop is delivered as it
 // would have been without us, so seizing never loses or reorders signals.
+// A thread that does not stop within the tracer's stop timeout is a
+// *NotStoppedError, and stays attached until the Tracer is closed.
 func (t *Tracer) Seize(tid int) (*Tracee, error) {
 	te := &Tracee{Tid: tid, Tgid: tgidOf(tid), t: t}
 	err := t.Do(func() error {
@@ -44,10 +46,14 @@ func (t *Tracer) Seize(tid int) (*Tracee, error) {
 			unix.PtraceDetach(tid)
 			return &Error{"interrupt", tid, err}
 		}
+		start := time.Now()
 		for {
-			ws, err := wait(tid)
+			ws, ok, err := waitStopped(tid, t.stopTimeout-time.Since(start))
 			if err != nil {
 				return &Error{"wait for stop", tid, err}
+			}
+			if !ok {
+				return notStopped(tgidOf(tid), tid, t.stopTimeout)
 			}
 			if ws.Exited() || ws.Signaled() {
 				return &Error{"wait for stop", tid, unix.ESRCH}
@@ -56,7 +62,7 @@ func (t *Tracer) Seize(tid int) (*Tracee, error) {
 				continue
 			}
 			sig := ws.StopSignal()
-			if ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+			if Event(ws) == unix.PTRACE_EVENT_STOP {
 				// An event stop with a stop signal is a group-stop: the task
 				// was (or just became) stopped by job control.
 				if sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU {
@@ -76,6 +82,17 @@ func (t *Tracer) Seize(tid int) (*Tracee, error) {
 		return nil, err
 	}
 	return te, nil
+}
+
+// Event is the PTRACE_EVENT_* of a ptrace stop, 0 for a signal-delivery
+// stop. Unlike WaitStatus.TrapCause it also sees the events whose stop
+// signal is not SIGTRAP: a group-stop of a seized task is PTRACE_EVENT_STOP
+// with SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU.
+func Event(ws unix.WaitStatus) int {
+	if !ws.Stopped() {
+		return -1
+	}
+	return int(ws>>16) & 0xff
 }
 
 func wait(tid int) (unix.WaitStatus, error) {
@@ -106,17 +123,34 @@ func (te *Tracee) do(op string, f func() error) error {
 }
 
 // Detach lets the thread run again; a thread seized in group-stop is left
-// stopped, as it was.
+// stopped, as it was, with its own stop signal: the kernel puts a detached
+// thread back into the group-stop still in effect (nothing but SIGCONT ends
+// it, however often ptrace resumed the thread), so nothing is queued.
 func (te *Tracee) Detach() error {
 	if te.GroupStopped {
-		return te.DetachStopped()
+		return te.DetachIntoStop()
 	}
 	return te.do("detach", func() error { return unix.PtraceDetach(te.Tid) })
 }
 
+// DetachIntoStop detaches a thread whose thread group is in group-stop, or
+// has a stop signal queued, and returns once the thread shows it stopped.
+func (te *Tracee) DetachIntoStop() error {
+	return te.do("detach stopped", func() error {
+		if err := unix.PtraceDetach(te.Tid); err != nil {
+			return err
+		}
+		return waitGroupStop(te.Tgid, te.Tid)
+	})
+}
+
 // DetachStopped detaches leaving the thread in group-stop, for
 // --leave-stopped: SIGSTOP is queued first, so it stops as soon as it runs.
+// A thread seized in group-stop stays in it as it was.
 func (te *Tracee) DetachStopped() error {
+	if te.GroupStopped {
+		return te.Detach()
+	}
 	return te.do("detach stopped", func() error {
 		if err := unix.Tgkill(te.Tgid, te.Tid, unix.SIGSTOP); err != nil {
 			return err

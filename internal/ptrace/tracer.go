@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by requests made after Close.
@@ -28,11 +29,13 @@ type Tracer struct {
 	// gadgets caches, per thread group, the address of a syscall
 	// instruction; only the tracer thread touches it.
 	gadgets map[int]uint64
+	// stopTimeout bounds the wait for a seized thread to stop.
+	stopTimeout time.Duration
 }
 
 // NewTracer starts the tracer thread.
 func NewTracer() *Tracer {
-	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), gadgets: map[int]uint64{}}
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), gadgets: map[int]uint64{}, stopTimeout: DefaultStopTimeout}
 	started := make(chan struct{})
 	go func() {
 		// Never unlocked: the thread dies with the goroutine, so no other

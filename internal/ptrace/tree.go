@@ -51,7 +51,8 @@ const maxTreePasses = 50
 // SeizeTree seizes every thread of root and of all its descendants. It walks
 // /proc/PID/task/*/children again until a full pass finds nothing new, so
 // tasks forking or exiting during the seize end up either seized or gone. On
-// error every thread already seized is detached again.
+// error every thread already seized is detached again; a thread that did
+// not stop (*NotStoppedError) is let go when the Tracer is closed.
 func (t *Tracer) SeizeTree(root int) (*Tree, error) {
 	tree := &Tree{t: t}
 	seized := map[int]*Tracee{}
@@ -93,6 +94,10 @@ func (t *Tracer) SeizeTree(root int) (*Tree, error) {
 						// EPERM once it is a zombie): look again.
 						changed = true
 						continue
+					}
+					var ns *NotStoppedError
+					if errors.As(err, &ns) {
+						return err
 					}
 					return seizeError(pid, tid, err)
 				}

@@ -171,7 +171,7 @@ func (rs *restorer) run() error {
 	}
 	log.Infof("stub %d at %#x-%#x", rs.stub.Pid, rs.area.start, rs.area.end)
 	fork := time.Now()
-	for _, t := range rs.plan.Tasks {
+	for _, t := range creationOrder(rs.plan.Tasks) {
 		if err := rs.createTask(t); err != nil {
 			return err
 		}
@@ -578,9 +578,15 @@ func (rs *restorer) finish() error {
 		if l.t.Zombie {
 			continue // it is dead already: nothing to let go
 		}
+		if !rs.opts.LeaveStopped && l.t.Core().GetTc().GetTaskState() == taskStateStopped {
+			if err := rs.detachIntoStop(l); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, te := range l.threads {
 			var err error
-			if rs.opts.LeaveStopped || l.t.Core().GetTc().GetTaskState() == 3 {
+			if rs.opts.LeaveStopped {
 				err = te.DetachStopped()
 			} else {
 				err = te.Detach()

@@ -69,3 +69,25 @@ func deadTask(d *images.Dir, pid int) bool {
 
 // taskStateDead is CRIU's TASK_DEAD in a task core.
 const taskStateDead = 2
+
+// creationOrder is the order tasks are made in: every live task first,
+// parents before children, then the zombies, group leaders among them
+// first. A zombie joins its process group before it exits, so the group
+// must exist by then, whoever leads it: a sibling forked after it, a task
+// in another branch, or a zombie leader (a dead leader's group lives on
+// while it is unreaped). A zombie has no children, so its parent is all it
+// needs.
+func creationOrder(tasks []*Task) []*Task {
+	var live, leaders, members []*Task
+	for _, t := range tasks {
+		switch {
+		case !t.Zombie:
+			live = append(live, t)
+		case t.Pgid == t.Pid:
+			leaders = append(leaders, t)
+		default:
+			members = append(members, t)
+		}
+	}
+	return append(append(live, leaders...), members...)
+}
