@@ -104,9 +104,13 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 		}
 		return o.openGhost(r, rm.GetRemapId())
 	}
-	f, err := os.OpenFile(name, openFlags(r.GetFlags()), 0)
+	fd, err := unix.Open(name, openFlags(r.GetFlags()), 0)
 	if err != nil {
 		return nil, fmt.Errorf("reopen %s: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if r.GetFlags()&unix.O_PATH != 0 {
+		return f, nil // no position, no I/O on an O_PATH fd
 	}
 	if r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
 		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() {
