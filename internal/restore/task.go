@@ -48,20 +48,14 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 	if err != nil {
 		return err
 	}
-	if root != "/" {
-		p, err := r.str(root)
-		if err != nil {
-			return err
-		}
-		if _, err := r.call("chroot "+root, unix.SYS_CHROOT, p); err != nil {
+	// The root first, through an fd (a child of a chrooted parent starts
+	// inside its parent's root), then the cwd, which may lie outside it.
+	if root != "/" || t.Parent != nil && rs.chrooted(t.Parent) {
+		if err := rs.enterDir(r, "root", root, true); err != nil {
 			return err
 		}
 	}
-	p, err := r.str(cwd)
-	if err != nil {
-		return err
-	}
-	if _, err := r.call("chdir "+cwd, unix.SYS_CHDIR, p); err != nil {
+	if err := rs.enterDir(r, "cwd", cwd, false); err != nil {
 		return fmt.Errorf("%w (the working directory must exist at restore)", err)
 	}
 	if t.FS.Umask != nil {
@@ -70,6 +64,12 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 		}
 	}
 	return nil
+}
+
+// chrooted tells whether task t's root is not gockpt's.
+func (rs *restorer) chrooted(t *Task) bool {
+	reg := rs.plan.Files[t.FS.GetRootId()].GetReg()
+	return reg != nil && reg.GetName() != "/"
 }
 
 // restoreSignals puts back handlers, itimers, POSIX timers, rlimits,
