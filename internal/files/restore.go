@@ -113,7 +113,9 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 		return f, nil // no position, no I/O on an O_PATH fd
 	}
 	if r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
-		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() {
+		// Shorter than the position and than it was: cut since. (A
+		// /proc or sysfs file says 0 bytes whatever it reads.)
+		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() && uint64(fi.Size()) < r.GetSize() {
 			f.Close()
 			return nil, fmt.Errorf("%s is %d bytes now, shorter than the saved position %d: restore needs the file as it was", name, fi.Size(), r.GetPos())
 		}
