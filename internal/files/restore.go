@@ -27,6 +27,9 @@ type Opener struct {
 	open  map[uint32]*os.File
 	pipes map[uint32]*pipePair // by pipe inode id
 	fifos map[uint32]*os.File  // an O_RDWR holder per FIFO, so opens never block
+	// ghosts holds each recreated deleted file, by ghost id, for the
+	// further open file descriptions of it.
+	ghosts map[uint32]*os.File
 }
 
 // pipePair is a pipe gockpt made; each end is handed out once, further
@@ -52,12 +55,16 @@ func (o *Opener) Close() {
 	for _, f := range o.fifos {
 		f.Close()
 	}
+	for _, f := range o.ghosts {
+		f.Close()
+	}
 }
 
 // Open returns gockpt's fd for file entry id, building the object on first use.
 func (o *Opener) Open(id uint32) (*os.File, error) {
 	if o.open == nil {
 		o.open, o.pipes, o.fifos = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}
+		o.ghosts = map[uint32]*os.File{}
 	}
 	if f, ok := o.open[id]; ok {
 		return f, nil
@@ -131,6 +138,11 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 // it as the task had it, and deletes it again.
 func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error) {
 	name := r.GetName()
+	if h, ok := o.ghosts[ghostID]; ok {
+		// Another open of the same deleted file (opened twice, or by two
+		// tasks): the same inode again, through the recreated one.
+		return reopenAt(h, r)
+	}
 	rd, err := o.Dir.Open(fmt.Sprintf("ghost-file-%x.img", ghostID))
 	if err != nil {
 		return nil, err
@@ -152,7 +164,12 @@ func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error)
 		return nil, fmt.Errorf("recreate deleted file %s: %w", name, err)
 	}
 	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			tmp.Close()
+		}
+	}()
 	if g.GetChunks() {
 		err = writeGhostChunks(tmp, rd, g.Size)
 	} else {
@@ -163,13 +180,27 @@ func (o *Opener) openGhost(r *pb.RegFileEntry, ghostID uint32) (*os.File, error)
 	}
 	tmp.Chmod(os.FileMode(g.GetMode() & 0o7777))
 	os.Chown(tmp.Name(), int(g.GetUid()), int(g.GetGid()))
-	f, err := os.OpenFile(tmp.Name(), openFlags(r.GetFlags()), 0)
+	f, err := reopenAt(tmp, r)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil {
+	keep = true
+	o.ghosts[ghostID] = tmp
+	return f, nil
+}
+
+// reopenAt opens file h once more (a new open file description of the
+// same inode, through /proc, which works for a deleted file too) with the
+// entry's flags and position.
+func reopenAt(h *os.File, r *pb.RegFileEntry) (*os.File, error) {
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", h.Fd()), openFlags(r.GetFlags()), 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen deleted file %s: %w", r.GetName(), err)
+	}
+	f := os.NewFile(uintptr(fd), r.GetName())
+	if _, err := unix.Seek(fd, int64(r.GetPos()), 0); err != nil && r.GetFlags()&unix.O_PATH == 0 {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("seek deleted file %s to %d: %w", r.GetName(), r.GetPos(), err)
 	}
 	return f, nil
 }
