@@ -174,6 +174,17 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 	if kind != "" {
 		return 0, nil, c.refuseKind(s, kind)
 	}
+	if typ == pb.FdTypes_EVENTPOLL {
+		tfds, err := epollTargetsOf(s)
+		if err != nil {
+			return 0, nil, err
+		}
+		if closed, err := resolveEpollTargets(s.pid, s.fd, tfds); err != nil {
+			return 0, nil, err
+		} else if closed >= 0 {
+			return 0, nil, c.refuseEpoll(s.pid, s.fd, s.target, closed)
+		}
+	}
 	for _, l := range s.info.FdLocks() {
 		if l.Waiter {
 			continue
@@ -194,6 +205,14 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 		return 0, nil, err
 	}
 	return typ, own, nil
+}
+
+// refuseEpoll refuses an epoll set watching a file that no fd of the task
+// holds any more (closed, kept open by another task): restore can only add
+// a target through an fd of the task.
+func (c *Checker) refuseEpoll(pid, efd int, target string, closed int) *support.Refusal {
+	return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: fmt.Sprintf("fd %d", efd), Object: target, Kind: support.EpollClosedTargets,
+		Detail: fmt.Sprintf("it watches a file added as fd %d that no fd of the task holds any more", closed)}
 }
 
 // refuseKind names a refused fd the way the user knows it.

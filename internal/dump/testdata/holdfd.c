@@ -5,7 +5,8 @@
  * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
- *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map */
+ *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map
+ *   epoll-closed */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -190,6 +192,19 @@ int main(int argc, char **argv) {
 		unlink(f);
 		fprintf(out = fopen(path, "w"), "addr %lx\n", (unsigned long)p);
 		fd = 0;
+	} else if (!strcmp(k, "epoll-closed")) {
+		/* fd 3 watches a pipe added as fd 4, which only a child holds now. */
+		int p[2];
+		struct epoll_event ev = {.events = EPOLLIN};
+		fd = epoll_create1(0);
+		if (fd != 3 || pipe(p) || p[0] != 4 || epoll_ctl(fd, EPOLL_CTL_ADD, p[0], &ev)) return 3;
+		pid_t c = fork();
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (;;) pause();
+		}
+		close(p[0]);
+		fprintf(out = fopen(path, "w"), "child %d\n", c);
 	} else if (!strcmp(k, "pty")) {
 		fd = posix_openpt(O_RDWR | O_NOCTTY);
 	} else if (!strcmp(k, "pidfd")) {
