@@ -20,6 +20,9 @@ import (
 // /proc/PID of a task of the tree wait until every task and thread exists
 // (lateProcFds).
 func (rs *restorer) restoreFds(t *Task, r *remote) error {
+	if rs.sharesParentFds(t) {
+		return nil // born with CLONE_FILES: its parent's table, already filled
+	}
 	// Whatever the task inherited (the stub's stdio, the parent's table).
 	if _, err := r.call("close_range", sysCloseRange, 0, ^uint64(0)>>32, 0); err != nil {
 		return err
@@ -36,6 +39,13 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 		return err
 	}
 	return rs.epollTargets(t, r)
+}
+
+// sharesParentFds tells a task that shared its parent's fd table
+// (CLONE_FILES without CLONE_THREAD): it is cloned with CLONE_FILES, as
+// CRIU does (same files_id in both tasks' ids).
+func (rs *restorer) sharesParentFds(t *Task) bool {
+	return t.Parent != nil && !t.Zombie && !t.Parent.Zombie && t.IDs.GetFilesId() == t.Parent.IDs.GetFilesId()
 }
 
 // procOfTree tells a file under /proc/PID/ (or /proc/PID/task/TID/) of a

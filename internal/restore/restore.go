@@ -302,6 +302,9 @@ func (rs *restorer) createTask(t *Task) error {
 	} else {
 		parent = rs.byPid[t.Parent.Pid].main
 	}
+	if rs.sharesParentFds(t) {
+		flags |= unix.CLONE_FILES
+	}
 	newUTS := rs.needsNewUTS(t)
 	if newUTS {
 		flags |= unix.CLONE_NEWUTS
