@@ -6,13 +6,14 @@
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map
- *   epoll-closed */
+ *   epoll-closed files-grandchild */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/aio_abi.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -205,6 +206,25 @@ int main(int argc, char **argv) {
 		}
 		close(p[0]);
 		fprintf(out = fopen(path, "w"), "child %d\n", c);
+	} else if (!strcmp(k, "files-grandchild")) {
+		/* A child and its child share our fd table; then the child leaves it. */
+		int p[2];
+		pid_t a, b;
+		if (pipe(p)) return 3;
+		a = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+		if (a == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			b = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+			if (b == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				for (;;) pause();
+			}
+			if (unshare(CLONE_FILES) || write(p[1], &b, sizeof b) != sizeof b) _exit(3);
+			for (;;) pause();
+		}
+		if (read(p[0], &b, sizeof b) != sizeof b) return 3;
+		fprintf(out = fopen(path, "w"), "child %d\ngrandchild %d\n", a, b);
+		fd = 0;
 	} else if (!strcmp(k, "pty")) {
 		fd = posix_openpt(O_RDWR | O_NOCTTY);
 	} else if (!strcmp(k, "pidfd")) {
