@@ -165,7 +165,7 @@ func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.
 // the kind and the file's SIGIO owner.
 func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 	typ, kind := classify(s.target, &s.st)
-	if s.info.Flags&unix.O_PATH != 0 && strings.HasPrefix(s.target, "/") {
+	if s.info.Flags&unix.O_PATH != 0 && strings.HasPrefix(s.target, "/") && kind != support.Memfd {
 		// An O_PATH fd holds a place in the filesystem, not an open
 		// file: whatever is there (fifo, device, socket, symlink)
 		// reopens by path with O_PATH, without opening it for I/O.

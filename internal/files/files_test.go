@@ -167,3 +167,43 @@ func TestOpenerPseudoAndOPath(t *testing.T) {
 		t.Fatalf("fifo flags %#o mode %#o", fl, st.Mode)
 	}
 }
+
+// TestDumpOPath: O_PATH fds on a FIFO, a device and a symlink are regular-
+// file entries with O_PATH in their flags, named by path, with no SIGIO
+// owner read (fcntl on an O_PATH fd fails), as CRIU writes them.
+func TestDumpOPath(t *testing.T) {
+	dir := t.TempDir()
+	fifo, link := dir+"/fifo", dir+"/link"
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("fifo", link); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDumper(NewChecker(0, []int{os.Getpid()}))
+	defer d.Close()
+	for _, c := range []struct {
+		path  string
+		flags int
+		mode  uint32
+	}{
+		{fifo, unix.O_PATH, unix.S_IFIFO},
+		{"/dev/null", unix.O_PATH, unix.S_IFCHR},
+		{link, unix.O_PATH | unix.O_NOFOLLOW, unix.S_IFLNK},
+	} {
+		fd, err := unix.Open(c.path, c.flags|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		fe, err := d.Fd(os.Getpid(), fd)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		e := d.Files[len(d.Files)-1]
+		if fe.GetType() != pb.FdTypes_REG || e.GetId() != fe.GetId() || e.GetReg().GetName() != c.path ||
+			e.GetReg().GetFlags() != uint32(c.flags) || e.GetReg().GetMode()&unix.S_IFMT != c.mode || e.GetReg().GetFown().GetPid() != 0 {
+			t.Errorf("%s: fd %v entry %v", c.path, fe, e)
+		}
+	}
+}
