@@ -37,7 +37,16 @@ func takeFd(r *remote, fd int) (uint64, error) {
 // enterDir makes the task's cwd the directory name of gockpt's view
 // (fchdir on a taken fd), and with chroot set, its root too.
 func (rs *restorer) enterDir(r *remote, what, name string, chroot bool) error {
-	fd, err := rs.openHost(r, what, name, unix.O_PATH|unix.O_DIRECTORY)
+	verb := "chdir"
+	if chroot {
+		verb = "chroot"
+	}
+	hfd, err := unix.Open(name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("task %d: %s %s: %w", r.pid, verb, name, err)
+	}
+	defer unix.Close(hfd)
+	fd, err := takeFd(r, hfd)
 	if err != nil {
 		return err
 	}
