@@ -40,6 +40,9 @@ func inspect(c *files.Checker, memoryOnly bool) error {
 	if memoryOnly {
 		return nil
 	}
+	if err := checkSharedFdTables(c); err != nil {
+		return err
+	}
 	return checkLocks(c)
 }
 

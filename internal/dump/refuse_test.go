@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,6 +149,23 @@ func TestRefusals(t *testing.T) {
 		{"sigio-parent", nil, func(h *holder) string {
 			link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", h.Pid))
 			return who(h, "fd 3") + fmt.Sprintf("%s: SIGIO goes to process %d, outside the dumped tree: gockpt does not dump SIGIO owners outside the tree; point F_SETOWN at a task of the tree, or clear it (F_SETOWN 0), before dumping", link, os.Getpid())
+		}},
+		{"epoll-closed", nil, func(h *holder) string {
+			if c, err := strconv.Atoi(h.info["child"]); err == nil && c > 0 {
+				t.Cleanup(func() { syscall.Kill(c, syscall.SIGKILL) })
+			}
+			return who(h, "fd 3") + "anon_inode:[eventpoll]: it watches a file added as fd 4 that no fd of the task holds any more: gockpt does not dump epoll sets watching files the task closed; keep an fd on each watched file open in the task holding the epoll set, or remove the file from the set (epoll_ctl EPOLL_CTL_DEL) before closing it"
+		}},
+		{"files-grandchild", nil, func(h *holder) string {
+			a, _ := strconv.Atoi(h.info["child"])
+			b, _ := strconv.Atoi(h.info["grandchild"])
+			for _, p := range []int{a, b} {
+				if p > 0 {
+					t.Cleanup(func() { syscall.Kill(p, syscall.SIGKILL) })
+				}
+			}
+			return fmt.Sprintf("task %d (%s): its fd table, shared with task %d (%s) but not with its parent task %d (%s): gockpt does not dump fd tables shared other than by a parent and its CLONE_FILES children; let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping",
+				b, comm(b), h.Pid, comm(h.Pid), a, comm(a))
 		}},
 		{"pty", nil, func(h *holder) string {
 			return who(h, "fd 3") + "/dev/ptmx: gockpt does not dump terminals (CRIU: --shell-job); start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)"

@@ -45,8 +45,72 @@ func (d *Dumper) eventpoll(o object) error {
 		t.Id = proto.Uint32(o.id)
 		e.Tfd = append(e.Tfd, t)
 	}
+	if closed, err := resolveEpollTargets(o.pid, o.fd, e.Tfd); err != nil {
+		return err
+	} else if closed >= 0 {
+		return d.Checker.refuseEpoll(o.pid, o.fd, o.target, closed)
+	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(o.id), Epfd: e})
 	return nil
+}
+
+// epollTargetsOf reads the targets an epoll fd lists in fdinfo.
+func epollTargetsOf(s *fdState) ([]*pb.EventpollTfdEntry, error) {
+	var out []*pb.EventpollTfdEntry
+	for _, line := range s.info.Entries {
+		if !strings.HasPrefix(line, "tfd:") {
+			continue
+		}
+		t, err := parseTfd(line)
+		if err != nil {
+			return nil, fmt.Errorf("task %d fd %d: fdinfo line %q: %w", s.pid, s.fd, line, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// resolveEpollTargets makes each target of epoll efd name an fd of the
+// task that holds the watched file. fdinfo gives the fd number the file
+// was added under; that fd may be closed since, or now hold another file,
+// while the file lives on under another number (it was dup'ed): kcmp
+// KCMP_EPOLL_TFD finds that number, which restore then adds, as CRIU does.
+// It returns the fd number of the first target no fd of the task holds
+// any more, or -1.
+func resolveEpollTargets(pid, efd int, tfds []*pb.EventpollTfdEntry) (int, error) {
+	var fds []int
+	seen := map[uint32]int{} // targets per fd number so far: the kernel's toff
+	for _, t := range tfds {
+		tfd := int(t.GetTfd())
+		toff := seen[t.GetTfd()]
+		seen[t.GetTfd()]++
+		ok, err := epollWatches(pid, efd, tfd, toff, tfd)
+		if err != nil {
+			return 0, fmt.Errorf("task %d fd %d: kcmp(KCMP_EPOLL_TFD) of target fd %d: %w", pid, efd, tfd, err)
+		}
+		if ok {
+			continue
+		}
+		if fds == nil {
+			if fds, err = ListFds(pid); err != nil {
+				return 0, err
+			}
+		}
+		found := false
+		for _, fd := range fds {
+			if fd == tfd || fd == efd {
+				continue
+			}
+			if ok, err := epollWatches(pid, efd, tfd, toff, fd); err == nil && ok {
+				t.Tfd, found = proto.Uint32(uint32(fd)), true
+				break
+			}
+		}
+		if !found {
+			return tfd, nil
+		}
+	}
+	return -1, nil
 }
 
 // parseTfd reads one epoll target line of fdinfo. The values after "data:"

@@ -174,8 +174,25 @@ func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.
 // the kind and the file's SIGIO owner.
 func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 	typ, kind := classify(s.target, &s.st)
+	if s.info.Flags&unix.O_PATH != 0 && strings.HasPrefix(s.target, "/") && kind != support.Memfd {
+		// An O_PATH fd holds a place in the filesystem, not an open
+		// file: whatever is there (fifo, device, socket, symlink)
+		// reopens by path with O_PATH, without opening it for I/O.
+		typ, kind = pb.FdTypes_REG, ""
+	}
 	if kind != "" {
 		return 0, nil, c.refuseKind(s, kind)
+	}
+	if typ == pb.FdTypes_EVENTPOLL {
+		tfds, err := epollTargetsOf(s)
+		if err != nil {
+			return 0, nil, err
+		}
+		if closed, err := resolveEpollTargets(s.pid, s.fd, tfds); err != nil {
+			return 0, nil, err
+		} else if closed >= 0 {
+			return 0, nil, c.refuseEpoll(s.pid, s.fd, s.target, closed)
+		}
 	}
 	for _, l := range s.info.FdLocks() {
 		if l.Waiter {
@@ -197,6 +214,14 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 		return 0, nil, err
 	}
 	return typ, own, nil
+}
+
+// refuseEpoll refuses an epoll set watching a file that no fd of the task
+// holds any more (closed, kept open by another task): restore can only add
+// a target through an fd of the task.
+func (c *Checker) refuseEpoll(pid, efd int, target string, closed int) *support.Refusal {
+	return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: fmt.Sprintf("fd %d", efd), Object: target, Kind: support.EpollClosedTargets,
+		Detail: fmt.Sprintf("it watches a file added as fd %d that no fd of the task holds any more", closed)}
 }
 
 // refuseKind names a refused fd the way the user knows it.

@@ -33,3 +33,26 @@ func getOwnerUids(fd int) (uid, euid uint32, err error) {
 	}
 	return u[0], u[1], nil
 }
+
+// kcmpEpollTfd is KCMP_EPOLL_TFD: is fd of task pid the file that the epoll
+// efd of the same task watches as its toff-th target registered as tfd?
+const kcmpEpollTfd = 7
+
+// kcmpEpollSlot is struct kcmp_epoll_slot.
+type kcmpEpollSlot struct {
+	Efd, Tfd, Toff uint32
+}
+
+// epollWatches tells whether epoll efd of task pid watches, as target
+// (tfd, toff), the file open at fd of the same task.
+func epollWatches(pid, efd, tfd, toff, fd int) (bool, error) {
+	slot := kcmpEpollSlot{uint32(efd), uint32(tfd), uint32(toff)}
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTfd, uintptr(fd), uintptr(unsafe.Pointer(&slot)), 0)
+	if e == unix.EBADF {
+		return false, nil // fd closed meanwhile
+	}
+	if e != 0 {
+		return false, e
+	}
+	return r == 0, nil
+}

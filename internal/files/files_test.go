@@ -135,3 +135,75 @@ func TestEventfdRoundTrip(t *testing.T) {
 		t.Fatalf("semaphore eventfd read %v %v", b, err)
 	}
 }
+
+// TestOpenerPseudoAndOPath: a /proc file (0 bytes by stat, read past 0)
+// reopens at its position; an O_PATH fd on a FIFO reopens without
+// blocking, with O_PATH, and no position.
+func TestOpenerPseudoAndOPath(t *testing.T) {
+	status := "/proc/self/status"
+	fifo := t.TempDir() + "/fifo"
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &Opener{Files: map[uint32]*pb.FileEntry{
+		1: {Type: pb.FdTypes_REG.Enum(), Id: u32(1), Reg: &pb.RegFileEntry{Id: u32(1), Name: &status, Flags: u32(unix.O_RDONLY), Pos: u64(10), Size: u64(0), Mode: u32(unix.S_IFREG | 0o444)}},
+		2: {Type: pb.FdTypes_REG.Enum(), Id: u32(2), Reg: &pb.RegFileEntry{Id: u32(2), Name: &fifo, Flags: u32(unix.O_PATH), Pos: u64(0), Mode: u32(unix.S_IFIFO | 0o600)}},
+	}}
+	defer o.Close()
+	f, err := o.Open(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos, _ := unix.Seek(int(f.Fd()), 0, 1); pos != 10 {
+		t.Fatalf("/proc/self/status at %d, want 10", pos)
+	}
+	f, err = o.Open(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	var st unix.Stat_t
+	if fl&unix.O_PATH == 0 || unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Fatalf("fifo flags %#o mode %#o", fl, st.Mode)
+	}
+}
+
+// TestDumpOPath: O_PATH fds on a FIFO, a device and a symlink are regular-
+// file entries with O_PATH in their flags, named by path, with no SIGIO
+// owner read (fcntl on an O_PATH fd fails), as CRIU writes them.
+func TestDumpOPath(t *testing.T) {
+	dir := t.TempDir()
+	fifo, link := dir+"/fifo", dir+"/link"
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("fifo", link); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDumper(NewChecker(0, []int{os.Getpid()}))
+	defer d.Close()
+	for _, c := range []struct {
+		path  string
+		flags int
+		mode  uint32
+	}{
+		{fifo, unix.O_PATH, unix.S_IFIFO},
+		{"/dev/null", unix.O_PATH, unix.S_IFCHR},
+		{link, unix.O_PATH | unix.O_NOFOLLOW, unix.S_IFLNK},
+	} {
+		fd, err := unix.Open(c.path, c.flags|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		fe, err := d.Fd(os.Getpid(), fd)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		e := d.Files[len(d.Files)-1]
+		if fe.GetType() != pb.FdTypes_REG || e.GetId() != fe.GetId() || e.GetReg().GetName() != c.path ||
+			e.GetReg().GetFlags() != uint32(c.flags) || e.GetReg().GetMode()&unix.S_IFMT != c.mode || e.GetReg().GetFown().GetPid() != 0 {
+			t.Errorf("%s: fd %v entry %v", c.path, fe, e)
+		}
+	}
+}

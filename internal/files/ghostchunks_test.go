@@ -104,3 +104,60 @@ func TestValidationSize(t *testing.T) {
 		}
 	}
 }
+
+// Two open file descriptions of one deleted file (two file entries, one
+// ghost) come back on one recreated inode: what one writes, the other
+// reads; each keeps its own flags and position, and the name is gone.
+func TestGhostOpenedTwice(t *testing.T) {
+	d, err := images.CreateDir(filepath.Join(t.TempDir(), "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Create("ghost-file-7.img", images.KindGhostFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteEntry(&pb.GhostFileEntry{Uid: proto.Uint32(0), Gid: proto.Uint32(0), Mode: proto.Uint32(0o100600), Size: proto.Uint64(6)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "gone")
+	remap := func(id uint32) *pb.RemapFilePathEntry {
+		return &pb.RemapFilePathEntry{OrigId: u32(id), RemapId: u32(7), RemapType: pb.RemapType_GHOST.Enum()}
+	}
+	o := &Opener{Dir: d, Files: map[uint32]*pb.FileEntry{
+		1: {Type: pb.FdTypes_REG.Enum(), Id: u32(1), Reg: &pb.RegFileEntry{Id: u32(1), Name: &name, Flags: u32(unix.O_WRONLY | unix.O_APPEND), Pos: u64(6)}},
+		2: {Type: pb.FdTypes_REG.Enum(), Id: u32(2), Reg: &pb.RegFileEntry{Id: u32(2), Name: &name, Flags: u32(unix.O_RDONLY), Pos: u64(2)}},
+	}, Remaps: map[uint32]*pb.RemapFilePathEntry{1: remap(1), 2: remap(2)}}
+	defer o.Close()
+	wf, err := o.Open(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf, err := o.Open(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wf.Write([]byte(";after")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 64)
+	n, _ := rf.Read(b)
+	if string(b[:n]) != "fore;after" {
+		t.Errorf("the reader at 2 reads %q, want \"fore;after\"", b[:n])
+	}
+	var sw, sr unix.Stat_t
+	unix.Fstat(int(wf.Fd()), &sw)
+	unix.Fstat(int(rf.Fd()), &sr)
+	if sw.Ino != sr.Ino || sw.Nlink != 0 {
+		t.Errorf("inodes %d and %d, %d links", sw.Ino, sr.Ino, sw.Nlink)
+	}
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
+		t.Errorf("%s exists after restore: %v", name, err)
+	}
+}

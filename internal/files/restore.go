@@ -112,12 +112,18 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, openFlags(r.GetFlags()), 0)
+	fd, err := unix.Open(path, openFlags(r.GetFlags()), 0)
 	if err != nil {
 		return nil, fmt.Errorf("reopen %s: %w", name, err)
 	}
+	f := os.NewFile(uintptr(fd), name)
+	if r.GetFlags()&unix.O_PATH != 0 {
+		return f, nil // no position, no I/O on an O_PATH fd
+	}
 	if !remapped && r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
-		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() {
+		// Shorter than the position and than it was: cut since. (A
+		// /proc or sysfs file says 0 bytes whatever it reads.)
+		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() && uint64(fi.Size()) < r.GetSize() {
 			f.Close()
 			return nil, fmt.Errorf("%s is %d bytes now, shorter than the saved position %d: restore needs the file as it was", name, fi.Size(), r.GetPos())
 		}

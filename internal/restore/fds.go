@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -13,17 +16,83 @@ import (
 
 // restoreFds gives the task exactly the fds it had. gockpt builds each open
 // file description (files.Opener); the task takes its own copy with
-// pidfd_getfd on gockpt and dup3s it to the right number.
+// pidfd_getfd on gockpt and dup3s it to the right number. Files under
+// /proc/PID of a task of the tree wait until every task and thread exists
+// (lateProcFds).
 func (rs *restorer) restoreFds(t *Task, r *remote) error {
+	if rs.sharesParentFds(t) {
+		return nil // born with CLONE_FILES: its parent's table, already filled
+	}
 	// Whatever the task inherited (the stub's stdio, the parent's table).
 	if _, err := r.call("close_range", sysCloseRange, 0, ^uint64(0)>>32, 0); err != nil {
 		return err
 	}
-	if len(t.Fds) == 0 {
+	var now []*pb.FdinfoEntry
+	for _, fd := range t.Fds {
+		if rs.procOfTree(fd.GetId()) {
+			rs.lateFds[t.Pid] = append(rs.lateFds[t.Pid], fd)
+			continue
+		}
+		now = append(now, fd)
+	}
+	if err := rs.installFds(r, now); err != nil {
+		return err
+	}
+	return rs.epollTargets(t, r)
+}
+
+// sharesParentFds tells a task that shared its parent's fd table
+// (CLONE_FILES without CLONE_THREAD): it is cloned with CLONE_FILES, as
+// CRIU does (same files_id in both tasks' ids).
+func (rs *restorer) sharesParentFds(t *Task) bool {
+	return t.Parent != nil && !t.Zombie && !t.Parent.Zombie && t.IDs.GetFilesId() == t.Parent.IDs.GetFilesId()
+}
+
+// procOfTree tells a file under /proc/PID/ (or /proc/PID/task/TID/) of a
+// task of the tree: the restored PIDs are the same, so the path reopens,
+// but only once that task exists.
+func (rs *restorer) procOfTree(id uint32) bool {
+	rest, ok := strings.CutPrefix(rs.plan.Files[id].GetReg().GetName(), "/proc/")
+	if !ok {
+		return false
+	}
+	num, _, _ := strings.Cut(rest, "/")
+	pid, err := strconv.Atoi(num)
+	if err != nil {
+		return false
+	}
+	for _, t := range rs.plan.Tasks {
+		if slices.Contains(t.Threads, pid) || t.Pid == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// lateProcFds installs the /proc files restoreFds left for later, once
+// every task and thread of the tree exists.
+func (rs *restorer) lateProcFds() error {
+	for _, l := range rs.tasks {
+		fds := rs.lateFds[l.t.Pid]
+		if len(fds) == 0 {
+			continue
+		}
+		l.main.reset()
+		if err := rs.installFds(l.main, fds); err != nil {
+			return fmt.Errorf("task %d: files: %w", l.t.Pid, err)
+		}
+	}
+	return nil
+}
+
+// installFds puts each fd in place in the task, numbered and flagged as
+// it was.
+func (rs *restorer) installFds(r *remote, fds []*pb.FdinfoEntry) error {
+	if len(fds) == 0 {
 		return nil
 	}
 	maxFd := uint64(0)
-	for _, fd := range t.Fds {
+	for _, fd := range fds {
 		if uint64(fd.GetFd()) > maxFd {
 			maxFd = uint64(fd.GetFd())
 		}
@@ -39,7 +108,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 	}
 	r.call("close", unix.SYS_CLOSE, pfd)
 	defer r.call("close pidfd", unix.SYS_CLOSE, high)
-	for _, fd := range t.Fds {
+	for _, fd := range fds {
 		f, err := rs.opener.Open(fd.GetId())
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
@@ -71,7 +140,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 			}
 		}
 	}
-	return rs.epollTargets(t, r)
+	return nil
 }
 
 // epollTargets registers, from inside the task, what each of its epoll

@@ -281,16 +281,12 @@ func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (u
 			return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
 		}
 		defer f.Close()
-		return takeFile(r, f, fmt.Sprintf("VMA %#x-%#x", v.GetStart(), v.GetEnd()))
+		return takeFd(r, int(f.Fd()))
 	}
 	if err := checkSameFile(reg); err != nil {
 		return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
 	}
-	p, err := r.str(reg.GetName())
-	if err != nil {
-		return 0, err
-	}
-	return r.call("open "+reg.GetName(), unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, flags|unix.O_CLOEXEC, 0)
+	return rs.openHost(r, "mapped file", reg.GetName(), int(flags))
 }
 
 // checkSameFile refuses a file that is gone or changed size since the dump:
@@ -441,11 +437,8 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 	var cur, want unix.Stat_t
 	if unix.Stat(fmt.Sprintf("/proc/%d/exe", t.Pid), &cur) != nil || unix.Stat(exe.GetName(), &want) != nil ||
 		cur.Dev != want.Dev || cur.Ino != want.Ino {
-		p, err := r.str(exe.GetName())
-		if err != nil {
-			return err
-		}
-		exeFd, err = r.call("open executable "+exe.GetName(), unix.SYS_OPENAT, uint64(unix.AT_FDCWD&0xffffffff)|0xffffffff00000000, p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		var err error
+		exeFd, err = rs.openHost(r, "executable", exe.GetName(), unix.O_RDONLY)
 		if err != nil {
 			return err
 		}

@@ -2,22 +2,9 @@ package restore
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
-
-// takeFile gives the task its own close-on-exec fd on gockpt's open file
-// f: a deleted object gockpt recreated (a ghost), which the task cannot
-// open by name.
-func takeFile(r *remote, f *os.File, what string) (uint64, error) {
-	pfd, err := r.call("pidfd_open(gockpt)", sysPidfdOpen, uint64(os.Getpid()), 0)
-	if err != nil {
-		return 0, err
-	}
-	defer r.call("close", unix.SYS_CLOSE, pfd)
-	return r.call("pidfd_getfd for "+what, sysPidfdGetfd, pfd, uint64(f.Fd()), 0)
-}
 
 // remappedDir enters, inside the task, the deleted directory of file entry
 // id (its working directory or root, recreated from its ghost): fchdir to
@@ -30,7 +17,7 @@ func (rs *restorer) remappedDir(t *Task, r *remote, id uint32, what string) (boo
 	if err != nil {
 		return true, fmt.Errorf("task %d: %s: %w", t.Pid, what, err)
 	}
-	fd, err := takeFile(r, f, what)
+	fd, err := takeFd(r, int(f.Fd()))
 	if err != nil {
 		return true, err
 	}

@@ -89,6 +89,8 @@ type restorer struct {
 	rearmed map[timerKey]bool
 	// utsMade names, per UTS namespace id, the task that made it.
 	utsMade map[uint32]int
+	// lateFds are, per task, its fds on /proc files of tasks of the tree.
+	lateFds map[int][]*pb.FdinfoEntry
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -103,7 +105,7 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}}
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
 		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
 	defer rs.opener.Close()
@@ -187,6 +189,9 @@ func (rs *restorer) run() error {
 		if err := rs.secondPass(l); err != nil {
 			return err
 		}
+	}
+	if err := rs.lateProcFds(); err != nil {
+		return err
 	}
 	if err := rs.restoreOwners(); err != nil {
 		return err
@@ -299,6 +304,9 @@ func (rs *restorer) createTask(t *Task) error {
 		flags = unix.CLONE_PARENT
 	} else {
 		parent = rs.byPid[t.Parent.Pid].main
+	}
+	if rs.sharesParentFds(t) {
+		flags |= unix.CLONE_FILES
 	}
 	newUTS := rs.needsNewUTS(t)
 	if newUTS {

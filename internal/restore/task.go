@@ -48,6 +48,8 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 	if err != nil {
 		return err
 	}
+	// The root first, through an fd (a child of a chrooted parent starts
+	// inside its parent's root), then the cwd, which may lie outside it.
 	if ok, err := rs.remappedDir(t, r, t.FS.GetRootId(), "root directory"); err != nil {
 		return err
 	} else if ok {
@@ -59,25 +61,15 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 		if _, err := r.call("chroot to the deleted root", unix.SYS_CHROOT, dot); err != nil {
 			return err
 		}
-	} else if root != "/" {
-		p, err := r.str(root)
-		if err != nil {
-			return err
-		}
-		if _, err := r.call("chroot "+root, unix.SYS_CHROOT, p); err != nil {
+	} else if root != "/" || t.Parent != nil && rs.chrooted(t.Parent) {
+		if err := rs.enterDir(r, "root", root, true); err != nil {
 			return err
 		}
 	}
-	if ok, err := rs.remappedDir(t, r, t.FS.GetCwdId(), "working directory"); err != nil || ok {
-		if err != nil {
-			return err
-		}
-	} else {
-		p, err := r.str(cwd)
-		if err != nil {
-			return err
-		}
-		if _, err := r.call("chdir "+cwd, unix.SYS_CHDIR, p); err != nil {
+	if ok, err := rs.remappedDir(t, r, t.FS.GetCwdId(), "working directory"); err != nil {
+		return err
+	} else if !ok {
+		if err := rs.enterDir(r, "cwd", cwd, false); err != nil {
 			return fmt.Errorf("%w (the working directory must exist at restore)", err)
 		}
 	}
@@ -87,6 +79,12 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 		}
 	}
 	return nil
+}
+
+// chrooted tells whether task t's root is not gockpt's.
+func (rs *restorer) chrooted(t *Task) bool {
+	reg := rs.plan.Files[t.FS.GetRootId()].GetReg()
+	return reg != nil && reg.GetName() != "/" || rs.opener.Remapped(t.FS.GetRootId())
 }
 
 // restoreTaskState puts back handlers, itimers, rlimits, personality,

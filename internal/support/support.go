@@ -27,32 +27,38 @@ const (
 	Epoll          Kind = "epoll"
 	UTSNamespace   Kind = "uts-namespaces"
 
-	UnixSockets      Kind = "unix-sockets"
-	TCPSockets       Kind = "tcp-sockets"
-	UDPSockets       Kind = "udp-sockets"
-	OtherSockets     Kind = "other-sockets"
-	Terminals        Kind = "terminals"
-	FileLocks        Kind = "file-locks"
-	Leases           Kind = "file-leases"
-	SharedAnon       Kind = "shared-anonymous-memory"
-	SysVShm          Kind = "sysv-shared-memory"
-	Memfd            Kind = "memfd"
-	Signalfd         Kind = "signalfd"
-	Timerfd          Kind = "timerfd"
-	Inotify          Kind = "inotify"
-	Fanotify         Kind = "fanotify"
-	Userfaultfd      Kind = "userfaultfd"
-	Pidfd            Kind = "pidfd"
-	IOUring          Kind = "io_uring"
-	BPF              Kind = "bpf"
-	OtherAnonInode   Kind = "other-anon-inodes"
-	SpecialFiles     Kind = "special-files"
-	Namespaces       Kind = "other-namespaces"
-	AsyncIO          Kind = "aio"
-	Hugetlb          Kind = "hugetlb"
-	DeviceMaps       Kind = "device-mappings"
-	Uprobes          Kind = "uprobes"
-	SigioOwner       Kind = "sigio-owner-outside"
+	UnixSockets    Kind = "unix-sockets"
+	TCPSockets     Kind = "tcp-sockets"
+	UDPSockets     Kind = "udp-sockets"
+	OtherSockets   Kind = "other-sockets"
+	Terminals      Kind = "terminals"
+	FileLocks      Kind = "file-locks"
+	Leases         Kind = "file-leases"
+	SharedAnon     Kind = "shared-anonymous-memory"
+	SysVShm        Kind = "sysv-shared-memory"
+	Memfd          Kind = "memfd"
+	Signalfd       Kind = "signalfd"
+	Timerfd        Kind = "timerfd"
+	Inotify        Kind = "inotify"
+	Fanotify       Kind = "fanotify"
+	Userfaultfd    Kind = "userfaultfd"
+	Pidfd          Kind = "pidfd"
+	IOUring        Kind = "io_uring"
+	BPF            Kind = "bpf"
+	OtherAnonInode Kind = "other-anon-inodes"
+	SpecialFiles   Kind = "special-files"
+	Namespaces     Kind = "other-namespaces"
+	AsyncIO        Kind = "aio"
+	Hugetlb        Kind = "hugetlb"
+	DeviceMaps     Kind = "device-mappings"
+	Uprobes        Kind = "uprobes"
+	SigioOwner     Kind = "sigio-owner-outside"
+	// EpollClosedTargets: an epoll set watching a file the task no
+	// longer has an fd on.
+	EpollClosedTargets Kind = "epoll-closed-targets"
+	// SharedFdTables: an fd table shared other than by a parent and the
+	// children it cloned with CLONE_FILES.
+	SharedFdTables   Kind = "shared-fd-tables"
 	SpecialMaps      Kind = "special-mappings"
 	DeletedPaths     Kind = "deleted-exe"
 	SchedDeadline    Kind = "sched-deadline"
@@ -106,6 +112,8 @@ var Objects = []Object{
 	{FileLocks, "file locks", false, "release the lock before dumping", "--file-locks"},
 	{Leases, "file leases", false, "release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping", "--file-locks"},
 	{SigioOwner, "SIGIO owners outside the tree", false, "point F_SETOWN at a task of the tree, or clear it (F_SETOWN 0), before dumping", ""},
+	{EpollClosedTargets, "epoll sets watching files the task closed", false, "keep an fd on each watched file open in the task holding the epoll set, or remove the file from the set (epoll_ctl EPOLL_CTL_DEL) before closing it", ""},
+	{SharedFdTables, "fd tables shared other than by a parent and its CLONE_FILES children", false, "let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping", ""},
 	{SharedAnon, "shared anonymous memory", false, "map a file (for example in /dev/shm) with MAP_SHARED instead of MAP_SHARED|MAP_ANONYMOUS", ""},
 	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
 	{Memfd, "memfd files", false, "close the memfd and unmap it before dumping", ""},

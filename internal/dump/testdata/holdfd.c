@@ -6,13 +6,14 @@
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map
- *   deleted-fifo unlinked-linked */
+ *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/aio_abi.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -191,6 +193,38 @@ int main(int argc, char **argv) {
 		close(m);
 		unlink(f);
 		fprintf(out = fopen(path, "w"), "addr %lx\n", (unsigned long)p);
+		fd = 0;
+	} else if (!strcmp(k, "epoll-closed")) {
+		/* fd 3 watches a pipe added as fd 4, which only a child holds now. */
+		int p[2];
+		struct epoll_event ev = {.events = EPOLLIN};
+		fd = epoll_create1(0);
+		if (fd != 3 || pipe(p) || p[0] != 4 || epoll_ctl(fd, EPOLL_CTL_ADD, p[0], &ev)) return 3;
+		pid_t c = fork();
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (;;) pause();
+		}
+		close(p[0]);
+		fprintf(out = fopen(path, "w"), "child %d\n", c);
+	} else if (!strcmp(k, "files-grandchild")) {
+		/* A child and its child share our fd table; then the child leaves it. */
+		int p[2];
+		pid_t a, b;
+		if (pipe(p)) return 3;
+		a = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+		if (a == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			b = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+			if (b == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				for (;;) pause();
+			}
+			if (unshare(CLONE_FILES) || write(p[1], &b, sizeof b) != sizeof b) _exit(3);
+			for (;;) pause();
+		}
+		if (read(p[0], &b, sizeof b) != sizeof b) return 3;
+		fprintf(out = fopen(path, "w"), "child %d\ngrandchild %d\n", a, b);
 		fd = 0;
 	} else if (!strcmp(k, "pty")) {
 		fd = posix_openpt(O_RDWR | O_NOCTTY);
