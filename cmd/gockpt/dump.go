@@ -70,7 +70,7 @@ it running as it was.`,
 	f.IntVarP(&opts.Pid, "tree", "t", 0, "PID of the root of the tree to dump")
 	f.BoolVarP(&opts.LeaveRunning, "leave-running", "R", false, "let the tree run on after the dump")
 	f.BoolVarP(&opts.LeaveStopped, "leave-stopped", "s", false, "leave the tree stopped (SIGSTOP) after the dump")
-	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if it stays frozen longer than this many seconds (0: no limit)")
+	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if a task does not stop within this many seconds or the tree stays frozen longer (0: no limit on the freeze; stopping still gives up after 10)")
 	f.Int64Var(&opts.GhostLimit, "ghost-limit", files.DefaultGhostLimit, "largest deleted-but-open file whose content is saved, in bytes")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the dump statistics (as the stats-dump image holds them)")
 	addTrackFlags(cmd, opts)

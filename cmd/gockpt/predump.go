@@ -62,7 +62,7 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 	}
 	f := cmd.Flags()
 	f.IntVarP(&opts.Pid, "tree", "t", 0, "PID of the root of the tree to pre-dump")
-	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if it stays frozen longer than this many seconds (0: no limit)")
+	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if a task does not stop within this many seconds or the tree stays frozen longer (0: no limit on the freeze; stopping still gives up after 10)")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the statistics (as the stats-dump image holds them)")
 	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")

@@ -92,16 +92,16 @@ type Object struct {
 
 // Objects lists every kind, dumped ones first.
 var Objects = []Object{
-	{Tasks, "processes and threads", true, "PIDs, sessions, groups, zombies, registers with xsave, signals, timers, rlimits, credentials, seccomp, SELinux labels", ""},
-	{PrivateMemory, "private memory", true, "anonymous, heap, stack, private file mappings, incremental with pre-dump", ""},
-	{SharedFileMaps, "shared file mappings", true, "the mapping; the data stays in the file", ""},
-	{RegularFiles, "regular files and directories", true, "path, position, flags, the owner for SIGIO", ""},
+	{Tasks, "processes and threads", true, "PIDs, sessions, groups, zombies, stopped tasks (with their stop signal), fd tables shared with CLONE_FILES, registers with xsave, signals, timers (also per thread), rlimits, credentials, loginuid, oom_score_adj, scheduling policy, membarrier registrations, seccomp, SELinux labels, chroot", ""},
+	{PrivateMemory, "private memory", true, "anonymous, heap, stack, private file mappings, private hugetlb, AIO rings; copy-on-write sharing after fork, madvise flags and guard regions kept; incremental with pre-dump", ""},
+	{SharedFileMaps, "shared file mappings", true, "the mapping and the file's open mode; the data stays in the file", ""},
+	{RegularFiles, "regular files and directories", true, "path, position, flags, the owner for SIGIO; O_PATH fds; /proc files of tasks of the tree", ""},
 	{DeletedFiles, "deleted open files", true, "files (data up to --ghost-limit, holes kept), FIFOs, devices, directories, working directories and mappings of deleted files; a file another hard link still names is reopened through a new link", ""},
 	{Pipes, "pipes", true, "both ends, sharing, bytes in flight", ""},
 	{FIFOs, "FIFOs", true, "path, bytes in flight", ""},
 	{CharDevices, "character devices", true, "reopened by path (terminals excepted)", ""},
 	{Eventfd, "eventfd", true, "counter and flags", ""},
-	{Epoll, "epoll", true, "watched fds and events", ""},
+	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
 	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
