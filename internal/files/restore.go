@@ -90,7 +90,7 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 	case pb.FdTypes_EVENTPOLL:
 		f, err = openEpoll(e.GetEpfd())
 	default:
-		return nil, fmt.Errorf("file id %d: %v files are not supported yet", id, e.GetType())
+		return nil, fmt.Errorf("file id %d: gockpt does not restore %v files (an image from another tool or a newer gockpt): dump the tree with this gockpt", id, e.GetType())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("file id %d: %w", id, err)

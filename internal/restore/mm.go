@@ -83,7 +83,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			fd, off = f, v.GetPgoff()
 			flags &^= unix.MAP_ANONYMOUS
 		case st&images.VMAAnonShared != 0:
-			return fmt.Errorf("task %d VMA %#x-%#x: shared anonymous memory is not supported yet", t.Pid, v.GetStart(), v.GetEnd())
+			return fmt.Errorf("task %d VMA %#x-%#x: gockpt does not restore shared anonymous memory (an image from another tool): dump the tree with gockpt, which refuses it with what to do", t.Pid, v.GetStart(), v.GetEnd())
 		default:
 			flags |= unix.MAP_ANONYMOUS
 		}

@@ -364,7 +364,7 @@ func (rs *restorer) sessionAndGroup(l *live) error {
 			return err
 		}
 		if int(sid) != t.Sid {
-			return fmt.Errorf("task %d was in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping (shell jobs arrive with a later issue)", t.Pid, t.Sid)
+			return fmt.Errorf("task %d was in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping", t.Pid, t.Sid)
 		}
 	}
 	pgid, err := r.call("getpgid", unix.SYS_GETPGID, 0)
