@@ -307,16 +307,16 @@ type FD struct {
 	Pos    string   // fdinfo pos
 	Ino    string   // fdinfo ino
 	Extra  []string // the other fdinfo lines (eventfd, epoll, ...), see ParseFdinfo
-	Tfds   []Tfd    // the epoll targets among Extra, with their file's identity
-	Dev    string   // device of the file, as the kernel prints an epoll target's sdev
+	Tfds   []Tfd    // the epoll targets among Extra, in the kernel's order
 }
 
 // Tfd is one epoll target of an fdinfo: its line as Extra holds it, the fd
-// number it was added under, and the inode and device of its file (hex).
+// number it was added under, and the fds of the task that hold the open
+// file it watches (kcmp KCMP_EPOLL_TFD, see epollHolders).
 type Tfd struct {
-	Line      string
-	FD        int
-	Ino, Sdev string
+	Line    string
+	FD      int
+	Holders []int
 }
 
 // hasPathIdentity says whether an fd's target is a file restore reopens by

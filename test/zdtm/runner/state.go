@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Task is what the runner records about one process of a test's tree.
@@ -155,15 +153,7 @@ func ParseFdinfo(text string) FD {
 				if i == 0 {
 					tfd.FD, _ = strconv.Atoi(w)
 				}
-				ino, isIno := strings.CutPrefix(w, "ino:")
-				sdev, isSdev := strings.CutPrefix(w, "sdev:")
-				if isIno {
-					tfd.Ino = ino
-				}
-				if isSdev {
-					tfd.Sdev = sdev
-				}
-				if (isIno || isSdev) && allowed("fdinfo tfd ino sdev") {
+				if (strings.HasPrefix(w, "ino:") || strings.HasPrefix(w, "sdev:")) && allowed("fdinfo tfd ino sdev") {
 					continue
 				}
 				keep = append(keep, w)
@@ -317,9 +307,9 @@ func collectTask(pid int) (*Task, error) {
 		info, _ := readString(fmt.Sprintf("%s/fdinfo/%d", p, fd))
 		f := ParseFdinfo(info)
 		f.Target = target
-		f.Dev = fdDev(fmt.Sprintf("%s/fd/%d", p, fd))
 		t.FDs[fd] = f
 	}
+	epollHolders(pid, t.FDs)
 	t.Cwd, _ = os.Readlink(p + "/cwd")
 	t.Exe, _ = os.Readlink(p + "/exe")
 	pers, _ := readString(p + "/personality")
@@ -501,14 +491,23 @@ func intLines(v []int) []string {
 	return out
 }
 
-// fdDev is the device of the file an fd link names, as the kernel prints an
-// epoll target's sdev (MAJOR<<20 | MINOR, in hex); "" if it cannot be read.
-func fdDev(link string) string {
-	var st unix.Stat_t
-	if err := unix.Stat(link, &st); err != nil {
-		return ""
+// epollHolders fills in, for each epoll target of the task's fds, which of
+// its fds hold the open file the target watches. Targets added under one
+// number are told apart by their order (the kernel's toff).
+func epollHolders(pid int, fds map[int]FD) {
+	for efd, f := range fds {
+		toff := map[int]int{}
+		for i, t := range f.Tfds {
+			var holders []int
+			for _, fd := range sortedKeys(fds) {
+				if fd != efd && epollHolds(pid, efd, t.FD, toff[t.FD], fd) {
+					holders = append(holders, fd)
+				}
+			}
+			toff[t.FD]++
+			f.Tfds[i].Holders = holders
+		}
 	}
-	return strconv.FormatUint(uint64(unix.Major(st.Dev))<<20|uint64(unix.Minor(st.Dev)), 16)
 }
 
 // movedTfd is what an epoll target line says in place of its fd number when
@@ -516,8 +515,8 @@ func fdDev(link string) string {
 const movedTfd = "tfd: (not open on its file before)"
 
 // epollMovedTargets rewrites the fd number of epoll targets whose number,
-// in the tree before (want), was not an open fd on the target's file (by
-// inode and device) into movedTfd, in want and in got, so that those are
+// in the tree before (want), was not an fd on the open file the target
+// watches (Tfd.Holders) into movedTfd, in want and in got, so that those are
 // compared by events, data and position only. With anyHolder (CRIU dumped
 // the tree), a target whose number held its file may come back under any fd
 // that held the same file before: its number is written as the list of
@@ -549,10 +548,8 @@ func epollMovedTargets(want, got map[int]map[int]FD, anyHolder bool) (map[int]ma
 			changed := false
 			for _, t := range f.Tfds {
 				holders := map[int]bool{}
-				for m, h := range fds {
-					if sameFile(h, t) {
-						holders[m] = true
-					}
+				for _, m := range t.Holders {
+					holders[m] = true
 				}
 				switch {
 				case !holders[t.FD]:
@@ -597,13 +594,6 @@ func epollMovedTargets(want, got map[int]map[int]FD, anyHolder bool) (map[int]ma
 		}
 	}
 	return outW, outG
-}
-
-// sameFile says whether fd holder is the file of epoll target t.
-func sameFile(holder FD, t Tfd) bool {
-	ino, err1 := strconv.ParseUint(holder.Ino, 10, 64)
-	tino, err2 := strconv.ParseUint(t.Ino, 16, 64)
-	return err1 == nil && err2 == nil && ino == tino && holder.Dev != "" && holder.Dev == t.Sdev
 }
 
 // tfdRest is a target line after its fd number: events, data, position.
