@@ -142,7 +142,100 @@ func comparedVmFlags(flags string) string {
 // start (allowed "anonymous pgoff", "deleted file inode", "VmFlags ...",
 // "adjacent areas merged", "vDSO address").
 func NormalizeMaps(maps []Mapping) []string {
-	var rest, vdso []Mapping
+	areas, vdso := normalizeAreas(maps)
+	return mapsLines(areas, vdso)
+}
+
+// NormalizeMapsPair is NormalizeMaps of the maps before a checkpoint (want)
+// and after a restore (got), where what is allowed depends on both sides:
+// an area of want marked `gu` and the adjacent areas it differs from only by
+// that mark are taken as one where got has them as one area marked `gu`
+// (allowed "merged area gains VmFlags gu").
+func NormalizeMapsPair(want, got []Mapping) (wantLines, gotLines []string) {
+	wa, wv := normalizeAreas(want)
+	ga, gv := normalizeAreas(got)
+	if allowed("merged area gains VmFlags gu") {
+		wa = mergeGuardSpread(wa, ga)
+	}
+	return mapsLines(wa, wv), mapsLines(ga, gv)
+}
+
+// mergeGuardSpread replaces each run of two or more adjacent areas of want
+// that got has as one area marked `gu` by that area, where every area of
+// the run equals it apart from the mark and at least one of them has it.
+func mergeGuardSpread(want, got []Mapping) []Mapping {
+	byStart := map[uint64]Mapping{}
+	for _, g := range got {
+		if hasVmFlag(g.Flags, "gu") {
+			byStart[g.Start] = g
+		}
+	}
+	var out []Mapping
+	for i := 0; i < len(want); i++ {
+		g, ok := byStart[want[i].Start]
+		if ok {
+			if n := guardSpreadRun(want[i:], g); n > 1 {
+				out = append(out, g)
+				i += n - 1
+				continue
+			}
+		}
+		out = append(out, want[i])
+	}
+	return out
+}
+
+// guardSpreadRun returns how many areas at the start of want make up g as
+// mergeGuardSpread accepts them, or 0.
+func guardSpreadRun(want []Mapping, g Mapping) int {
+	bare := withoutVmFlag(g.Flags, "gu")
+	end, marked := g.Start, false
+	for n, w := range want {
+		if w.Start != end || w.End > g.End || w.Perms != g.Perms || w.Dev != g.Dev || w.Inode != g.Inode ||
+			w.Path != g.Path || w.PKey != g.PKey || (w.Inode != 0 && w.Offset != g.Offset+(w.Start-g.Start)) {
+			return 0
+		}
+		switch w.Flags {
+		case g.Flags:
+			marked = true
+		case bare:
+		default:
+			return 0
+		}
+		end = w.End
+		if end == g.End {
+			if marked && n > 0 {
+				return n + 1
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+func hasVmFlag(flags, flag string) bool {
+	for _, f := range strings.Fields(flags) {
+		if f == flag {
+			return true
+		}
+	}
+	return false
+}
+
+func withoutVmFlag(flags, flag string) string {
+	var keep []string
+	for _, f := range strings.Fields(flags) {
+		if f != flag {
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// normalizeAreas drops and merges what NormalizeMaps does, and returns the
+// vDSO block apart.
+func normalizeAreas(maps []Mapping) (areas, vdso []Mapping) {
+	var rest []Mapping
 	for _, m := range maps {
 		m.Flags = comparedVmFlags(m.Flags)
 		if vdsoNames[m.Path] {
@@ -160,8 +253,12 @@ func NormalizeMaps(maps []Mapping) []string {
 		}
 		rest = append(rest, m)
 	}
+	return mergeAdjacent(rest), vdso
+}
+
+func mapsLines(areas, vdso []Mapping) []string {
 	var out []string
-	for _, m := range mergeAdjacent(rest) {
+	for _, m := range areas {
 		out = append(out, m.String())
 	}
 	if len(vdso) > 0 {
@@ -210,11 +307,25 @@ type FD struct {
 	Pos    string   // fdinfo pos
 	Ino    string   // fdinfo ino
 	Extra  []string // the other fdinfo lines (eventfd, epoll, ...), see ParseFdinfo
+	Tfds   []Tfd    // the epoll targets among Extra, in the kernel's order
+}
+
+// Tfd is one epoll target of an fdinfo: its line as Extra holds it, the fd
+// number it was added under, and the fds of the task that hold the open
+// file it watches (kcmp KCMP_EPOLL_TFD, see epollHolders).
+type Tfd struct {
+	Line    string
+	FD      int
+	Holders []int
 }
 
 // hasPathIdentity says whether an fd's target is a file restore reopens by
 // its path (the same inode), not one it recreates (allowed "fdinfo ino").
 func hasPathIdentity(target string) bool {
+	if strings.HasPrefix(target, "/proc/") && allowed("fdinfo ino /proc") {
+		// procfs makes a new inode per lookup.
+		return false
+	}
 	return strings.HasPrefix(target, "/") && !strings.HasSuffix(target, " (deleted)")
 }
 

@@ -200,7 +200,7 @@ func (r *Run) toolOut(tool, bin, name string, args ...string) (string, error) {
 }
 
 func (r *Run) diffOptions() DiffOptions {
-	return DiffOptions{DynamicThreads: r.test.DynamicThreads}
+	return DiffOptions{DynamicThreads: r.test.DynamicThreads, CRIUDumped: r.mode != nil && r.mode.Name == "criu-dump"}
 }
 
 // newImagesDir names the next images directory, img-N in the run's

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -147,13 +148,19 @@ func ParseFdinfo(text string) FD {
 			}
 		case "tfd":
 			var keep []string
-			for _, w := range strings.Fields(v) {
+			var tfd Tfd
+			for i, w := range strings.Fields(v) {
+				if i == 0 {
+					tfd.FD, _ = strconv.Atoi(w)
+				}
 				if (strings.HasPrefix(w, "ino:") || strings.HasPrefix(w, "sdev:")) && allowed("fdinfo tfd ino sdev") {
 					continue
 				}
 				keep = append(keep, w)
 			}
-			fd.Extra = append(fd.Extra, k+": "+strings.Join(keep, " "))
+			tfd.Line = k + ": " + strings.Join(keep, " ")
+			fd.Extra = append(fd.Extra, tfd.Line)
+			fd.Tfds = append(fd.Tfds, tfd)
 		default:
 			fd.Extra = append(fd.Extra, k+": "+v)
 		}
@@ -302,6 +309,7 @@ func collectTask(pid int) (*Task, error) {
 		f.Target = target
 		t.FDs[fd] = f
 	}
+	epollHolders(pid, t.FDs)
 	t.Cwd, _ = os.Readlink(p + "/cwd")
 	t.Exe, _ = os.Readlink(p + "/exe")
 	pers, _ := readString(p + "/personality")
@@ -318,6 +326,10 @@ type DiffOptions struct {
 	// dump: anonymous read-write areas and PROT_NONE reservations may come
 	// and go.
 	DynamicThreads bool
+	// CRIUDumped: CRIU dumped the tree (mode criu-dump), and names each
+	// epoll target by an fd of its own choosing on the target's file
+	// (allowed "fdinfo tfd after CRIU's dump").
+	CRIUDumped bool
 }
 
 // allBlocked is the SigBlk of a thread that blocks every signal it can
@@ -382,6 +394,9 @@ func DiffTrees(want, got *Tree, opt DiffOptions) []string {
 	for pid, t := range got.Tasks {
 		gotFDs[pid] = t.FDs
 	}
+	if allowed("fdinfo tfd of a closed target") {
+		wantFDs, gotFDs = epollMovedTargets(wantFDs, gotFDs, opt.CRIUDumped && allowed("fdinfo tfd after CRIU's dump"))
+	}
 	wn, gn := NormalizeFDs(wantFDs), NormalizeFDs(gotFDs)
 	for _, pid := range sortedKeys(want.Tasks) {
 		out = append(out, DiffLines(fmt.Sprintf("task %d fds", pid), wn[pid], gn[pid])...)
@@ -421,7 +436,8 @@ func diffTask(w, g *Task, isRoot bool, opt DiffOptions) []string {
 		out = append(out, diffMap(fmt.Sprintf("%s thread %d", pfx, tid), tw, tg)...)
 	}
 	out = append(out, diffMap(pfx, w.Status, g.Status)...)
-	for _, d := range DiffLines(pfx+" maps", NormalizeMaps(w.Maps), NormalizeMaps(g.Maps)) {
+	wm, gm := NormalizeMapsPair(w.Maps, g.Maps)
+	for _, d := range DiffLines(pfx+" maps", wm, gm) {
 		if opt.DynamicThreads && runtimeAnon(d) {
 			continue
 		}
@@ -473,4 +489,135 @@ func intLines(v []int) []string {
 		out[i] = strconv.Itoa(x)
 	}
 	return out
+}
+
+// epollHolders fills in, for each epoll target of the task's fds, which of
+// its fds hold the open file the target watches. Targets added under one
+// number are told apart by their order (the kernel's toff).
+func epollHolders(pid int, fds map[int]FD) {
+	for efd, f := range fds {
+		toff := map[int]int{}
+		for i, t := range f.Tfds {
+			var holders []int
+			for _, fd := range sortedKeys(fds) {
+				if fd != efd && epollHolds(pid, efd, t.FD, toff[t.FD], fd) {
+					holders = append(holders, fd)
+				}
+			}
+			toff[t.FD]++
+			f.Tfds[i].Holders = holders
+		}
+	}
+}
+
+// movedTfd is what an epoll target line says in place of its fd number when
+// that number may differ (allowed "fdinfo tfd of a closed target").
+const movedTfd = "tfd: (not open on its file before)"
+
+// epollMovedTargets rewrites the fd number of epoll targets whose number,
+// in the tree before (want), was not an fd on the open file the target
+// watches (Tfd.Holders) into movedTfd, in want and in got, so that those are
+// compared by events, data and position only. With anyHolder (CRIU dumped
+// the tree), a target whose number held its file may come back under any fd
+// that held the same file before: its number is written as the list of
+// those fds on both sides. In got, a target line is rewritten only where
+// its epoll fd had such targets before, and only if it is not one of the
+// lines of the targets that kept their number. The maps given are not
+// changed.
+func epollMovedTargets(want, got map[int]map[int]FD, anyHolder bool) (map[int]map[int]FD, map[int]map[int]FD) {
+	outW, outG := map[int]map[int]FD{}, map[int]map[int]FD{}
+	for pid, fds := range want {
+		outW[pid] = maps.Clone(fds)
+	}
+	for pid, fds := range got {
+		outG[pid] = maps.Clone(fds)
+	}
+	type alt struct {
+		label, rest string
+		holders     map[int]bool
+		used        bool
+	}
+	for pid, fds := range want {
+		for n, f := range fds {
+			if len(f.Tfds) == 0 {
+				continue
+			}
+			exact := map[string]int{}
+			var alts []*alt
+			var lines []string
+			changed := false
+			for _, t := range f.Tfds {
+				holders := map[int]bool{}
+				for _, m := range t.Holders {
+					holders[m] = true
+				}
+				switch {
+				case !holders[t.FD]:
+					changed = true
+					lines = append(lines, movedLine(t.Line))
+				case anyHolder && len(holders) > 1:
+					changed = true
+					a := &alt{label: "tfd: one of " + strings.Join(intLines(sortedKeys(holders)), " "), rest: tfdRest(t.Line), holders: holders}
+					alts = append(alts, a)
+					lines = append(lines, a.label+" "+a.rest)
+				default:
+					exact[t.Line]++
+					lines = append(lines, t.Line)
+				}
+			}
+			if !changed {
+				continue
+			}
+			outW[pid][n] = withTfdLines(f, lines)
+			g, ok := outG[pid][n]
+			if !ok {
+				continue
+			}
+			lines = nil
+		next:
+			for _, t := range g.Tfds {
+				if exact[t.Line] > 0 {
+					exact[t.Line]--
+					lines = append(lines, t.Line)
+					continue
+				}
+				for _, a := range alts {
+					if !a.used && a.holders[t.FD] && a.rest == tfdRest(t.Line) {
+						a.used = true
+						lines = append(lines, a.label+" "+a.rest)
+						continue next
+					}
+				}
+				lines = append(lines, movedLine(t.Line))
+			}
+			outG[pid][n] = withTfdLines(g, lines)
+		}
+	}
+	return outW, outG
+}
+
+// tfdRest is a target line after its fd number: events, data, position.
+func tfdRest(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return ""
+	}
+	return strings.Join(f[2:], " ")
+}
+
+func movedLine(line string) string {
+	return movedTfd + " " + tfdRest(line)
+}
+
+// withTfdLines is f with its epoll target lines replaced by lines.
+func withTfdLines(f FD, lines []string) FD {
+	var extra []string
+	for _, x := range f.Extra {
+		if !strings.HasPrefix(x, "tfd: ") {
+			extra = append(extra, x)
+		}
+	}
+	f.Extra = append(extra, lines...)
+	sort.Strings(f.Extra)
+	return f
 }
