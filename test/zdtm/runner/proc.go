@@ -56,12 +56,19 @@ func startLauncher(argv, env []string, dir, out string) (int, error) {
 	if lp, err := exec.LookPath(path); err == nil {
 		path = lp
 	}
-	return syscall.ForkExec(path, argv, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{devnull.Fd(), of.Fd(), of.Fd()},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
+	if err == nil {
+		// An exit reaped earlier under this PID was another process's:
+		// PIDs wrap (pid_max is 32768 here) within a suite run, and
+		// waitExit would take that old status for the launcher's.
+		delete(exits, pid)
+	}
+	return pid, err
 }
 
 // waitExit waits until pid has exited and returns its status if the runner
@@ -74,6 +81,13 @@ func waitExit(pid int, deadline time.Time) (ws unix.WaitStatus, ok bool, err err
 			return ws, true, nil
 		}
 		if !alive(pid) {
+			// Our child may have exited between the reap above and
+			// this look: reap once more before saying it was not ours.
+			reap()
+			if ws, ok := exits[pid]; ok {
+				delete(exits, pid)
+				return ws, true, nil
+			}
 			return 0, false, nil
 		}
 		if time.Now().After(deadline) {

@@ -104,7 +104,7 @@ func (r *Run) start() error {
 	}
 	b, err := os.ReadFile(r.pidfile)
 	if err != nil {
-		return fmt.Errorf("test not ready: %w", err)
+		return fmt.Errorf("test not ready: %w; its output: %s", err, r.output())
 	}
 	if r.root, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
 		return fmt.Errorf("pid file %q: %w", b, err)
