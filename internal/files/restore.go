@@ -89,6 +89,8 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 		f, err = openEventfd(e.GetEfd())
 	case pb.FdTypes_EVENTPOLL:
 		f, err = openEpoll(e.GetEpfd())
+	case pb.FdTypes_PIDFD:
+		f, err = openPidfd(e.GetPidfd())
 	default:
 		return nil, fmt.Errorf("file id %d: %v files are not supported yet", id, e.GetType())
 	}
@@ -274,6 +276,8 @@ func Owner(e *pb.FileEntry, files map[uint32]*pb.FileEntry) (*pb.FownEntry, uint
 		return e.GetEfd().GetFown(), e.GetEfd().GetFlags()
 	case pb.FdTypes_EVENTPOLL:
 		return e.GetEpfd().GetFown(), e.GetEpfd().GetFlags()
+	case pb.FdTypes_PIDFD:
+		return e.GetPidfd().GetFown(), e.GetPidfd().GetFlags()
 	}
 	return nil, 0
 }

@@ -1,0 +1,101 @@
+package files
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/support"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// pidfdThread is PIDFD_THREAD: a pidfd of one thread (Linux 6.9), which
+// the kernel keeps in the file's flags as O_EXCL.
+const pidfdThread = unix.O_EXCL
+
+// pidfdTarget is the process (or thread) a pidfd refers to, as its fdinfo
+// tells: Pid: in the PID namespace of /proc, -1 once it has been reaped,
+// 0 when it lives in no namespace /proc sees; NSpid: its PID in its own
+// innermost namespace, what CRIU saves and hands to pidfd_open.
+func pidfdTarget(s *fdState) (pid, nspid int, err error) {
+	pid, err = strconv.Atoi(s.info.Fields["Pid"])
+	if err != nil {
+		return 0, 0, fmt.Errorf("task %d fd %d: pidfd without a Pid: line in fdinfo", s.pid, s.fd)
+	}
+	nspid = pid
+	if f := strings.Fields(s.info.Fields["NSpid"]); len(f) > 0 {
+		if nspid, err = strconv.Atoi(f[len(f)-1]); err != nil {
+			return 0, 0, fmt.Errorf("task %d fd %d: pidfd NSpid: %q in fdinfo", s.pid, s.fd, s.info.Fields["NSpid"])
+		}
+	}
+	return pid, nspid, nil
+}
+
+// checkPidfd refuses a pidfd restore could not point at the same process:
+// one of a process outside the tree, or of one that has exited and been
+// reaped (nothing of it is left to restore).
+func (c *Checker) checkPidfd(s *fdState) error {
+	pid, _, err := pidfdTarget(s)
+	if err != nil {
+		return err
+	}
+	thread := s.info.Flags&pidfdThread != 0
+	what := "PID"
+	if thread {
+		what = "thread"
+	}
+	switch {
+	case pid == -1:
+		return c.refuse(s, support.PidfdExited, "pidfd of a process that has exited")
+	case pid == 0:
+		r := c.refuse(s, support.Pidfd, "pidfd of a process in a PID namespace gockpt does not see")
+		r.Advice = "close it before dumping, or run gockpt in that PID namespace with the tree that contains the process"
+		return r
+	}
+	inTree := c.InTree
+	if inTree == nil {
+		inTree = func(p int) bool { return p == s.pid }
+	}
+	if inTree(pid) || thread && inTree(tgidOf(pid)) {
+		return nil
+	}
+	r := c.refuse(s, support.Pidfd, fmt.Sprintf("pidfd of %s %d (%s)", what, pid, c.Comm(pid)))
+	r.Advice = fmt.Sprintf("close it before dumping, or dump the tree that contains %s %d", what, pid)
+	return r
+}
+
+// pidfd describes a pidfd as CRIU 4.2 does: the target's PID in its own
+// namespace, the status flags without the access mode (PIDFD_NONBLOCK is
+// O_NONBLOCK, PIDFD_THREAD is O_EXCL), the pidfs inode.
+func (d *Dumper) pidfd(o object) error {
+	s := &fdState{pid: o.pid, fd: o.fd, info: o.info}
+	_, nspid, err := pidfdTarget(s)
+	if err != nil {
+		return err
+	}
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIDFD.Enum(), Id: proto.Uint32(o.id), Pidfd: &pb.PidfdEntry{
+		Id:    proto.Uint32(o.id),
+		Ino:   proto.Uint32(uint32(o.st.Ino)),
+		Flags: proto.Uint32(o.flags() &^ unix.O_ACCMODE),
+		Nspid: proto.Int32(int32(nspid)),
+		Fown:  o.own,
+	}})
+	return nil
+}
+
+// openPidfd opens a pidfd of the restored process: restore calls it once
+// every task and thread of the tree exists.
+func openPidfd(e *pb.PidfdEntry) (*os.File, error) {
+	if e.GetNspid() <= 0 {
+		return nil, fmt.Errorf("pidfd of PID %d: the process had exited at dump time; gockpt restores pidfds of live processes of the tree only", e.GetNspid())
+	}
+	fd, err := unix.PidfdOpen(int(e.GetNspid()), int(e.GetFlags()))
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open(%d, %#o): %w", e.GetNspid(), e.GetFlags(), err)
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", e.GetNspid())), nil
+}
