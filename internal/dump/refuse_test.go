@@ -176,9 +176,6 @@ func TestRefusals(t *testing.T) {
 		{"pidfd-thread", nil, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("pidfd of thread %d (%s): gockpt does not dump pidfds of processes outside the dumped tree; close it before dumping, or dump the tree that contains thread %d", os.Getpid(), comm(os.Getpid()), os.Getpid())
 		}},
-		{"pidfd-exited", nil, func(h *holder) string {
-			return who(h, "fd 3") + "pidfd of a process that has exited: gockpt does not dump pidfds of exited processes; close it before dumping (the process it refers to has exited and been reaped)"
-		}},
 		{"timerfd", nil, func(h *holder) string {
 			return who(h, "fd 3") + "anon_inode:[timerfd]: gockpt does not dump timerfd; " + closeIt
 		}},

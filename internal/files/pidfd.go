@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,8 +37,9 @@ func pidfdTarget(s *fdState) (pid, nspid int, err error) {
 }
 
 // checkPidfd refuses a pidfd restore could not point at the same process:
-// one of a process outside the tree, or of one that has exited and been
-// reaped (nothing of it is left to restore).
+// one of a process outside the tree. A pidfd of a process reaped before the
+// dump (Pid: -1) is kept: restore points it at a stand-in that ends the
+// same way.
 func (c *Checker) checkPidfd(s *fdState) error {
 	pid, _, err := pidfdTarget(s)
 	if err != nil {
@@ -50,7 +52,7 @@ func (c *Checker) checkPidfd(s *fdState) error {
 	}
 	switch {
 	case pid == -1:
-		return c.refuse(s, support.PidfdExited, "pidfd of a process that has exited")
+		return nil
 	case pid == 0:
 		r := c.refuse(s, support.Pidfd, "pidfd of a process in a PID namespace gockpt does not see")
 		r.Advice = "close it before dumping, or run gockpt in that PID namespace with the tree that contains the process"
@@ -77,25 +79,78 @@ func (d *Dumper) pidfd(o object) error {
 	if err != nil {
 		return err
 	}
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIDFD.Enum(), Id: proto.Uint32(o.id), Pidfd: &pb.PidfdEntry{
+	e := &pb.PidfdEntry{
 		Id:    proto.Uint32(o.id),
 		Ino:   proto.Uint32(uint32(o.st.Ino)),
 		Flags: proto.Uint32(o.flags() &^ unix.O_ACCMODE),
 		Nspid: proto.Int32(int32(nspid)),
 		Fown:  o.own,
-	}})
+	}
+	if nspid == -1 {
+		if e.Attr, err = d.exitOf(o); err != nil {
+			return err
+		}
+	}
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIDFD.Enum(), Id: proto.Uint32(o.id), Pidfd: e})
 	return nil
 }
 
-// openPidfd opens a pidfd of the restored process: restore calls it once
-// every task and thread of the tree exists.
-func openPidfd(e *pb.PidfdEntry) (*os.File, error) {
-	if e.GetNspid() <= 0 {
-		return nil, fmt.Errorf("pidfd of PID %d: the process had exited at dump time; gockpt restores pidfds of live processes of the tree only", e.GetNspid())
-	}
-	fd, err := unix.PidfdOpen(int(e.GetNspid()), int(e.GetFlags()))
+// exitOf is how the reaped process a pidfd refers to ended, as the kernel
+// keeps it for PIDFD_GET_INFO (Linux 6.15); nil where the kernel cannot
+// tell, and then no one can read it from the pidfd either.
+func (d *Dumper) exitOf(o object) (*pb.PidfsAttrEntry, error) {
+	dup, err := d.Checker.dup(o.pid, o.fd)
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_open(%d, %#o): %w", e.GetNspid(), e.GetFlags(), err)
+		return nil, err
 	}
-	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", e.GetNspid())), nil
+	defer unix.Close(dup)
+	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
+	if err := unix.IoctlPidfdInfo(dup, &info); err != nil || info.Mask&unix.PIDFD_INFO_EXIT == 0 {
+		return nil, nil
+	}
+	return &pb.PidfsAttrEntry{ExitCode: proto.Int32(info.Exit_code)}, nil
+}
+
+// openPidfd opens a pidfd of the restored process, or of the stand-in for
+// a process reaped before the dump: restore calls it once every task and
+// thread of the tree, and every stand-in, exists.
+func (o *Opener) openPidfd(id uint32, e *pb.PidfdEntry) (*os.File, error) {
+	pid := int(e.GetNspid())
+	if pid == -1 {
+		var ok bool
+		if pid, ok = o.StandIns[id]; !ok {
+			return nil, fmt.Errorf("pidfd of a reaped process: no stand-in process for it")
+		}
+	}
+	fd, err := unix.PidfdOpen(pid, int(e.GetFlags()))
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open(%d, %#o): %w", pid, e.GetFlags(), err)
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid)), nil
+}
+
+// DeadPidfds groups the pidfd entries of processes reaped before the dump
+// by the process they referred to (the pidfs inode; an entry without one is
+// a group of its own): restore makes one stand-in per group.
+func DeadPidfds(files map[uint32]*pb.FileEntry) [][]uint32 {
+	var groups [][]uint32
+	byIno := map[uint32]int{}
+	ids := make([]uint32, 0, len(files))
+	for id := range files {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		e := files[id].GetPidfd()
+		if files[id].GetType() != pb.FdTypes_PIDFD || e.GetNspid() != -1 {
+			continue
+		}
+		if i, ok := byIno[e.GetIno()]; ok && e.GetIno() != 0 {
+			groups[i] = append(groups[i], id)
+			continue
+		}
+		byIno[e.GetIno()] = len(groups)
+		groups = append(groups, []uint32{id})
+	}
+	return groups
 }

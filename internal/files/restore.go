@@ -22,6 +22,9 @@ type Opener struct {
 	FifoData map[uint32][]byte
 	Remaps   map[uint32]*pb.RemapFilePathEntry
 	Dir      *images.Dir
+	// StandIns are the processes standing in for processes reaped before
+	// the dump, by pidfd file id (DeadPidfds).
+	StandIns map[uint32]int
 
 	open  map[uint32]*os.File
 	pipes map[uint32]*pipePair // by pipe inode id
@@ -90,7 +93,7 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 	case pb.FdTypes_EVENTPOLL:
 		f, err = openEpoll(e.GetEpfd())
 	case pb.FdTypes_PIDFD:
-		f, err = openPidfd(e.GetPidfd())
+		f, err = o.openPidfd(id, e.GetPidfd())
 	default:
 		return nil, fmt.Errorf("file id %d: %v files are not supported yet", id, e.GetType())
 	}

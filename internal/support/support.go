@@ -44,7 +44,6 @@ const (
 	Fanotify       Kind = "fanotify"
 	Userfaultfd    Kind = "userfaultfd"
 	Pidfd          Kind = "pidfd"
-	PidfdExited    Kind = "pidfd-exited"
 	IOUring        Kind = "io_uring"
 	BPF            Kind = "bpf"
 	OtherAnonInode Kind = "other-anon-inodes"
@@ -104,7 +103,7 @@ var Objects = []Object{
 	{CharDevices, "character devices", true, "reopened by path (terminals excepted)", ""},
 	{Eventfd, "eventfd", true, "counter and flags", ""},
 	{Epoll, "epoll", true, "watched fds and events", ""},
-	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec", ""},
+	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
 	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
@@ -132,7 +131,6 @@ var Objects = []Object{
 	{Fanotify, "fanotify", false, "close it before dumping", ""},
 	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},
 	{Pidfd, "pidfds of processes outside the dumped tree", false, "close it before dumping, or dump the tree that contains the process", ""},
-	{PidfdExited, "pidfds of exited processes", false, "close it before dumping (the process it refers to has exited and been reaped)", ""},
 	{IOUring, "io_uring", false, "close the ring before dumping", ""},
 	{BPF, "BPF maps, programs and links", false, "close them before dumping", ""},
 	{OtherAnonInode, "other anonymous-inode files (perf events, KVM, ...)", false, "close it before dumping", ""},

@@ -6,7 +6,7 @@
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
- *   pidfd-exited deleted-map
+ *   deleted-map
  *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,7 +33,6 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static int port_of(int fd) {
@@ -249,11 +248,6 @@ int main(int argc, char **argv) {
 		fd = syscall(SYS_pidfd_open, getppid(), 0);
 	} else if (!strcmp(k, "pidfd-thread")) {
 		fd = syscall(SYS_pidfd_open, getppid(), O_EXCL); /* PIDFD_THREAD */
-	} else if (!strcmp(k, "pidfd-exited")) {
-		pid_t c = fork();
-		if (c == 0) _exit(0);
-		fd = syscall(SYS_pidfd_open, c, 0);
-		if (waitpid(c, NULL, 0) != c) return 3;
 	}
 	if (fd < 0) return 3;
 	if (out) fclose(out);
