@@ -39,7 +39,7 @@ func (rs *restorer) startStandIns() error {
 		}
 		for _, id := range g {
 			rs.opener.StandIns[id] = stub.Pid
-			if a := rs.plan.Files[id].GetPidfd().GetAttr(); a.ExitCode != nil && s.attr == nil {
+			if a := rs.plan.Files[id].GetPidfd().GetAttr(); a != nil && a.ExitCode != nil && s.attr == nil {
 				s.attr = a
 			}
 		}
