@@ -24,12 +24,15 @@ const (
 )
 
 type PidfdEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            *uint32                `protobuf:"varint,1,req,name=id" json:"id,omitempty"`
-	Ino           *uint32                `protobuf:"varint,2,req,name=ino" json:"ino,omitempty"`
-	Flags         *uint32                `protobuf:"varint,3,req,name=flags" json:"flags,omitempty"`
-	Nspid         *int32                 `protobuf:"varint,4,req,name=nspid" json:"nspid,omitempty"`
-	Fown          *FownEntry             `protobuf:"bytes,5,req,name=fown" json:"fown,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    *uint32                `protobuf:"varint,1,req,name=id" json:"id,omitempty"`
+	Ino   *uint32                `protobuf:"varint,2,req,name=ino" json:"ino,omitempty"`
+	Flags *uint32                `protobuf:"varint,3,req,name=flags" json:"flags,omitempty"`
+	Nspid *int32                 `protobuf:"varint,4,req,name=nspid" json:"nspid,omitempty"`
+	Fown  *FownEntry             `protobuf:"bytes,5,req,name=fown" json:"fown,omitempty"`
+	// Set for a pidfd of a process reaped before the dump (nspid -1):
+	// how it ended (CRIU after 4.2; 4.2 ignores it).
+	Attr          *PidfsAttrEntry `protobuf:"bytes,6,opt,name=attr" json:"attr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -99,17 +102,25 @@ func (x *PidfdEntry) GetFown() *FownEntry {
 	return nil
 }
 
+func (x *PidfdEntry) GetAttr() *PidfsAttrEntry {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
 var File_proto_pidfd_proto protoreflect.FileDescriptor
 
 const file_proto_pidfd_proto_rawDesc = "" +
 	"\n" +
-	"\x11proto/pidfd.proto\x12\vgockpt.criu\x1a\x10proto/fown.proto\"\x88\x01\n" +
+	"\x11proto/pidfd.proto\x12\vgockpt.criu\x1a\x10proto/fown.proto\x1a\x11proto/pidfs.proto\"\xbb\x01\n" +
 	"\vpidfd_entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x02(\rR\x02id\x12\x10\n" +
 	"\x03ino\x18\x02 \x02(\rR\x03ino\x12\x14\n" +
 	"\x05flags\x18\x03 \x02(\rR\x05flags\x12\x14\n" +
 	"\x05nspid\x18\x04 \x02(\x05R\x05nspid\x12+\n" +
-	"\x04fown\x18\x05 \x02(\v2\x17.gockpt.criu.fown_entryR\x04fownB#Z!github.com/gockpt/gockpt/proto;pb"
+	"\x04fown\x18\x05 \x02(\v2\x17.gockpt.criu.fown_entryR\x04fown\x121\n" +
+	"\x04attr\x18\x06 \x01(\v2\x1d.gockpt.criu.pidfs_attr_entryR\x04attrB#Z!github.com/gockpt/gockpt/proto;pb"
 
 var (
 	file_proto_pidfd_proto_rawDescOnce sync.Once
@@ -125,16 +136,18 @@ func file_proto_pidfd_proto_rawDescGZIP() []byte {
 
 var file_proto_pidfd_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_proto_pidfd_proto_goTypes = []any{
-	(*PidfdEntry)(nil), // 0: gockpt.criu.pidfd_entry
-	(*FownEntry)(nil),  // 1: gockpt.criu.fown_entry
+	(*PidfdEntry)(nil),     // 0: gockpt.criu.pidfd_entry
+	(*FownEntry)(nil),      // 1: gockpt.criu.fown_entry
+	(*PidfsAttrEntry)(nil), // 2: gockpt.criu.pidfs_attr_entry
 }
 var file_proto_pidfd_proto_depIdxs = []int32{
 	1, // 0: gockpt.criu.pidfd_entry.fown:type_name -> gockpt.criu.fown_entry
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 1: gockpt.criu.pidfd_entry.attr:type_name -> gockpt.criu.pidfs_attr_entry
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_proto_pidfd_proto_init() }
@@ -143,6 +156,7 @@ func file_proto_pidfd_proto_init() {
 		return
 	}
 	file_proto_fown_proto_init()
+	file_proto_pidfs_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

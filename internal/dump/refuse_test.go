@@ -171,7 +171,10 @@ func TestRefusals(t *testing.T) {
 			return who(h, "fd 3") + "/dev/ptmx: gockpt does not dump terminals (CRIU: --shell-job); start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)"
 		}},
 		{"pidfd", nil, func(h *holder) string {
-			return who(h, "fd 3") + "anon_inode:[pidfd]: gockpt does not dump pidfds; " + closeIt
+			return who(h, "fd 3") + fmt.Sprintf("pidfd of PID %d (%s): gockpt does not dump pidfds of processes outside the dumped tree; close it before dumping, or dump the tree that contains PID %d", os.Getpid(), comm(os.Getpid()), os.Getpid())
+		}},
+		{"pidfd-thread", nil, func(h *holder) string {
+			return who(h, "fd 3") + fmt.Sprintf("pidfd of thread %d (%s): gockpt does not dump pidfds of processes outside the dumped tree; close it before dumping, or dump the tree that contains thread %d", os.Getpid(), comm(os.Getpid()), os.Getpid())
 		}},
 		{"timerfd", nil, func(h *holder) string {
 			return who(h, "fd 3") + "anon_inode:[timerfd]: gockpt does not dump timerfd; " + closeIt

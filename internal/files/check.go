@@ -183,6 +183,11 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 	if kind != "" {
 		return 0, nil, c.refuseKind(s, kind)
 	}
+	if typ == pb.FdTypes_PIDFD {
+		if err := c.checkPidfd(s); err != nil {
+			return 0, nil, err
+		}
+	}
 	if typ == pb.FdTypes_EVENTPOLL {
 		tfds, err := epollTargetsOf(s)
 		if err != nil {
@@ -247,12 +252,12 @@ func classify(target string, st *unix.Stat_t) (pb.FdTypes, support.Kind) {
 		return pb.FdTypes_EVENTFD, ""
 	case target == "anon_inode:[eventpoll]":
 		return pb.FdTypes_EVENTPOLL, ""
+	case target == "anon_inode:[pidfd]" || strings.HasPrefix(target, "pidfd:"):
+		return pb.FdTypes_PIDFD, ""
 	case strings.HasPrefix(target, "anon_inode:"):
 		return 0, anonInodeKind(strings.TrimPrefix(target, "anon_inode:"))
 	case strings.HasPrefix(target, "pipe:"):
 		return pb.FdTypes_PIPE, ""
-	case strings.HasPrefix(target, "pidfd:"):
-		return 0, support.Pidfd
 	case strings.HasPrefix(target, "/memfd:"):
 		return 0, support.Memfd
 	case !strings.HasPrefix(target, "/"):
@@ -283,8 +288,6 @@ func anonInodeKind(name string) support.Kind {
 		return support.Fanotify
 	case "userfaultfd":
 		return support.Userfaultfd
-	case "pidfd":
-		return support.Pidfd
 	case "io_uring":
 		return support.IOUring
 	case "bpf-map", "bpf-prog", "bpf_link", "bpf-link", "bpf_iter":

@@ -139,6 +139,8 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 		err = d.pipe(o)
 	case pb.FdTypes_FIFO:
 		err = d.fifo(o)
+	case pb.FdTypes_PIDFD:
+		err = d.pidfd(o)
 	default:
 		err = d.regFile(o)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -205,5 +206,26 @@ func TestDumpOPath(t *testing.T) {
 			e.GetReg().GetFlags() != uint32(c.flags) || e.GetReg().GetMode()&unix.S_IFMT != c.mode || e.GetReg().GetFown().GetPid() != 0 {
 			t.Errorf("%s: fd %v entry %v", c.path, fe, e)
 		}
+	}
+}
+
+// TestDeadPidfds: one stand-in per reaped process (pidfs inode), one per
+// entry that has no inode, none for pidfds of live processes.
+func TestDeadPidfds(t *testing.T) {
+	pidfd := func(id, ino uint32, nspid int32) *pb.FileEntry {
+		return &pb.FileEntry{Type: pb.FdTypes_PIDFD.Enum(), Id: u32(id), Pidfd: &pb.PidfdEntry{Id: u32(id), Ino: u32(ino), Nspid: proto.Int32(nspid)}}
+	}
+	files := map[uint32]*pb.FileEntry{
+		1: pidfd(1, 500, -1),
+		2: pidfd(2, 501, 1234),
+		3: pidfd(3, 500, -1),
+		4: pidfd(4, 0, -1),
+		5: pidfd(5, 0, -1),
+		6: pidfd(6, 502, -1),
+		7: {Type: pb.FdTypes_REG.Enum(), Id: u32(7)},
+	}
+	got := fmt.Sprint(DeadPidfds(files))
+	if want := "[[1 3] [4] [5] [6]]"; got != want {
+		t.Fatalf("DeadPidfds = %s, want %s", got, want)
 	}
 }

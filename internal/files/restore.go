@@ -22,6 +22,9 @@ type Opener struct {
 	FifoData map[uint32][]byte
 	Remaps   map[uint32]*pb.RemapFilePathEntry
 	Dir      *images.Dir
+	// StandIns are the processes standing in for processes reaped before
+	// the dump, by pidfd file id (DeadPidfds).
+	StandIns map[uint32]int
 
 	open  map[uint32]*os.File
 	pipes map[uint32]*pipePair // by pipe inode id
@@ -89,6 +92,8 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 		f, err = openEventfd(e.GetEfd())
 	case pb.FdTypes_EVENTPOLL:
 		f, err = openEpoll(e.GetEpfd())
+	case pb.FdTypes_PIDFD:
+		f, err = o.openPidfd(id, e.GetPidfd())
 	default:
 		return nil, fmt.Errorf("file id %d: gockpt does not restore %v files (an image from another tool or a newer gockpt): dump the tree with this gockpt", id, e.GetType())
 	}
@@ -274,6 +279,8 @@ func Owner(e *pb.FileEntry, files map[uint32]*pb.FileEntry) (*pb.FownEntry, uint
 		return e.GetEfd().GetFown(), e.GetEfd().GetFlags()
 	case pb.FdTypes_EVENTPOLL:
 		return e.GetEpfd().GetFown(), e.GetEpfd().GetFlags()
+	case pb.FdTypes_PIDFD:
+		return e.GetPidfd().GetFown(), e.GetPidfd().GetFlags()
 	}
 	return nil, 0
 }

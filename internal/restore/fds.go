@@ -17,8 +17,8 @@ import (
 // restoreFds gives the task exactly the fds it had. gockpt builds each open
 // file description (files.Opener); the task takes its own copy with
 // pidfd_getfd on gockpt and dup3s it to the right number. Files under
-// /proc/PID of a task of the tree wait until every task and thread exists
-// (lateProcFds).
+// /proc/PID of a task of the tree, and pidfds, wait until every task and
+// thread exists (lateProcFds).
 func (rs *restorer) restoreFds(t *Task, r *remote) error {
 	if rs.sharesParentFds(t) {
 		return nil // born with CLONE_FILES: its parent's table, already filled
@@ -29,7 +29,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 	}
 	var now []*pb.FdinfoEntry
 	for _, fd := range t.Fds {
-		if rs.procOfTree(fd.GetId()) {
+		if rs.procOfTree(fd.GetId()) || rs.plan.Files[fd.GetId()].GetType() == pb.FdTypes_PIDFD {
 			rs.lateFds[t.Pid] = append(rs.lateFds[t.Pid], fd)
 			continue
 		}
@@ -69,7 +69,7 @@ func (rs *restorer) procOfTree(id uint32) bool {
 	return false
 }
 
-// lateProcFds installs the /proc files restoreFds left for later, once
+// lateProcFds installs the /proc files and pidfds restoreFds left for later, once
 // every task and thread of the tree exists.
 func (rs *restorer) lateProcFds() error {
 	for _, l := range rs.tasks {

@@ -91,6 +91,9 @@ type restorer struct {
 	utsMade map[uint32]int
 	// lateFds are, per task, its fds on /proc files of tasks of the tree.
 	lateFds map[int][]*pb.FdinfoEntry
+	// standIns stand in for processes reaped before the dump that pidfds
+	// of the tree refer to.
+	standIns []*standIn
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -156,6 +159,7 @@ func (rs *restorer) killAll() {
 	if rs.stub != nil {
 		rs.stub.Kill()
 	}
+	rs.killStandIns()
 }
 
 // subreaper makes gockpt a child subreaper for the restore and returns how
@@ -190,7 +194,13 @@ func (rs *restorer) run() error {
 			return err
 		}
 	}
+	if err := rs.startStandIns(); err != nil {
+		return err
+	}
 	if err := rs.lateProcFds(); err != nil {
+		return err
+	}
+	if err := rs.endStandIns(); err != nil {
 		return err
 	}
 	if err := rs.restoreOwners(); err != nil {

@@ -25,6 +25,7 @@ const (
 	CharDevices    Kind = "character-devices"
 	Eventfd        Kind = "eventfd"
 	Epoll          Kind = "epoll"
+	Pidfds         Kind = "pidfds"
 	UTSNamespace   Kind = "uts-namespaces"
 
 	UnixSockets    Kind = "unix-sockets"
@@ -102,6 +103,7 @@ var Objects = []Object{
 	{CharDevices, "character devices", true, "reopened by path (terminals excepted)", ""},
 	{Eventfd, "eventfd", true, "counter and flags", ""},
 	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
+	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
 	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
@@ -128,7 +130,7 @@ var Objects = []Object{
 	{Inotify, "inotify", false, "close it before dumping", ""},
 	{Fanotify, "fanotify", false, "close it before dumping", ""},
 	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},
-	{Pidfd, "pidfds", false, "close it before dumping", ""},
+	{Pidfd, "pidfds of processes outside the dumped tree", false, "close it before dumping, or dump the tree that contains the process", ""},
 	{IOUring, "io_uring", false, "close the ring before dumping", ""},
 	{BPF, "BPF maps, programs and links", false, "close them before dumping", ""},
 	{OtherAnonInode, "other anonymous-inode files (perf events, KVM, ...)", false, "close it before dumping", ""},

@@ -5,7 +5,8 @@
  * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
- *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd deleted-map
+ *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
+ *   deleted-map
  *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -245,6 +246,8 @@ int main(int argc, char **argv) {
 		unlink(path);
 	} else if (!strcmp(k, "pidfd")) {
 		fd = syscall(SYS_pidfd_open, getppid(), 0);
+	} else if (!strcmp(k, "pidfd-thread")) {
+		fd = syscall(SYS_pidfd_open, getppid(), O_EXCL); /* PIDFD_THREAD */
 	}
 	if (fd < 0) return 3;
 	if (out) fclose(out);
