@@ -16,7 +16,7 @@ import (
 // records them: one entry per run of guard pages, status VMA_AREA_GUARD
 // alone, after the areas. They live in page tables, not in areas, so only
 // PAGEMAP_SCAN's PAGE_IS_GUARD shows them (Linux 6.15+); an older kernel
-// refuses the category, and shows no guard anywhere.
+// refuses the category (or has no PAGEMAP_SCAN), and has no guard anywhere.
 func guardEntries(pid int, plans []vmaPlan) ([]*pb.VmaEntry, error) {
 	pm, err := mem.OpenPagemap(pid)
 	if err != nil {
@@ -32,6 +32,12 @@ func guardEntries(pid int, plans []vmaPlan) ([]*pb.VmaEntry, error) {
 		regs, err := pm.ScanRegions(p.entry.GetStart(), p.entry.GetEnd(), mem.ScanArgs{CategoryMask: mem.PageIsGuard, ReturnMask: mem.PageIsGuard})
 		if errors.Is(err, unix.EINVAL) {
 			log.Debugf("task %d: this kernel's PAGEMAP_SCAN has no PAGE_IS_GUARD: guard pages (MADV_GUARD_INSTALL) cannot be seen", pid)
+			return nil, nil
+		}
+		if errors.Is(err, unix.ENOTTY) {
+			// No PAGEMAP_SCAN at all (before Linux 6.7): no
+			// MADV_GUARD_INSTALL either (6.13), so no guard pages.
+			log.Debugf("task %d: this kernel has no PAGEMAP_SCAN, nor guard pages", pid)
 			return nil, nil
 		}
 		if err != nil {
