@@ -59,6 +59,20 @@ func TestVerifyBeforeKill(t *testing.T) {
 			}
 			return fmt.Sprintf("task %d (%s) fd 3: deleted file %s/gone: restore would not bring it back: %s: it holds 60 bytes of the file's 100", h.Pid, comm(h.Pid), h.dir, g) + tail
 		}},
+		{"ghost content changed", "deleted", []string{"100"}, func(t *testing.T, h *holder, img string) string {
+			_, gid := remap(t, img)
+			g := fmt.Sprintf("ghost-file-%x.img", gid)
+			p := filepath.Join(img, g)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-1] ^= 0xff // the file's last byte, same length
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf("task %d (%s) fd 3: deleted file %s/gone: restore would not bring it back: %s: its 100 bytes are not the file's", h.Pid, comm(h.Pid), h.dir, g) + tail
+		}},
 		{"deleted FIFO without its remap", "deleted-fifo", nil, func(t *testing.T, h *holder, img string) string {
 			if err := os.Remove(filepath.Join(img, "remap-fpath.img")); err != nil {
 				t.Fatal(err)

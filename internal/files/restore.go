@@ -144,21 +144,12 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 // sparse files: each chunk entry says where its data goes; what no chunk
 // covers stays a hole, up to the file's size (when the image gives it).
 func writeGhostChunks(f *os.File, rd *images.Reader, size *uint64) error {
-	for {
-		var c pb.GhostChunkEntry
-		data, err := rd.ReadEntry(&c)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if uint64(len(data)) != c.GetLen() || c.GetOff() > math.MaxInt64-c.GetLen() {
-			return fmt.Errorf("%s: chunk at %d of %d bytes holds %d", rd.Name(), c.GetOff(), c.GetLen(), len(data))
-		}
-		if _, err := f.WriteAt(data, int64(c.GetOff())); err != nil {
-			return err
-		}
+	err := eachGhostChunk(rd, func(c *pb.GhostChunkEntry, data []byte) error {
+		_, err := f.WriteAt(data, int64(c.GetOff()))
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if size == nil {
 		return nil
@@ -167,6 +158,27 @@ func writeGhostChunks(f *os.File, rd *images.Reader, size *uint64) error {
 		return fmt.Errorf("%s: size %d", rd.Name(), *size)
 	}
 	return f.Truncate(int64(*size))
+}
+
+// eachGhostChunk calls fn for each chunk entry left in ghost image rd,
+// with its data, after checking that the data is what the entry says.
+func eachGhostChunk(rd *images.Reader, fn func(c *pb.GhostChunkEntry, data []byte) error) error {
+	for {
+		var c pb.GhostChunkEntry
+		data, err := rd.ReadEntry(&c)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if uint64(len(data)) != c.GetLen() || c.GetOff() > math.MaxInt64-c.GetLen() {
+			return fmt.Errorf("%s: chunk at %d of %d bytes holds %d", rd.Name(), c.GetOff(), c.GetLen(), len(data))
+		}
+		if err := fn(&c, data); err != nil {
+			return err
+		}
+	}
 }
 
 // pipeEnd returns the read (0) or write (1) end a pipe entry's flags name.

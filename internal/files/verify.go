@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -205,22 +206,21 @@ func (g *Ghost) verify(dir *images.Dir) error {
 		if len(content) != len(g.Content) {
 			return fmt.Errorf("it holds %d bytes of the file's %d", len(content), len(g.Content))
 		}
+		if !bytes.Equal(content, g.Content) {
+			return fmt.Errorf("its %d bytes are not the file's", len(content))
+		}
 		return nil
 	}
 	var n int
-	for {
-		var c pb.GhostChunkEntry
-		data, err := rd.ReadEntry(&c)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if n >= len(g.Chunks) || c.GetOff() != g.Chunks[n].Off || len(data) != len(g.Chunks[n].Data) {
+	err = eachGhostChunk(rd, func(c *pb.GhostChunkEntry, data []byte) error {
+		if n >= len(g.Chunks) || c.GetOff() != g.Chunks[n].Off || !bytes.Equal(data, g.Chunks[n].Data) {
 			return fmt.Errorf("chunk %d differs from the file's data", n)
 		}
 		n++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if n != len(g.Chunks) {
 		return fmt.Errorf("it holds %d of the file's %d chunks of data", n, len(g.Chunks))
