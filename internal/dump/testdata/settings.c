@@ -35,7 +35,10 @@ static void *slack(void *arg)
 	return NULL;
 }
 
-static char selector; /* SYSCALL_DISPATCH_FILTER_ALLOW: syscalls run as usual */
+/* SYSCALL_DISPATCH_FILTER_ALLOW (syscalls run as usual) until the thread
+ * is ready, then BLOCK: a syscall injected into the thread would raise
+ * SIGSYS and kill the task. */
+static volatile char selector;
 
 static void *sud(void *arg)
 {
@@ -43,15 +46,16 @@ static void *sud(void *arg)
 	FILE *f;
 
 	(void)arg;
-	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0x1000, 0x1000, &selector))
+	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0x1000, 0x1000, (char *)&selector))
 		_exit(3);
 	snprintf(p, sizeof(p), "%s/sel", dir);
 	f = fopen(p, "w");
 	fprintf(f, "%#lx", (unsigned long)&selector);
 	fclose(f);
 	ready(gettid());
+	selector = SYSCALL_DISPATCH_FILTER_BLOCK;
 	for (;;)
-		pause();
+		__asm__ volatile("pause");
 	return NULL;
 }
 
