@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -80,6 +81,9 @@ func settingRefusals(c *files.Checker, pid int) error {
 			return ref("", fmt.Sprintf("coredump_filter 0x%s (gockpt's is 0x%s)", strings.TrimSpace(string(theirs)), strings.TrimSpace(string(own))), support.CoredumpFilter)
 		}
 	}
+	if ksmMergeAny(pid) {
+		return ref("", "KSM merge-any (ksm_stat: ksm_merge_any: yes)", support.KSMMergeAny)
+	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid)); err == nil {
 		// "/autogroup-95165 nice 0"
 		if f := strings.Fields(string(b)); len(f) == 3 && f[1] == "nice" && f[2] != "0" {
@@ -90,13 +94,23 @@ func settingRefusals(c *files.Checker, pid int) error {
 }
 
 // frozenSettingRefusal asks a frozen thread what only it can tell: its
-// timer slack (/proc shows the main thread's alone) and, for the main
-// thread, whether its memory denies write+execute (PR_SET_MDWE) and how
-// THP is disabled.
+// syscall user dispatch and timer slack (/proc shows the main thread's
+// alone) and, for the main thread, whether its memory denies write+execute
+// (PR_SET_MDWE) and how THP is disabled.
 func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
 	where := ""
 	if te.Tid != pid {
 		where = "thread " + strconv.Itoa(te.Tid)
+	}
+	// Syscall user dispatch first, through ptrace: a syscall injected into
+	// a thread with it on and its selector at BLOCK would raise SIGSYS.
+	sud, err := te.SyscallUserDispatch()
+	if err != nil && !errors.Is(err, unix.EIO) { // EIO: before Linux 6.4, which cannot tell
+		return err
+	}
+	if err == nil && sud.Mode != 0 {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Kind: support.SyscallUserDispatch,
+			Object: fmt.Sprintf("syscall user dispatch mode %d (selector at %#x, always allowed from %#x, %d bytes)", sud.Mode, sud.Selector, sud.Offset, sud.Len)}
 	}
 	slack, err := te.Syscall(unix.SYS_PRCTL, prGetTimerslack, 0, 0, 0, 0)
 	if err != nil {
@@ -125,6 +139,22 @@ func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: "PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED", Kind: support.THPExceptAdvised}
 	}
 	return nil
+}
+
+// ksmMergeAny says whether the process asked KSM to merge all its memory
+// (prctl(PR_SET_MEMORY_MERGE, 1)); kernels before 6.8 have no line for it
+// in ksm_stat, and kernels without KSM no ksm_stat.
+func ksmMergeAny(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/ksm_stat", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && k == "ksm_merge_any" {
+			return strings.TrimSpace(v) == "yes"
+		}
+	}
+	return false
 }
 
 // numaPolicy finds, in the thread's numa_maps, a memory policy other than

@@ -94,8 +94,9 @@ func TestSettingRefusals(t *testing.T) {
 }
 
 // TestFrozenSettingRefusals: what only the frozen thread tells (a
-// thread's own timer slack, PR_SET_MDWE) is refused too, and a memory
-// policy the program set itself; the tree runs on untouched.
+// thread's own timer slack and syscall user dispatch, PR_SET_MDWE) is
+// refused too, and what only the program itself can set (a memory policy,
+// KSM merge-any); the tree runs on untouched.
 func TestFrozenSettingRefusals(t *testing.T) {
 	bin := testproc.BuildC(t, "testdata/settings.c", "-pthread")
 	for _, c := range []struct{ mode, want string }{
@@ -103,8 +104,13 @@ func TestFrozenSettingRefusals(t *testing.T) {
 		{"thp-advised", "task %d (%s): PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED: gockpt does not dump THP disabled except where advised; disable THP completely (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) or not at all before dumping"},
 		{"mempolicy", "task %d (%s): NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping"},
 		{"mdwe", "task %d (%s): PR_SET_MDWE flags 0x1: gockpt does not dump memory-deny-write-execute (PR_SET_MDWE); run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)"},
+		{"thread-sud", "task %d (%s) thread %s: syscall user dispatch mode 1 (selector at %s, always allowed from 0x1000, 4096 bytes): gockpt does not dump syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH); turn it off in the thread before dumping (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0))"},
+		{"ksm", "task %d (%s): KSM merge-any (ksm_stat: ksm_merge_any: yes): gockpt does not dump KSM merge-any (PR_SET_MEMORY_MERGE); turn it off in the process before dumping (prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0)); madvise(MADV_MERGEABLE) areas are dumped"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
+			if _, err := os.Stat("/sys/kernel/mm/ksm"); err != nil && c.mode == "ksm" {
+				t.Skip("no KSM in this kernel (CONFIG_KSM off)")
+			}
 			dir := t.TempDir()
 			p := testproc.Start(t, bin, dir, c.mode)
 			testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
@@ -112,8 +118,11 @@ func TestFrozenSettingRefusals(t *testing.T) {
 			tid := strings.TrimSpace(strings.TrimPrefix(string(info), "tid "))
 			want := fmt.Sprintf(c.want, p.Pid, comm(p.Pid), tid)
 			switch c.mode {
-			case "mdwe", "thp-advised":
+			case "mdwe", "thp-advised", "ksm":
 				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid))
+			case "thread-sud":
+				sel, _ := os.ReadFile(filepath.Join(dir, "sel"))
+				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), tid, sel)
 			case "mempolicy":
 				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), firstMapping(t, p.Pid))
 			}
@@ -121,6 +130,9 @@ func TestFrozenSettingRefusals(t *testing.T) {
 			_, err := Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})
 			if err == nil || err.Error() != want {
 				t.Fatalf("error\n %v\nwant\n %s", err, want)
+			}
+			if c.mode == "thread-sud" {
+				time.Sleep(20 * time.Millisecond) // a SIGSYS would have killed it by now
 			}
 			expectUntouched(t, p.Pid, mapsBefore)
 		})

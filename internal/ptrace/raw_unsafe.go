@@ -16,6 +16,7 @@ const (
 	reqSetSigmask       = 0x420b
 	reqSeccompGetFilter = 0x420c
 	reqGetRseqConfig    = 0x420f
+	reqGetSUDConfig     = 0x4211 // PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG
 
 	// NT_PRSTATUS is the general register set, NT_X86_XSTATE the xsave area.
 	NTPrstatus  = 1
@@ -94,6 +95,21 @@ type RseqConfig struct {
 func getRseqConfig(tid int) (RseqConfig, error) {
 	var c RseqConfig
 	_, err := rawPtrace(reqGetRseqConfig, tid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c)))
+	return c, err
+}
+
+// SUDConfig is struct ptrace_sud_config: a thread's syscall user dispatch
+// (PR_SET_SYSCALL_USER_DISPATCH); Mode 0 means off.
+type SUDConfig struct {
+	Mode     uint64
+	Selector uint64
+	Offset   uint64
+	Len      uint64
+}
+
+func getSUDConfig(tid int) (SUDConfig, error) {
+	var c SUDConfig
+	_, err := rawPtrace(reqGetSUDConfig, tid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c)))
 	return c, err
 }
 

@@ -282,6 +282,18 @@ func (te *Tracee) Rseq() (RseqConfig, error) {
 	return c, err
 }
 
+// SyscallUserDispatch reads the thread's syscall user dispatch
+// configuration (Linux 6.4+); a zero Mode means off.
+func (te *Tracee) SyscallUserDispatch() (SUDConfig, error) {
+	var c SUDConfig
+	err := te.do("get syscall user dispatch configuration", func() error {
+		var err error
+		c, err = getSUDConfig(te.Tid)
+		return err
+	})
+	return c, err
+}
+
 // SeccompFilters returns the thread's seccomp filters, innermost (most
 // recently installed) first, each as raw struct sock_filter instructions.
 func (te *Tracee) SeccompFilters() ([][]byte, error) {

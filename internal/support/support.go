@@ -72,6 +72,11 @@ const (
 	MDWE             Kind = "mdwe"
 	NUMAPolicy       Kind = "numa-policy"
 	THPExceptAdvised Kind = "thp-disable-except-advised"
+	// SyscallUserDispatch: PR_SET_SYSCALL_USER_DISPATCH on in a thread.
+	SyscallUserDispatch Kind = "syscall-user-dispatch"
+	// KSMMergeAny: prctl(PR_SET_MEMORY_MERGE, 1), KSM for all of the
+	// process's memory.
+	KSMMergeAny Kind = "ksm-merge-any"
 )
 
 // Object is one kind of object and what gockpt does with it.
@@ -146,6 +151,8 @@ var Objects = []Object{
 	{MDWE, "memory-deny-write-execute (PR_SET_MDWE)", false, "run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)", ""},
 	{THPExceptAdvised, "THP disabled except where advised", false, "disable THP completely (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) or not at all before dumping", ""},
 	{NUMAPolicy, "NUMA memory policies (set_mempolicy, mbind)", false, "run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping", ""},
+	{SyscallUserDispatch, "syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH)", false, "turn it off in the thread before dumping (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0))", ""},
+	{KSMMergeAny, "KSM merge-any (PR_SET_MEMORY_MERGE)", false, "turn it off in the process before dumping (prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0)); madvise(MADV_MERGEABLE) areas are dumped", ""},
 }
 
 // Lookup returns the object of kind k.

@@ -1,6 +1,7 @@
 /* settings: a task holding one setting restore could not bring back, for
- * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-slack; writes
- * DIR/ready (with "tid N" for the thread) once set, then sleeps. */
+ * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-slack|thread-sud|ksm;
+ * writes DIR/ready (with "tid N" for the thread in DIR/info, and the
+ * dispatch selector's address in DIR/sel) once set, then sleeps. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -34,6 +35,30 @@ static void *slack(void *arg)
 	return NULL;
 }
 
+/* SYSCALL_DISPATCH_FILTER_ALLOW (syscalls run as usual) until the thread
+ * is ready, then BLOCK: a syscall injected into the thread would raise
+ * SIGSYS and kill the task. */
+static volatile char selector;
+
+static void *sud(void *arg)
+{
+	char p[4096];
+	FILE *f;
+
+	(void)arg;
+	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0x1000, 0x1000, (char *)&selector))
+		_exit(3);
+	snprintf(p, sizeof(p), "%s/sel", dir);
+	f = fopen(p, "w");
+	fprintf(f, "%#lx", (unsigned long)&selector);
+	fclose(f);
+	ready(gettid());
+	selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+	for (;;)
+		__asm__ volatile("pause");
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t th;
@@ -56,6 +81,12 @@ int main(int argc, char **argv)
 		ready(gettid());
 	} else if (!strcmp(argv[2], "thread-slack")) {
 		pthread_create(&th, NULL, slack, NULL);
+	} else if (!strcmp(argv[2], "thread-sud")) {
+		pthread_create(&th, NULL, sud, NULL);
+	} else if (!strcmp(argv[2], "ksm")) {
+		if (prctl(67 /* PR_SET_MEMORY_MERGE */, 1, 0, 0, 0))
+			return 3;
+		ready(gettid());
 	} else {
 		return 2;
 	}
