@@ -112,6 +112,9 @@ func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Kind: support.SyscallUserDispatch,
 			Object: fmt.Sprintf("syscall user dispatch mode %d (selector at %#x, always allowed from %#x, %d bytes)", sud.Mode, sud.Selector, sud.Offset, sud.Len)}
 	}
+	if err := archSettingRefusal(c, pid, where, te); err != nil {
+		return err
+	}
 	slack, err := te.Syscall(unix.SYS_PRCTL, prGetTimerslack, 0, 0, 0, 0)
 	if err != nil {
 		return err

@@ -105,6 +105,7 @@ func TestFrozenSettingRefusals(t *testing.T) {
 		{"mempolicy", "task %d (%s): NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping"},
 		{"mdwe", "task %d (%s): PR_SET_MDWE flags 0x1: gockpt does not dump memory-deny-write-execute (PR_SET_MDWE); run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)"},
 		{"thread-sud", "task %d (%s) thread %s: syscall user dispatch mode 1 (selector at %s, always allowed from 0x1000, 4096 bytes): gockpt does not dump syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH); turn it off in the thread before dumping (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0))"},
+		{"thread-cpuid", "task %d (%s) thread %s: CPUID faulting (arch_prctl ARCH_SET_CPUID 0): gockpt does not dump CPUID faulting (arch_prctl ARCH_SET_CPUID); turn it off in the thread before dumping (arch_prctl(ARCH_SET_CPUID, 1))"},
 		{"ksm", "task %d (%s): KSM merge-any (ksm_stat: ksm_merge_any: yes): gockpt does not dump KSM merge-any (PR_SET_MEMORY_MERGE); turn it off in the process before dumping (prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0)); madvise(MADV_MERGEABLE) areas are dumped"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {

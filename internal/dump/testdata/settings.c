@@ -1,5 +1,5 @@
 /* settings: a task holding one setting restore could not bring back, for
- * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-slack|thread-sud|ksm;
+ * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-slack|thread-sud|ksm|thread-cpuid;
  * writes DIR/ready (with "tid N" for the thread in DIR/info, and the
  * dispatch selector's address in DIR/sel) once set, then sleeps. */
 #define _GNU_SOURCE
@@ -59,6 +59,19 @@ static void *sud(void *arg)
 	return NULL;
 }
 
+/* CPUID faulting (arch_prctl ARCH_SET_CPUID 0): cpuid raises SIGSEGV in
+ * this thread only. */
+static void *nocpuid(void *arg)
+{
+	(void)arg;
+	if (syscall(SYS_arch_prctl, 0x1012 /* ARCH_SET_CPUID */, 0))
+		_exit(3);
+	ready(gettid());
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t th;
@@ -83,6 +96,8 @@ int main(int argc, char **argv)
 		pthread_create(&th, NULL, slack, NULL);
 	} else if (!strcmp(argv[2], "thread-sud")) {
 		pthread_create(&th, NULL, sud, NULL);
+	} else if (!strcmp(argv[2], "thread-cpuid")) {
+		pthread_create(&th, NULL, nocpuid, NULL);
 	} else if (!strcmp(argv[2], "ksm")) {
 		if (prctl(67 /* PR_SET_MEMORY_MERGE */, 1, 0, 0, 0))
 			return 3;
