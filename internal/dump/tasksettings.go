@@ -76,7 +76,8 @@ func settingRefusals(c *files.Checker, pid int) error {
 	if v, err := readIntFile(fmt.Sprintf("/proc/%d/timerslack_ns", pid), 10); err == nil && !restoredSlack(pid, v) {
 		return ref("", fmt.Sprintf("timer slack %d ns", v), support.TimerSlack)
 	}
-	if theirs, err := os.ReadFile(fmt.Sprintf("/proc/%d/coredump_filter", pid)); err == nil {
+	// Empty: the task has no memory any more (it is exiting), nothing to keep.
+	if theirs, err := os.ReadFile(fmt.Sprintf("/proc/%d/coredump_filter", pid)); err == nil && len(theirs) != 0 {
 		if own, err := os.ReadFile("/proc/self/coredump_filter"); err == nil && string(own) != string(theirs) {
 			return ref("", fmt.Sprintf("coredump_filter 0x%s (gockpt's is 0x%s)", strings.TrimSpace(string(theirs)), strings.TrimSpace(string(own))), support.CoredumpFilter)
 		}
