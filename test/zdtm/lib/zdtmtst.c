@@ -63,8 +63,11 @@ void zt_init(int argc, char **argv)
 		if (read(p[0], &c, 1) == 1)
 			_exit(0);
 		/* The child died before it was ready: report how. */
-		if (waitpid(pid, &status, 0) == pid)
+		if (waitpid(pid, &status, 0) == pid) {
+			if (WIFEXITED(status) && WEXITSTATUS(status) == ZT_SKIP_STATUS)
+				_exit(ZT_SKIP_STATUS);
 			fprintf(stderr, "FAIL: test root exited before ready (status 0x%x)\n", status);
+		}
 		_exit(1);
 	}
 	close(p[0]);
@@ -223,4 +226,19 @@ int zt_status_field(const char *path, const char *key, char *out, size_t size)
 		return 0;
 	}
 	return -1;
+}
+
+void zt_skip(const char *fmt, ...)
+{
+	va_list ap;
+	int e = errno;
+
+	printf("SKIP: ");
+	errno = e; /* for %m */
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(ZT_SKIP_STATUS);
 }

@@ -33,6 +33,13 @@ void zt_wait_term(void);
 
 /* Record a difference; prints "FAIL: ..." (the test goes on checking). */
 void zt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Before zt_ready: this machine cannot set up the test's state (say why);
+ * the runner counts the test as skipped, not passed. Does not return. */
+void zt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* The exit status zt_skip ends with, and the launcher passes on. */
+#define ZT_SKIP_STATUS 77
 /* A line of information that the runner ignores ("# ..."). */
 void zt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print PASS unless something failed; returns the exit code to use. */

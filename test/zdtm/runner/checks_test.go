@@ -209,3 +209,15 @@ func TestAllowancesDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipReason(t *testing.T) {
+	for _, c := range []struct{ out, want string }{
+		{"SKIP: no 2 MiB huge pages to be had (vm.nr_hugepages 0 + 3): Cannot allocate memory", "no 2 MiB huge pages to be had (vm.nr_hugepages 0 + 3): Cannot allocate memory"},
+		{"setting up\nSKIP: first\nSKIP: second", "second"},
+		{"", "the test could not set up its state here (no SKIP line)"},
+	} {
+		if got := skipReason(c.out); got != c.want {
+			t.Errorf("skipReason(%q) = %q, want %q", c.out, got, c.want)
+		}
+	}
+}

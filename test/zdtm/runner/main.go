@@ -17,6 +17,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -162,6 +163,13 @@ func run() int {
 				err = r.Execute()
 			}
 			took := time.Since(t0).Round(10 * time.Millisecond)
+			var skipErr *SkipError
+			if errors.As(err, &skipErr) {
+				fmt.Printf("SKIP %-28s %s\n", label, skipErr.Reason)
+				skipped++
+				os.RemoveAll(dir)
+				continue
+			}
 			if err == nil {
 				fmt.Printf("PASS %-28s %v\n", label, took)
 				passed++

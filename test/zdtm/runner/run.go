@@ -99,6 +99,9 @@ func (r *Run) start() error {
 	if err != nil {
 		return fmt.Errorf("test not ready: launcher: %w", err)
 	}
+	if ok && ws.Exited() && ws.ExitStatus() == skipStatus {
+		return &SkipError{Reason: skipReason(r.output())}
+	}
 	if ok && (!ws.Exited() || ws.ExitStatus() != 0) {
 		return fmt.Errorf("launcher failed (status %s): %s", describe(ws), r.output())
 	}
@@ -475,6 +478,9 @@ func (r *Run) finish() error {
 	if verdict != "" {
 		return fmt.Errorf("%s", verdict)
 	}
+	if ok && ws.Exited() && ws.ExitStatus() == skipStatus {
+		return &SkipError{Reason: skipReason(r.output())}
+	}
 	if ok && (!ws.Exited() || ws.ExitStatus() != 0) {
 		return fmt.Errorf("test printed PASS but ended with status %s", describe(ws))
 	}
@@ -540,4 +546,25 @@ func indent(s, pfx string) string {
 		b.WriteString(pfx + l + "\n")
 	}
 	return b.String()
+}
+
+// skipStatus is the launcher's exit status when the test called zt_skip:
+// this machine cannot set up its state (ZT_SKIP_STATUS in zdtmtst.h).
+const skipStatus = 77
+
+// SkipError says a test could not set up its state here, and why; the run
+// counts as skipped.
+type SkipError struct{ Reason string }
+
+func (e *SkipError) Error() string { return "skipped: " + e.Reason }
+
+// skipReason is what the test said after "SKIP: " (its last such line).
+func skipReason(out string) string {
+	reason := "the test could not set up its state here (no SKIP line)"
+	for _, l := range strings.Split(out, "\n") {
+		if r, ok := strings.CutPrefix(l, "SKIP: "); ok {
+			reason = r
+		}
+	}
+	return reason
 }

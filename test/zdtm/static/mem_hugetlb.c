@@ -64,15 +64,13 @@ int main(int argc, char **argv)
 	zt_init(argc, argv);
 	old = nr_hugepages(-1);
 	if (old < 0) {
-		printf("SKIP: no /proc/sys/vm/nr_hugepages\n");
-		return 0;
+		zt_skip("no /proc/sys/vm/nr_hugepages");
 	}
 	nr_hugepages(old + NHP);
 	m = mmap(NULL, NHP * HP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
 	if (m == MAP_FAILED) {
 		nr_hugepages(old);
-		printf("SKIP: no 2 MiB huge pages to be had (vm.nr_hugepages %ld + %d): %m\n", old, NHP);
-		return 0;
+		zt_skip("no 2 MiB huge pages to be had (vm.nr_hugepages %ld + %d): %m", old, NHP);
 	}
 	zt_pattern_fill(m, HP, 1700);
 	zt_pattern_fill(m + 2 * HP, HP, 1702);
