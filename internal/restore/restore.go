@@ -83,6 +83,9 @@ type restorer struct {
 	tasks  []*live
 	byPid  map[int]*live
 	stats  Stats
+	// latePgid holds live tasks whose process group is led by a task of
+	// the tree not made yet: they join it once every live task exists.
+	latePgid []*live
 	// epollDone marks epoll file ids whose targets are registered.
 	epollDone map[uint32]bool
 	// rearmed marks POSIX timers restored to expire at once.
@@ -178,9 +181,18 @@ func (rs *restorer) run() error {
 	log.Infof("stub %d at %#x-%#x", rs.stub.Pid, rs.area.start, rs.area.end)
 	fork := time.Now()
 	for _, t := range creationOrder(rs.plan.Tasks) {
+		if t.Zombie {
+			// Every live task exists: groups led by later ones can be joined.
+			if err := rs.joinLateGroups(); err != nil {
+				return err
+			}
+		}
 		if err := rs.createTask(t); err != nil {
 			return err
 		}
+	}
+	if err := rs.joinLateGroups(); err != nil {
+		return err
 	}
 	rs.stats.ForkingTime = time.Since(fork)
 	// The stub is no longer needed: the root is our child (CLONE_PARENT).
@@ -382,11 +394,47 @@ func (rs *restorer) sessionAndGroup(l *live) error {
 		return err
 	}
 	if int(pgid) != t.Pgid {
-		if _, err := r.call(fmt.Sprintf("setpgid(0, %d)", t.Pgid), unix.SYS_SETPGID, 0, uint64(t.Pgid)); err != nil {
-			return fmt.Errorf("task %d: process group %d: %w", t.Pid, t.Pgid, err)
+		if _, made := rs.byPid[t.Pgid]; !made && !t.Zombie && rs.inPlan(t.Pgid) {
+			// Led by a task made later (live tasks are made parent
+			// first, a group's leader may be a younger sibling).
+			rs.latePgid = append(rs.latePgid, l)
+			return nil
 		}
+		return rs.setpgid(l)
 	}
 	return nil
+}
+
+// setpgid makes task l join its process group, from inside it.
+func (rs *restorer) setpgid(l *live) error {
+	t, r := l.t, l.main
+	if _, err := r.call(fmt.Sprintf("setpgid(0, %d)", t.Pgid), unix.SYS_SETPGID, 0, uint64(t.Pgid)); err != nil {
+		return fmt.Errorf("process group %d: %w", t.Pgid, err)
+	}
+	return nil
+}
+
+// joinLateGroups puts the tasks whose group leader was made after them in
+// their groups, in the order they were made.
+func (rs *restorer) joinLateGroups() error {
+	for _, l := range rs.latePgid {
+		l.main.reset()
+		if err := rs.setpgid(l); err != nil {
+			return err
+		}
+	}
+	rs.latePgid = nil
+	return nil
+}
+
+// inPlan tells whether pid is a task of the tree being restored.
+func (rs *restorer) inPlan(pid int) bool {
+	for _, t := range rs.plan.Tasks {
+		if t.Pid == pid {
+			return true
+		}
+	}
+	return false
 }
 
 // makeZombie ends a task that was a zombie at dump with its exit status; its
