@@ -85,6 +85,12 @@ func taskRefusals(c *files.Checker, pid int, st *proc.Stat) error {
 	if err := settingRefusals(c, pid); err != nil {
 		return err
 	}
+	// A group of a session the tree leads can only be made again by its
+	// leader: without one in the tree, restore could not recreate it.
+	if c.InTree != nil && c.InTree(st.Session) && !c.InTree(st.Pgrp) {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.LeaderlessGroups,
+			Object: fmt.Sprintf("process group %d, whose leader (PID %d) is no longer in the tree", st.Pgrp, st.Pgrp)}
+	}
 	if st.TTYNr != 0 {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
 			Object: fmt.Sprintf("controlling terminal %s", ttyName(int(st.TTYNr)))}

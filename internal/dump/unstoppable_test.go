@@ -149,3 +149,30 @@ func decodeCoreTc(t *testing.T, img string, pid int) *pb.TaskCoreEntry {
 	}
 	return core.GetTc()
 }
+
+// TestLeaderlessGroupRefused: a task in a process group whose leader has
+// exited, in a session the tree leads, cannot be put back in that group
+// (no task of the restored tree has its number): dump refuses it before
+// touching the tree.
+func TestLeaderlessGroupRefused(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/orphangroup.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir)
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	b, err := os.ReadFile(filepath.Join(dir, "info"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var member, group int
+	if _, err := fmt.Sscanf(string(b), "member %d\ngroup %d\n", &member, &group); err != nil {
+		t.Fatalf("info %q: %v", b, err)
+	}
+	t.Cleanup(func() { syscall.Kill(member, syscall.SIGKILL) })
+	mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", member))
+	_, err = Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(t.TempDir(), "img")})
+	want := fmt.Sprintf("task %d (%s): process group %d, whose leader (PID %d) is no longer in the tree: gockpt does not dump process groups whose leader has left the tree; make the task lead a group of its own (setpgid(0, 0)), or keep the group's leader in the tree until the dump is done", member, comm(member), group, group)
+	if err == nil || err.Error() != want {
+		t.Fatalf("error\n %v\nwant\n %s", err, want)
+	}
+	expectUntouched(t, member, mapsBefore)
+}

@@ -77,6 +77,9 @@ const (
 	// KSMMergeAny: prctl(PR_SET_MEMORY_MERGE, 1), KSM for all of the
 	// process's memory.
 	KSMMergeAny Kind = "ksm-merge-any"
+	// LeaderlessGroups: a process group of a session led in the tree whose
+	// leader is no longer in it.
+	LeaderlessGroups Kind = "leaderless-process-groups"
 	// CPUIDFaulting: arch_prctl(ARCH_SET_CPUID, 0) in a thread.
 	CPUIDFaulting Kind = "cpuid-faulting"
 )
@@ -154,6 +157,7 @@ var Objects = []Object{
 	{THPExceptAdvised, "THP disabled except where advised", false, "disable THP completely (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) or not at all before dumping", ""},
 	{NUMAPolicy, "NUMA memory policies (set_mempolicy, mbind)", false, "run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping", ""},
 	{SyscallUserDispatch, "syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH)", false, "turn it off in the thread before dumping (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0))", ""},
+	{LeaderlessGroups, "process groups whose leader has left the tree", false, "make the task lead a group of its own (setpgid(0, 0)), or keep the group's leader in the tree until the dump is done", ""},
 	{CPUIDFaulting, "CPUID faulting (arch_prctl ARCH_SET_CPUID)", false, "turn it off in the thread before dumping (arch_prctl(ARCH_SET_CPUID, 1))", ""},
 	{KSMMergeAny, "KSM merge-any (PR_SET_MEMORY_MERGE)", false, "turn it off in the process before dumping (prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0)); madvise(MADV_MERGEABLE) areas are dumped", ""},
 }
