@@ -28,6 +28,7 @@ test: gockpt
 generate:
 	./proto/gen.sh
 	./internal/parasite/gen.sh
+	./internal/restore/gen.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -353,6 +353,49 @@ func WriteMem(pid int, addr uint64, buf []byte) error {
 	return nil
 }
 
+// MemSeg is a piece of memory to write into a tracee.
+type MemSeg struct {
+	Addr uint64
+	Data []byte
+}
+
+// WriteMemSegs writes every segment into the tracee with one
+// process_vm_writev.
+func WriteMemSegs(pid int, segs []MemSeg) error {
+	_, err := WriteMemSegsN(pid, segs)
+	return err
+}
+
+// WriteMemSegsN is WriteMemSegs that also returns how many bytes were
+// written: on a short write (the rest is not writable this way), the error
+// wraps EFAULT.
+func WriteMemSegsN(pid int, segs []MemSeg) (int, error) {
+	local := make([]unix.Iovec, 0, len(segs))
+	remote := make([]unix.RemoteIovec, 0, len(segs))
+	total := 0
+	for _, s := range segs {
+		if len(s.Data) == 0 {
+			continue
+		}
+		iov := unix.Iovec{Base: &s.Data[0]}
+		iov.SetLen(len(s.Data))
+		local = append(local, iov)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(s.Addr), Len: len(s.Data)})
+		total += len(s.Data)
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+	if err != nil {
+		return 0, fmt.Errorf("task %d: write %d bytes in %d pieces at %#x: %w", pid, total, len(local), remote[0].Base, err)
+	}
+	if n != total {
+		return n, fmt.Errorf("task %d: write %d bytes in %d pieces at %#x: short write of %d: %w", pid, total, len(local), remote[0].Base, n, unix.EFAULT)
+	}
+	return n, nil
+}
+
 // Errno extracts the errno of a remote syscall result, or 0.
 func Errno(ret uint64) syscall.Errno {
 	if r := int64(ret); r < 0 && r >= -4095 {

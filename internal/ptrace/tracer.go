@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned by requests made after Close.
@@ -31,6 +33,8 @@ type Tracer struct {
 	gadgets map[int]uint64
 	// stopTimeout bounds the wait for a seized thread to stop.
 	stopTimeout time.Duration
+	// tid is the tracer thread's id: Do called on it runs f directly.
+	tid int
 }
 
 // NewTracer starts the tracer thread.
@@ -41,6 +45,7 @@ func NewTracer() *Tracer {
 		// Never unlocked: the thread dies with the goroutine, so no other
 		// goroutine ever runs on a thread that holds attachments.
 		runtime.LockOSThread()
+		t.tid = unix.Gettid()
 		close(started)
 		for {
 			select {
@@ -55,8 +60,19 @@ func NewTracer() *Tracer {
 	return t
 }
 
-// Do runs f on the tracer thread and returns its error.
+// Do runs f on the tracer thread and returns its error. Called from the
+// tracer thread itself (f of an outer Do), it runs f at once: a caller with
+// many requests in a row runs them all inside one Do and saves the hop
+// between threads each would cost.
 func (t *Tracer) Do(f func() error) error {
+	if unix.Gettid() == t.tid {
+		select {
+		case <-t.done:
+			return ErrClosed
+		default:
+		}
+		return f()
+	}
 	var err error
 	ran := make(chan struct{})
 	select {

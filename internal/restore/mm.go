@@ -3,9 +3,10 @@ package restore
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"runtime"
 	"sort"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -100,24 +101,21 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		}
 		if kept[cowKey{v.GetStart(), v.GetEnd()}] {
 			// Inherited from the parent with the same flags and advice.
-			if _, err := r.call(fmt.Sprintf("mprotect inherited VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
+			if err := r.q(fmt.Sprintf("mprotect inherited VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
 				v.GetStart(), v.GetEnd()-v.GetStart(), prot); err != nil {
 				return err
 			}
 			continue
 		}
-		addr, err := r.call(fmt.Sprintf("mmap VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP,
-			v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off)
-		if err != nil {
+		// MAP_FIXED: mapped at the address asked for, or an error.
+		if err := r.q(fmt.Sprintf("mmap VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP,
+			v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off); err != nil {
 			return err
-		}
-		if addr != v.GetStart() {
-			return fmt.Errorf("task %d: VMA %#x-%#x was mapped at %#x", t.Pid, v.GetStart(), v.GetEnd(), addr)
 		}
 		if m := v.GetMadv(); m != 0 {
 			for adv := uint64(0); adv < 64; adv++ {
 				if m&(1<<adv) != 0 {
-					if _, err := r.call(fmt.Sprintf("madvise(%d) VMA %#x-%#x", adv, v.GetStart(), v.GetEnd()), unix.SYS_MADVISE,
+					if err := r.q(fmt.Sprintf("madvise(%d) VMA %#x-%#x", adv, v.GetStart(), v.GetEnd()), unix.SYS_MADVISE,
 						v.GetStart(), v.GetEnd()-v.GetStart(), adv); err != nil {
 						return err
 					}
@@ -131,14 +129,21 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	if err := dropUnsaved(r, kept, entries); err != nil {
 		return err
 	}
+	// The pages go in from outside: every area must exist first.
+	if err := r.flush(); err != nil {
+		return err
+	}
 	if err := rs.writePages(t, pagesID, entries, kept); err != nil {
 		return err
 	}
 	for _, v := range writable {
-		if _, err := r.call(fmt.Sprintf("mprotect VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
+		if err := r.q(fmt.Sprintf("mprotect VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
 			v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt())); err != nil {
 			return err
 		}
+	}
+	if err := r.flush(); err != nil {
+		return err
 	}
 	if err := restoreAIORings(t, r); err != nil {
 		return err
@@ -176,11 +181,11 @@ func (rs *restorer) clearAddressSpace(r *remote, vmas []proc.VMA, kept map[cowKe
 		if v.Start >= rs.area.start && v.End <= rs.area.end {
 			continue
 		}
-		if _, err := r.call(fmt.Sprintf("munmap %#x-%#x (%s)", v.Start, v.End, v.Path), unix.SYS_MUNMAP, v.Start, v.End-v.Start); err != nil {
+		if err := r.q(fmt.Sprintf("munmap %#x-%#x (%s)", v.Start, v.End, v.Path), unix.SYS_MUNMAP, v.Start, v.End-v.Start); err != nil {
 			return err
 		}
 	}
-	return nil
+	return r.flush()
 }
 
 // moveVDSO moves the running kernel's vvar and vDSO areas of the task to the
@@ -316,11 +321,13 @@ func readPagemap(d *images.Dir, pid int) (uint32, []pagemap.Entry, error) {
 	return id, entries, nil
 }
 
-// writePages copies the task's saved pages into it with process_vm_writev,
-// streaming pages-N.img in order; runs saved in a parent directory are
-// read through the parent chain.
-// Pages of inherited areas are written only where they differ from what
-// the task has (writeChanged).
+// writePages copies the task's saved pages into it. pages-N.img is mapped
+// read-only into gockpt and each run of pages goes from there straight into
+// the task with process_vm_writev: one copy per page, from the page cache
+// into place, in large batches, split between threads when there is much
+// (writeSegs). Runs saved in a parent directory are read through the parent
+// chain. Pages of inherited areas are written only where they differ from
+// what the task has (writeChanged).
 func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry, kept map[cowKey]bool) error {
 	d := rs.plan.Dir
 	pages, err := os.Open(d.Join(images.PagesFile(pagesID)))
@@ -328,94 +335,262 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	defer pages.Close()
+	fi, err := pages.Stat()
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	var data []byte
+	if fi.Size() > 0 {
+		if data, err = unix.Mmap(int(pages.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return fmt.Errorf("task %d: map %s: %w", t.Pid, pages.Name(), err)
+		}
+		defer unix.Munmap(data)
+	}
 	var parent *pagemap.Reader
 	defer func() {
 		if parent != nil {
 			parent.Close()
 		}
 	}()
-	buf := make([]byte, 4<<20)
-	var cur []byte    // what an inherited area holds now
 	var shared uint64 // pages left shared with the parent
 	defer func() {
 		if len(kept) > 0 {
 			log.Debugf("task %d: %d pages of %d inherited areas left shared with the parent", t.Pid, shared, len(kept))
 		}
 	}()
-	var mem *os.File
+	w := &pageWriter{pid: t.Pid}
+	defer w.close()
+	var off uint64 // in pages-N.img
 	for _, e := range entries {
 		if e.Flags&pagemap.FlagPresent == 0 && e.Flags&pagemap.FlagParent == 0 {
 			continue
 		}
+		size := e.NrPages * pageSize
 		if kernelArea(t, e) {
 			// The running kernel's vDSO is in place: its dumped pages
 			// are passed over.
 			if e.Flags&pagemap.FlagPresent != 0 {
-				if _, err := pages.Seek(int64(e.NrPages)*4096, io.SeekCurrent); err != nil {
-					return fmt.Errorf("task %d: %s: %w", t.Pid, pages.Name(), err)
-				}
+				off += size
 			}
 			continue
 		}
-		for addr := e.Vaddr; addr < e.End(); {
-			n := e.End() - addr
-			if n > uint64(len(buf)) {
-				n = uint64(len(buf))
+		if e.Flags&pagemap.FlagPresent != 0 {
+			if off+size > uint64(len(data)) {
+				return fmt.Errorf("task %d: %s ends at byte %d, the pages for %#x-%#x need %d", t.Pid, pages.Name(), len(data), e.Vaddr, e.End(), off+size)
 			}
-			chunk := buf[:n]
-			if e.Flags&pagemap.FlagPresent != 0 {
-				if _, err := io.ReadFull(pages, chunk); err != nil {
-					return fmt.Errorf("task %d: %s at pages for %#x: %w", t.Pid, pages.Name(), addr, err)
-				}
-			} else {
-				if parent == nil {
-					if parent, err = pagemap.Open(d, t.Pid); err != nil {
-						return fmt.Errorf("task %d: %w", t.Pid, err)
-					}
-				}
-				if err := parent.ReadAt(chunk, addr); err != nil {
-					return fmt.Errorf("task %d: pages at %#x from the parent images: %w", t.Pid, addr, err)
-				}
-			}
-			written := n / 4096
-			var err error
-			if len(kept) > 0 && inKept(kept, addr, n) {
-				if cur == nil {
-					cur = make([]byte, len(buf))
-				}
-				if mem == nil {
-					if mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", t.Pid), os.O_RDWR, 0); err != nil {
-						return fmt.Errorf("task %d: %w", t.Pid, err)
-					}
-					defer mem.Close()
-				}
-				written, err = writeChanged(mem, t.Pid, addr, chunk, cur)
-				shared += n/4096 - written
-			} else {
-				err = ptrace.WriteMem(t.Pid, addr, chunk)
-			}
-			if err != nil {
-				if !errors.Is(err, unix.EFAULT) {
+			src := data[off : off+size]
+			off += size
+			if len(kept) > 0 && inKept(kept, e.Vaddr, size) {
+				written, err := w.writeChanged(e.Vaddr, src, rs.curBuf())
+				if err != nil {
 					return err
 				}
-				// Not writable to process_vm_writev (an executable area):
-				// the forced write of /proc/PID/mem.
-				if mem == nil {
-					if mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", t.Pid), os.O_RDWR, 0); err != nil {
-						return fmt.Errorf("task %d: %w", t.Pid, err)
-					}
-					defer mem.Close()
+				shared += e.NrPages - written
+				rs.stats.PagesRestored += written
+				continue
+			}
+			w.segs = append(w.segs, ptrace.MemSeg{Addr: e.Vaddr, Data: src})
+			rs.stats.PagesRestored += e.NrPages
+			continue
+		}
+		// From the parent images: read, then written at once (the buffer
+		// is used again).
+		if parent == nil {
+			if parent, err = pagemap.Open(d, t.Pid); err != nil {
+				return fmt.Errorf("task %d: %w", t.Pid, err)
+			}
+		}
+		buf := rs.pageBuf()
+		for addr := e.Vaddr; addr < e.End(); {
+			n := min(e.End()-addr, uint64(len(buf)))
+			chunk := buf[:n]
+			if err := parent.ReadAt(chunk, addr); err != nil {
+				return fmt.Errorf("task %d: pages at %#x from the parent images: %w", t.Pid, addr, err)
+			}
+			written := n / pageSize
+			if len(kept) > 0 && inKept(kept, addr, n) {
+				if written, err = w.writeChanged(addr, chunk, rs.curBuf()); err != nil {
+					return err
 				}
-				if _, err := mem.WriteAt(chunk, int64(addr)); err != nil {
-					return fmt.Errorf("task %d: write pages at %#x: %w", t.Pid, addr, err)
-				}
-				written = n / 4096
+				shared += n/pageSize - written
+			} else if err := w.writeSegs([]ptrace.MemSeg{{Addr: addr, Data: chunk}}); err != nil {
+				return err
 			}
 			rs.stats.PagesRestored += written
 			addr += n
 		}
 	}
+	return w.writeSegs(w.segs)
+}
+
+// pageBufSize is the size of the buffers writePages reads pages into when
+// they do not come straight from a mapped pages file.
+const pageBufSize = 4 << 20
+
+// pageBuf is a buffer for pages read from parent images, kept for the
+// whole restore.
+func (rs *restorer) pageBuf() []byte {
+	if rs.pbuf == nil {
+		rs.pbuf = make([]byte, pageBufSize)
+	}
+	return rs.pbuf
+}
+
+// curBuf is a buffer for what inherited areas hold now.
+func (rs *restorer) curBuf() []byte {
+	if rs.cbuf == nil {
+		rs.cbuf = make([]byte, pageBufSize)
+	}
+	return rs.cbuf
+}
+
+// pageWriter writes pages into one task.
+type pageWriter struct {
+	pid  int
+	segs []ptrace.MemSeg
+	mem  *os.File // /proc/PID/mem, opened when needed
+}
+
+func (w *pageWriter) close() {
+	if w.mem != nil {
+		w.mem.Close()
+	}
+}
+
+func (w *pageWriter) procMem() (*os.File, error) {
+	if w.mem == nil {
+		f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", w.pid), os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("task %d: %w", w.pid, err)
+		}
+		w.mem = f
+	}
+	return w.mem, nil
+}
+
+// Batches of process_vm_writev: at most iovMax pieces and writeBatch bytes
+// each; with more than parallelFrom bytes in all, the batches are shared
+// out between threads.
+const (
+	iovMax       = 1024
+	writeBatch   = 16 << 20
+	parallelFrom = 32 << 20
+)
+
+// writeSegs writes the segments into the task.
+func (w *pageWriter) writeSegs(segs []ptrace.MemSeg) error {
+	var batches [][]ptrace.MemSeg
+	var cur []ptrace.MemSeg
+	var curBytes, total int
+	for _, s := range segs {
+		for len(s.Data) > 0 {
+			n := min(len(s.Data), writeBatch-curBytes)
+			cur = append(cur, ptrace.MemSeg{Addr: s.Addr, Data: s.Data[:n]})
+			curBytes += n
+			total += n
+			s = ptrace.MemSeg{Addr: s.Addr + uint64(n), Data: s.Data[n:]}
+			if curBytes == writeBatch || len(cur) == iovMax {
+				batches = append(batches, cur)
+				cur, curBytes = nil, 0
+			}
+		}
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(batches))
+	if total < parallelFrom || workers < 2 {
+		for _, b := range batches {
+			if err := w.writeBatch(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Each worker takes the next batch; the /proc/PID/mem fallback is
+	// opened first, as the workers share it (pwrite needs no lock).
+	if _, err := w.procMem(); err != nil {
+		return err
+	}
+	var next atomic.Int64
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(batches) {
+					errs <- nil
+					return
+				}
+				if err := w.writeBatch(batches[i]); err != nil {
+					next.Store(int64(len(batches)))
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// writeBatch writes one batch with process_vm_writev; what that cannot
+// write (an executable area without PROT_WRITE) goes through
+// /proc/PID/mem, which writes past protections as a debugger does.
+func (w *pageWriter) writeBatch(b []ptrace.MemSeg) error {
+	n, err := ptrace.WriteMemSegsN(w.pid, b)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EFAULT) {
+		return err
+	}
+	for _, s := range b {
+		if n >= len(s.Data) {
+			n -= len(s.Data)
+			continue
+		}
+		mem, err := w.procMem()
+		if err != nil {
+			return err
+		}
+		if _, err := mem.WriteAt(s.Data[n:], int64(s.Addr)+int64(n)); err != nil {
+			return fmt.Errorf("task %d: write pages at %#x: %w", w.pid, s.Addr+uint64(n), err)
+		}
+		n = 0
+	}
 	return nil
+}
+
+// writeChanged writes the pages of chunk that differ from what the task
+// holds at addr, and returns how many it wrote.
+func (w *pageWriter) writeChanged(addr uint64, chunk, cur []byte) (uint64, error) {
+	mem, err := w.procMem()
+	if err != nil {
+		return 0, err
+	}
+	var written uint64
+	for len(chunk) > 0 {
+		n := min(len(chunk), len(cur))
+		k, err := writeChanged(mem, w.pid, addr, chunk[:n], cur)
+		written += k
+		if err != nil {
+			if !errors.Is(err, unix.EFAULT) {
+				return written, err
+			}
+			if _, err := mem.WriteAt(chunk[:n], int64(addr)); err != nil {
+				return written, fmt.Errorf("task %d: write pages at %#x: %w", w.pid, addr, err)
+			}
+			written = uint64(n) / pageSize
+		}
+		chunk, addr = chunk[n:], addr+uint64(n)
+	}
+	return written, nil
 }
 
 // setMMFields sets code/data/brk/stack/arg/env boundaries, auxv and the exe

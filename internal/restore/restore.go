@@ -53,6 +53,9 @@ type Result struct {
 type stubArea struct {
 	start, end  uint64
 	syscallAddr uint64
+	// runner is the restore runner's address (blob/runner.S), in the
+	// same code page.
+	runner      uint64
 	scratch     uint64
 	scratchSize uint64
 	// cloneScratch holds clone3's arguments, apart from the scratch that
@@ -94,6 +97,11 @@ type restorer struct {
 	utsMade map[uint32]int
 	// lateFds are, per task, its fds on /proc files of tasks of the tree.
 	lateFds map[int][]*pb.FdinfoEntry
+	// lateTraps are, per task, pending SIGTRAPs queued after the runner's
+	// last use (trapFixups).
+	lateTraps map[int][]lateTrap
+	// pbuf and cbuf are writePages' buffers, made once.
+	pbuf, cbuf []byte
 	// standIns stand in for processes reaped before the dump that pidfds
 	// of the tree refer to.
 	standIns []*standIn
@@ -111,15 +119,24 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{}}
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
 		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
 	defer rs.opener.Close()
 	rs.tracer = ptrace.NewTracer()
 	defer rs.tracer.Close()
 	defer subreaper()()
-	if err := rs.run(); err != nil {
-		rs.killAll()
+	// Every ptrace request of the restore is made from the tracer's
+	// thread: running the whole restore there saves a hop between threads
+	// per request.
+	err = rs.tracer.Do(func() error {
+		if err := rs.run(); err != nil {
+			rs.killAll()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	// The restored tasks hold the deleted files now: the links dump made
@@ -276,13 +293,15 @@ func (rs *restorer) startStub() error {
 	}
 	stub.Tracee.UseSyscallAt(code)
 	rs.area.syscallAddr = code
+	rs.area.runner = code + runnerOffset
 	if _, err := r.call("munmap the stub executable", unix.SYS_MUNMAP, base, stubCodeSize); err != nil {
 		return err
 	}
 	return nil
 }
 
-// mapStubCode maps, at code, one page holding "syscall; int3", read and
+// mapStubCode maps, at code, one page holding "syscall; int3" and the
+// restore runner (blob/runner.S), read and
 // execute. It comes from a memfd the stub creates and gockpt fills through
 // /proc: SELinux commonly refuses executable anonymous memory (execmem),
 // not executable mappings of a task's own files.
@@ -298,6 +317,7 @@ func mapStubCode(r *remote, code uint64) error {
 	defer r.call("close the stub code memfd", unix.SYS_CLOSE, fd)
 	page := make([]byte, 4096)
 	copy(page, []byte{0x0f, 0x05, 0xcc}) // syscall; int3
+	copy(page[runnerOffset:], runnerCode)
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", r.pid, fd), os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open the stub code memfd: %w", err)
@@ -314,7 +334,7 @@ func mapStubCode(r *remote, code uint64) error {
 
 func (rs *restorer) remoteFor(te *ptrace.Tracee, pid int) *remote {
 	te.UseSyscallAt(rs.area.syscallAddr)
-	return &remote{te: te, pid: pid, scratch: rs.area.scratch, size: rs.area.scratchSize}
+	return &remote{te: te, pid: pid, scratch: rs.area.scratch, size: rs.area.scratchSize, runner: rs.area.runner}
 }
 
 // createTask makes task t with its PID and restores everything of pass 1.
@@ -363,7 +383,11 @@ func (rs *restorer) createTask(t *Task) error {
 	}
 	for _, s := range steps {
 		r.reset()
-		if err := s.f(); err != nil {
+		err := s.f()
+		if err == nil {
+			err = r.flush()
+		}
+		if err != nil {
 			return fmt.Errorf("task %d: %s: %w", t.Pid, s.what, err)
 		}
 		log.Debugf("task %d: %s restored", t.Pid, s.what)
@@ -631,6 +655,13 @@ func (rs *restorer) finish() error {
 		// The last injected syscall runs from the restored vDSO: the stub's
 		// own code is what it unmaps.
 		l.main.te.UseSyscallAt(0)
+		if err := l.main.flush(); err != nil {
+			return err
+		}
+		l.main.runner = 0
+		if err := rs.trapFixups(l.t, l.main); err != nil {
+			return err
+		}
 		if _, err := l.main.call("munmap the stub area", unix.SYS_MUNMAP, rs.area.start, rs.area.end-rs.area.start); err != nil {
 			return err
 		}

@@ -100,7 +100,7 @@ func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, sig, a, 0, 8); err != nil {
+		if err := r.q(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, sig, a, 0, 8); err != nil {
 			return err
 		}
 	}
@@ -122,7 +122,7 @@ func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 			if err != nil {
 				return err
 			}
-			if _, err := r.call(fmt.Sprintf("setitimer(%d)", which), unix.SYS_SETITIMER, uint64(which), v, 0); err != nil {
+			if err := r.q(fmt.Sprintf("setitimer(%d)", which), unix.SYS_SETITIMER, uint64(which), v, 0); err != nil {
 				return err
 			}
 		}
@@ -135,20 +135,22 @@ func (rs *restorer) restoreTaskState(t *Task, r *remote) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call(fmt.Sprintf("prlimit(resource %d, %d/%d)", i, rl.GetCur(), rl.GetMax()), unix.SYS_PRLIMIT64, 0, uint64(i), v, 0); err != nil {
-			return fmt.Errorf("%w: gockpt's own hard limit must be at least the dumped one (raising a hard limit needs CAP_SYS_RESOURCE)", err)
+		if err := r.queue(fmt.Sprintf("prlimit(resource %d, %d/%d)", i, rl.GetCur(), rl.GetMax()),
+			": gockpt's own hard limit must be at least the dumped one (raising a hard limit needs CAP_SYS_RESOURCE)",
+			unix.SYS_PRLIMIT64, 0, uint64(i), v, 0); err != nil {
+			return err
 		}
 	}
-	if _, err := r.call("personality", unix.SYS_PERSONALITY, uint64(tc.GetPersonality())); err != nil {
+	if err := r.q("personality", unix.SYS_PERSONALITY, uint64(tc.GetPersonality())); err != nil {
 		return err
 	}
 	if tc.GetChildSubreaper() {
-		if _, err := r.call("prctl(PR_SET_CHILD_SUBREAPER)", unix.SYS_PRCTL, prSetChildSubreaper, 1, 0, 0, 0); err != nil {
+		if err := r.q("prctl(PR_SET_CHILD_SUBREAPER)", unix.SYS_PRCTL, prSetChildSubreaper, 1, 0, 0, 0); err != nil {
 			return err
 		}
 	}
 	if d := t.MM.Dumpable; d != nil {
-		if _, err := r.call("prctl(PR_SET_DUMPABLE)", unix.SYS_PRCTL, prSetDumpable, uint64(*d), 0, 0, 0); err != nil {
+		if err := r.q("prctl(PR_SET_DUMPABLE)", unix.SYS_PRCTL, prSetDumpable, uint64(*d), 0, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -166,8 +168,9 @@ func (rs *restorer) restorePosixTimers(t *Task, r *remote, timers []*pb.PosixTim
 	if len(timers) == 0 {
 		return nil
 	}
-	if _, err := r.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, on)", unix.SYS_PRCTL, prTimerCreateRestore, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("%w: restoring POSIX timer IDs needs Linux 6.16 or later", err)
+	if err := r.queue("prctl(PR_TIMER_CREATE_RESTORE_IDS, on)", ": restoring POSIX timer IDs needs Linux 6.16 or later",
+		unix.SYS_PRCTL, prTimerCreateRestore, 1, 0, 0, 0); err != nil {
+		return err
 	}
 	for _, tm := range timers {
 		// struct sigevent: sigev_value, sigev_signo, sigev_notify, tid.
@@ -184,7 +187,7 @@ func (rs *restorer) restorePosixTimers(t *Task, r *remote, timers []*pb.PosixTim
 		if err != nil {
 			return err
 		}
-		if _, err := r.call(fmt.Sprintf("timer_create(id %d)", tm.GetItId()), sysTimerCreate, uint64(tm.GetClockId()), evp, idp); err != nil {
+		if err := r.q(fmt.Sprintf("timer_create(id %d)", tm.GetItId()), sysTimerCreate, uint64(tm.GetClockId()), evp, idp); err != nil {
 			return err
 		}
 		// Expired while frozen (value 0, an interval): let it expire again
@@ -199,7 +202,7 @@ func (rs *restorer) restorePosixTimers(t *Task, r *remote, timers []*pb.PosixTim
 		if err != nil {
 			return err
 		}
-		if _, err := r.call(fmt.Sprintf("timer_settime(id %d)", tm.GetItId()), sysTimerSettime, uint64(tm.GetItId()), 0, spec, 0); err != nil {
+		if err := r.q(fmt.Sprintf("timer_settime(id %d)", tm.GetItId()), sysTimerSettime, uint64(tm.GetItId()), 0, spec, 0); err != nil {
 			return err
 		}
 	}
@@ -225,6 +228,13 @@ func (rs *restorer) queueSignals(r *remote, tid int, q *pb.SignalQueueEntry, sha
 			return fmt.Errorf("task %d: a pending signal's siginfo is %d bytes", r.pid, len(si))
 		}
 		sig := uint64(binary.LittleEndian.Uint32(si))
+		if sig == uint64(unix.SIGTRAP) && r.runner != 0 {
+			// The runner stops on int3, which would take a pending
+			// SIGTRAP's place: it is queued once the runner is done
+			// with the task (trapFixups).
+			rs.lateTraps[r.pid] = append(rs.lateTraps[r.pid], lateTrap{tid: tid, si: si, shared: shared})
+			continue
+		}
 		if code := int32(binary.LittleEndian.Uint32(si[8:])); code == siTimer && len(si) >= 20 &&
 			rs.rearmed[timerKey{r.pid, int32(binary.LittleEndian.Uint32(si[16:]))}] {
 			continue // the re-armed timer sends its own
@@ -234,9 +244,55 @@ func (rs *restorer) queueSignals(r *remote, tid int, q *pb.SignalQueueEntry, sha
 			return err
 		}
 		if shared {
-			_, err = r.call(fmt.Sprintf("rt_sigqueueinfo(%d)", sig), unix.SYS_RT_SIGQUEUEINFO, uint64(r.pid), sig, p)
+			err = r.q(fmt.Sprintf("rt_sigqueueinfo(%d)", sig), unix.SYS_RT_SIGQUEUEINFO, uint64(r.pid), sig, p)
 		} else {
-			_, err = r.call(fmt.Sprintf("rt_tgsigqueueinfo(%d, %d)", tid, sig), unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, p)
+			err = r.q(fmt.Sprintf("rt_tgsigqueueinfo(%d, %d)", tid, sig), unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return r.flush()
+}
+
+// lateTrap is a pending SIGTRAP kept for trapFixups.
+type lateTrap struct {
+	tid    int
+	si     []byte
+	shared bool
+}
+
+// trapFixups puts back what the restore runner changed in the task: its
+// int3 resets the SIGTRAP action to the default (the kernel does so for a
+// trap it forces while SIGTRAP is blocked, as it is while the runner runs),
+// and pending SIGTRAPs were kept out of the queue while it ran. r must no
+// longer use the runner: each syscall is injected on its own, with no trap.
+func (rs *restorer) trapFixups(t *Task, r *remote) error {
+	if r.runner != 0 {
+		return fmt.Errorf("task %d: SIGTRAP state put back while the runner is still in use", t.Pid)
+	}
+	sigs := images.SigactionSignals()
+	for i, sa := range t.Core().GetTc().GetSigactions() {
+		if sigs[i] != int(unix.SIGTRAP) {
+			continue
+		}
+		a, err := r.u64s(sa.GetSigaction(), sa.GetFlags(), sa.GetRestorer(), sa.GetMask())
+		if err != nil {
+			return err
+		}
+		if _, err := r.call("rt_sigaction(SIGTRAP)", unix.SYS_RT_SIGACTION, uint64(unix.SIGTRAP), a, 0, 8); err != nil {
+			return err
+		}
+	}
+	for _, lt := range rs.lateTraps[t.Pid] {
+		p, err := r.put(lt.si)
+		if err != nil {
+			return err
+		}
+		if lt.shared {
+			_, err = r.call("rt_sigqueueinfo(SIGTRAP)", unix.SYS_RT_SIGQUEUEINFO, uint64(t.Pid), uint64(unix.SIGTRAP), p)
+		} else {
+			_, err = r.call(fmt.Sprintf("rt_tgsigqueueinfo(%d, SIGTRAP)", lt.tid), unix.SYS_RT_TGSIGQUEUEINFO, uint64(t.Pid), uint64(lt.tid), uint64(unix.SIGTRAP), p)
 		}
 		if err != nil {
 			return err
@@ -254,7 +310,7 @@ func (rs *restorer) threadState(r *remote, c *pb.CoreEntry) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call("prctl(PR_SET_NAME)", unix.SYS_PRCTL, prSetName, p, 0, 0, 0); err != nil {
+		if err := r.q("prctl(PR_SET_NAME)", unix.SYS_PRCTL, prSetName, p, 0, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -263,30 +319,33 @@ func (rs *restorer) threadState(r *remote, c *pb.CoreEntry) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call("sigaltstack", unix.SYS_SIGALTSTACK, p, 0); err != nil {
+		if err := r.q("sigaltstack", unix.SYS_SIGALTSTACK, p, 0); err != nil {
 			return err
 		}
 	}
 	if head := tc.GetFutexRla(); head != 0 {
-		if _, err := r.call("set_robust_list", unix.SYS_SET_ROBUST_LIST, head, uint64(tc.GetFutexRlaLen())); err != nil {
+		if err := r.q("set_robust_list", unix.SYS_SET_ROBUST_LIST, head, uint64(tc.GetFutexRlaLen())); err != nil {
 			return err
 		}
 	}
-	if _, err := r.call("set_tid_address", unix.SYS_SET_TID_ADDRESS, c.GetThreadInfo().GetClearTidAddr()); err != nil {
+	if err := r.q("set_tid_address", unix.SYS_SET_TID_ADDRESS, c.GetThreadInfo().GetClearTidAddr()); err != nil {
 		return err
 	}
 	if s := tc.GetPdeathSig(); s != 0 {
-		if _, err := r.call("prctl(PR_SET_PDEATHSIG)", unix.SYS_PRCTL, prSetPdeathsig, uint64(s), 0, 0, 0); err != nil {
+		if err := r.q("prctl(PR_SET_PDEATHSIG)", unix.SYS_PRCTL, prSetPdeathsig, uint64(s), 0, 0, 0); err != nil {
 			return err
 		}
 	}
 	if rseq := tc.GetRseqEntry(); rseq.GetRseqAbiPointer() != 0 {
-		if _, err := r.call("rseq", sysRseq, rseq.GetRseqAbiPointer(), uint64(rseq.GetRseqAbiSize()), 0, uint64(rseq.GetSignature())); err != nil {
+		if err := r.q("rseq", sysRseq, rseq.GetRseqAbiPointer(), uint64(rseq.GetRseqAbiSize()), 0, uint64(rseq.GetSignature())); err != nil {
 			return err
 		}
 		// A thread dumped inside an rseq critical section had rseq_cs set;
 		// the kernel aborts such sections on the next preemption.
 		if cs := rseq.GetRseqCsPointer(); cs != 0 {
+			if err := r.flush(); err != nil {
+				return err
+			}
 			var b [8]byte
 			binary.LittleEndian.PutUint64(b[:], cs)
 			if err := ptrace.WriteMem(r.pid, rseq.GetRseqAbiPointer()+8, b[:]); err != nil {
@@ -299,16 +358,16 @@ func (rs *restorer) threadState(r *remote, c *pb.CoreEntry) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call("sched_setscheduler", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(tc.GetSchedPolicy()), p); err != nil {
+		if err := r.q("sched_setscheduler", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(tc.GetSchedPolicy()), p); err != nil {
 			return err
 		}
 	}
 	if n := tc.GetSchedNice(); n != 0 {
-		if _, err := r.call("setpriority", unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(n))); err != nil {
+		if err := r.q("setpriority", unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(n))); err != nil {
 			return err
 		}
 	}
-	return nil
+	return r.flush()
 }
 
 // restoreCreds gives one thread its credentials. The order matters: the
@@ -319,13 +378,13 @@ func (rs *restorer) restoreCreds(r *remote, c *pb.CredsEntry) error {
 	if c == nil {
 		return nil
 	}
-	if _, err := r.call("prctl(PR_SET_SECUREBITS)", unix.SYS_PRCTL, prSetSecurebits, secbitNoSetuidFixup|secbitKeepCaps, 0, 0, 0); err != nil {
+	if err := r.q("prctl(PR_SET_SECUREBITS)", unix.SYS_PRCTL, prSetSecurebits, secbitNoSetuidFixup|secbitKeepCaps, 0, 0, 0); err != nil {
 		return err
 	}
 	bnd := capSet(c.GetCapBnd())
 	for cap := uint64(0); cap <= lastCap; cap++ {
 		if bnd&(1<<cap) == 0 {
-			if _, err := r.call(fmt.Sprintf("prctl(PR_CAPBSET_DROP, %d)", cap), unix.SYS_PRCTL, prCapbsetDrop, cap, 0, 0, 0); err != nil {
+			if err := r.q(fmt.Sprintf("prctl(PR_CAPBSET_DROP, %d)", cap), unix.SYS_PRCTL, prCapbsetDrop, cap, 0, 0, 0); err != nil {
 				return err
 			}
 		}
@@ -338,19 +397,19 @@ func (rs *restorer) restoreCreds(r *remote, c *pb.CredsEntry) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.call("setgroups", unix.SYS_SETGROUPS, uint64(len(c.GetGroups())), gp); err != nil {
+	if err := r.q("setgroups", unix.SYS_SETGROUPS, uint64(len(c.GetGroups())), gp); err != nil {
 		return err
 	}
-	if _, err := r.call("setresgid", unix.SYS_SETRESGID, uint64(c.GetGid()), uint64(c.GetEgid()), uint64(c.GetSgid())); err != nil {
+	if err := r.q("setresgid", unix.SYS_SETRESGID, uint64(c.GetGid()), uint64(c.GetEgid()), uint64(c.GetSgid())); err != nil {
 		return err
 	}
-	if _, err := r.call("setfsgid", unix.SYS_SETFSGID, uint64(c.GetFsgid())); err != nil {
+	if err := r.q("setfsgid", unix.SYS_SETFSGID, uint64(c.GetFsgid())); err != nil {
 		return err
 	}
-	if _, err := r.call("setresuid", unix.SYS_SETRESUID, uint64(c.GetUid()), uint64(c.GetEuid()), uint64(c.GetSuid())); err != nil {
+	if err := r.q("setresuid", unix.SYS_SETRESUID, uint64(c.GetUid()), uint64(c.GetEuid()), uint64(c.GetSuid())); err != nil {
 		return err
 	}
-	if _, err := r.call("setfsuid", unix.SYS_SETFSUID, uint64(c.GetFsuid())); err != nil {
+	if err := r.q("setfsuid", unix.SYS_SETFSUID, uint64(c.GetFsuid())); err != nil {
 		return err
 	}
 	inh, prm, eff := capSet(c.GetCapInh()), capSet(c.GetCapPrm()), capSet(c.GetCapEff())
@@ -364,29 +423,29 @@ func (rs *restorer) restoreCreds(r *remote, c *pb.CredsEntry) error {
 	if err := rs.capset(r, inh, curPrm, curEff); err != nil {
 		return err
 	}
-	if _, err := r.call("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", unix.SYS_PRCTL, prCapAmbient, prCapAmbientClearAll, 0, 0, 0); err != nil {
+	if err := r.q("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", unix.SYS_PRCTL, prCapAmbient, prCapAmbientClearAll, 0, 0, 0); err != nil {
 		return err
 	}
 	amb := capSet(c.GetCapAmb())
 	for cap := uint64(0); cap <= lastCap; cap++ {
 		if amb&(1<<cap) != 0 {
-			if _, err := r.call(fmt.Sprintf("prctl(PR_CAP_AMBIENT_RAISE, %d)", cap), unix.SYS_PRCTL, prCapAmbient, prCapAmbientRaise, cap, 0, 0); err != nil {
+			if err := r.q(fmt.Sprintf("prctl(PR_CAP_AMBIENT_RAISE, %d)", cap), unix.SYS_PRCTL, prCapAmbient, prCapAmbientRaise, cap, 0, 0); err != nil {
 				return err
 			}
 		}
 	}
-	if _, err := r.call("prctl(PR_SET_SECUREBITS)", unix.SYS_PRCTL, prSetSecurebits, uint64(c.GetSecbits()), 0, 0, 0); err != nil {
+	if err := r.q("prctl(PR_SET_SECUREBITS)", unix.SYS_PRCTL, prSetSecurebits, uint64(c.GetSecbits()), 0, 0, 0); err != nil {
 		return err
 	}
 	if err := rs.capset(r, inh, prm, eff); err != nil {
 		return err
 	}
 	if c.GetNoNewPrivs() != 0 {
-		if _, err := r.call("prctl(PR_SET_NO_NEW_PRIVS)", unix.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0); err != nil {
+		if err := r.q("prctl(PR_SET_NO_NEW_PRIVS)", unix.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0); err != nil {
 			return err
 		}
 	}
-	return nil
+	return r.flush()
 }
 
 func capSet(words []uint32) uint64 {

@@ -48,6 +48,9 @@ func (rs *restorer) flushSigchld(r *remote) error {
 	if err != nil {
 		return err
 	}
+	if err := r.flush(); err != nil {
+		return err
+	}
 	ret, err := r.te.Syscall(unix.SYS_RT_SIGTIMEDWAIT, set, 0, ts, 8)
 	if err != nil {
 		return err
