@@ -162,7 +162,9 @@ func (r *remote) queue(name, hint string, nr uintptr, args ...uint64) error {
 }
 
 // q queues a syscall without a hint.
-func (r *remote) q(name string, nr uintptr, args ...uint64) error { return r.queue(name, "", nr, args...) }
+func (r *remote) q(name string, nr uintptr, args ...uint64) error {
+	return r.queue(name, "", nr, args...)
+}
 
 // queueMayFail adds a syscall whose failure is of no matter (a close on
 // the way out).
