@@ -47,7 +47,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	fileFds := map[uint64]uint64{} // file id -> fd inside the task
 	defer func() {
 		for _, fd := range fileFds {
-			r.call("close", unix.SYS_CLOSE, fd)
+			r.queueMayFail("close", unix.SYS_CLOSE, fd)
 		}
 	}()
 	var writable []*pb.VmaEntry // mapped with PROT_WRITE added for the pages
@@ -617,7 +617,7 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 		if err != nil {
 			return err
 		}
-		defer r.call("close", unix.SYS_CLOSE, exeFd)
+		defer r.queueMayFail("close", unix.SYS_CLOSE, exeFd)
 	}
 	auxv := mm.GetMmSavedAuxv()
 	auxvAddr, err := r.u64s(auxv...)
