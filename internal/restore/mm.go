@@ -412,6 +412,7 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 				written = n / 4096
 			}
 			rs.stats.PagesRestored += written
+			rs.opts.Progress.Add(n / 4096)
 			addr += n
 		}
 	}
