@@ -209,14 +209,22 @@ func (b *Bar) draw() {
 			progressbar.OptionShowDescriptionAtLineEnd(),
 			progressbar.OptionSetDescription(text))
 		b.pbMax = max
-	} else if max != b.pbMax {
+		// Set64 draws when the percentage (as progressbar computes it)
+		// leaves 0; otherwise draw the blank bar with the text.
+		b.pb.Set64(cur)
+		if int(float64(cur)/float64(max)*100) == 0 {
+			b.pb.RenderBlank()
+		}
+		return
+	}
+	if max != b.pbMax {
 		b.pb.ChangeMax64(max)
 		b.pbMax = max
 	}
-	// Set64 draws when the percentage changes, Describe always: the
-	// last draw has both numbers and text right.
-	b.pb.Set64(cur)
+	// Describe draws, Set64 draws again when the percentage changed: the
+	// last line drawn has both right.
 	b.pb.Describe(text)
+	b.pb.Set64(cur)
 }
 
 // Text is what the line says beside the bar: pages done and total, and,
