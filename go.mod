@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/checkpoint-restore/go-criu/v8 v8.3.0
 	github.com/opencontainers/selinux v1.15.1
+	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
 	golang.org/x/sys v0.49.0
@@ -14,5 +15,8 @@ require (
 require (
 	github.com/cyphar/filepath-securejoin v0.5.1 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/stretchr/testify v1.11.1 // indirect
+	golang.org/x/term v0.44.0 // indirect
 )

@@ -38,6 +38,7 @@ it running as it was.`,
 			if err != nil {
 				return err
 			}
+			bar := startProgress(cmd, "Dumping")
 			st, err := dump.Run(dump.Options{
 				Pid:           opts.Pid,
 				ImagesDir:     opts.ImagesDir,
@@ -49,7 +50,9 @@ it running as it was.`,
 				TrackMem:      opts.TrackMem,
 				PrevImagesDir: opts.PrevImagesDir,
 				TrackBackend:  backend,
+				Progress:      bar.Sink(),
 			})
+			bar.Finish()
 			if err != nil {
 				return err
 			}

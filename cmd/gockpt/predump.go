@@ -37,6 +37,7 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 			if err != nil {
 				return err
 			}
+			bar := startProgress(cmd, "Pre-dumping")
 			st, err := dump.PreDump(dump.Options{
 				Pid:           opts.Pid,
 				ImagesDir:     opts.ImagesDir,
@@ -46,7 +47,9 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 				PrevImagesDir: opts.PrevImagesDir,
 				TrackBackend:  backend,
 				KeeperArgs:    keeperArgs(),
+				Progress:      bar.Sink(),
 			})
+			bar.Finish()
 			if err != nil {
 				return err
 			}

@@ -24,12 +24,15 @@ restore leaves nothing running and the images unchanged.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{logNameAnnotation: "restore.log"},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			bar := startProgress(cmd, "Restoring")
 			res, err := restore.Run(restore.Options{
 				ImagesDir:    opts.ImagesDir,
 				LeaveStopped: opts.LeaveStopped,
 				PidFile:      opts.PidFile,
 				UseNsLastPid: opts.UseNsLastPid,
+				Progress:     bar.Sink(),
 			})
+			bar.Finish()
 			if err != nil {
 				return err
 			}

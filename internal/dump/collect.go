@@ -301,6 +301,7 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	}
 	log.Debugf("task %d: %d runs of pages found in %v", t.Pid, len(runs), time.Since(begin))
 	d.stats.PagesScanned += scanned
+	d.opts.Progress.AddTotal(dirtyPages(runs))
 	d.pages++
 	id := d.pages
 	f, err := d.dir.CreateFile(images.PagesFile(id))
@@ -315,6 +316,7 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 		vm := newVMReader(t.Pid)
 		defer vm.close()
 		err = hashRuns(vm, runs, tt.parentHashes, out, nil, f, false)
+		d.opts.Progress.Add(dirtyPages(runs))
 	} else {
 		var dirty []mem.Range
 		for _, r := range runs {

@@ -28,6 +28,7 @@ import (
 	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/progress"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	"github.com/gockpt/gockpt/internal/support"
 )
@@ -71,6 +72,8 @@ type Options struct {
 	// before they are checked against the tree and the tree is let go
 	// (tests damage images there).
 	AfterImages func() error
+	// Progress hears the pages to write and written; nil: nobody.
+	Progress progress.Sink
 }
 
 // Stats is what a dump did, as CRIU's stats-dump image records it.
@@ -153,6 +156,9 @@ func Run(o Options) (*Stats, error) {
 func newDumper(o Options, preDump bool) (*dumper, error) {
 	if o.LSM == nil {
 		o.LSM = lsm.Detect()
+	}
+	if o.Progress == nil {
+		o.Progress = progress.Discard
 	}
 	if err := precheck(o.Pid); err != nil {
 		return nil, err

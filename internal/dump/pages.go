@@ -33,7 +33,7 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 	vm := newVMReader(pid)
 	defer vm.close()
 	if d.opts.PageReader == ReadByVM || p == nil {
-		return vm.copyRanges(ranges, f, false)
+		return vm.copyRanges(ranges, d.counted(f), false)
 	}
 	// The parasite reads what the task can read, but not the vDSO: the
 	// tracer's reader hides gockpt's parking code in it.
@@ -56,10 +56,13 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 			for i, rg := range ranges[:n] {
 				prs[i] = parasite.Range{Addr: rg.Start, Len: rg.Len}
 			}
-			if _, err := p.DumpPages(prs, f); err != nil {
-				return err
+			for _, b := range d.progressBatches(prs) {
+				if _, err := p.DumpPages(b, f); err != nil {
+					return err
+				}
+				d.opts.Progress.Add(parasitePages(b))
 			}
-		} else if err := vm.copyRanges(ranges[:n], f, false); err != nil {
+		} else if err := vm.copyRanges(ranges[:n], d.counted(f), false); err != nil {
 			return err
 		}
 		ranges = ranges[n:]

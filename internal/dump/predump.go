@@ -164,6 +164,7 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		}
 		pt.runs = runs
 		d.stats.PagesScanned += scanned
+		d.opts.Progress.AddTotal(dirtyPages(runs))
 		if !d.opts.TrackMem {
 			continue
 		}
@@ -211,6 +212,7 @@ func (d *dumper) preWrite(tasks []*preTask) error {
 		if d.inc.backend == BackendHashes {
 			hs := newHashWriter()
 			err = hashRuns(vm, pt.runs, pt.tt.parentHashes, out, hs, f, true)
+			d.opts.Progress.Add(dirtyPages(pt.runs))
 			if err == nil {
 				err = hs.write(d.dir, pt.pid)
 			}
@@ -222,7 +224,7 @@ func (d *dumper) preWrite(tasks []*preTask) error {
 					dirty = append(dirty, r.Range)
 				}
 			}
-			err = vm.copyRanges(dirty, f, true)
+			err = vm.copyRanges(dirty, d.counted(f), true)
 		}
 		if vm.vanished > 0 {
 			log.Infof("task %d: %d pages went away before they were read; the next iteration dumps their areas again", pt.pid, vm.vanished)

@@ -417,6 +417,7 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 				return err
 			}
 			rs.stats.PagesRestored += written
+			rs.opts.Progress.Add(n / 4096)
 			addr += n
 		}
 	}

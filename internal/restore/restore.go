@@ -14,6 +14,7 @@ import (
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/pidctl"
+	"github.com/gockpt/gockpt/internal/progress"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -31,6 +32,8 @@ type Options struct {
 	// Trace, when set, hears the steps whose order matters (label set,
 	// thread created), for tests.
 	Trace func(event string)
+	// Progress hears the pages to restore and restored; nil: nobody.
+	Progress progress.Sink
 }
 
 // Stats is what a restore did.
@@ -118,6 +121,7 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.Progress = pagesToRestore(o.Progress, plan)
 	begin := time.Now()
 	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{}}
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
