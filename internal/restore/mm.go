@@ -14,6 +14,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/proc"
+	"github.com/gockpt/gockpt/internal/progress"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -358,7 +359,7 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 			log.Debugf("task %d: %d pages of %d inherited areas left shared with the parent", t.Pid, shared, len(kept))
 		}
 	}()
-	w := &pageWriter{pid: t.Pid}
+	w := &pageWriter{pid: t.Pid, progress: rs.opts.Progress}
 	defer w.close()
 	var off uint64 // in pages-N.img
 	for _, e := range entries {
@@ -417,7 +418,6 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 				return err
 			}
 			rs.stats.PagesRestored += written
-			rs.opts.Progress.Add(n / 4096)
 			addr += n
 		}
 	}
@@ -450,6 +450,8 @@ type pageWriter struct {
 	pid  int
 	segs []ptrace.MemSeg
 	mem  *os.File // /proc/PID/mem, opened when needed
+	// progress hears the pages done (from several threads at once).
+	progress progress.Sink
 }
 
 func (w *pageWriter) close() {
@@ -546,6 +548,7 @@ func (w *pageWriter) writeSegs(segs []ptrace.MemSeg) error {
 func (w *pageWriter) writeBatch(b []ptrace.MemSeg) error {
 	n, err := ptrace.WriteMemSegsN(w.pid, b)
 	if err == nil {
+		w.progress.Add(uint64(n) / pageSize)
 		return nil
 	}
 	if !errors.Is(err, unix.EFAULT) {
@@ -564,6 +567,9 @@ func (w *pageWriter) writeBatch(b []ptrace.MemSeg) error {
 			return fmt.Errorf("task %d: write pages at %#x: %w", w.pid, s.Addr+uint64(n), err)
 		}
 		n = 0
+	}
+	for _, s := range b {
+		w.progress.Add(uint64(len(s.Data)) / pageSize)
 	}
 	return nil
 }
@@ -587,8 +593,9 @@ func (w *pageWriter) writeChanged(addr uint64, chunk, cur []byte) (uint64, error
 			if _, err := mem.WriteAt(chunk[:n], int64(addr)); err != nil {
 				return written, fmt.Errorf("task %d: write pages at %#x: %w", w.pid, addr, err)
 			}
-			written = uint64(n) / pageSize
+			written += uint64(n)/pageSize - k
 		}
+		w.progress.Add(uint64(n) / pageSize)
 		chunk, addr = chunk[n:], addr+uint64(n)
 	}
 	return written, nil
