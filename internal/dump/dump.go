@@ -112,6 +112,28 @@ func Run(o Options) (*Stats, error) {
 	// sleep) is refused after --timeout, not waited for.
 	tracer.SetStopTimeout(o.Timeout)
 	defer tracer.Close()
+	// Every ptrace request of the dump is made from the tracer's thread:
+	// running the frozen part there saves a hop between threads per
+	// request.
+	var finishErr error
+	err = tracer.Do(func() error {
+		var err error
+		finishErr, err = d.frozen(tracer)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A complete dump ends the iteration: the trackers are let go.
+	d.inc.release()
+	return d.stats, finishErr
+}
+
+// frozen freezes the tree, dumps it, and kills it (or lets it go). err is
+// a dump that failed, the tree left as it was; finishErr an error of the
+// kill or the detach after a complete dump.
+func (d *dumper) frozen(tracer *ptrace.Tracer) (finishErr, err error) {
+	o := d.opts
 	frozenAt, err := d.freeze(tracer)
 	if err != nil {
 		return nil, err
@@ -144,10 +166,7 @@ func Run(o Options) (*Stats, error) {
 		d.cleanup()
 		return nil, err
 	}
-	err = d.finish()
-	// A complete dump ends the iteration: the trackers are let go.
-	d.inc.release()
-	return d.stats, err
+	return d.finish(), nil
 }
 
 // newDumper checks what can be checked before touching the tree (the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -32,7 +33,14 @@ const (
 func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *parasite.Parasite, f *os.File) error {
 	vm := newVMReader(pid)
 	defer vm.close()
-	if d.opts.PageReader == ReadByVM || p == nil {
+	var total uint64
+	for _, r := range ranges {
+		total += r.Len
+	}
+	// A few MiB are read faster with process_vm_readv than through a
+	// round trip with the parasite (its pipe and request cost more than
+	// the second copy saves).
+	if d.opts.PageReader == ReadByVM || p == nil || total < parasiteFrom {
 		return vm.copyRanges(ranges, d.counted(f), false)
 	}
 	// The parasite reads what the task can read, but not the vDSO: the
@@ -70,6 +78,9 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 	return nil
 }
 
+// parasiteFrom is the least memory of a task the parasite reads.
+const parasiteFrom = 8 << 20
+
 // pageChunk is how much memory one process_vm_readv call moves: big enough
 // to amortise the syscall, small enough to stay in cache-friendly territory.
 const pageChunk = 4 << 20
@@ -95,8 +106,12 @@ type vmReader struct {
 	vanished int
 }
 
+// chunkPool keeps pageChunk buffers between tasks: making (and zeroing)
+// 4 MiB per task costs more than reading a small task's pages.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, pageChunk); return &b }}
+
 func newVMReader(pid int) *vmReader {
-	r := &vmReader{pid: pid, buf: make([]byte, pageChunk)}
+	r := &vmReader{pid: pid, buf: *chunkPool.Get().(*[]byte)}
 	if addr, there, err := ptrace.ParkingAddr(pid); err == nil && there {
 		r.parking = addr
 	}
@@ -118,6 +133,11 @@ func (r *vmReader) hideParking(addr uint64, data []byte) {
 func (r *vmReader) close() {
 	if r.memFd != nil {
 		r.memFd.Close()
+	}
+	if r.buf != nil {
+		b := r.buf
+		chunkPool.Put(&b)
+		r.buf = nil
 	}
 }
 
