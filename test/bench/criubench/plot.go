@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"os"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -135,10 +136,11 @@ func panel(storage string, fam Family, xLabel string, series []Series) (*plot.Pl
 	p.X.Label.Text = xLabel
 	p.Y.Label.Text = "seconds"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	p.X.Tick.Marker, p.Y.Tick.Marker = logTicks{}, logTicks{}
 	// Set the ranges: a log scale cannot start at 0, nor span one value.
+	// The room above the highest point is for the legend.
 	p.X.Min, p.X.Max = minX/1.5, maxX*1.5
-	p.Y.Min, p.Y.Max = minY/1.5, maxY*1.5
+	p.Y.Min, p.Y.Max = minY/1.5, maxY*6
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	for i, s := range series {
@@ -162,4 +164,27 @@ func panel(storage string, fam Family, xLabel string, series []Series) (*plot.Pl
 		p.Legend.Add(s.Label, l, pts)
 	}
 	return p, nil
+}
+
+// logTicks marks 1..9 times each power of ten and labels 1, 2 and 5 times
+// it, so that a range narrower than a decade still has labels (plot.LogTicks
+// labels only the powers of ten).
+type logTicks struct{}
+
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	var ticks []plot.Tick
+	for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
+		for m := 1.0; m <= 9; m++ {
+			v := m * math.Pow(10, e)
+			if v < min || v > max {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 || m == 2 || m == 5 {
+				t.Label = strconv.FormatFloat(v, 'f', -1, 64)
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
 }

@@ -241,6 +241,25 @@ func TestWritePNG(t *testing.T) {
 	}
 }
 
+func TestLogTicks(t *testing.T) {
+	var got []string
+	for _, tk := range (logTicks{}).Ticks(0.03, 0.5) {
+		if tk.Label != "" {
+			got = append(got, tk.Label)
+		}
+	}
+	if want := []string{"0.05", "0.1", "0.2", "0.5"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("labels in [0.03, 0.5]: %v, want %v", got, want)
+	}
+	got = nil
+	for _, tk := range (logTicks{}).Ticks(1000, 4096) {
+		got = append(got, tk.Label)
+	}
+	if want := []string{"1000", "2000", "", ""}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ticks in [1000, 4096]: %q, want %q", got, want)
+	}
+}
+
 func TestFlags(t *testing.T) {
 	c, err := parseFlags([]string{"-quick"})
 	if err != nil || c.reps != 1 || c.storage != "both" || c.png != "bench-criu.png" {
