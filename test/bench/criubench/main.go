@@ -9,7 +9,7 @@
 // a restore whose checksums differ is a failure, not a time. Run as root:
 //
 //	criubench [-reps N] [-only REGEX] [-storage tmpfs|disk|both] [-quick]
-//	          [-png FILE] [-out FILE.md] [-gockpt BIN] [-criu BIN]
+//	          [-png FILE] [-out FILE.md] [-gockpt BIN] [-criu BIN] [-dump-args ARGS]
 package main
 
 import (
@@ -40,6 +40,7 @@ type config struct {
 	tmpfsDir    string
 	diskDir     string
 	toolTimeout time.Duration
+	dumpArgs    string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -59,6 +60,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.criu, "criu", criu, "CRIU binary (default from $CRIU)")
 	fs.StringVar(&c.tmpfsDir, "tmpfs-dir", "/dev/shm", "tmpfs directory for the tmpfs images")
 	fs.StringVar(&c.diskDir, "disk-dir", "/var/tmp", "disk directory for the disk images")
+	fs.StringVar(&c.dumpArgs, "dump-args", "", "more dump options for both tools, e.g. \"--timeout 300\" (both stop a dump whose freeze takes longer than 10 s by default)")
 	fs.DurationVar(&c.toolTimeout, "tool-timeout", 15*time.Minute, "kill a dump or restore command after this long")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -161,8 +163,11 @@ func run(c config) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r := &Runner{Workload: bin, WorkDir: work, ToolTimeout: c.toolTimeout, GoneTimeout: time.Minute, Ctx: ctx}
+	r := &Runner{Workload: bin, WorkDir: work, ToolTimeout: c.toolTimeout, GoneTimeout: time.Minute, Ctx: ctx, DumpArgs: strings.Fields(c.dumpArgs)}
 	header := Header(tools, c.reps)
+	if c.dumpArgs != "" {
+		header += "; dump options " + strings.Join(r.DumpArgs, " ")
+	}
 	fmt.Fprintln(os.Stderr, header)
 
 	res := Results{}

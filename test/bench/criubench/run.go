@@ -42,6 +42,7 @@ type Runner struct {
 	WorkDir     string          // state, ready and output files of the runs
 	ToolTimeout time.Duration   // for one dump or restore command
 	GoneTimeout time.Duration   // for killed tasks to be gone
+	DumpArgs    []string        // more dump options, for both tools
 	Ctx         context.Context // cancelled on an interrupt: tools are killed, cleanup still runs
 }
 
@@ -81,7 +82,8 @@ func (r *Runner) Run(tool Tool, w Workload, imgDir string) Sample {
 		return s
 	}
 
-	s.Dump, s.DumpRSS, err = r.tool(tool, runDir, "dump", "-t", strconv.Itoa(root), "-D", imgDir, "-o", "dump.log", "-v4")
+	dumpArgs := append([]string{"-t", strconv.Itoa(root), "-D", imgDir, "-o", "dump.log", "-v4"}, r.DumpArgs...)
+	s.Dump, s.DumpRSS, err = r.tool(tool, runDir, "dump", dumpArgs...)
 	if err != nil {
 		s.DumpErr, s.RestoreErr = err.Error()+logTail(imgDir, "dump.log"), "not reached"
 		KillAll(pids)
