@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all gockpt test generate lint bench demo clean vm-selinux vm-softdirty
+.PHONY: all gockpt test generate lint bench bench-criu demo clean vm-selinux vm-softdirty
 
 all: gockpt
 
@@ -42,6 +42,19 @@ bench: gockpt
 	$(GO) test -run XXX -bench '^Benchmark(Dump|Restore)1GiB$$' -benchtime 5x -count 1 ./internal/dump/ ./internal/restore/
 	$(GO) test -run XXX -bench 'PreDump1GiB' -benchtime 3x -count 1 ./internal/dump/
 	$(GO) test -run XXX -bench . -benchtime 5x -count 1 ./internal/parasite/
+
+# gockpt and CRIU 4.2 side by side (test/bench, its own Go module): every
+# workload (memory 4 MiB-4 GiB, trees of 1-1000 tasks, 1-1024 threads,
+# 10,000 fds, 1,000 VMAs) dumped and restored by each tool in turn, images on
+# tmpfs and on disk, 3 runs; prints medians, ratios gockpt/CRIU and peak RSS
+# as a markdown table and draws bench-criu.png. Slow (tens of minutes): not in
+# make test. BENCH_FLAGS passes options, e.g. BENCH_FLAGS="-quick" or
+# BENCH_FLAGS="-only 'tree-100$$|mem-1GiB' -storage tmpfs -out bench-criu.md".
+CRIU ?= ../shared/anchors/criu-4.2/criu
+BENCH_FLAGS ?=
+bench-criu: gockpt
+	cd test/bench && $(GO) build -o ../../bin/criubench ./criubench
+	./bin/criubench -gockpt bin/gockpt -criu $(CRIU) $(BENCH_FLAGS)
 
 # SELinux in the test VM (Debian 6.1, enforcing; ../shared/vm), one PASS/FAIL
 # line per check: a single- and a 5-thread program in vmtest_a_t dumped and
