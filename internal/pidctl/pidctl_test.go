@@ -445,7 +445,12 @@ func TestNsLastPidRace(t *testing.T) {
 			lose := func(n int) func(int) error {
 				return func(v int) error {
 					if len(wrong) < n {
+						// Never the PID asked for: landing on it would
+						// win the race this simulates losing.
 						p := freePID(t)
+						for p == req.PID {
+							p = freePID(t)
+						}
 						wrong = append(wrong, p)
 						v = p - 1
 					}
