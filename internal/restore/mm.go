@@ -414,14 +414,14 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 					return err
 				}
 				shared += n/pageSize - written
-			} else if err := w.writeSegs([]ptrace.MemSeg{{Addr: addr, Data: chunk}}); err != nil {
+			} else if err := w.writeSegs([]ptrace.MemSeg{{Addr: addr, Data: chunk}}, false); err != nil {
 				return err
 			}
 			rs.stats.PagesRestored += written
 			addr += n
 		}
 	}
-	return w.writeSegs(w.segs)
+	return w.writeSegs(w.segs, true)
 }
 
 // pageBufSize is the size of the buffers writePages reads pages into when
@@ -480,8 +480,11 @@ const (
 	parallelFrom = 32 << 20
 )
 
-// writeSegs writes the segments into the task.
-func (w *pageWriter) writeSegs(segs []ptrace.MemSeg) error {
+// writeSegs writes the segments into the task. mapped says they are
+// pieces of the mapped pages file: each batch's pages are let go of once
+// written, so that gockpt's RSS holds at most a batch per thread of the
+// file, not all of it (the page cache keeps them).
+func (w *pageWriter) writeSegs(segs []ptrace.MemSeg, mapped bool) error {
 	var batches [][]ptrace.MemSeg
 	var cur []ptrace.MemSeg
 	var curBytes, total int
@@ -504,7 +507,7 @@ func (w *pageWriter) writeSegs(segs []ptrace.MemSeg) error {
 	workers := min(runtime.GOMAXPROCS(0), len(batches))
 	if total < parallelFrom || workers < 2 {
 		for _, b := range batches {
-			if err := w.writeBatch(b); err != nil {
+			if err := w.writeBatch(b, mapped); err != nil {
 				return err
 			}
 		}
@@ -525,7 +528,7 @@ func (w *pageWriter) writeSegs(segs []ptrace.MemSeg) error {
 					errs <- nil
 					return
 				}
-				if err := w.writeBatch(batches[i]); err != nil {
+				if err := w.writeBatch(batches[i], mapped); err != nil {
 					next.Store(int64(len(batches)))
 					errs <- err
 					return
@@ -545,7 +548,16 @@ func (w *pageWriter) writeSegs(segs []ptrace.MemSeg) error {
 // writeBatch writes one batch with process_vm_writev; what that cannot
 // write (an executable area without PROT_WRITE) goes through
 // /proc/PID/mem, which writes past protections as a debugger does.
-func (w *pageWriter) writeBatch(b []ptrace.MemSeg) error {
+func (w *pageWriter) writeBatch(b []ptrace.MemSeg, mapped bool) error {
+	if mapped {
+		defer func() {
+			for _, s := range b {
+				// Whole pages of a shared file mapping: MADV_DONTNEED
+				// drops our page table entries, not the file's data.
+				unix.Madvise(s.Data, unix.MADV_DONTNEED)
+			}
+		}()
+	}
 	n, err := ptrace.WriteMemSegsN(w.pid, b)
 	if err == nil {
 		w.progress.Add(uint64(n) / pageSize)
