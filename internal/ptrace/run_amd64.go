@@ -1,7 +1,6 @@
 package ptrace
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -17,32 +16,12 @@ import (
 func (te *Tracee) RunCode(set func(r *Regs)) (Regs, error) {
 	var out Regs
 	err := te.do("run injected code", func() error {
-		var orig Regs
-		if err := unix.PtraceGetRegs(te.Tid, &orig); err != nil {
-			return err
-		}
-		mask, err := getSigmask(te.Tid)
-		if err != nil {
-			return err
-		}
-		if err := setSigmask(te.Tid, allSignals); err != nil {
-			return err
-		}
-		r := orig
-		r.Orig_rax = ^uint64(0) // no syscall restart on the way in
-		set(&r)
-		err = te.runToTrap(&r, &out)
-		var ex *ExitedError
-		if errors.As(err, &ex) {
-			return err
-		}
-		if e := unix.PtraceSetRegs(te.Tid, &orig); e != nil && err == nil {
-			err = fmt.Errorf("restore registers: %w", e)
-		}
-		if e := setSigmask(te.Tid, mask); e != nil && err == nil {
-			err = fmt.Errorf("restore sigmask: %w", e)
-		}
-		return err
+		return te.preserving(func(orig Regs) error {
+			r := orig
+			r.Orig_rax = ^uint64(0) // no syscall restart on the way in
+			set(&r)
+			return te.runToTrap(&r, &out)
+		})
 	})
 	return out, err
 }

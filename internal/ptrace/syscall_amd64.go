@@ -126,50 +126,61 @@ func (te *Tracee) inject(in Injection) (uint64, []int, error) {
 		if err != nil {
 			return err
 		}
-		var orig Regs
-		if err := unix.PtraceGetRegs(te.Tid, &orig); err != nil {
+		return te.preserving(func(orig Regs) error {
+			r := orig
+			r.Rax = nr
+			r.Orig_rax = ^uint64(0)
+			r.Rip = gadget
+			var a [6]uint64
+			copy(a[:], args)
+			r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+			te.children = nil
+			onEvent := in.OnEvent
+			if onEvent == nil {
+				onEvent = func(_, child int) error { te.children = append(te.children, child); return nil }
+			}
+			var err error
+			if in.Prepare != nil {
+				err = in.Prepare()
+			}
+			if err == nil {
+				ret, err = te.runSyscall(&r, nr, onEvent)
+			}
+			kids = te.children
 			return err
-		}
-		mask, err := getSigmask(te.Tid)
-		if err != nil {
-			return err
-		}
-		if err := setSigmask(te.Tid, allSignals); err != nil {
-			return err
-		}
-		r := orig
-		r.Rax = nr
-		r.Orig_rax = ^uint64(0)
-		r.Rip = gadget
-		var a [6]uint64
-		copy(a[:], args)
-		r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
-		te.children = nil
-		onEvent := in.OnEvent
-		if onEvent == nil {
-			onEvent = func(_, child int) error { te.children = append(te.children, child); return nil }
-		}
-		if in.Prepare != nil {
-			err = in.Prepare()
-		}
-		if err == nil {
-			ret, err = te.runSyscall(&r, nr, onEvent)
-		}
-		kids = te.children
-		var ex *ExitedError
-		if errors.As(err, &ex) {
-			return err // nothing left to put back
-		}
-		// Put everything back even when the syscall failed to run.
-		if e := unix.PtraceSetRegs(te.Tid, &orig); e != nil && err == nil {
-			err = fmt.Errorf("restore registers: %w", e)
-		}
-		if e := setSigmask(te.Tid, mask); e != nil && err == nil {
-			err = fmt.Errorf("restore sigmask: %w", e)
-		}
-		return err
+		})
 	})
 	return ret, kids, err
+}
+
+// preserving runs f (on the tracer thread) with every signal blocked, then
+// puts the thread's registers and signal mask back as they were, even when
+// f failed, unless the thread ended (ExitedError): f gets the registers to
+// start from.
+func (te *Tracee) preserving(f func(orig Regs) error) error {
+	var orig Regs
+	if err := unix.PtraceGetRegs(te.Tid, &orig); err != nil {
+		return err
+	}
+	mask, err := getSigmask(te.Tid)
+	if err != nil {
+		return err
+	}
+	if err := setSigmask(te.Tid, allSignals); err != nil {
+		return err
+	}
+	err = f(orig)
+	var ex *ExitedError
+	if errors.As(err, &ex) {
+		return err // nothing left to put back
+	}
+	if e := unix.PtraceSetRegs(te.Tid, &orig); e != nil && err == nil {
+		err = fmt.Errorf("restore registers: %w", e)
+	}
+	if e := setSigmask(te.Tid, mask); e != nil && err == nil {
+		err = fmt.Errorf("restore sigmask: %w", e)
+	}
+	return err
 }
 
 // runSyscall sets r, resumes to syscall entry and then exit, and returns rax.
