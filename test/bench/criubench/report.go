@@ -33,40 +33,34 @@ func (s Stat) OK() bool { return s.Median > 0 }
 
 // DumpStat and RestoreStat summarise the samples of one cell group.
 func DumpStat(ss []Sample) Stat {
-	var st Stat
-	var ds []time.Duration
-	var rss []int64
-	for _, s := range ss {
-		st.Runs++
-		if !s.DumpOK() {
-			st.Fails++
-			if st.Err == "" {
-				st.Err = s.DumpErr
-			}
-			continue
-		}
-		ds = append(ds, s.Dump)
-		rss = append(rss, s.DumpRSS)
-	}
-	st.Median, st.RSS = MedianDuration(ds), MedianInt(rss)
-	return st
+	return stepStat(ss, func(s Sample) (bool, string, time.Duration, int64) {
+		return s.DumpOK(), s.DumpErr, s.Dump, s.DumpRSS
+	})
 }
 
 func RestoreStat(ss []Sample) Stat {
+	return stepStat(ss, func(s Sample) (bool, string, time.Duration, int64) {
+		return s.RestoreOK(), s.RestoreErr, s.Restore, s.RestoreRSS
+	})
+}
+
+// stepStat summarises one step of the samples, which step says.
+func stepStat(ss []Sample, step func(Sample) (ok bool, err string, d time.Duration, rss int64)) Stat {
 	var st Stat
 	var ds []time.Duration
 	var rss []int64
 	for _, s := range ss {
 		st.Runs++
-		if !s.RestoreOK() {
+		ok, err, d, r := step(s)
+		if !ok {
 			st.Fails++
 			if st.Err == "" {
-				st.Err = s.RestoreErr
+				st.Err = err
 			}
 			continue
 		}
-		ds = append(ds, s.Restore)
-		rss = append(rss, s.RestoreRSS)
+		ds = append(ds, d)
+		rss = append(rss, r)
 	}
 	st.Median, st.RSS = MedianDuration(ds), MedianInt(rss)
 	return st
