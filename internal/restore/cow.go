@@ -87,8 +87,7 @@ func dropUnsaved(r *remote, kept map[cowKey]bool, entries []pagemap.Entry) error
 			if end <= addr {
 				return nil
 			}
-			_, err := r.call(fmt.Sprintf("madvise(MADV_DONTNEED) %#x-%#x", addr, end), unix.SYS_MADVISE, addr, end-addr, unix.MADV_DONTNEED)
-			return err
+			return r.q(fmt.Sprintf("madvise(MADV_DONTNEED) %#x-%#x", addr, end), unix.SYS_MADVISE, addr, end-addr, unix.MADV_DONTNEED)
 		}
 		for _, e := range entries {
 			if e.End() <= k.start || e.Vaddr >= k.end || e.Flags&(pagemap.FlagPresent|pagemap.FlagParent) == 0 {
@@ -158,7 +157,10 @@ const (
 // parent in the areas it keeps: its own are installed with the rest
 // (installGuards), and pages it has where its parent had guards are written.
 // A kernel without guard pages has none to remove.
-func removeInheritedGuards(r *remote, kept map[cowKey]bool) error {
+func removeInheritedGuards(t *Task, r *remote, kept map[cowKey]bool) error {
+	if t.Parent == nil || !hasGuards(t.Parent) {
+		return nil // the parent was restored without guard pages
+	}
 	for k := range kept {
 		_, err := r.call(fmt.Sprintf("madvise(MADV_GUARD_REMOVE) %#x-%#x", k.start, k.end), unix.SYS_MADVISE, k.start, k.end-k.start, madvGuardRemove)
 		if errors.Is(err, unix.EINVAL) {
@@ -178,10 +180,21 @@ func installGuards(t *Task, r *remote) error {
 		if v.GetStatus() != images.VMAAreaGuard {
 			continue
 		}
-		if _, err := r.call(fmt.Sprintf("madvise(MADV_GUARD_INSTALL) %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MADVISE,
-			v.GetStart(), v.GetEnd()-v.GetStart(), madvGuardInstall); err != nil {
-			return fmt.Errorf("%w (guard pages need Linux 6.13 or later)", err)
+		if err := r.queue(fmt.Sprintf("madvise(MADV_GUARD_INSTALL) %#x-%#x", v.GetStart(), v.GetEnd()), " (guard pages need Linux 6.13 or later)",
+			unix.SYS_MADVISE, v.GetStart(), v.GetEnd()-v.GetStart(), madvGuardInstall); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// hasGuards tells whether the image of task t has guard pages, which its
+// children inherit.
+func hasGuards(t *Task) bool {
+	for _, v := range t.MM.GetVmas() {
+		if v.GetStatus() == images.VMAAreaGuard {
+			return true
+		}
+	}
+	return false
 }

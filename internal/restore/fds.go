@@ -24,7 +24,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 		return nil // born with CLONE_FILES: its parent's table, already filled
 	}
 	// Whatever the task inherited (the stub's stdio, the parent's table).
-	if _, err := r.call("close_range", sysCloseRange, 0, ^uint64(0)>>32, 0); err != nil {
+	if err := r.q("close_range", sysCloseRange, 0, ^uint64(0)>>32, 0); err != nil {
 		return err
 	}
 	var now []*pb.FdinfoEntry
@@ -97,49 +97,50 @@ func (rs *restorer) installFds(r *remote, fds []*pb.FdinfoEntry) error {
 			maxFd = uint64(fd.GetFd())
 		}
 	}
-	pfd, err := r.call("pidfd_open(gockpt)", sysPidfdOpen, uint64(os.Getpid()), 0)
+	// The whole table is one list of syscalls: no fd number the kernel
+	// picks is needed here, the runner passes each result on.
+	pfd, err := r.qop("pidfd_open(gockpt)", sysPidfdOpen, val(uint64(os.Getpid())), val(0))
 	if err != nil {
 		return err
 	}
 	// Keep the pidfd above every fd the task will have.
-	high, err := r.call("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, pfd, unix.F_DUPFD_CLOEXEC, maxFd+1)
+	high, err := r.qop("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, pfd.res(), val(unix.F_DUPFD_CLOEXEC), val(maxFd+1))
 	if err != nil {
 		return err
 	}
-	r.call("close", unix.SYS_CLOSE, pfd)
-	defer r.call("close pidfd", unix.SYS_CLOSE, high)
+	r.qopMayFail("close", unix.SYS_CLOSE, pfd.res())
 	for _, fd := range fds {
 		f, err := rs.opener.Open(fd.GetId())
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 		}
-		tmp, err := r.call(fmt.Sprintf("pidfd_getfd for fd %d", fd.GetFd()), sysPidfdGetfd, high, uint64(f.Fd()), 0)
+		want := uint64(fd.GetFd())
+		flags := uint64(0)
+		if fd.GetFlags()&unix.FD_CLOEXEC != 0 {
+			flags = unix.O_CLOEXEC
+		}
+		// pidfd_getfd takes the lowest free number, which may or may not
+		// be the one wanted: the file goes above it first, the number is
+		// freed, and dup3 puts it in place with its close-on-exec flag.
+		tmp, err := r.qop(fmt.Sprintf("pidfd_getfd for fd %d", want), sysPidfdGetfd, high.res(), val(uint64(f.Fd())), val(0))
 		if err != nil {
 			return err
 		}
-		want := uint64(fd.GetFd())
-		cloexec := fd.GetFlags()&unix.FD_CLOEXEC != 0
-		if tmp != want {
-			flags := uint64(0)
-			if cloexec {
-				flags = unix.O_CLOEXEC
-			}
-			if _, err := r.call(fmt.Sprintf("dup3(%d, %d)", tmp, want), unix.SYS_DUP3, tmp, want, flags); err != nil {
-				return err
-			}
-			if _, err := r.call("close", unix.SYS_CLOSE, tmp); err != nil {
-				return err
-			}
-		} else {
-			v := uint64(0)
-			if cloexec {
-				v = unix.FD_CLOEXEC
-			}
-			if _, err := r.call("fcntl(F_SETFD)", unix.SYS_FCNTL, want, unix.F_SETFD, v); err != nil {
-				return err
-			}
+		above, err := r.qop(fmt.Sprintf("fcntl(F_DUPFD_CLOEXEC) for fd %d", want), unix.SYS_FCNTL, tmp.res(), val(unix.F_DUPFD_CLOEXEC), val(want+1))
+		if err != nil {
+			return err
+		}
+		if _, err := r.qop("close", unix.SYS_CLOSE, tmp.res()); err != nil {
+			return err
+		}
+		if _, err := r.qop(fmt.Sprintf("dup3 to fd %d", want), unix.SYS_DUP3, above.res(), val(want), val(flags)); err != nil {
+			return err
+		}
+		if _, err := r.qop("close", unix.SYS_CLOSE, above.res()); err != nil {
+			return err
 		}
 	}
+	r.qopMayFail("close pidfd", unix.SYS_CLOSE, high.res())
 	return nil
 }
 

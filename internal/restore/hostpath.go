@@ -12,26 +12,31 @@ import (
 // resolve them from its root instead; so gockpt opens the file and the
 // task takes the open file with pidfd_getfd.
 
-// openHost opens name (from gockpt's root) with flags and puts the open
-// file into task r, close-on-exec; it returns the task's fd.
-func (rs *restorer) openHost(r *remote, what, name string, flags int) (uint64, error) {
+// openHost opens name (from gockpt's root) with flags and queues its copy
+// into task r, close-on-exec; the op's result is the task's fd.
+func (rs *restorer) openHost(r *remote, what, name string, flags int) (op, error) {
 	fd, err := unix.Open(name, flags|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("task %d: open %s %s: %w", r.pid, what, name, err)
 	}
-	defer unix.Close(fd)
+	r.closeAfterRun(fd)
 	return takeFd(r, fd)
 }
 
-// takeFd copies gockpt's fd into task r (pidfd_getfd: the same open file
-// description, close-on-exec) and returns the task's fd number.
-func takeFd(r *remote, fd int) (uint64, error) {
-	pfd, err := r.call("pidfd_open(gockpt)", sysPidfdOpen, uint64(os.Getpid()), 0)
+// takeFd queues the copy of gockpt's fd into task r (pidfd_getfd: the same
+// open file description, close-on-exec); the op's result is the task's fd
+// number. gockpt's fd must stay open until the list has run.
+func takeFd(r *remote, fd int) (op, error) {
+	pfd, err := r.qop("pidfd_open(gockpt)", sysPidfdOpen, val(uint64(os.Getpid())), val(0))
 	if err != nil {
 		return 0, err
 	}
-	defer r.call("close pidfd", unix.SYS_CLOSE, pfd)
-	return r.call(fmt.Sprintf("pidfd_getfd(gockpt fd %d)", fd), sysPidfdGetfd, pfd, uint64(fd), 0)
+	got, err := r.qop(fmt.Sprintf("pidfd_getfd(gockpt fd %d)", fd), sysPidfdGetfd, pfd.res(), val(uint64(fd)), val(0))
+	if err != nil {
+		return 0, err
+	}
+	r.qopMayFail("close pidfd", unix.SYS_CLOSE, pfd.res())
+	return got, nil
 }
 
 // enterDir makes the task's cwd the directory name of gockpt's view
@@ -45,15 +50,15 @@ func (rs *restorer) enterDir(r *remote, what, name string, chroot bool) error {
 	if err != nil {
 		return fmt.Errorf("task %d: %s %s: %w", r.pid, verb, name, err)
 	}
-	defer unix.Close(hfd)
+	r.closeAfterRun(hfd)
 	fd, err := takeFd(r, hfd)
 	if err != nil {
 		return err
 	}
-	defer r.call("close", unix.SYS_CLOSE, fd)
-	if _, err := r.call(fmt.Sprintf("fchdir(%s %s)", what, name), unix.SYS_FCHDIR, fd); err != nil {
+	if _, err := r.qop(fmt.Sprintf("fchdir(%s %s)", what, name), unix.SYS_FCHDIR, fd.res()); err != nil {
 		return err
 	}
+	r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
 	if !chroot {
 		return nil
 	}
@@ -61,6 +66,5 @@ func (rs *restorer) enterDir(r *remote, what, name string, chroot bool) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.call("chroot "+name, unix.SYS_CHROOT, dot)
-	return err
+	return r.q("chroot "+name, unix.SYS_CHROOT, dot)
 }

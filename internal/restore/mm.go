@@ -38,17 +38,17 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 	if err := rs.clearAddressSpace(r, now, kept); err != nil {
 		return err
 	}
-	if err := rs.moveVDSO(t, r); err != nil {
+	if err := rs.moveVDSO(t, r, now); err != nil {
 		return err
 	}
 	pagesID, entries, err := readPagemap(rs.plan.Dir, t.Pid)
 	if err != nil {
 		return err
 	}
-	fileFds := map[uint64]uint64{} // file id -> fd inside the task
+	fileFds := map[uint32]op{} // file id -> the op that gave the task its fd
 	defer func() {
 		for _, fd := range fileFds {
-			r.queueMayFail("close", unix.SYS_CLOSE, fd)
+			r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
 		}
 	}()
 	var writable []*pb.VmaEntry // mapped with PROT_WRITE added for the pages
@@ -68,21 +68,21 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		}
 		prot := uint64(v.GetProt())
 		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
-		fd := ^uint64(0)
+		fd := val(^uint64(0))
 		off := uint64(0)
 		switch {
 		case st&(images.VMAFilePrivate|images.VMAFileShared) != 0:
 			id := uint32(v.GetShmid())
-			f, ok := fileFds[uint64(id)]
+			f, ok := fileFds[id]
 			if !ok {
 				var err error
 				f, err = rs.openMapped(t, r, id, v)
 				if err != nil {
 					return err
 				}
-				fileFds[uint64(id)] = f
+				fileFds[id] = f
 			}
-			fd, off = f, v.GetPgoff()
+			fd, off = f.res(), v.GetPgoff()
 			flags &^= unix.MAP_ANONYMOUS
 		case st&images.VMAAnonShared != 0:
 			return fmt.Errorf("task %d VMA %#x-%#x: gockpt does not restore shared anonymous memory (an image from another tool): dump the tree with gockpt, which refuses it with what to do", t.Pid, v.GetStart(), v.GetEnd())
@@ -109,8 +109,8 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			continue
 		}
 		// MAP_FIXED: mapped at the address asked for, or an error.
-		if err := r.q(fmt.Sprintf("mmap VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP,
-			v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off); err != nil {
+		if _, err := r.qop(fmt.Sprintf("mmap VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MMAP,
+			val(v.GetStart()), val(v.GetEnd()-v.GetStart()), val(prot), val(flags), fd, val(off)); err != nil {
 			return err
 		}
 		if m := v.GetMadv(); m != 0 {
@@ -124,7 +124,7 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 			}
 		}
 	}
-	if err := removeInheritedGuards(r, kept); err != nil {
+	if err := removeInheritedGuards(t, r, kept); err != nil {
 		return err
 	}
 	if err := dropUnsaved(r, kept, entries); err != nil {
@@ -186,14 +186,14 @@ func (rs *restorer) clearAddressSpace(r *remote, vmas []proc.VMA, kept map[cowKe
 			return err
 		}
 	}
-	return r.flush()
+	return nil
 }
 
 // moveVDSO moves the running kernel's vvar and vDSO areas of the task to the
 // addresses the image has for them, as one block with the same layout. They
 // are parked inside the stub area first so that no move lands on another
 // part of the block.
-func (rs *restorer) moveVDSO(t *Task, r *remote) error {
+func (rs *restorer) moveVDSO(t *Task, r *remote, vmas []proc.VMA) error {
 	var imgVvar, imgVdso *pb.VmaEntry
 	for _, v := range t.MM.GetVmas() {
 		if v.GetStatus()&images.VMAAreaVVAR != 0 {
@@ -202,10 +202,6 @@ func (rs *restorer) moveVDSO(t *Task, r *remote) error {
 		if v.GetStatus()&images.VMAAreaVDSO != 0 {
 			imgVdso = v
 		}
-	}
-	vmas, err := proc.ReadMaps(r.pid)
-	if err != nil {
-		return err
 	}
 	var cur []proc.VMA
 	var vvarStart, vvarEnd uint64
@@ -226,7 +222,7 @@ func (rs *restorer) moveVDSO(t *Task, r *remote) error {
 	if imgVdso == nil {
 		// The dumped task had no vDSO: drop ours.
 		for _, v := range cur {
-			if _, err := r.call("munmap vDSO", unix.SYS_MUNMAP, v.Start, v.End-v.Start); err != nil {
+			if err := r.q("munmap vDSO", unix.SYS_MUNMAP, v.Start, v.End-v.Start); err != nil {
 				return err
 			}
 		}
@@ -244,10 +240,22 @@ func (rs *restorer) moveVDSO(t *Task, r *remote) error {
 		}
 		return imgVvar.GetStart() + (v.Start - vvarStart), nil
 	}
+	// A child of a restored task has them in place already.
+	moved := false
+	for _, v := range cur {
+		to, err := target(v)
+		if err != nil {
+			return err
+		}
+		moved = moved || to != v.Start
+	}
+	if !moved {
+		return nil
+	}
 	park := rs.area.park
 	var parked []uint64
 	for _, v := range cur {
-		if _, err := r.call(fmt.Sprintf("mremap %s to the parking area", v.Path), unix.SYS_MREMAP, v.Start, v.Len(), v.Len(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, park); err != nil {
+		if err := r.q(fmt.Sprintf("mremap %s to the parking area", v.Path), unix.SYS_MREMAP, v.Start, v.Len(), v.Len(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, park); err != nil {
 			return err
 		}
 		parked = append(parked, park)
@@ -258,7 +266,7 @@ func (rs *restorer) moveVDSO(t *Task, r *remote) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call(fmt.Sprintf("mremap %s to %#x", v.Path, to), unix.SYS_MREMAP, parked[i], v.Len(), v.Len(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
+		if err := r.q(fmt.Sprintf("mremap %s to %#x", v.Path, to), unix.SYS_MREMAP, parked[i], v.Len(), v.Len(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
 			return err
 		}
 	}
@@ -269,7 +277,7 @@ func (rs *restorer) moveVDSO(t *Task, r *remote) error {
 
 // openMapped opens, inside the task, the file a VMA maps, after checking
 // that it is still the file the dump saw.
-func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (uint64, error) {
+func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (op, error) {
 	f := rs.plan.Files[id]
 	reg := f.GetReg()
 	if reg == nil {
@@ -286,7 +294,7 @@ func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (u
 		if err != nil {
 			return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
 		}
-		defer f.Close()
+		r.afterRun(func() { f.Close() })
 		return takeFd(r, int(f.Fd()))
 	}
 	if err := checkSameFile(reg); err != nil {
@@ -632,9 +640,12 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 	var cur, want unix.Stat_t
 	if unix.Stat(fmt.Sprintf("/proc/%d/exe", t.Pid), &cur) != nil || unix.Stat(exe.GetName(), &want) != nil ||
 		cur.Dev != want.Dev || cur.Ino != want.Ino {
-		var err error
-		exeFd, err = rs.openHost(r, "executable", exe.GetName(), unix.O_RDONLY)
+		o, err := rs.openHost(r, "executable", exe.GetName(), unix.O_RDONLY)
 		if err != nil {
+			return err
+		}
+		// The fd goes into struct prctl_mm_map: its number is needed.
+		if exeFd, err = r.value(o); err != nil {
 			return err
 		}
 		defer r.queueMayFail("close", unix.SYS_CLOSE, exeFd)
@@ -652,7 +663,7 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", unix.SYS_PRCTL, prSetMM, prSetMMMap, m, 13*8, 0); err != nil {
+	if err := r.q("prctl(PR_SET_MM, PR_SET_MM_MAP)", unix.SYS_PRCTL, prSetMM, prSetMMMap, m, 13*8, 0); err != nil {
 		return err
 	}
 	// Set either way: a child is made from its restored parent, whose
@@ -662,7 +673,7 @@ func (rs *restorer) setMMFields(t *Task, r *remote) error {
 		if mm.GetThpDisabled() {
 			v = 1
 		}
-		if _, err := r.call(fmt.Sprintf("prctl(PR_SET_THP_DISABLE, %d)", v), unix.SYS_PRCTL, prSetTHPDisable, v, 0, 0, 0); err != nil {
+		if err := r.q(fmt.Sprintf("prctl(PR_SET_THP_DISABLE, %d)", v), unix.SYS_PRCTL, prSetTHPDisable, v, 0, 0, 0); err != nil {
 			return err
 		}
 	}

@@ -21,9 +21,9 @@ func (rs *restorer) remappedDir(t *Task, r *remote, id uint32, what string) (boo
 	if err != nil {
 		return true, err
 	}
-	defer r.call("close", unix.SYS_CLOSE, fd)
-	if _, err := r.call("fchdir to the deleted "+what, unix.SYS_FCHDIR, fd); err != nil {
+	if _, err := r.qop("fchdir to the deleted "+what, unix.SYS_FCHDIR, fd.res()); err != nil {
 		return true, err
 	}
+	r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
 	return true, nil
 }

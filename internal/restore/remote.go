@@ -32,6 +32,19 @@ type remote struct {
 	ops    []queued
 	buf    []byte
 	bufOff uint64
+	// results holds what each syscall returned, by op: a later syscall
+	// can take one as an argument.
+	results []uint64
+	// after runs once the queued syscalls have: gockpt closes there the
+	// fds the task takes with pidfd_getfd.
+	after []func()
+	// checks look at results of ops that may fail once they ran.
+	checks []check
+}
+
+type check struct {
+	o op
+	f func(ret uint64) error
 }
 
 // queued is one syscall waiting in the list.
@@ -42,7 +55,29 @@ type queued struct {
 	mayFail bool
 	// hint, if set, is added to the error of a failure.
 	hint string
+	// refs has bit j set when args[j] is how many entries back the
+	// syscall whose result is argument j is.
+	refs uint8
 }
+
+// op names a syscall of a remote, queued or run: a later syscall can take
+// its result as an argument (arg), before gockpt has seen it.
+type op int
+
+// arg is an argument of a syscall: a value, or the result of an earlier op.
+type arg struct {
+	v    uint64
+	from op // 0: v
+}
+
+// notRun is the result of an op the runner never reached: -ECANCELED.
+const notRun = ^uint64(0) - uint64(unix.ECANCELED) + 1
+
+// val is a plain argument.
+func val(v uint64) arg { return arg{v: v} }
+
+// res is the result of o as an argument.
+func (o op) res() arg { return arg{from: o} }
 
 const (
 	// runnerEntry is the size of one entry of the runner's list.
@@ -53,8 +88,12 @@ const (
 	// runnerOffset places the runner in the stub's code page, after
 	// "syscall; int3".
 	runnerOffset = 16
-	// runnerMayFail in an entry's number lets the list go on past it.
+	// runnerMayFail in an entry's control word lets the list go on past
+	// it.
 	runnerMayFail = 1 << 63
+	// runnerRefShift: bit runnerRefShift+j of the control word makes
+	// argument j a reference to an earlier entry's result.
+	runnerRefShift = 32
 )
 
 // argSize is the part of the scratch area that syscall arguments use.
@@ -129,36 +168,19 @@ func (r *remote) read(addr uint64, n int) ([]byte, error) {
 // call runs a syscall in the task, after the queued ones, and turns -errno
 // into an error naming it.
 func (r *remote) call(name string, nr uintptr, args ...uint64) (uint64, error) {
-	if r.runner == 0 {
-		ret, err := r.te.Syscall(uint64(nr), args...)
-		if err != nil {
-			return 0, fmt.Errorf("task %d: %s: %w", r.pid, name, err)
-		}
-		if e := ptrace.Errno(ret); e != 0 {
-			return 0, fmt.Errorf("task %d thread %d: %s: %w", r.pid, r.te.Tid, name, e)
-		}
-		return ret, nil
+	o, err := r.enqueue(name, "", nr, false, vals(args))
+	if err != nil {
+		return 0, err
 	}
-	r.add(name, "", uint64(nr), false, args)
-	return r.run()
+	return r.value(o)
 }
 
 // queue adds a syscall to the list: it runs at the latest when a result is
 // needed or at flush, and its failure is reported there. hint, if not
 // empty, is added to the error.
 func (r *remote) queue(name, hint string, nr uintptr, args ...uint64) error {
-	if r.runner == 0 {
-		_, err := r.call(name, nr, args...)
-		if err != nil && hint != "" {
-			err = fmt.Errorf("%w%s", err, hint)
-		}
-		return err
-	}
-	r.add(name, hint, uint64(nr), false, args)
-	if len(r.ops) == runnerOps {
-		return r.flush()
-	}
-	return nil
+	_, err := r.enqueue(name, hint, nr, false, vals(args))
+	return err
 }
 
 // q queues a syscall without a hint.
@@ -166,28 +188,140 @@ func (r *remote) q(name string, nr uintptr, args ...uint64) error {
 	return r.queue(name, "", nr, args...)
 }
 
+// qop queues a syscall whose arguments may be results of earlier ops, and
+// returns its own op.
+func (r *remote) qop(name string, nr uintptr, args ...arg) (op, error) {
+	return r.enqueue(name, "", nr, false, args)
+}
+
 // queueMayFail adds a syscall whose failure is of no matter (a close on
 // the way out).
 func (r *remote) queueMayFail(name string, nr uintptr, args ...uint64) {
-	if r.runner == 0 {
-		r.call(name, nr, args...)
-		return
+	r.enqueue(name, "", nr, true, vals(args))
+}
+
+// qopMayFail is queueMayFail with arguments that may be results of
+// earlier ops.
+func (r *remote) qopMayFail(name string, nr uintptr, args ...arg) {
+	r.enqueue(name, "", nr, true, args)
+}
+
+// closeAfterRun closes gockpt's fd once the queued syscalls have run.
+func (r *remote) closeAfterRun(fd int) {
+	r.after = append(r.after, func() { unix.Close(fd) })
+}
+
+// checkResult has f look at what op o returned once it ran (o may fail:
+// f decides which failures matter); f's error is the list's.
+// An op that ran already is checked at once.
+func (r *remote) checkResult(o op, f func(ret uint64) error) error {
+	r.checks = append(r.checks, check{o, f})
+	if int(o) <= len(r.results) {
+		return r.runChecks()
 	}
-	r.add(name, "", uint64(nr), true, args)
-	if len(r.ops) == runnerOps {
-		r.flush()
+	return nil
+}
+
+// runChecks runs the checks whose ops ran.
+func (r *remote) runChecks() error {
+	var err error
+	keep := r.checks[:0]
+	for _, c := range r.checks {
+		if int(c.o) > len(r.results) {
+			keep = append(keep, c)
+			continue
+		}
+		if e := c.f(r.results[c.o-1]); e != nil && err == nil {
+			err = e
+		}
+	}
+	r.checks = keep
+	return err
+}
+
+// afterRun runs f once the queued syscalls have run.
+func (r *remote) afterRun(f func()) { r.after = append(r.after, f) }
+
+func (r *remote) runAfter() {
+	after := r.after
+	r.after = nil
+	for _, f := range after {
+		f()
 	}
 }
 
-func (r *remote) add(name, hint string, nr uint64, mayFail bool, args []uint64) {
-	q := queued{name: name, nr: nr, mayFail: mayFail, hint: hint}
-	copy(q.args[:], args)
+// value returns what op o returned, running the list first if o is in it.
+// An op that may fail returns -errno when it did.
+func (r *remote) value(o op) (uint64, error) {
+	if int(o) > len(r.results) {
+		if err := r.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return r.results[o-1], nil
+}
+
+func vals(args []uint64) []arg {
+	a := make([]arg, len(args))
+	for i, v := range args {
+		a[i] = val(v)
+	}
+	return a
+}
+
+// enqueue adds a syscall to the list (or, without a runner, runs it) and
+// returns its op. An argument from an op in the list becomes a reference
+// the runner resolves; one from an op that already ran is its result.
+func (r *remote) enqueue(name, hint string, nr uintptr, mayFail bool, args []arg) (op, error) {
+	if len(args) > 6 {
+		return 0, fmt.Errorf("task %d: %s: %d syscall arguments", r.pid, name, len(args))
+	}
+	q := queued{name: name, nr: uint64(nr), mayFail: mayFail, hint: hint}
+	self := op(len(r.results) + len(r.ops) + 1)
+	for j, a := range args {
+		switch {
+		case a.from == 0:
+			q.args[j] = a.v
+		case a.from <= 0 || a.from >= self:
+			return 0, fmt.Errorf("task %d: %s: argument %d is the result of op %d, not an earlier one", r.pid, name, j, a.from)
+		case int(a.from) <= len(r.results):
+			q.args[j] = r.results[a.from-1]
+		default:
+			q.args[j] = uint64(self - a.from)
+			q.refs |= 1 << j
+		}
+	}
+	if r.runner == 0 {
+		ret, err := r.te.Syscall(q.nr, q.args[:]...)
+		if err != nil {
+			return 0, fmt.Errorf("task %d: %s: %w", r.pid, name, err)
+		}
+		r.results = append(r.results, ret)
+		if err := r.runChecks(); err != nil {
+			return 0, err
+		}
+		if e := ptrace.Errno(ret); e != 0 && !mayFail {
+			err := fmt.Errorf("task %d thread %d: %s: %w", r.pid, r.te.Tid, name, e)
+			if hint != "" {
+				err = fmt.Errorf("%w%s", err, hint)
+			}
+			return 0, err
+		}
+		return self, nil
+	}
 	r.ops = append(r.ops, q)
+	if len(r.ops) == runnerOps {
+		if err := r.flush(); err != nil && !mayFail {
+			return 0, err
+		}
+	}
+	return self, nil
 }
 
 // flush runs the queued syscalls and writes what was put in the scratch
 // area since: after it, the task's memory is what the caller expects.
 func (r *remote) flush() error {
+	defer r.runAfter()
 	if len(r.ops) == 0 {
 		if len(r.buf) == 0 {
 			return nil
@@ -204,14 +338,22 @@ func (r *remote) flush() error {
 func (r *remote) run() (uint64, error) {
 	ops := r.ops
 	r.ops = nil
+	base := len(r.results)
+	defer r.runAfter()
+	defer func() {
+		// The ops of a list that did not run at all keep their places.
+		for len(r.results) < base+len(ops) {
+			r.results = append(r.results, notRun)
+		}
+	}()
 	list := make([]byte, len(ops)*runnerEntry)
 	for i, q := range ops {
 		e := list[i*runnerEntry:]
-		nr := q.nr
+		ctl := q.nr | uint64(q.refs)<<runnerRefShift
 		if q.mayFail {
-			nr |= runnerMayFail
+			ctl |= runnerMayFail
 		}
-		binary.LittleEndian.PutUint64(e, nr)
+		binary.LittleEndian.PutUint64(e, ctl)
 		for j, a := range q.args {
 			binary.LittleEndian.PutUint64(e[8+8*j:], a)
 		}
@@ -235,16 +377,28 @@ func (r *remote) run() (uint64, error) {
 		return 0, fmt.Errorf("task %d: read the runner's results: %w", r.pid, err)
 	}
 	ret := func(i int) uint64 { return binary.LittleEndian.Uint64(list[i*runnerEntry+56:]) }
-	if left := regs.R13; left != 0 {
-		i := len(ops) - int(left)
-		if i < 0 || i >= len(ops) {
-			return 0, fmt.Errorf("task %d: the runner stopped with %d of %d syscalls left", r.pid, left, len(ops))
+	left := regs.R13
+	if left > uint64(len(ops)) {
+		return 0, fmt.Errorf("task %d: the runner stopped with %d of %d syscalls left", r.pid, left, len(ops))
+	}
+	for i := range ops {
+		v := ret(i)
+		if i > len(ops)-int(left) {
+			v = notRun
 		}
+		r.results = append(r.results, v)
+	}
+	checkErr := r.runChecks()
+	if left != 0 {
+		i := len(ops) - int(left)
 		err := fmt.Errorf("task %d thread %d: %s: %w", r.pid, r.te.Tid, ops[i].name, ptrace.Errno(ret(i)))
 		if ops[i].hint != "" {
 			err = fmt.Errorf("%w%s", err, ops[i].hint)
 		}
 		return 0, err
+	}
+	if checkErr != nil {
+		return 0, checkErr
 	}
 	// Every entry ran; a failure is one that may fail (call's own entry
 	// may not: its failure stops the runner, above).

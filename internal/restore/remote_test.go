@@ -156,3 +156,105 @@ func TestRunnerFullList(t *testing.T) {
 		t.Errorf("SIGUSR1 mask %#x, want %#x (the last one set)", got, w)
 	}
 }
+
+// TestRunnerRefs: a syscall takes the result of an earlier one in the same
+// list as an argument (the runner resolves it), or of one that ran in an
+// earlier list (gockpt passes the value), and value returns each result.
+func TestRunnerRefs(t *testing.T) {
+	_, r := runnerStub(t)
+	name, err := r.str("refs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfd, err := r.qop("memfd_create", unix.SYS_MEMFD_CREATE, val(name), val(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	high, err := r.qop("fcntl(F_DUPFD)", unix.SYS_FCNTL, mfd.res(), val(unix.F_DUPFD), val(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seek, err := r.qop("lseek", unix.SYS_LSEEK, high.res(), val(777), val(unix.SEEK_SET))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.qopMayFail("close", unix.SYS_CLOSE, mfd.res())
+	if len(r.ops) != 4 {
+		t.Fatalf("%d ops queued, want 4 (a ref ran the list early)", len(r.ops))
+	}
+	h, err := r.value(high)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h < 100 {
+		t.Errorf("F_DUPFD gave fd %d, want 100 or more", h)
+	}
+	if s, _ := r.value(seek); s != 777 {
+		t.Errorf("lseek on the dup returned %d, want 777", s)
+	}
+	// high ran in an earlier list: its value is passed.
+	pos, err := r.qop("lseek", unix.SYS_LSEEK, high.res(), val(0), val(unix.SEEK_CUR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := r.value(pos); err != nil || p != 777 {
+		t.Errorf("offset %d (%v), want 777", p, err)
+	}
+	// The memfd was closed: a ref to the dup survives, one to a failed
+	// op that may fail gets its -errno.
+	if _, err := r.qop("close", unix.SYS_CLOSE, mfd.res()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.flush(); err == nil || !errors.Is(err, unix.EBADF) {
+		t.Errorf("close of the closed memfd: %v, want EBADF", err)
+	}
+	// A ref across a full list: the list runs when it is full, the ref
+	// then carries the value.
+	dup, err := r.qop("dup", unix.SYS_DUP, val(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < runnerOps; i++ {
+		if err := r.q("umask", unix.SYS_UMASK, 0o22); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := r.qop("close the dup", unix.SYS_CLOSE, dup.res())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.value(c); err != nil || v != 0 {
+		t.Errorf("close of the dup: %d, %v", v, err)
+	}
+	if _, err := r.qop("self", unix.SYS_CLOSE, op(len(r.results)+len(r.ops)+1).res()); err == nil {
+		t.Error("an op took its own result")
+	}
+}
+
+// TestRunnerCheck: a check sees the result of an op that may fail once the
+// list ran, and its error is the flush's.
+func TestRunnerCheck(t *testing.T) {
+	_, r := runnerStub(t)
+	o, err := r.enqueue("close(999)", "", unix.SYS_CLOSE, true, vals([]uint64{999}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen uint64
+	if err := r.checkResult(o, func(ret uint64) error {
+		seen = ret
+		return fmt.Errorf("checked %v", ptrace.Errno(ret))
+	}); err != nil {
+		t.Fatalf("checked before the list ran: %v", err)
+	}
+	err = r.flush()
+	if err == nil || err.Error() != "checked bad file descriptor" {
+		t.Errorf("flush: %v, want the check's error", err)
+	}
+	if ptrace.Errno(seen) != unix.EBADF {
+		t.Errorf("check saw %#x, want -EBADF", seen)
+	}
+	// An op that ran already is checked at once.
+	if err := r.checkResult(o, func(uint64) error { return errors.New("now") }); err == nil || err.Error() != "now" {
+		t.Errorf("check of an op that ran: %v", err)
+	}
+}

@@ -404,23 +404,31 @@ func (rs *restorer) createTask(t *Task) error {
 // session, a group leader its own group, others join theirs.
 func (rs *restorer) sessionAndGroup(l *live) error {
 	t, r := l.t, l.main
+	// One list: setsid or getsid, then getpgid.
+	var gs op
 	if t.Sid == t.Pid {
-		if _, err := r.call("setsid", unix.SYS_SETSID); err != nil {
-			return fmt.Errorf("task %d: %w", t.Pid, err)
-		}
-	} else {
-		sid, err := r.call("getsid", unix.SYS_GETSID, 0)
-		if err != nil {
+		if err := r.q("setsid", unix.SYS_SETSID); err != nil {
 			return err
 		}
-		if int(sid) != t.Sid {
-			return fmt.Errorf("task %d was in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping", t.Pid, t.Sid)
+	} else {
+		var err error
+		if gs, err = r.qop("getsid", unix.SYS_GETSID, val(0)); err != nil {
+			return err
 		}
 	}
-	pgid, err := r.call("getpgid", unix.SYS_GETPGID, 0)
+	gp, err := r.qop("getpgid", unix.SYS_GETPGID, val(0))
 	if err != nil {
 		return err
 	}
+	if err := r.flush(); err != nil {
+		return err
+	}
+	if gs != 0 {
+		if sid, _ := r.value(gs); int(sid) != t.Sid {
+			return fmt.Errorf("task %d was in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping", t.Pid, t.Sid)
+		}
+	}
+	pgid, _ := r.value(gp)
 	if int(pgid) != t.Pgid {
 		if _, made := rs.byPid[t.Pgid]; !made && !t.Zombie && rs.inPlan(t.Pgid) {
 			// Led by a task made later (live tasks are made parent

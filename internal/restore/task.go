@@ -58,7 +58,7 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.call("chroot to the deleted root", unix.SYS_CHROOT, dot); err != nil {
+		if err := r.q("chroot to the deleted root", unix.SYS_CHROOT, dot); err != nil {
 			return err
 		}
 	} else if root != "/" || t.Parent != nil && rs.chrooted(t.Parent) {
@@ -74,7 +74,7 @@ func (rs *restorer) restoreFS(t *Task, r *remote) error {
 		}
 	}
 	if t.FS.Umask != nil {
-		if _, err := r.call("umask", unix.SYS_UMASK, uint64(t.FS.GetUmask())); err != nil {
+		if err := r.q("umask", unix.SYS_UMASK, uint64(t.FS.GetUmask())); err != nil {
 			return err
 		}
 	}
@@ -273,7 +273,9 @@ func (rs *restorer) trapFixups(t *Task, r *remote) error {
 	}
 	sigs := images.SigactionSignals()
 	for i, sa := range t.Core().GetTc().GetSigactions() {
-		if sigs[i] != int(unix.SIGTRAP) {
+		if sigs[i] != int(unix.SIGTRAP) || sa.GetSigaction() == 0 {
+			// The int3 the runner stops at puts back SIG_DFL and
+			// nothing else: a default action is in place already.
 			continue
 		}
 		a, err := r.u64s(sa.GetSigaction(), sa.GetFlags(), sa.GetRestorer(), sa.GetMask())
@@ -503,8 +505,7 @@ func (rs *restorer) capset(r *remote, inh, prm, eff uint64) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.call("capset", unix.SYS_CAPSET, hp, dp)
-	return err
+	return r.q("capset", unix.SYS_CAPSET, hp, dp)
 }
 
 // finalRegisters sets a thread's registers, vector state, TLS slots and

@@ -48,17 +48,17 @@ func (rs *restorer) flushSigchld(r *remote) error {
 	if err != nil {
 		return err
 	}
-	if err := r.flush(); err != nil {
-		return err
-	}
-	ret, err := r.te.Syscall(unix.SYS_RT_SIGTIMEDWAIT, set, 0, ts, 8)
+	// EAGAIN: none was pending.
+	w, err := r.enqueue("rt_sigtimedwait(SIGCHLD)", "", unix.SYS_RT_SIGTIMEDWAIT, true, vals([]uint64{set, 0, ts, 8}))
 	if err != nil {
 		return err
 	}
-	if e := ptrace.Errno(ret); e != 0 && e != unix.EAGAIN {
-		return fmt.Errorf("task %d: rt_sigtimedwait(SIGCHLD): %w", r.pid, e)
-	}
-	return nil
+	return r.checkResult(w, func(ret uint64) error {
+		if e := ptrace.Errno(ret); e != 0 && e != unix.EAGAIN {
+			return fmt.Errorf("task %d: rt_sigtimedwait(SIGCHLD): %w", r.pid, e)
+		}
+		return nil
+	})
 }
 
 // deadTask tells whether core-PID.img says task pid was dead (a zombie) at
