@@ -3,9 +3,8 @@ package dump
 import (
 	"fmt"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/support"
 )
@@ -16,31 +15,22 @@ import (
 // with CLONE_FILES, as CRIU does, and has no way to share one between, say,
 // a task and its grandparent once the parent in between left it.
 func checkSharedFdTables(c *files.Checker) error {
-	var seen []int // live tasks so far, parents before children
+	// The tables of the live tasks so far (parents before children), by
+	// the first task seen holding each.
+	seen := &kcmp.Set[int]{Type: kcmp.Files}
 	for _, pid := range c.Tasks {
 		st, err := proc.ReadStat(pid)
 		if err != nil || st.State == 'Z' {
 			continue // gone or a zombie: it holds no table
 		}
-		if !c.InTree(st.PPid) || sameFdTable(pid, st.PPid) {
-			seen = append(seen, pid)
-			continue
+		other, ok := seen.Find(pid, 0)
+		if ok && c.InTree(st.PPid) && kcmp.Compare(kcmp.Files, pid, st.PPid, 0, 0) != 0 {
+			return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.SharedFdTables,
+				Object: fmt.Sprintf("its fd table, shared with task %d (%s) but not with its parent task %d (%s)", other, c.Comm(other), st.PPid, c.Comm(st.PPid))}
 		}
-		for _, other := range seen {
-			if sameFdTable(pid, other) {
-				return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.SharedFdTables,
-					Object: fmt.Sprintf("its fd table, shared with task %d (%s) but not with its parent task %d (%s)", other, c.Comm(other), st.PPid, c.Comm(st.PPid))}
-			}
+		if !ok {
+			seen.Add(pid, 0, pid)
 		}
-		seen = append(seen, pid)
 	}
 	return nil
-}
-
-// kcmpFilesType is KCMP_FILES of linux/kcmp.h.
-const kcmpFilesType = 2
-
-func sameFdTable(a, b int) bool {
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpFilesType, 0, 0, 0)
-	return e == 0 && r == 0
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/log"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -19,28 +20,16 @@ import (
 // imgVersion is CRIU's CRTOOLS_IMAGES_V1_1.
 const imgVersion = 2
 
-// kcmp types (linux/kcmp.h).
-const (
-	kcmpVM      = 1
-	kcmpFiles   = 2
-	kcmpFS      = 3
-	kcmpSighand = 4
-)
-
 // kobjIDs numbers the kernel objects tasks may share (mm, fd table, fs,
 // signal handlers, namespaces): tasks sharing one get the same id.
 type kobjIDs struct {
-	next  uint32
-	seen  []seenTask
+	next uint32
+	// seen holds, per kcmp type, the objects numbered so far.
+	seen  map[int]*kcmp.Set[uint32]
 	nsIDs map[string]uint32
 	// newUTS are the UTS namespaces other than gockpt's, by id, for
 	// utsns-ID.img.
 	newUTS map[uint32]*pb.UtsnsEntry
-}
-
-type seenTask struct {
-	pid int
-	ids *pb.TaskKobjIdsEntry
 }
 
 func (k *kobjIDs) id() uint32 {
@@ -48,16 +37,23 @@ func (k *kobjIDs) id() uint32 {
 	return k.next
 }
 
-// shared returns the id of an earlier task sharing kernel object typ with
-// pid (kcmp says 0), or a new id.
-func (k *kobjIDs) shared(pid int, typ int, get func(*pb.TaskKobjIdsEntry) uint32) uint32 {
-	for _, s := range k.seen {
-		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(s.pid), uintptr(typ), 0, 0, 0)
-		if e == 0 && r == 0 {
-			return get(s.ids)
-		}
+// shared returns the id of kernel object typ of task pid: an earlier
+// task's, if kcmp says they share it, or a new one.
+func (k *kobjIDs) shared(pid int, typ int) uint32 {
+	if k.seen == nil {
+		k.seen = map[int]*kcmp.Set[uint32]{}
 	}
-	return k.id()
+	set := k.seen[typ]
+	if set == nil {
+		set = &kcmp.Set[uint32]{Type: typ}
+		k.seen[typ] = set
+	}
+	if id, ok := set.Find(pid, 0); ok {
+		return id
+	}
+	id := k.id()
+	set.Add(pid, 0, id)
+	return id
 }
 
 func (k *kobjIDs) ns(pid int, name string) (uint32, error) {
@@ -127,15 +123,14 @@ func utsNamespace(pid int) (*pb.UtsnsEntry, error) {
 
 func (k *kobjIDs) of(pid int) (*pb.TaskKobjIdsEntry, error) {
 	e := &pb.TaskKobjIdsEntry{
-		VmId:      proto.Uint32(k.shared(pid, kcmpVM, (*pb.TaskKobjIdsEntry).GetVmId)),
-		FilesId:   proto.Uint32(k.shared(pid, kcmpFiles, (*pb.TaskKobjIdsEntry).GetFilesId)),
-		FsId:      proto.Uint32(k.shared(pid, kcmpFS, (*pb.TaskKobjIdsEntry).GetFsId)),
-		SighandId: proto.Uint32(k.shared(pid, kcmpSighand, (*pb.TaskKobjIdsEntry).GetSighandId)),
+		VmId:      proto.Uint32(k.shared(pid, kcmp.VM)),
+		FilesId:   proto.Uint32(k.shared(pid, kcmp.Files)),
+		FsId:      proto.Uint32(k.shared(pid, kcmp.FS)),
+		SighandId: proto.Uint32(k.shared(pid, kcmp.Sighand)),
 	}
 	if err := k.nsOf(pid, e); err != nil {
 		return nil, err
 	}
-	k.seen = append(k.seen, seenTask{pid, e})
 	return e, nil
 }
 

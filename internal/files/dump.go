@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -60,7 +61,7 @@ type Dumper struct {
 	// byInode lists the fds already described, per inode, so that an fd
 	// sharing an open file description with one of them (inherited across
 	// fork, or dup'ed) is found with kcmp and becomes the same object.
-	byInode map[inodeKey][]seenFd
+	byInode map[inodeKey]*kcmp.Set[uint32]
 	// byPath dedups files opened by path only (exe, cwd, mapped files).
 	byPath  map[pathKey]uint32
 	pipes   map[uint64]bool
@@ -72,11 +73,6 @@ type Dumper struct {
 
 type inodeKey struct{ dev, ino uint64 }
 
-type seenFd struct {
-	pid, fd int
-	id      uint32
-}
-
 type pathKey struct {
 	dev, ino uint64
 	flags    uint32
@@ -86,7 +82,7 @@ type pathKey struct {
 func NewDumper(c *Checker) *Dumper {
 	return &Dumper{
 		Checker: c,
-		byInode: map[inodeKey][]seenFd{},
+		byInode: map[inodeKey]*kcmp.Set[uint32]{},
 		byPath:  map[pathKey]uint32{},
 		pipes:   map[uint64]bool{},
 		ghostOf: map[pathKey]uint32{},
@@ -166,71 +162,26 @@ type object struct {
 // flags are the file status flags, without close-on-exec (an fd flag).
 func (o object) flags() uint32 { return o.info.Flags &^ unix.O_CLOEXEC }
 
-// kcmpFile is KCMP_FILE: do two fds of two tasks share an open file description?
-const kcmpFile = 0
-
 // sameOFD finds an fd described earlier that shares this fd's open file
 // description; only fds on the same inode can. The fds of one inode are
 // kept in kcmp's order, so a lookup costs log n kcmp calls, not n (10,000
 // opens of /dev/null made 50 million calls).
 func (d *Dumper) sameOFD(pid, fd int, st *unix.Stat_t) (uint32, bool) {
-	list := d.byInode[inodeKey{st.Dev, st.Ino}]
-	i, ordered := ofdSearch(list, pid, fd)
-	if ordered {
-		if i < len(list) && kcmpFileOrder(pid, fd, list[i].pid, list[i].fd) == 0 {
-			return list[i].id, true
-		}
+	set := d.byInode[inodeKey{st.Dev, st.Ino}]
+	if set == nil {
 		return 0, false
 	}
-	for _, s := range list {
-		if kcmpFileOrder(pid, fd, s.pid, s.fd) == 0 {
-			return s.id, true
-		}
-	}
-	return 0, false
-}
-
-// kcmpFileOrder is kcmp(KCMP_FILE) of fd a of task pa and fd b of task pb:
-// 0 the same open file description, 1 a orders first, 2 b does, 3 or -1
-// no order (another kernel, or an error).
-func kcmpFileOrder(pa, a, pb, b int) int {
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pa), uintptr(pb), kcmpFile, uintptr(a), uintptr(b), 0)
-	if e != 0 {
-		return -1
-	}
-	return int(r)
-}
-
-// ofdSearch finds where fd of task pid goes in list, kept in kcmp's order:
-// the index of the first entry not before it. ordered is false when kcmp
-// gave no order for some pair: the caller looks through the whole list.
-func ofdSearch(list []seenFd, pid, fd int) (int, bool) {
-	lo, hi := 0, len(list)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		switch kcmpFileOrder(pid, fd, list[mid].pid, list[mid].fd) {
-		case 0, 1:
-			hi = mid
-		case 2:
-			lo = mid + 1
-		default:
-			return 0, false
-		}
-	}
-	return lo, true
+	return set.Find(pid, uintptr(fd))
 }
 
 func (d *Dumper) remember(pid, fd int, st *unix.Stat_t, id uint32) {
 	k := inodeKey{st.Dev, st.Ino}
-	list := d.byInode[k]
-	i, ordered := ofdSearch(list, pid, fd)
-	if !ordered {
-		i = len(list) // sameOFD looks through all of it
+	set := d.byInode[k]
+	if set == nil {
+		set = &kcmp.Set[uint32]{Type: kcmp.File}
+		d.byInode[k] = set
 	}
-	list = append(list, seenFd{})
-	copy(list[i+1:], list[i:])
-	list[i] = seenFd{pid, fd, id}
-	d.byInode[k] = list
+	set.Add(pid, uintptr(fd), id)
 }
 
 // Close releases what the dumper's checker opened.

@@ -655,33 +655,20 @@ func (p *Parasite) runToSigreturn() (stopState, error) {
 }
 
 // waitStop waits for tid to report a stop, at most timeout. Runs on the
-// tracer thread; polls so that a task that never stops cannot wedge it.
+// tracer thread; a task that never stops cannot wedge it.
 func waitStop(tid int, timeout time.Duration) (unix.WaitStatus, error) {
-	deadline := time.Now().Add(timeout)
-	nap := 50 * time.Microsecond
 	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
+		ws, ok, err := ptrace.WaitTimeout(tid, timeout)
+		switch {
+		case err != nil:
 			return ws, err
-		}
-		if pid == tid {
-			if ws.Exited() || ws.Signaled() {
-				return ws, fmt.Errorf("task ended (%v)", ws)
-			}
-			if ws.Stopped() {
-				return ws, nil
-			}
-			continue
-		}
-		if time.Now().After(deadline) {
+		case !ok:
 			return ws, fmt.Errorf("no stop within %v", timeout)
+		case ws.Exited() || ws.Signaled():
+			return ws, fmt.Errorf("task ended (%v)", ws)
+		case ws.Stopped():
+			return ws, nil
 		}
-		time.Sleep(nap)
-		nap = min(2*nap, 5*time.Millisecond)
 	}
 }
 

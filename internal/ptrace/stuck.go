@@ -108,29 +108,3 @@ func commOf(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// waitStopped waits for tid to report a stop or an exit, at most d; ok is
-// false when it did neither. Runs on the tracer thread; polls, so a thread
-// that never stops cannot wedge the tracer.
-func waitStopped(tid int, d time.Duration) (ws unix.WaitStatus, ok bool, err error) {
-	deadline := time.Now().Add(d)
-	nap := 20 * time.Microsecond
-	for {
-		wpid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return ws, false, err
-		}
-		if wpid == tid {
-			return ws, true, nil
-		}
-		if time.Now().After(deadline) {
-			return ws, false, nil
-		}
-		time.Sleep(nap)
-		if nap < 5*time.Millisecond {
-			nap *= 2
-		}
-	}
-}

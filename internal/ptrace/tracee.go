@@ -48,7 +48,7 @@ func (t *Tracer) Seize(tid int) (*Tracee, error) {
 		}
 		start := time.Now()
 		for {
-			ws, ok, err := waitStopped(tid, t.stopTimeout-time.Since(start))
+			ws, ok, err := WaitTimeout(tid, t.stopTimeout-time.Since(start))
 			if err != nil {
 				return &Error{"wait for stop", tid, err}
 			}

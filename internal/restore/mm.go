@@ -29,7 +29,8 @@ const (
 // restoreMM rebuilds the task's address space: everything but the stub's
 // own area goes, the vDSO block moves to where it was, every VMA of the image
 // is mapped, pages are written, protections are set, then the mm fields.
-func (rs *restorer) restoreMM(t *Task, r *remote) error {
+func (rs *restorer) restoreMM(l *live) error {
+	t, r := l.t, l.main
 	now, err := proc.ReadMaps(r.pid)
 	if err != nil {
 		return err
@@ -131,28 +132,35 @@ func (rs *restorer) restoreMM(t *Task, r *remote) error {
 		return err
 	}
 	// The pages go in from outside: every area must exist first.
+	for _, fd := range fileFds {
+		r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
+	}
+	clear(fileFds)
 	if err := r.flush(); err != nil {
 		return err
 	}
-	if err := rs.writePages(t, pagesID, entries, kept); err != nil {
-		return err
-	}
-	for _, v := range writable {
-		if err := r.q(fmt.Sprintf("mprotect VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
-			v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt())); err != nil {
+	// A worker writes them while the tracer goes on with the task's other
+	// state and other tasks; settle waits for it and finishes the mm.
+	l.pages = rs.startPages(t, pagesID, entries, kept)
+	l.mmRest = func() error {
+		for _, v := range writable {
+			if err := r.q(fmt.Sprintf("mprotect VMA %#x-%#x", v.GetStart(), v.GetEnd()), unix.SYS_MPROTECT,
+				v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt())); err != nil {
+				return err
+			}
+		}
+		if err := r.flush(); err != nil {
 			return err
 		}
+		if err := restoreAIORings(t, r); err != nil {
+			return err
+		}
+		if err := installGuards(t, r); err != nil {
+			return err
+		}
+		return rs.setMMFields(t, r)
 	}
-	if err := r.flush(); err != nil {
-		return err
-	}
-	if err := restoreAIORings(t, r); err != nil {
-		return err
-	}
-	if err := installGuards(t, r); err != nil {
-		return err
-	}
-	return rs.setMMFields(t, r)
+	return nil
 }
 
 // holdsPages reports whether the pagemap (sorted by address) has pages
@@ -337,21 +345,21 @@ func readPagemap(d *images.Dir, pid int) (uint32, []pagemap.Entry, error) {
 // (writeSegs). Runs saved in a parent directory are read through the parent
 // chain. Pages of inherited areas are written only where they differ from
 // what the task has (writeChanged).
-func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry, kept map[cowKey]bool) error {
+func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry, kept map[cowKey]bool, bufs *pageBufs) (restored uint64, err error) {
 	d := rs.plan.Dir
 	pages, err := os.Open(d.Join(images.PagesFile(pagesID)))
 	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
+		return 0, fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	defer pages.Close()
 	fi, err := pages.Stat()
 	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
+		return 0, fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	var data []byte
 	if fi.Size() > 0 {
 		if data, err = unix.Mmap(int(pages.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
-			return fmt.Errorf("task %d: map %s: %w", t.Pid, pages.Name(), err)
+			return 0, fmt.Errorf("task %d: map %s: %w", t.Pid, pages.Name(), err)
 		}
 		defer unix.Munmap(data)
 	}
@@ -385,75 +393,77 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 		}
 		if e.Flags&pagemap.FlagPresent != 0 {
 			if off+size > uint64(len(data)) {
-				return fmt.Errorf("task %d: %s ends at byte %d, the pages for %#x-%#x need %d", t.Pid, pages.Name(), len(data), e.Vaddr, e.End(), off+size)
+				return 0, fmt.Errorf("task %d: %s ends at byte %d, the pages for %#x-%#x need %d", t.Pid, pages.Name(), len(data), e.Vaddr, e.End(), off+size)
 			}
 			src := data[off : off+size]
 			off += size
 			if len(kept) > 0 && inKept(kept, e.Vaddr, size) {
-				written, err := w.writeChanged(e.Vaddr, src, rs.curBuf())
+				written, err := w.writeChanged(e.Vaddr, src, bufs.cur())
 				if err != nil {
-					return err
+					return 0, err
 				}
 				shared += e.NrPages - written
-				rs.stats.PagesRestored += written
+				restored += written
 				continue
 			}
 			w.segs = append(w.segs, ptrace.MemSeg{Addr: e.Vaddr, Data: src})
-			rs.stats.PagesRestored += e.NrPages
+			restored += e.NrPages
 			continue
 		}
 		// From the parent images: read, then written at once (the buffer
 		// is used again).
 		if parent == nil {
 			if parent, err = pagemap.Open(d, t.Pid); err != nil {
-				return fmt.Errorf("task %d: %w", t.Pid, err)
+				return 0, fmt.Errorf("task %d: %w", t.Pid, err)
 			}
 		}
-		buf := rs.pageBuf()
+		buf := bufs.page()
 		for addr := e.Vaddr; addr < e.End(); {
 			n := min(e.End()-addr, uint64(len(buf)))
 			chunk := buf[:n]
 			if err := parent.ReadAt(chunk, addr); err != nil {
-				return fmt.Errorf("task %d: pages at %#x from the parent images: %w", t.Pid, addr, err)
+				return 0, fmt.Errorf("task %d: pages at %#x from the parent images: %w", t.Pid, addr, err)
 			}
 			written := n / pageSize
 			if len(kept) > 0 && inKept(kept, addr, n) {
-				if written, err = w.writeChanged(addr, chunk, rs.curBuf()); err != nil {
-					return err
+				if written, err = w.writeChanged(addr, chunk, bufs.cur()); err != nil {
+					return 0, err
 				}
 				shared += n/pageSize - written
 			} else if err := w.writeSegs([]ptrace.MemSeg{{Addr: addr, Data: chunk}}, false); err != nil {
-				return err
+				return 0, err
 			}
-			rs.stats.PagesRestored += written
+			restored += written
 			addr += n
 		}
 	}
-	return w.writeSegs(w.segs, true)
+	return restored, w.writeSegs(w.segs, true)
 }
 
 // pageBufSize is the size of the buffers writePages reads pages into when
 // they do not come straight from a mapped pages file.
 const pageBufSize = 4 << 20
 
-// pageBuf is a buffer for pages read from parent images, kept for the
-// whole restore.
-func (rs *restorer) pageBuf() []byte {
-	if rs.pbuf == nil {
-		rs.pbuf = make([]byte, pageBufSize)
+// pageBufs are one page writer's buffers, made when first needed and kept
+// for the next task (pageBufPool).
+type pageBufs struct{ pbuf, cbuf []byte }
+
+// page is the buffer for pages read from parent images.
+func (b *pageBufs) page() []byte {
+	if b.pbuf == nil {
+		b.pbuf = make([]byte, pageBufSize)
 	}
-	return rs.pbuf
+	return b.pbuf
 }
 
-// curBuf is a buffer for what inherited areas hold now.
-func (rs *restorer) curBuf() []byte {
-	if rs.cbuf == nil {
-		rs.cbuf = make([]byte, pageBufSize)
+// cur is the buffer for what an inherited area holds now.
+func (b *pageBufs) cur() []byte {
+	if b.cbuf == nil {
+		b.cbuf = make([]byte, pageBufSize)
 	}
-	return rs.cbuf
+	return b.cbuf
 }
 
-// pageWriter writes pages into one task.
 type pageWriter struct {
 	pid  int
 	segs []ptrace.MemSeg

@@ -6,10 +6,14 @@
 //
 //   - pass 1, parents before children: create the task with its PID (clone3
 //     with set_tid, injected into the already-restored parent, so parentage,
-//     sessions and groups come out right), then mappings and pages, the vDSO,
-//     mm fields, fs, fds, signal handlers, timers, rlimits, personality,
-//     comm, pending signals. Children are cloned while their parent still has
-//     full privileges and no seccomp filter.
+//     sessions and groups come out right), then mappings and the vDSO, fs,
+//     fds, signal handlers, timers, rlimits, personality, comm, pending
+//     signals. A task's syscalls run in lists, a ptrace stop per list, in a
+//     small runner of the stub's (remote.go). Its pages are written by a
+//     worker beside the tracer (pages.go); the task is settled (pages in,
+//     protections, mm fields) before a child is cloned from it and before
+//     pass 2. Children are cloned while their parent still has full
+//     privileges and no seccomp filter.
 //   - pass 2: the SELinux label (before any other thread exists: SELinux lets
 //     only single-threaded tasks change context), the other threads and
 //     their per-thread state, creds.
@@ -27,7 +31,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -165,10 +172,8 @@ func LoadPlan(dir string) (*Plan, error) {
 		}
 		p.Tasks = append(p.Tasks, t)
 	}
-	for _, t := range p.Tasks {
-		if err := p.loadTask(t); err != nil {
-			return nil, err
-		}
+	if err := p.loadTasks(); err != nil {
+		return nil, err
 	}
 	if err := p.loadFiles(); err != nil {
 		return nil, err
@@ -177,6 +182,35 @@ func LoadPlan(dir string) (*Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// loadTasks reads every task's images, several tasks at once (a tree of
+// a thousand tasks has thousands of small files); the error reported is
+// the first task's in tree order, whatever finished first.
+func (p *Plan) loadTasks() error {
+	errs := make([]error, len(p.Tasks))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(p.Tasks), 2*runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(p.Tasks) {
+					return
+				}
+				errs[i] = p.loadTask(p.Tasks[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func containsInt(s []int, v int) bool {

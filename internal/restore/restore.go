@@ -77,6 +77,10 @@ type live struct {
 	t       *Task
 	main    *remote
 	threads []*ptrace.Tracee // main thread first
+	// pages is the task's pages being written, mmRest what finishes its
+	// mm once they are (settle).
+	pages  *pageJob
+	mmRest func() error
 }
 
 type restorer struct {
@@ -103,8 +107,7 @@ type restorer struct {
 	// lateTraps are, per task, pending SIGTRAPs queued after the runner's
 	// last use (trapFixups).
 	lateTraps map[int][]lateTrap
-	// pbuf and cbuf are writePages' buffers, made once.
-	pbuf, cbuf []byte
+	pageState
 	// standIns stand in for processes reaped before the dump that pidfds
 	// of the tree refer to.
 	standIns []*standIn
@@ -136,6 +139,7 @@ func Run(o Options) (*Result, error) {
 	err = rs.tracer.Do(func() error {
 		if err := rs.run(); err != nil {
 			rs.killAll()
+			rs.abandonPages()
 			return err
 		}
 		return nil
@@ -213,6 +217,9 @@ func (rs *restorer) run() error {
 		}
 	}
 	if err := rs.joinLateGroups(); err != nil {
+		return err
+	}
+	if err := rs.settleAll(); err != nil {
 		return err
 	}
 	rs.stats.ForkingTime = time.Since(fork)
@@ -349,7 +356,12 @@ func (rs *restorer) createTask(t *Task) error {
 		parent = rs.remoteFor(rs.stub.Tracee, rs.stub.Pid)
 		flags = unix.CLONE_PARENT
 	} else {
-		parent = rs.byPid[t.Parent.Pid].main
+		// The child gets a copy of its parent's memory: all of it.
+		pl := rs.byPid[t.Parent.Pid]
+		if err := rs.settle(pl); err != nil {
+			return err
+		}
+		parent = pl.main
 	}
 	if rs.sharesParentFds(t) {
 		flags |= unix.CLONE_FILES
@@ -380,7 +392,7 @@ func (rs *restorer) createTask(t *Task) error {
 		what string
 		f    func() error
 	}{
-		{"memory", func() error { return rs.restoreMM(t, r) }},
+		{"memory", func() error { return rs.restoreMM(l) }},
 		{"fs", func() error { return rs.restoreFS(t, r) }},
 		{"files", func() error { return rs.restoreFds(t, r) }},
 		{"task state", func() error { return rs.restoreTaskState(t, r) }},
