@@ -107,4 +107,3 @@ func commOf(pid int) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
