@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -71,11 +72,24 @@ func RawKindForName(name string) *Kind {
 	return nil
 }
 
+// readBufSize is the read buffer for r: 64 KiB, or the size of a smaller
+// file (a restore reads thousands of small images; a 64 KiB buffer each
+// was most of the work).
+func readBufSize(r io.Reader) int {
+	const most = 64 << 10
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < most {
+			return max(int(fi.Size()), 16) // bufio's own minimum
+		}
+	}
+	return most
+}
+
 // NewReader starts reading an image from r. name is used in errors and to
 // recognize magic-less files (pages-N.img). The magic is read and checked.
 // If r is an io.Closer, Close closes it.
 func NewReader(r io.Reader, name string) (*Reader, error) {
-	rd := &Reader{name: name, br: bufio.NewReaderSize(r, 64<<10)}
+	rd := &Reader{name: name, br: bufio.NewReaderSize(r, readBufSize(r))}
 	if c, ok := r.(io.Closer); ok {
 		rd.c = c
 	}
@@ -200,7 +214,11 @@ func (r *Reader) ReadAll() ([]byte, error) {
 
 // Next returns the next entry, or io.EOF after the last one. The entry's
 // message is parsed when the kind has a schema; unknown fields are kept.
-func (r *Reader) Next() (*Entry, error) {
+func (r *Reader) Next() (*Entry, error) { return r.next(nil) }
+
+// next reads the next entry; into, if of the entry's type, is what it is
+// decoded into (ReadEntry's message: no copy afterwards).
+func (r *Reader) next(into proto.Message) (*Entry, error) {
 	if r.done {
 		return nil, io.EOF
 	}
@@ -223,6 +241,9 @@ func (r *Reader) Next() (*Entry, error) {
 		return nil, err
 	}
 	if m := r.kind.entryMessage(r.index); m != nil {
+		if into != nil && into.ProtoReflect().Descriptor() == m.ProtoReflect().Descriptor() {
+			m = into
+		}
 		if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(e.Raw, m); err != nil {
 			return nil, r.errf(e.Offset+4, "entry %d is not a valid %s: %v", r.index, m.ProtoReflect().Descriptor().Name(), err)
 		}
@@ -253,7 +274,7 @@ func (r *Reader) Next() (*Entry, error) {
 // ReadEntry reads the next entry into m, which must be the kind's message
 // type. It returns io.EOF after the last entry, and the entry's payload.
 func (r *Reader) ReadEntry(m proto.Message) (extra []byte, err error) {
-	e, err := r.Next()
+	e, err := r.next(m)
 	if err != nil {
 		return nil, err
 	}
@@ -264,8 +285,6 @@ func (r *Reader) ReadEntry(m proto.Message) (extra []byte, err error) {
 		return nil, fmt.Errorf("%s: entry %d is a %s, not a %s", r.name, r.index-1,
 			e.Msg.ProtoReflect().Descriptor().Name(), m.ProtoReflect().Descriptor().Name())
 	}
-	proto.Reset(m)
-	proto.Merge(m, e.Msg)
 	return e.Extra, nil
 }
 

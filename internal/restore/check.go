@@ -55,12 +55,21 @@ func (p *Plan) check() error {
 		return &MismatchError{Dir: p.Dir.Path(), Msg: fmt.Sprintf(format, args...)}
 	}
 	file := func(id uint32) *pb.FileEntry { return p.Files[id] }
+	live := false
 	for _, t := range p.Tasks {
-		if !t.Zombie && !p.Dir.Exists(images.FilesFile) {
-			return mismatch("files.img is missing")
-		}
+		live = live || !t.Zombie
 	}
-	for _, t := range p.Tasks {
+	if live && !p.Dir.Exists(images.FilesFile) {
+		return mismatch("files.img is missing")
+	}
+	// The pages of every task are checked at once, a few tasks at a time.
+	pageErrs := eachTask(p.Tasks, func(t *Task) error {
+		if t.Zombie {
+			return nil
+		}
+		return checkPages(p.Dir, t.Pid)
+	})
+	for i, t := range p.Tasks {
 		if t.Zombie {
 			continue
 		}
@@ -87,7 +96,7 @@ func (p *Plan) check() error {
 				return mismatch("task %d: its %s, file id %d, is not in files.img", t.Pid, what, id)
 			}
 		}
-		if err := checkPages(p.Dir, t.Pid); err != nil {
+		if err := pageErrs[i]; err != nil {
 			return mismatch("task %d: %v", t.Pid, err)
 		}
 	}

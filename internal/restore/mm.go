@@ -149,8 +149,12 @@ func (rs *restorer) restoreMM(l *live) error {
 				return err
 			}
 		}
-		if err := r.flush(); err != nil {
-			return err
+		// AIO rings are read and written from outside: the list runs
+		// first.
+		if len(t.MM.GetAios()) > 0 {
+			if err := r.flush(); err != nil {
+				return err
+			}
 		}
 		if err := restoreAIORings(t, r); err != nil {
 			return err

@@ -56,8 +56,9 @@ func (rs *restorer) startPages(t *Task, pagesID uint32, entries []pagemap.Entry,
 }
 
 // settle waits for task l's pages and finishes its mm; a task already
-// settled is left as it is.
-func (rs *restorer) settle(l *live) error {
+// settled is left as it is. With queue set, what finishes the mm may stay
+// queued on l.main, for its next list.
+func (rs *restorer) settle(l *live, queue bool) error {
 	job, rest := l.pages, l.mmRest
 	if job == nil && rest == nil {
 		return nil
@@ -72,21 +73,24 @@ func (rs *restorer) settle(l *live) error {
 	}
 	r := l.main
 	r.reset()
+	r.stage = "memory"
 	err := rest()
-	if err == nil {
+	r.stage = ""
+	if err == nil && !queue {
 		err = r.flush()
 	}
 	if err != nil {
-		return fmt.Errorf("task %d: memory: %w", l.t.Pid, err)
+		return stageErr(l.t.Pid, "memory", err)
 	}
 	log.Debugf("task %d: pages written, mm finished", l.t.Pid)
 	return nil
 }
 
-// settleAll settles every task, in the order they were made.
+// settleAll settles every task, in the order they were made, leaving the
+// last syscalls of each queued for its second pass.
 func (rs *restorer) settleAll() error {
 	for _, l := range rs.tasks {
-		if err := rs.settle(l); err != nil {
+		if err := rs.settle(l, true); err != nil {
 			return err
 		}
 	}

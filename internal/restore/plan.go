@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -178,9 +179,11 @@ func LoadPlan(dir string) (*Plan, error) {
 	if err := p.loadFiles(); err != nil {
 		return nil, err
 	}
+	log.Debugf("images of %d tasks and %d files read", len(p.Tasks), len(p.Files))
 	if err := p.check(); err != nil {
 		return nil, err
 	}
+	log.Debugf("images checked")
 	return p, nil
 }
 
@@ -188,29 +191,35 @@ func LoadPlan(dir string) (*Plan, error) {
 // a thousand tasks has thousands of small files); the error reported is
 // the first task's in tree order, whatever finished first.
 func (p *Plan) loadTasks() error {
-	errs := make([]error, len(p.Tasks))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(len(p.Tasks), 2*runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(p.Tasks) {
-					return
-				}
-				errs[i] = p.loadTask(p.Tasks[i])
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
+	for _, err := range eachTask(p.Tasks, p.loadTask) {
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// eachTask runs f for every task, on a few goroutines at once, and returns
+// the errors in the order of tasks.
+func eachTask(tasks []*Task, f func(*Task) error) []error {
+	errs := make([]error, len(tasks))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(tasks), 2*runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(tasks) {
+					return
+				}
+				errs[i] = f(tasks[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 func containsInt(s []int, v int) bool {

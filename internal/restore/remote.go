@@ -40,11 +40,25 @@ type remote struct {
 	after []func()
 	// checks look at results of ops that may fail once they ran.
 	checks []check
+	// stage names the step queued syscalls belong to, for errors
+	// (stageError).
+	stage string
 }
 
+// stageError is the failure of a queued syscall, with the step it was
+// queued in.
+type stageError struct {
+	stage string
+	err   error
+}
+
+func (e *stageError) Error() string { return e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
 type check struct {
-	o op
-	f func(ret uint64) error
+	o     op
+	f     func(ret uint64) error
+	stage string
 }
 
 // queued is one syscall waiting in the list.
@@ -55,6 +69,8 @@ type queued struct {
 	mayFail bool
 	// hint, if set, is added to the error of a failure.
 	hint string
+	// stage is the remote's stage when it was queued.
+	stage string
 	// refs has bit j set when args[j] is how many entries back the
 	// syscall whose result is argument j is.
 	refs uint8
@@ -215,7 +231,7 @@ func (r *remote) closeAfterRun(fd int) {
 // f decides which failures matter); f's error is the list's.
 // An op that ran already is checked at once.
 func (r *remote) checkResult(o op, f func(ret uint64) error) error {
-	r.checks = append(r.checks, check{o, f})
+	r.checks = append(r.checks, check{o, f, r.stage})
 	if int(o) <= len(r.results) {
 		return r.runChecks()
 	}
@@ -232,7 +248,7 @@ func (r *remote) runChecks() error {
 			continue
 		}
 		if e := c.f(r.results[c.o-1]); e != nil && err == nil {
-			err = e
+			err = &stageError{c.stage, e}
 		}
 	}
 	r.checks = keep
@@ -276,7 +292,7 @@ func (r *remote) enqueue(name, hint string, nr uintptr, mayFail bool, args []arg
 	if len(args) > 6 {
 		return 0, fmt.Errorf("task %d: %s: %d syscall arguments", r.pid, name, len(args))
 	}
-	q := queued{name: name, nr: uint64(nr), mayFail: mayFail, hint: hint}
+	q := queued{name: name, nr: uint64(nr), mayFail: mayFail, hint: hint, stage: r.stage}
 	self := op(len(r.results) + len(r.ops) + 1)
 	for j, a := range args {
 		switch {
@@ -394,6 +410,9 @@ func (r *remote) run() (uint64, error) {
 		err := fmt.Errorf("task %d thread %d: %s: %w", r.pid, r.te.Tid, ops[i].name, ptrace.Errno(ret(i)))
 		if ops[i].hint != "" {
 			err = fmt.Errorf("%w%s", err, ops[i].hint)
+		}
+		if ops[i].stage != "" {
+			err = &stageError{ops[i].stage, err}
 		}
 		return 0, err
 	}

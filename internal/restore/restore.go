@@ -358,7 +358,7 @@ func (rs *restorer) createTask(t *Task) error {
 	} else {
 		// The child gets a copy of its parent's memory: all of it.
 		pl := rs.byPid[t.Parent.Pid]
-		if err := rs.settle(pl); err != nil {
+		if err := rs.settle(pl, false); err != nil {
 			return err
 		}
 		parent = pl.main
@@ -381,79 +381,121 @@ func (rs *restorer) createTask(t *Task) error {
 	if err := rs.utsNamespace(l, newUTS); err != nil {
 		return fmt.Errorf("task %d: uts namespace: %w", t.Pid, err)
 	}
-	if err := rs.sessionAndGroup(l); err != nil {
-		return err
-	}
 	if t.Zombie {
+		if err := rs.sessionAndGroup(l); err != nil {
+			return stageErr(t.Pid, "", err)
+		}
 		return rs.makeZombie(l)
 	}
+	// The session and group are read in the memory step's first list, and
+	// the group joined in the next one. The steps after memory go in one
+	// list; a failure there names its step (stageError).
 	r := l.main
+	gp, err := rs.queueSession(l)
+	if err != nil {
+		return err
+	}
 	steps := []struct {
 		what string
 		f    func() error
 	}{
 		{"memory", func() error { return rs.restoreMM(l) }},
+		{"process group", func() error { return rs.joinGroup(l, gp, true) }},
 		{"fs", func() error { return rs.restoreFS(t, r) }},
 		{"files", func() error { return rs.restoreFds(t, r) }},
 		{"task state", func() error { return rs.restoreTaskState(t, r) }},
 	}
+	defer func() { r.stage = "" }()
 	for _, s := range steps {
 		r.reset()
-		err := s.f()
-		if err == nil {
-			err = r.flush()
+		r.stage = s.what
+		if err := s.f(); err != nil {
+			return stageErr(t.Pid, s.what, err)
 		}
-		if err != nil {
-			return fmt.Errorf("task %d: %s: %w", t.Pid, s.what, err)
-		}
-		log.Debugf("task %d: %s restored", t.Pid, s.what)
 	}
+	if err := r.flush(); err != nil {
+		return stageErr(t.Pid, "", err)
+	}
+	log.Debugf("task %d: memory areas, fs, files and task state restored", t.Pid)
 	return nil
+}
+
+// stageErr names the task and the step of createTask an error came from:
+// the step of the failed syscall, when the error is a list's (stageError;
+// none for the session check, queued before the steps).
+func stageErr(pid int, step string, err error) error {
+	var se *stageError
+	if errors.As(err, &se) {
+		step, err = se.stage, se.err
+	}
+	if step == "" {
+		return fmt.Errorf("task %d: %w", pid, err)
+	}
+	return fmt.Errorf("task %d: %s: %w", pid, step, err)
 }
 
 // sessionAndGroup puts the new task in its session and process group. A
 // child inherits both from its parent; a session leader makes its own
 // session, a group leader its own group, others join theirs.
 func (rs *restorer) sessionAndGroup(l *live) error {
-	t, r := l.t, l.main
-	// One list: setsid or getsid, then getpgid.
-	var gs op
-	if t.Sid == t.Pid {
-		if err := r.q("setsid", unix.SYS_SETSID); err != nil {
-			return err
-		}
-	} else {
-		var err error
-		if gs, err = r.qop("getsid", unix.SYS_GETSID, val(0)); err != nil {
-			return err
-		}
-	}
-	gp, err := r.qop("getpgid", unix.SYS_GETPGID, val(0))
+	gp, err := rs.queueSession(l)
 	if err != nil {
 		return err
 	}
-	if err := r.flush(); err != nil {
+	if err := l.main.flush(); err != nil {
 		return err
 	}
-	if gs != 0 {
-		if sid, _ := r.value(gs); int(sid) != t.Sid {
-			return fmt.Errorf("task %d was in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping", t.Pid, t.Sid)
-		}
-	}
-	pgid, _ := r.value(gp)
-	if int(pgid) != t.Pgid {
-		if _, made := rs.byPid[t.Pgid]; !made && !t.Zombie && rs.inPlan(t.Pgid) {
-			// Led by a task made later (live tasks are made parent
-			// first, a group's leader may be a younger sibling).
-			rs.latePgid = append(rs.latePgid, l)
-			return nil
-		}
-		return rs.setpgid(l)
-	}
-	return nil
+	return rs.joinGroup(l, gp, false)
 }
 
-// setpgid makes task l join its process group, from inside it.
+// queueSession queues setsid, or getsid and a check that the task is in
+// its session already, and getpgid, whose op it returns for joinGroup.
+func (rs *restorer) queueSession(l *live) (op, error) {
+	t, r := l.t, l.main
+	if t.Sid == t.Pid {
+		if err := r.q("setsid", unix.SYS_SETSID); err != nil {
+			return 0, err
+		}
+	} else {
+		gs, err := r.qop("getsid", unix.SYS_GETSID, val(0))
+		if err != nil {
+			return 0, err
+		}
+		if err := r.checkResult(gs, func(sid uint64) error {
+			if int(sid) != t.Sid {
+				return fmt.Errorf("in session %d, led by a process outside the dumped tree: restore it from that session, or start it with setsid before dumping", t.Sid)
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return r.qop("getpgid", unix.SYS_GETPGID, val(0))
+}
+
+// joinGroup puts the task in its process group, once getpgid (gp) ran:
+// at once, or with queue set in the task's next list.
+func (rs *restorer) joinGroup(l *live, gp op, queue bool) error {
+	t := l.t
+	pgid, err := l.main.value(gp)
+	if err != nil {
+		return err
+	}
+	if int(pgid) == t.Pgid {
+		return nil
+	}
+	if _, made := rs.byPid[t.Pgid]; !made && !t.Zombie && rs.inPlan(t.Pgid) {
+		// Led by a task made later (live tasks are made parent
+		// first, a group's leader may be a younger sibling).
+		rs.latePgid = append(rs.latePgid, l)
+		return nil
+	}
+	if queue {
+		return l.main.q(fmt.Sprintf("setpgid(0, %d) into process group %d", t.Pgid, t.Pgid), unix.SYS_SETPGID, 0, uint64(t.Pgid))
+	}
+	return rs.setpgid(l)
+}
+
 func (rs *restorer) setpgid(l *live) error {
 	t, r := l.t, l.main
 	if _, err := r.call(fmt.Sprintf("setpgid(0, %d)", t.Pgid), unix.SYS_SETPGID, 0, uint64(t.Pgid)); err != nil {
@@ -502,8 +544,22 @@ func (rs *restorer) makeZombie(l *live) error {
 // secondPass: label, threads, POSIX timers, membarrier registrations,
 // per-thread state, creds. (SIGIO owners and
 // then seccomp filters come once every task has had its second pass.)
-func (rs *restorer) secondPass(l *live) error {
+func (rs *restorer) secondPass(l *live) (err error) {
 	t, r := l.t, l.main
+	// The end of the task's memory restore (settle) is queued on r and
+	// runs with the first list here: a failure there is the memory's.
+	defer func() {
+		var se *stageError
+		if errors.As(err, &se) && se.stage == "memory" {
+			err = stageErr(t.Pid, "", err)
+		}
+	}()
+	if len(t.Threads) > 1 || t.Core().GetThreadCore().GetCreds().GetLsmProfile() != "" {
+		// Threads are cloned and labels written from outside the list.
+		if err := r.flush(); err != nil {
+			return err
+		}
+	}
 	r.reset()
 	labelLate := testLabelAfterThreads()
 	if !labelLate {
@@ -537,8 +593,17 @@ func (rs *restorer) secondPass(l *live) error {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	rs.stats.Threads++
-	for _, te := range l.threads {
-		tr := rs.remoteFor(te, t.Pid)
+	// One remote per thread, the main thread's own: what each queues
+	// runs with its creds, in one stop per thread.
+	trs := make([]*remote, len(l.threads))
+	for i, te := range l.threads {
+		trs[i] = r
+		if te.Tid != t.Pid {
+			trs[i] = rs.remoteFor(te, t.Pid)
+		}
+	}
+	for i, te := range l.threads {
+		tr := trs[i]
 		c := t.Cores[te.Tid]
 		if err := rs.threadState(tr, c); err != nil {
 			return fmt.Errorf("task %d thread %d: %w", t.Pid, te.Tid, err)
@@ -560,8 +625,8 @@ func (rs *restorer) secondPass(l *live) error {
 	if err := rs.queueSignals(r, t.Pid, t.Core().GetTc().GetSignalsS(), true); err != nil {
 		return err
 	}
-	for _, te := range l.threads {
-		tr := rs.remoteFor(te, t.Pid)
+	for i, te := range l.threads {
+		tr := trs[i]
 		if err := rs.restoreCreds(tr, t.Cores[te.Tid].GetThreadCore().GetCreds()); err != nil {
 			return fmt.Errorf("task %d thread %d: creds: %w", t.Pid, te.Tid, err)
 		}

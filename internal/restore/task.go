@@ -220,7 +220,7 @@ type timerKey struct {
 }
 
 // queueSignals puts back pending signals: shared ones to the process,
-// per-thread ones to their thread.
+// per-thread ones to their thread, queued on r: the caller flushes.
 func (rs *restorer) queueSignals(r *remote, tid int, q *pb.SignalQueueEntry, shared bool) error {
 	for _, s := range q.GetSignals() {
 		si := s.GetSiginfo()
@@ -252,7 +252,7 @@ func (rs *restorer) queueSignals(r *remote, tid int, q *pb.SignalQueueEntry, sha
 			return err
 		}
 	}
-	return r.flush()
+	return nil
 }
 
 // lateTrap is a pending SIGTRAP kept for trapFixups.
@@ -305,6 +305,7 @@ func (rs *restorer) trapFixups(t *Task, r *remote) error {
 
 // threadState restores what each thread has of its own, injected in that
 // thread: comm, sigaltstack, robust list, tid address, rseq, pdeathsig.
+// The syscalls stay queued on r: the caller flushes.
 func (rs *restorer) threadState(r *remote, c *pb.CoreEntry) error {
 	tc := c.GetThreadCore()
 	if comm := tc.GetComm(); comm != "" {
@@ -369,7 +370,7 @@ func (rs *restorer) threadState(r *remote, c *pb.CoreEntry) error {
 			return err
 		}
 	}
-	return r.flush()
+	return nil
 }
 
 // restoreCreds gives one thread its credentials. The order matters: the
