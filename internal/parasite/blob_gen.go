@@ -15,7 +15,7 @@ const (
 )
 
 // blobSHA256 is the digest of blob/parasite.bin as generated.
-const blobSHA256 = "bee6eaace83b88a93a520a2cfae7989270bbc579f3d155dce9d5d072f3326e88"
+const blobSHA256 = "d49ede0a8c2afb95da2df3aa8a83e105677251060aade162b1a8a6e4e30f932a"
 
 //go:embed blob/parasite.bin
 var blob []byte

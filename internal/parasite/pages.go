@@ -65,6 +65,7 @@ func (p *Parasite) pagesChunk(rs []Range, rfd *int, wfd int, out *pageSink) (int
 		want += int64(r.Len)
 	}
 	p.conn.SetWriteDeadline(time.Now().Add(p.timeout))
+	p.busy.Store(true)
 	if _, _, err := p.conn.WriteMsgUnix(encodeRequest(cmdPages, encodeRanges(rs)), unix.UnixRights(wfd), nil); err != nil {
 		return 0, fmt.Errorf("task %d: parasite DumpPages: send: %w", p.pid, err)
 	}

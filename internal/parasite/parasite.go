@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,6 +61,12 @@ type Parasite struct {
 
 	running bool // the leader was resumed into the blob
 	done    bool // cured, or the area is gone
+	// busy: a command was sent and its reply not read yet (pages are
+	// answered on another goroutine).
+	busy atomic.Bool
+	// sigpipe: SIGPIPE was pending (thread or process) before the blob
+	// ran; one pending at Cure otherwise is the blob's and is dropped.
+	sigpipe bool
 
 	watchdog *Watchdog
 }
@@ -106,6 +113,9 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 		return nil, err
 	}
 	if p.sigmask, err = leader.GetSigmask(); err != nil {
+		return nil, err
+	}
+	if p.sigpipe, err = sigpipePending(p.pid, leader.Tid); err != nil {
 		return nil, err
 	}
 
@@ -374,6 +384,7 @@ func (p *Parasite) call(c command, payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("task %d: parasite %v: not running", p.pid, c)
 	}
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
+	p.busy.Store(true)
 	if _, err := p.conn.Write(encodeRequest(c, payload)); err != nil {
 		return nil, fmt.Errorf("task %d: parasite %v: send: %w", p.pid, c, err)
 	}
@@ -386,6 +397,7 @@ func (p *Parasite) reply(c command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task %d: parasite %v: no reply (status %s): %w", p.pid, c, p.status(), err)
 	}
+	p.busy.Store(false) // the blob answered: it is back waiting
 	out, errno, err := decodeReply(c, buf[:n])
 	if err != nil {
 		return nil, fmt.Errorf("task %d: parasite: %w", p.pid, err)
@@ -522,7 +534,16 @@ func (p *Parasite) Cure() error {
 		cureErr = p.crashError(st)
 	case p.conn == nil:
 		cureErr = fmt.Errorf("task %d: parasite connection already closed", p.pid)
+	case !p.busy.Load():
+		// The blob waits for the next command: no command runs, nothing
+		// of the task's is half done. The task gets its own registers,
+		// xsave area and mask back from here, and the blob's socket is
+		// closed, instead of stepping the blob through its own way out
+		// (a dozen ptrace stops).
+		return p.quickCure()
 	default:
+		// A command may still run (gockpt gave up on its reply): the
+		// blob finishes it and then Fini, which closes what it holds.
 		p.conn.SetDeadline(time.Now().Add(p.timeout))
 		if _, err := p.conn.Write(encodeRequest(cmdFini, nil)); err != nil {
 			cureErr = fmt.Errorf("task %d: parasite Fini: send: %w", p.pid, err)
@@ -541,6 +562,61 @@ func (p *Parasite) Cure() error {
 		return err
 	}
 	return cureErr
+}
+
+// quickCure puts the stopped leader back as it was at Inject, closes the
+// blob's socket in it and unmaps the area; a SIGPIPE the blob raised is
+// dropped first, as the blob's own way out does.
+func (p *Parasite) quickCure() error {
+	b := make([]byte, 4)
+	if err := ptrace.ReadMem(p.pid, p.area+blobArgs+argsSock, b); err != nil {
+		return fmt.Errorf("task %d: read the parasite's socket: %w", p.pid, err)
+	}
+	if sock := int32(le.Uint32(b)); sock >= 0 {
+		if err := p.syscall("close the parasite's socket", unix.SYS_CLOSE, uint64(sock)); err != nil {
+			return err
+		}
+	}
+	if !p.sigpipe {
+		pending, err := sigpipePending(p.pid, p.leader.Tid)
+		if err != nil {
+			return err
+		}
+		if pending {
+			// rt_sigtimedwait({SIGPIPE}, NULL, {0, 0}) in the scratch page.
+			args := le.AppendUint64(nil, 1<<(unix.SIGPIPE-1))
+			if err := ptrace.WriteMem(p.pid, p.scratch, append(args, make([]byte, 16)...)); err != nil {
+				return err
+			}
+			if err := p.syscall("drop the parasite's SIGPIPE", unix.SYS_RT_SIGTIMEDWAIT, p.scratch, 0, p.scratch+8, 8); err != nil {
+				return err
+			}
+		}
+	}
+	return p.restore()
+}
+
+// syscall injects a syscall into the leader and names it in its error.
+func (p *Parasite) syscall(what string, nr uint64, args ...uint64) error {
+	r, err := p.leader.Syscall(nr, args...)
+	if err != nil {
+		return fmt.Errorf("task %d: %s: %w", p.pid, what, err)
+	}
+	if e := ptrace.Errno(r); e != 0 {
+		return fmt.Errorf("task %d: %s: %w", p.pid, what, e)
+	}
+	return nil
+}
+
+// sigpipePending tells whether SIGPIPE is pending for thread tid or its
+// process.
+func sigpipePending(pid, tid int) (bool, error) {
+	st, err := proc.ReadTaskStatus(pid, tid)
+	if err != nil {
+		return false, fmt.Errorf("task %d: %w", pid, err)
+	}
+	bit := uint64(1) << (unix.SIGPIPE - 1)
+	return (st.SigPnd|st.ShdPnd)&bit != 0, nil
 }
 
 // restoreOrUnmap puts the leader back unless the blob already did (its

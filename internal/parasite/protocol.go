@@ -15,6 +15,7 @@ const (
 	hdrSize      = 16
 	argsSize     = 160 // struct gk_args
 	argsStatus   = 136 // offsetof(struct gk_args, status)
+	argsSock     = 20  // offsetof(struct gk_args, sock)
 )
 
 type command uint16
@@ -248,6 +249,7 @@ func encodeArgs(sockaddr []byte, sigframe, trim, trimLen uint64) ([]byte, error)
 	le.PutUint32(b[4:], protoVersion)
 	le.PutUint64(b[8:], sigframe)
 	le.PutUint32(b[16:], uint32(len(sockaddr)))
+	le.PutUint32(b[argsSock:], ^uint32(0)) // -1 until the blob has its socket
 	copy(b[24:], sockaddr)
 	le.PutUint64(b[144:], trim)
 	le.PutUint64(b[152:], trimLen)

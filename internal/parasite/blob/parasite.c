@@ -389,6 +389,7 @@ void __attribute__((noreturn, used)) parasite_main(struct gk_args *a)
 		a->status = sock;
 		cure(a, -1);
 	}
+	a->sock = sock;
 	do
 		r = sys3(NR_connect, sock, a->addr, a->addr_len);
 	while (r == -EINTR);
@@ -442,3 +443,4 @@ _Static_assert(sizeof(struct gk_posix_timer) == 40, "gk_posix_timer");
 _Static_assert(sizeof(struct gk_misc) == 48, "gk_misc");
 _Static_assert(sizeof(struct gk_args) == 160, "gk_args");
 _Static_assert(__builtin_offsetof(struct gk_args, status) == 136, "gk_args.status");
+_Static_assert(__builtin_offsetof(struct gk_args, sock) == 20, "gk_args.sock");

@@ -93,7 +93,7 @@ struct gk_args {
 	u32 version;
 	u64 sigframe;  /* rsp for rt_sigreturn: address of the frame's ucontext */
 	u32 addr_len;  /* bytes of addr used */
-	u32 pad;
+	s32 sock;      /* the blob's socket, once made (gockpt closes it) */
 	u8 addr[112];  /* struct sockaddr_un gockpt listens on */
 	s64 status;    /* GK_STATUS_* or -errno of the step that failed */
 	u64 trim;      /* unmapped on the way out: everything but code and frame */
