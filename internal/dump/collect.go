@@ -1,8 +1,10 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +45,8 @@ type dumper struct {
 	// inc is the previous iteration of an incremental dump; nil for a
 	// full dump.
 	inc *incremental
+	// memJobs write small tasks' pages beside the tracer.
+	memJobs memJobs
 }
 
 func (d *dumper) checkTimeout() error {
@@ -52,7 +56,16 @@ func (d *dumper) checkTimeout() error {
 	return nil
 }
 
-func (d *dumper) run() error {
+func (d *dumper) run() (err error) {
+	defer func() {
+		// No page job outlives the dump, whatever happened.
+		if err != nil {
+			d.memJobs.cancel()
+		}
+		if werr := d.waitMemory(); err == nil {
+			err = werr
+		}
+	}()
 	for _, t := range d.tree.Tasks() {
 		if err := d.checkTimeout(); err != nil {
 			return err
@@ -65,6 +78,9 @@ func (d *dumper) run() error {
 				return err
 			}
 		}
+	}
+	if err := d.waitMemory(); err != nil {
+		return err
 	}
 	return d.writeGlobal()
 }
@@ -308,41 +324,145 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	d.stats.MemdumpTime += time.Since(begin)
-	begin = time.Now()
 	out := &pagemapOut{}
-	if tt != nil && tt.parentHashes != nil {
-		vm := newVMReader(t.Pid)
-		defer vm.close()
-		err = hashRuns(vm, runs, tt.parentHashes, out, nil, f, false)
-		d.opts.Progress.Add(dirtyPages(runs))
-	} else {
-		var dirty []mem.Range
+	incremental := tt != nil && tt.parentHashes != nil
+	var dirty []mem.Range
+	var dirtyBytes uint64
+	if !incremental {
 		for _, r := range runs {
 			out.add(r.Range, r.vma, !r.dirty)
 			if r.dirty {
 				dirty = append(dirty, r.Range)
+				dirtyBytes += r.Len
 			}
 		}
-		err = d.copyPages(t.Pid, plans, dirty, p, f)
 	}
-	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
+	job := func() (memStats, error) {
+		begin := time.Now()
+		defer f.Close()
+		var err error
+		if incremental {
+			vm := newVMReader(t.Pid)
+			defer vm.close()
+			err = hashRuns(vm, runs, tt.parentHashes, out, nil, f, false)
+			d.opts.Progress.Add(dirtyPages(runs))
+		} else {
+			err = d.copyPages(t.Pid, plans, dirty, p, f)
+		}
+		if err != nil {
+			return memStats{}, fmt.Errorf("task %d: %w", t.Pid, err)
+		}
+		if err := f.Close(); err != nil {
+			return memStats{}, err
+		}
+		log.Debugf("task %d: pages copied after %v", t.Pid, time.Since(begin))
+		if err := out.write(d.dir, t.Pid, id); err != nil {
+			return memStats{}, err
+		}
+		log.Debugf("task %d: pagemap written after %v", t.Pid, time.Since(begin))
+		logRuns(t.Pid, out)
+		return memStats{written: out.written, parent: out.parent, took: time.Since(begin)}, nil
 	}
-	if err := f.Close(); err != nil {
-		return err
+	// A task the parasite would not read (a few MiB) is read and written
+	// by a worker while the tracer goes on with the next tasks: they all
+	// stay frozen until every job is in (waitMemory).
+	if !incremental && dirtyBytes < parasiteFrom && d.opts.AfterTask == nil {
+		p = nil
+		d.memJobs.start(memJob{run: job, abandon: func() { f.Close() }})
+		return nil
 	}
-	log.Debugf("task %d: pages copied after %v", t.Pid, time.Since(begin))
-	if err := out.write(d.dir, t.Pid, id); err != nil {
-		return err
+	ms, err := job()
+	d.addMemStats(ms)
+	return err
+}
+
+// memStats is what one task's pages job counted.
+type memStats struct {
+	written, parent uint64
+	took            time.Duration
+}
+
+func (d *dumper) addMemStats(ms memStats) {
+	d.stats.PagesWritten += ms.written
+	d.stats.PagesSkippedParent += ms.parent
+	d.stats.MemwriteTime += ms.took
+}
+
+// memJobs runs tasks' page jobs one at a time beside the tracer (the
+// tracer keeps the other CPU), in the order they were started.
+type memJobs struct {
+	queue chan memJob
+	done  chan struct{}
+	mu    sync.Mutex
+	stats memStats
+	err   error
+}
+
+// memJob is one task's pages: run writes them, abandon lets go of what
+// run would have used.
+type memJob struct {
+	run     func() (memStats, error)
+	abandon func()
+}
+
+// errDumpFailed stops the page jobs not run yet of a dump that failed.
+var errDumpFailed = errors.New("the dump failed")
+
+func (m *memJobs) start(job memJob) {
+	if m.queue == nil {
+		m.queue, m.done = make(chan memJob, 1024), make(chan struct{})
+		go func() {
+			defer close(m.done)
+			for job := range m.queue {
+				m.mu.Lock()
+				failed := m.err != nil
+				m.mu.Unlock()
+				if failed {
+					job.abandon() // the dump fails anyway
+					continue
+				}
+				ms, err := job.run()
+				m.mu.Lock()
+				m.stats.written += ms.written
+				m.stats.parent += ms.parent
+				m.stats.took += ms.took
+				if err != nil && m.err == nil {
+					m.err = err
+				}
+				m.mu.Unlock()
+			}
+		}()
 	}
-	log.Debugf("task %d: pagemap written after %v", t.Pid, time.Since(begin))
-	d.stats.PagesWritten += out.written
-	d.stats.PagesSkippedParent += out.parent
-	d.stats.MemwriteTime += time.Since(begin)
-	logRuns(t.Pid, out)
-	return nil
+	m.queue <- job
+}
+
+// cancel makes the jobs not started yet be abandoned.
+func (m *memJobs) cancel() {
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = errDumpFailed
+	}
+	m.mu.Unlock()
+}
+
+// wait waits for every job started and returns their counts and the first
+// error.
+func (m *memJobs) wait() (memStats, error) {
+	if m.queue == nil {
+		return memStats{}, nil
+	}
+	close(m.queue)
+	<-m.done
+	m.queue = nil
+	return m.stats, m.err
+}
+
+// waitMemory waits for the page jobs and adds what they counted.
+func (d *dumper) waitMemory() error {
+	ms, err := d.memJobs.wait()
+	d.addMemStats(ms)
+	return err
 }
 
 // fds writes fdinfo-N.img for the task's fd table (once per shared table).
