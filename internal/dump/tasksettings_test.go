@@ -103,6 +103,8 @@ func TestFrozenSettingRefusals(t *testing.T) {
 		{"thread-slack", "task %d (%s) thread %s: timer slack 12345 ns: gockpt does not dump timer slack other than the default 50000 ns; set it back before dumping (prctl(PR_SET_TIMERSLACK, 0) in the thread, or echo 0 > /proc/PID/timerslack_ns)"},
 		{"thp-advised", "task %d (%s): PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED: gockpt does not dump THP disabled except where advised; disable THP completely (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) or not at all before dumping"},
 		{"mempolicy", "task %d (%s): NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping"},
+		{"thread-mempolicy", "task %d (%s) thread %s: NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping"},
+		{"mbind", "task %d (%s): NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping"},
 		{"mdwe", "task %d (%s): PR_SET_MDWE flags 0x1: gockpt does not dump memory-deny-write-execute (PR_SET_MDWE); run the program without PR_SET_MDWE (systemd: MemoryDenyWriteExecute=no)"},
 		{"thread-sud", "task %d (%s) thread %s: syscall user dispatch mode 1 (selector at %s, always allowed from 0x1000, 4096 bytes): gockpt does not dump syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH); turn it off in the thread before dumping (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0))"},
 		{"thread-cpuid", "task %d (%s) thread %s: CPUID faulting (arch_prctl ARCH_SET_CPUID 0): gockpt does not dump CPUID faulting (arch_prctl ARCH_SET_CPUID); turn it off in the thread before dumping (arch_prctl(ARCH_SET_CPUID, 1))"},
@@ -126,6 +128,11 @@ func TestFrozenSettingRefusals(t *testing.T) {
 				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), tid, sel)
 			case "mempolicy":
 				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), firstMapping(t, p.Pid))
+			case "thread-mempolicy":
+				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), tid, firstMapping(t, p.Pid))
+			case "mbind":
+				at, _ := os.ReadFile(filepath.Join(dir, "mbind"))
+				want = fmt.Sprintf(c.want, p.Pid, comm(p.Pid), at)
 			}
 			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Pid))
 			_, err := Run(Options{Pid: p.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})

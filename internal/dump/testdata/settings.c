@@ -1,11 +1,12 @@
 /* settings: a task holding one setting restore could not bring back, for
- * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-slack|thread-sud|ksm|thread-cpuid;
+ * the refusal tests. Usage: settings DIR mdwe|thp-advised|mempolicy|thread-mempolicy|mbind|thread-slack|thread-sud|ksm|thread-cpuid;
  * writes DIR/ready (with "tid N" for the thread in DIR/info, and the
  * dispatch selector's address in DIR/sel) once set, then sleeps. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -72,6 +73,27 @@ static void *nocpuid(void *arg)
 	return NULL;
 }
 
+/* A thread with nothing of its own: ready, then sleeps. */
+static void *slack_free(void *arg)
+{
+	(void)arg;
+	ready(gettid());
+	for (;;)
+		pause();
+	return NULL;
+}
+/* A memory policy of this thread only (set_mempolicy is per thread). */
+static void *mempolicy(void *arg)
+{
+	unsigned long node0 = 1;
+	(void)arg;
+	if (syscall(SYS_set_mempolicy, 1 /* MPOL_PREFERRED */, &node0, 64))
+		_exit(3);
+	ready(gettid());
+	for (;;)
+		pause();
+	return NULL;
+}
 int main(int argc, char **argv)
 {
 	pthread_t th;
@@ -92,6 +114,24 @@ int main(int argc, char **argv)
 		if (syscall(SYS_set_mempolicy, 1 /* MPOL_PREFERRED */, &node0, 64))
 			return 3;
 		ready(gettid());
+	} else if (!strcmp(argv[2], "thread-mempolicy")) {
+		pthread_create(&th, NULL, mempolicy, NULL);
+	} else if (!strcmp(argv[2], "mbind")) {
+		/* The policy of one mapping (mbind), not of a thread; in a
+		 * process with a second thread, whose numa_maps shows it too. */
+		unsigned long node0 = 1;
+		long pg = sysconf(_SC_PAGESIZE);
+		char *m = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		FILE *f;
+		char p[4096];
+		if (m == MAP_FAILED || syscall(SYS_mbind, m + pg, pg, 1 /* MPOL_PREFERRED */, &node0, 64, 0))
+			return 3;
+		m[pg] = 1;
+		snprintf(p, sizeof(p), "%s/mbind", dir);
+		f = fopen(p, "w");
+		fprintf(f, "%#lx", (unsigned long)(m + pg));
+		fclose(f);
+		pthread_create(&th, NULL, slack_free, NULL);
 	} else if (!strcmp(argv[2], "thread-slack")) {
 		pthread_create(&th, NULL, slack, NULL);
 	} else if (!strcmp(argv[2], "thread-sud")) {
