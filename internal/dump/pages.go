@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +44,49 @@ func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *para
 	if d.opts.PageReader == ReadByVM || p == nil || total < parasiteFrom {
 		return vm.copyRanges(ranges, d.counted(f), false)
 	}
+	// A big task: the parasite's pipe feeds one copy on one CPU; the last
+	// third goes with process_vm_readv (two copies) on another, written
+	// at its place in the file.
+	if total >= splitFrom && runtime.GOMAXPROCS(0) > 1 && d.opts.PageReader == ReadByParasite {
+		at := (total - total/3) &^ (mem.PageSize - 1)
+		head, tail := splitRanges(ranges, at)
+		errc := make(chan error, 1)
+		go func() {
+			vm := newVMReader(pid)
+			defer vm.close()
+			errc <- vm.copyRanges(tail, d.counted(io.NewOffsetWriter(f, int64(at))), false)
+		}()
+		err := d.copyViaParasite(plans, head, p, f, vm)
+		if terr := <-errc; err == nil {
+			err = terr
+		}
+		return err
+	}
+	return d.copyViaParasite(plans, ranges, p, f, vm)
+}
+
+// splitFrom is the least memory of a task that dump reads two ways at once.
+const splitFrom = 64 << 20
+
+// splitRanges cuts ranges after their first n bytes.
+func splitRanges(ranges []mem.Range, n uint64) (head, tail []mem.Range) {
+	for i, r := range ranges {
+		if n >= r.Len {
+			n -= r.Len
+			continue
+		}
+		if head = append(head, ranges[:i]...); n > 0 {
+			head = append(head, mem.Range{Start: r.Start, Len: n})
+		}
+		tail = append(append(tail, mem.Range{Start: r.Start + n, Len: r.Len - n}), ranges[i+1:]...)
+		return head, tail
+	}
+	return ranges, nil
+}
+
+// copyViaParasite writes ranges to f at its position: through the
+// parasite's pipe, or the tracer's view for what the task cannot read.
+func (d *dumper) copyViaParasite(plans []vmaPlan, ranges []mem.Range, p *parasite.Parasite, f *os.File, vm *vmReader) error {
 	// The parasite reads what the task can read, but not the vDSO: the
 	// tracer's reader hides gockpt's parking code in it.
 	readable := func(addr uint64) bool {

@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -181,17 +182,34 @@ func numaPolicy(pid, tid int) (string, uint64, bool) {
 	// its first line shows that thread's policy: reading only that much
 	// spares the kernel walking every mapping once per thread (a process
 	// of 1,024 threads has over 2,000 mappings).
+	return numaPolicyFrom(f, tid == pid)
+}
+
+// numaPolicyFrom finds the first policy other than default in numa_maps
+// text: all of it, or with whole unset only the first line.
+func numaPolicyFrom(r io.Reader, whole bool) (string, uint64, bool) {
 	var b []byte
-	if tid == pid {
-		b, err = io.ReadAll(f)
+	var err error
+	if whole {
+		if b, err = io.ReadAll(r); err != nil {
+			return "", 0, false
+		}
 	} else {
-		b = make([]byte, 1024)
-		var n int
-		n, err = f.Read(b)
-		b = b[:n]
-	}
-	if err != nil {
-		return "", 0, false
+		// Up to the end of the first whole line: a read may stop
+		// inside one.
+		buf := make([]byte, 1024)
+		for !bytes.Contains(b, []byte{'\n'}) {
+			n, rerr := r.Read(buf)
+			b = append(b, buf[:n]...)
+			if rerr != nil {
+				break
+			}
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return "", 0, false
+		}
+		b = b[:i+1]
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -163,5 +164,39 @@ func writeProc(t *testing.T, pid int, name, v string) {
 	t.Helper()
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, name), []byte(v), 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNumaPolicyDefault: a process without memory policies shows none in
+// any thread, though only the first line of other threads' numa_maps is
+// read (a read that stops inside a line must not count that line).
+func TestNumaPolicyDefault(t *testing.T) {
+	if _, err := os.Stat("/proc/self/numa_maps"); err != nil {
+		t.Skip("no numa_maps (CONFIG_NUMA off)")
+	}
+	pid := os.Getpid()
+	tids, err := threadIDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tids) < 2 {
+		t.Fatalf("%d threads: the test needs the Go runtime's", len(tids))
+	}
+	for _, tid := range tids {
+		if pol, at, ok := numaPolicy(pid, tid); ok {
+			t.Errorf("thread %d: policy %q at %#x, want none", tid, pol, at)
+		}
+	}
+	// Read a byte at a time: every read stops inside a line.
+	const maps = "55d0c4a00000 default file=/usr/bin/x mapped=1 N0=1 kernelpagesize_kB=4\n" +
+		"7f0000000000 prefer:0 anon=2 dirty=2 N0=2 kernelpagesize_kB=4\n"
+	for _, whole := range []bool{false, true} {
+		pol, at, ok := numaPolicyFrom(iotest.OneByteReader(strings.NewReader(maps)), whole)
+		if whole != ok || whole && (pol != "prefer:0" || at != 0x7f0000000000) {
+			t.Errorf("whole %v: %q %#x %v", whole, pol, at, ok)
+		}
+	}
+	if pol, _, ok := numaPolicyFrom(iotest.OneByteReader(strings.NewReader(maps[strings.Index(maps, "\n")+1:])), false); !ok || pol != "prefer:0" {
+		t.Errorf("first line prefer:0: %q %v", pol, ok)
 	}
 }
