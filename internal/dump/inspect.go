@@ -3,8 +3,11 @@ package dump
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -29,8 +32,33 @@ import (
 // mean nothing (a mapped file gone, an fd closed); the frozen pass sees the
 // tree still, and fails on whatever is real.
 func inspect(c *files.Checker, memoryOnly bool) error {
-	for _, pid := range c.Tasks {
-		if err := inspectTask(c, pid, memoryOnly); err != nil {
+	// What a task holds by itself is read for several tasks at once; its
+	// fds (c.Task, which remembers what it saw) one task after another.
+	// The refusal reported is the first task's in tree order.
+	errs := make([]error, len(c.Tasks))
+	zombie := make([]bool, len(c.Tasks))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(c.Tasks), runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(c.Tasks) {
+					return
+				}
+				zombie[i], errs[i] = inspectOwn(c, c.Tasks[i], memoryOnly)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, pid := range c.Tasks {
+		err := errs[i]
+		if err == nil && !memoryOnly && !zombie[i] {
+			err = c.Task(pid)
+		}
+		if err != nil {
 			if files.IsRefusal(err) {
 				return err
 			}
@@ -46,33 +74,31 @@ func inspect(c *files.Checker, memoryOnly bool) error {
 	return checkLocks(c)
 }
 
-// inspectTask checks one task of the tree; zombies hold nothing.
-func inspectTask(c *files.Checker, pid int, memoryOnly bool) error {
+// inspectOwn checks what one task of the tree holds by itself (not its
+// fds); zombies hold nothing.
+func inspectOwn(c *files.Checker, pid int, memoryOnly bool) (zombie bool, err error) {
 	st, err := proc.ReadStat(pid)
 	if err != nil {
-		return fmt.Errorf("task %d: %w", pid, err)
+		return false, fmt.Errorf("task %d: %w", pid, err)
 	}
 	if st.State == 'Z' {
-		return nil
+		return true, nil
 	}
 	if !memoryOnly {
 		if err := taskRefusals(c, pid, st); err != nil {
-			return err
+			return false, err
 		}
 	}
 	areas, err := proc.ReadSmaps(pid)
 	if err != nil {
-		return fmt.Errorf("task %d: %w", pid, err)
+		return false, fmt.Errorf("task %d: %w", pid, err)
 	}
 	for i := range areas {
 		if err := vmaRefusal(c, pid, &areas[i]); err != nil {
-			return err
+			return false, err
 		}
 	}
-	if memoryOnly {
-		return nil
-	}
-	return c.Task(pid)
+	return false, nil
 }
 
 // taskRefusals refuses what a task itself holds: a controlling terminal,

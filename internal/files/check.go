@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -31,6 +32,7 @@ type Checker struct {
 	// socket ("peer fd 7 of task 1234").
 	Tasks []int
 
+	commMu  sync.Mutex // Comm is asked from several goroutines
 	comms   map[int]string
 	pidfds  map[int]int
 	unixSks map[uint64]*proc.UnixSock
@@ -70,6 +72,8 @@ func (c *Checker) Close() {
 
 // Comm is the task's name, as refusals print it.
 func (c *Checker) Comm(pid int) string {
+	c.commMu.Lock()
+	defer c.commMu.Unlock()
 	if s, ok := c.comms[pid]; ok {
 		return s
 	}
