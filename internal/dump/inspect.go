@@ -6,14 +6,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/par"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/support"
 )
@@ -37,22 +36,9 @@ func inspect(c *files.Checker, memoryOnly bool) error {
 	// The refusal reported is the first task's in tree order.
 	errs := make([]error, len(c.Tasks))
 	zombie := make([]bool, len(c.Tasks))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(len(c.Tasks), runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(c.Tasks) {
-					return
-				}
-				zombie[i], errs[i] = inspectOwn(c, c.Tasks[i], memoryOnly)
-			}
-		}()
-	}
-	wg.Wait()
+	par.Each(len(c.Tasks), runtime.GOMAXPROCS(0), func(i int) {
+		zombie[i], errs[i] = inspectOwn(c, c.Tasks[i], memoryOnly)
+	})
 	for i, pid := range c.Tasks {
 		err := errs[i]
 		if err == nil && !memoryOnly && !zombie[i] {

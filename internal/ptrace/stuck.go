@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/gockpt/gockpt/internal/kcmp"
 )
 
 // DefaultStopTimeout bounds how long Seize waits for a thread to stop
@@ -81,9 +81,6 @@ func notStopped(pid, tid int, waited time.Duration) *NotStoppedError {
 	return e
 }
 
-// kcmpVM is KCMP_VM: do two processes share one address space?
-const kcmpVM = 1
-
 // vforkChild finds the child of thread tid that shares its memory: the
 // vfork child it waits for. 0 if none.
 func vforkChild(pid, tid int) int {
@@ -92,8 +89,7 @@ func vforkChild(pid, tid int) int {
 		return 0
 	}
 	for _, c := range kids {
-		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(c), kcmpVM, 0, 0, 0)
-		if errno == 0 && r == 0 {
+		if kcmp.Compare(kcmp.VM, pid, c, 0, 0) == 0 {
 			return c
 		}
 	}

@@ -33,13 +33,12 @@ import (
 	"io"
 	"runtime"
 	"sort"
-	"sync"
-	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/par"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -203,22 +202,7 @@ func (p *Plan) loadTasks() error {
 // the errors in the order of tasks.
 func eachTask(tasks []*Task, f func(*Task) error) []error {
 	errs := make([]error, len(tasks))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(len(tasks), 2*runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(tasks) {
-					return
-				}
-				errs[i] = f(tasks[i])
-			}
-		}()
-	}
-	wg.Wait()
+	par.Each(len(tasks), 2*runtime.GOMAXPROCS(0), func(i int) { errs[i] = f(tasks[i]) })
 	return errs
 }
 
