@@ -13,15 +13,15 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/par"
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
 )
-
-const prGetTHPDisable = 42
 
 // dumper is one dump in progress.
 type dumper struct {
@@ -66,13 +66,31 @@ func (d *dumper) run() (err error) {
 			err = werr
 		}
 	}()
-	for _, t := range d.tree.Tasks() {
+	tasks := d.tree.Tasks()
+	reads := make([]taskReads, len(tasks))
+	window := readAhead
+	if d.opts.AfterTask != nil {
+		window = 0 // the hook may change what the next task shows
+	}
+	var ahead *par.Ahead
+	if window > 0 {
+		smaps := unsharedMMs(tasks)
+		ahead = par.NewAhead(len(tasks), window, func(i int) {
+			reads[i] = readTask(d.files.Checker, tasks[i], smaps[i])
+		})
+		defer ahead.Stop()
+	}
+	for i, t := range tasks {
 		if err := d.checkTimeout(); err != nil {
 			return err
 		}
-		if err := d.task(t); err != nil {
+		if ahead == nil || !ahead.Wait(i) {
+			reads[i] = readTask(d.files.Checker, t, true)
+		}
+		if err := d.task(t, &reads[i]); err != nil {
 			return err
 		}
+		reads[i] = taskReads{}
 		if d.opts.AfterTask != nil {
 			if err := d.opts.AfterTask(t.Pid); err != nil {
 				return err
@@ -85,12 +103,73 @@ func (d *dumper) run() (err error) {
 	return d.writeGlobal()
 }
 
-// task dumps one task of the tree.
-func (d *dumper) task(t *ptrace.Task) error {
-	st, err := proc.ReadStat(t.Pid)
-	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
+// readAhead is how many tasks' /proc reads are made ahead of the tracer.
+const readAhead = 4
+
+// taskReads is what the frozen pass reads about a task from /proc alone.
+// A goroutine reads it a few tasks ahead of the tracer (readTask), so the
+// reads fill the time the tracer waits for tasks to stop and answer.
+type taskReads struct {
+	err     error // reading failed: the task's dump fails with it
+	refusal error // taskRefusals' answer
+	st      *proc.Stat
+	status  *proc.Status
+	// smaps is nil when the task shares its mm with another task of
+	// the tree: a parasite in that one would show up in it.
+	smaps []proc.SmapsVMA
+}
+
+// readTask reads what taskReads holds; the smaps only with withSmaps.
+func readTask(c *files.Checker, t *ptrace.Task, withSmaps bool) taskReads {
+	var r taskReads
+	var err error
+	if r.st, err = proc.ReadStat(t.Pid); err != nil {
+		r.err = fmt.Errorf("task %d: %w", t.Pid, err)
+		return r
 	}
+	if t.Zombie {
+		return r
+	}
+	if r.refusal = taskRefusals(c, t.Pid, r.st); r.refusal != nil {
+		return r
+	}
+	if r.status, err = proc.ReadStatus(t.Pid); err != nil {
+		r.err = fmt.Errorf("task %d: %w", t.Pid, err)
+		return r
+	}
+	if withSmaps {
+		if r.smaps, err = proc.ReadSmaps(t.Pid); err != nil {
+			r.err = fmt.Errorf("task %d: %w", t.Pid, err)
+		}
+	}
+	return r
+}
+
+// unsharedMMs says, per task, whether its mm is its own (a vfork child or
+// a CLONE_VM task shares its parent's).
+func unsharedMMs(tasks []*ptrace.Task) []bool {
+	set := kcmp.Set[int]{Type: kcmp.VM}
+	own := make([]bool, len(tasks))
+	for i, t := range tasks {
+		if t.Zombie {
+			continue
+		}
+		if j, ok := set.Find(t.Pid, 0); ok {
+			own[j] = false
+			continue
+		}
+		set.Add(t.Pid, 0, i)
+		own[i] = true
+	}
+	return own
+}
+
+// task dumps one task of the tree, r what readTask read of it.
+func (d *dumper) task(t *ptrace.Task, r *taskReads) error {
+	if r.err != nil {
+		return r.err
+	}
+	st := r.st
 	ppid := 0
 	if t.Parent != nil {
 		ppid = t.Parent.Pid
@@ -110,17 +189,14 @@ func (d *dumper) task(t *ptrace.Task) error {
 	}
 	d.stats.Tasks++
 	d.stats.Threads += len(t.Threads)
-	if err := taskRefusals(d.files.Checker, t.Pid, st); err != nil {
-		return err
+	if r.refusal != nil {
+		return r.refusal
 	}
-	status, err := proc.ReadStatus(t.Pid)
-	if err != nil {
-		return fmt.Errorf("task %d: %w", t.Pid, err)
-	}
+	status := r.status
 
 	cores := make([]*pb.CoreEntry, len(t.Threads))
 	for i, te := range t.Threads {
-		if err := frozenSettingRefusal(d.files.Checker, t.Pid, te); err != nil {
+		if err := sudRefusal(d.files.Checker, t.Pid, te); err != nil {
 			return err
 		}
 		c, err := threadCore(t.Pid, te, d.opts.LSM.ProcessLabel, &d.seccomp)
@@ -139,7 +215,7 @@ func (d *dumper) task(t *ptrace.Task) error {
 	tc.BlkSigset = cores[0].ThreadCore.BlkSigset
 	cores[0].Tc = tc
 
-	plans, err := collectVMAs(t.Pid, d.files)
+	plans, err := collectVMAs(t.Pid, d.files, r.smaps)
 	if err != nil {
 		return err
 	}
@@ -237,28 +313,12 @@ func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*
 	if v, err := readIntFile(fmt.Sprintf("/proc/%d/oom_score_adj", t.Pid), 10); err == nil {
 		tc.OomScoreAdj = proto.Int32(int32(v))
 	}
-	mask, err := membarrierRegistrations(t.Threads[0])
-	if err != nil {
-		return nil, fmt.Errorf("task %d: %w", t.Pid, err)
-	}
-	if mask != 0 {
-		tc.MembarrierRegistrationMask = proto.Uint32(mask)
-	}
 	return tc, nil
 }
 
 // mm builds the task's mm entry: VMAs, the mm fields /proc/PID/stat shows,
-// the current brk (asked of the task itself), auxv and exe.
+// auxv and exe. The current brk and THP setting come from the parasite.
 func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry, error) {
-	leader := t.Threads[0]
-	brk, err := leader.Syscall(unix.SYS_BRK, 0)
-	if err != nil {
-		return nil, err
-	}
-	thp, err := leader.Syscall(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
-	if err != nil {
-		return nil, err
-	}
 	auxv, err := readAuxv(t.Pid)
 	if err != nil {
 		return nil, err
@@ -280,12 +340,10 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 		MmStartCode: proto.Uint64(st.StartCode), MmEndCode: proto.Uint64(st.EndCode),
 		MmStartData: proto.Uint64(st.StartData), MmEndData: proto.Uint64(st.EndData),
 		MmStartStack: proto.Uint64(st.StartStack), MmStartBrk: proto.Uint64(st.StartBrk),
-		MmBrk:      proto.Uint64(brk),
 		MmArgStart: proto.Uint64(st.ArgStart), MmArgEnd: proto.Uint64(st.ArgEnd),
 		MmEnvStart: proto.Uint64(st.EnvStart), MmEnvEnd: proto.Uint64(st.EnvEnd),
 		ExeFileId:   proto.Uint32(exeID),
 		MmSavedAuxv: auxv,
-		ThpDisabled: proto.Bool(thp == 1),
 	}
 	for _, p := range plans {
 		mm.Vmas = append(mm.Vmas, p.entry)

@@ -14,20 +14,16 @@ const (
 	membarrierPrivateExpedited         = 1 << 3
 	membarrierPrivateExpeditedSyncCore = 1 << 5
 	membarrierPrivateExpeditedRseq     = 1 << 7
-	membarrierGetRegistrations         = 1 << 9
 )
 
-// membarrierRegistrations asks the task which membarrier commands its mm
-// is registered for, as a mask of MEMBARRIER_CMD_REGISTER_* bits: CRIU's
-// membarrier_registration_mask. Linux 6.3+ answers
-// MEMBARRIER_CMD_GET_REGISTRATIONS; before, as CRIU does, each private
-// expedited barrier is issued: it succeeds only once registered, and its
-// registration command is the next bit.
-func membarrierRegistrations(leader *ptrace.Tracee) (uint32, error) {
-	ret, err := leader.Syscall(unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
-	if err != nil {
-		return 0, err
-	}
+// membarrierRegistrations says which membarrier commands the task's mm is
+// registered for, as a mask of MEMBARRIER_CMD_REGISTER_* bits: CRIU's
+// membarrier_registration_mask. ret is what the task answered to
+// MEMBARRIER_CMD_GET_REGISTRATIONS (through the parasite; Linux 6.3+).
+// Before 6.3, as CRIU does, each private expedited barrier is issued in
+// the leader: it succeeds only once registered, and its registration
+// command is the next bit.
+func membarrierRegistrations(ret uint64, leader *ptrace.Tracee) (uint32, error) {
 	e := ptrace.Errno(ret)
 	if e == 0 {
 		return uint32(ret), nil

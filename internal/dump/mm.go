@@ -62,10 +62,12 @@ func (p vmaPlan) area() mem.Area {
 // never dumped. The vDSO's pages are, as CRIU dumps them (its restore
 // compares the dumped vDSO with the running kernel's); gockpt's restore
 // moves the running kernel's vDSO into place and skips them.
-func collectVMAs(pid int, fd *files.Dumper) ([]vmaPlan, error) {
-	areas, err := proc.ReadSmaps(pid)
-	if err != nil {
-		return nil, fmt.Errorf("task %d: %w", pid, err)
+func collectVMAs(pid int, fd *files.Dumper, areas []proc.SmapsVMA) ([]vmaPlan, error) {
+	if areas == nil {
+		var err error
+		if areas, err = proc.ReadSmaps(pid); err != nil {
+			return nil, fmt.Errorf("task %d: %w", pid, err)
+		}
 	}
 	var out []vmaPlan
 	for i := range areas {

@@ -36,10 +36,11 @@ func (d *dumper) withParasite(t *ptrace.Task, f func(p *parasite.Parasite) error
 // thread the tid address and sigaltstack.
 func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.CoreEntry, mm *pb.MmEntry) (err error) {
 	tc := cores[0].GetTc()
-	sas, err := p.DumpSigactions()
+	task, err := p.DumpTask()
 	if err != nil {
-		return fmt.Errorf("task %d: sigactions: %w", t.Pid, err)
+		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
+	sas, its, misc := task.Sigactions, task.Itimers, task.Misc
 	if len(sas) < images.SigMax {
 		return fmt.Errorf("task %d: sigactions: %d signals from the parasite, want %d", t.Pid, len(sas), images.SigMax)
 	}
@@ -49,10 +50,6 @@ func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.
 			Sigaction: proto.Uint64(sa.Handler), Flags: proto.Uint64(sa.Flags),
 			Restorer: proto.Uint64(sa.Restorer), Mask: proto.Uint64(sa.Mask),
 		})
-	}
-	its, err := p.DumpItimers()
-	if err != nil {
-		return fmt.Errorf("task %d: itimers: %w", t.Pid, err)
 	}
 	it := func(i parasite.Itimer) *pb.ItimerEntry {
 		return &pb.ItimerEntry{Isec: proto.Uint64(uint64(i.Interval.Sec)), Iusec: proto.Uint64(uint64(i.Interval.Usec)),
@@ -87,13 +84,30 @@ func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.
 			tc.Timers.Posix = append(tc.Timers.Posix, e)
 		}
 	}
-	misc, err := p.DumpMisc()
+	err = threadSettingRefusal(d.files.Checker, t.Pid, t.Pid, threadSettings{
+		timerSlack: misc.TimerSlack, cpuid: misc.CPUID, mdwe: misc.MDWE, thpDisable: misc.THPDisable})
+	if err != nil {
+		return err
+	}
+	if e := ptrace.Errno(misc.Securebits); e != 0 {
+		return fmt.Errorf("task %d: prctl(PR_GET_SECUREBITS): %w", t.Pid, e)
+	}
+	if e := ptrace.Errno(misc.Brk); e != 0 {
+		return fmt.Errorf("task %d: brk: %w", t.Pid, e)
+	}
+	mask, err := membarrierRegistrations(misc.Membarrier, t.Threads[0])
 	if err != nil {
 		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
+	if mask != 0 {
+		tc.MembarrierRegistrationMask = proto.Uint32(mask)
+	}
 	tc.ChildSubreaper = proto.Bool(misc.ChildSubreaper)
 	mm.Dumpable = proto.Int32(misc.Dumpable)
+	mm.MmBrk = proto.Uint64(misc.Brk)
+	mm.ThpDisabled = proto.Bool(misc.THPDisable == 1)
 	cores[0].ThreadCore.PdeathSig = proto.Uint32(uint32(misc.Pdeathsig))
+	cores[0].ThreadCore.Creds.Secbits = proto.Uint32(uint32(misc.Securebits))
 	cores[0].ThreadInfo.ClearTidAddr = proto.Uint64(misc.TidAddress)
 	cores[0].ThreadCore.Sas = sasEntry(misc.Altstack)
 	for i, te := range t.Threads[1:] {
@@ -101,7 +115,11 @@ func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.
 		if err != nil {
 			return fmt.Errorf("task %d thread %d: %w", t.Pid, te.Tid, err)
 		}
+		if err := threadSettingRefusal(d.files.Checker, t.Pid, te.Tid, threadSettings{timerSlack: ti.TimerSlack, cpuid: ti.CPUID}); err != nil {
+			return err
+		}
 		c := cores[i+1]
+		c.ThreadCore.Creds.Secbits = proto.Uint32(uint32(ti.Securebits))
 		c.ThreadInfo.ClearTidAddr = proto.Uint64(ti.TidAddress)
 		c.ThreadCore.Sas = sasEntry(ti.Altstack)
 	}

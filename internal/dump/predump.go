@@ -130,7 +130,7 @@ func (d *dumper) preScan() ([]*preTask, error) {
 		}
 		d.stats.Tasks++
 		d.stats.Threads += len(t.Threads)
-		plans, err := collectVMAs(t.Pid, d.files)
+		plans, err := collectVMAs(t.Pid, d.files, nil)
 		if err != nil {
 			return out, err
 		}

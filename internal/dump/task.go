@@ -23,11 +23,9 @@ const (
 	taskStopped = 0x3
 )
 
-const prGetSecurebits = 27
-
 // threadCore collects what ptrace and /proc tell about one stopped thread.
-// What only the thread itself can tell (sigaltstack, tid address, pdeathsig)
-// is filled in later from the parasite.
+// What only the thread itself can tell (sigaltstack, tid address,
+// pdeathsig, securebits) is filled in later from the parasite.
 func threadCore(pid int, te *ptrace.Tracee, lsmLabel func(tid int) (string, error), filters *seccompChain) (*pb.CoreEntry, error) {
 	tid := te.Tid
 	regs, err := te.GetRegs()
@@ -54,13 +52,6 @@ func threadCore(pid int, te *ptrace.Tracee, lsmLabel func(tid int) (string, erro
 	if err != nil {
 		return nil, err
 	}
-	secbits, err := te.Syscall(unix.SYS_PRCTL, prGetSecurebits)
-	if err != nil {
-		return nil, err
-	}
-	if e := ptrace.Errno(secbits); e != 0 {
-		return nil, fmt.Errorf("task %d thread %d: prctl(PR_GET_SECUREBITS): %w", pid, tid, e)
-	}
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid))
 	if err != nil {
 		return nil, fmt.Errorf("task %d thread %d: %w", pid, tid, err)
@@ -78,7 +69,6 @@ func threadCore(pid int, te *ptrace.Tracee, lsmLabel func(tid int) (string, erro
 		CapEff:     capWords(st.CapEff),
 		CapBnd:     capWords(st.CapBnd),
 		CapAmb:     capWords(st.CapAmb),
-		Secbits:    proto.Uint32(uint32(secbits)),
 		Groups:     st.Groups,
 		NoNewPrivs: proto.Uint32(boolU32(st.NoNewPrivs)),
 	}

@@ -26,8 +26,6 @@ const (
 	defaultTimerSlackNs = 50000 // the kernel's default_timer_slack_ns
 	schedDeadline       = 6
 	ioprioWhoProcess    = 1
-	prGetTimerslack     = 30
-	prGetMDWE           = 66
 	// thpExceptAdvised is the bit of PR_GET_THP_DISABLE's answer that
 	// says PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18+).
 	thpExceptAdvised = 2
@@ -100,52 +98,62 @@ func settingRefusals(c *files.Checker, pid int) error {
 	return nil
 }
 
-// frozenSettingRefusal asks a frozen thread what only it can tell: its
-// syscall user dispatch and timer slack (/proc shows the main thread's
-// alone) and, for the main thread, whether its memory denies write+execute
-// (PR_SET_MDWE) and how THP is disabled.
-func frozenSettingRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
-	where := ""
-	if te.Tid != pid {
-		where = "thread " + strconv.Itoa(te.Tid)
-	}
-	// Syscall user dispatch first, through ptrace: a syscall injected into
-	// a thread with it on and its selector at BLOCK would raise SIGSYS.
+// sudRefusal refuses a frozen thread with syscall user dispatch on. It is
+// asked through ptrace before anything runs in the task: a syscall
+// injected into a thread with it on and its selector at BLOCK would raise
+// SIGSYS.
+func sudRefusal(c *files.Checker, pid int, te *ptrace.Tracee) error {
 	sud, err := te.SyscallUserDispatch()
 	if err != nil && !errors.Is(err, unix.EIO) { // EIO: before Linux 6.4, which cannot tell
 		return err
 	}
 	if err == nil && sud.Mode != 0 {
-		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Kind: support.SyscallUserDispatch,
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: threadWhere(pid, te.Tid), Kind: support.SyscallUserDispatch,
 			Object: fmt.Sprintf("syscall user dispatch mode %d (selector at %#x, always allowed from %#x, %d bytes)", sud.Mode, sud.Selector, sud.Offset, sud.Len)}
 	}
-	if err := archSettingRefusal(c, pid, where, te); err != nil {
+	return nil
+}
+
+// threadWhere names a thread other than the main one in a refusal.
+func threadWhere(pid, tid int) string {
+	if tid == pid {
+		return ""
+	}
+	return "thread " + strconv.Itoa(tid)
+}
+
+// threadSettings is what only a thread itself can tell, as its own
+// syscalls answer (raw: a negative errno where the kernel has no such
+// call): the parasite asks the main thread, injected syscalls the others.
+type threadSettings struct {
+	timerSlack uint64 // prctl(PR_GET_TIMERSLACK); /proc shows the main thread's alone
+	cpuid      uint64 // arch_prctl(ARCH_GET_CPUID), x86
+	// The main thread's alone: the whole process's.
+	mdwe       uint64 // prctl(PR_GET_MDWE)
+	thpDisable uint64 // prctl(PR_GET_THP_DISABLE)
+}
+
+// threadSettingRefusal refuses what a thread's own answers show that
+// restore could not bring back: CPUID faulting, a timer slack of its own
+// and, for the main thread, memory that denies write+execute (PR_SET_MDWE)
+// and THP disabled except where advised.
+func threadSettingRefusal(c *files.Checker, pid, tid int, v threadSettings) error {
+	where := threadWhere(pid, tid)
+	if err := archSettingRefusal(c, pid, where, v.cpuid); err != nil {
 		return err
 	}
-	slack, err := te.Syscall(unix.SYS_PRCTL, prGetTimerslack, 0, 0, 0, 0)
-	if err != nil {
-		return err
+	if ptrace.Errno(v.timerSlack) == 0 && !restoredSlack(tid, int64(v.timerSlack)) {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: fmt.Sprintf("timer slack %d ns", v.timerSlack), Kind: support.TimerSlack}
 	}
-	if ptrace.Errno(slack) == 0 && !restoredSlack(te.Tid, int64(slack)) {
-		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: fmt.Sprintf("timer slack %d ns", slack), Kind: support.TimerSlack}
-	}
-	if te.Tid != pid {
+	if tid != pid {
 		return nil
 	}
-	mdwe, err := te.Syscall(unix.SYS_PRCTL, prGetMDWE, 0, 0, 0, 0)
-	if err != nil {
-		return err
-	}
-	if ptrace.Errno(mdwe) == 0 && mdwe != 0 {
-		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: fmt.Sprintf("PR_SET_MDWE flags %#x", mdwe), Kind: support.MDWE}
+	if ptrace.Errno(v.mdwe) == 0 && v.mdwe != 0 {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: fmt.Sprintf("PR_SET_MDWE flags %#x", v.mdwe), Kind: support.MDWE}
 	}
 	// CRIU's thp_disabled is a bool: THP disabled completely (1), not
 	// only where madvise does not ask for it (Linux 6.18+ answers 3).
-	thp, err := te.Syscall(unix.SYS_PRCTL, prGetTHPDisable, 0, 0, 0, 0)
-	if err != nil {
-		return err
-	}
-	if ptrace.Errno(thp) == 0 && thp&thpExceptAdvised != 0 {
+	if ptrace.Errno(v.thpDisable) == 0 && v.thpDisable&thpExceptAdvised != 0 {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: "PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED", Kind: support.THPExceptAdvised}
 	}
 	return nil

@@ -10,12 +10,12 @@ const (
 	blobSigreturn = 0x37    // parasite_sigreturn: the exit through rt_sigreturn
 	blobArgs      = 0x1000  // parasite_args: struct gk_args
 	blobDataStart = 0x1000  // code is [0, here), data and bss [here, blobBSSEnd)
-	blobSize      = 4256    // bytes of blob/parasite.bin
-	blobBSSEnd    = 0x21100 // bss is [blobSize, here), zeros, not in the binary
+	blobSize      = 4288    // bytes of blob/parasite.bin
+	blobBSSEnd    = 0x21120 // bss is [blobSize, here), zeros, not in the binary
 )
 
 // blobSHA256 is the digest of blob/parasite.bin as generated.
-const blobSHA256 = "d49ede0a8c2afb95da2df3aa8a83e105677251060aade162b1a8a6e4e30f932a"
+const blobSHA256 = "922703b6e53ed3a123d41c6ed74bf2ac01192d2f1c5e7895d3beb144139539a7"
 
 //go:embed blob/parasite.bin
 var blob []byte

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,12 +49,14 @@ type Parasite struct {
 
 	area, areaLen uint64
 	scratch       uint64
+	// park is the parking code in the leader's vDSO (ptrace.ParkingCode),
+	// 0 where there is none: then Cure cannot use GK_CMD_PARK.
+	park uint64
 
 	// The leader's state when injected: what Cure and the frame restore.
-	regs     ptrace.Regs
-	xstate   []byte
-	sigmask  uint64
-	altstack Stack
+	regs    ptrace.Regs
+	xstate  []byte
+	sigmask uint64
 
 	ln       *net.UnixListener
 	conn     *net.UnixConn
@@ -154,21 +157,35 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 		}
 	}()
 
-	if err := p.mapCode(leader, addr, codeLen); err != nil {
+	memfd, err := p.mapCode(leader, addr, codeLen)
+	if err != nil {
 		return nil, err
 	}
+	// The blob closes the memfd first thing; until it runs, gockpt does.
+	defer func() {
+		if err != nil && !p.running {
+			p.closeMemfd(memfd)
+		}
+	}()
 
-	// The leader's sigaltstack, asked with its own rsp so the flags say
-	// whether it was running on it.
-	if p.altstack, err = p.threadAltstack(leader); err != nil {
-		return nil, err
-	}
-	frame, uc, err := buildSigframe(addr+frameOff, p.regs, p.sigmask, p.altstack, p.xstate)
+	// The frame's uc_stack is left empty: the blob puts the leader's
+	// sigaltstack there first thing.
+	frame, uc, err := buildSigframe(addr+frameOff, p.regs, p.sigmask, Stack{}, p.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", p.pid, err)
 	}
 	// On its way out the blob unmaps all but its code and the frame.
-	args, err := encodeArgs(p.sockaddr, uc, addr+codeLen, frameOff-codeLen)
+	// Where the parking code is, the blob can leave through it at Cure.
+	if park, ok, err := leader.ParkingCode(); err != nil {
+		return nil, err
+	} else if ok {
+		p.park = park
+	}
+	var exit uint64
+	if p.park != 0 {
+		exit = p.park + ptrace.ParkingExit
+	}
+	args, err := encodeArgs(p.sockaddr, uc, addr+codeLen, frameOff-codeLen, exit, addr, total, memfd)
 	if err != nil {
 		return nil, err
 	}
@@ -391,9 +408,51 @@ func (p *Parasite) call(c command, payload []byte) ([]byte, error) {
 	return p.reply(c)
 }
 
+// read reads one message from the blob, waiting in poll(2) on the calling
+// thread until the connection's deadline: the reply wakes this thread
+// straight away, where waiting in Go's network poller takes a hop through
+// another thread (a few hundred microseconds here, per command). A
+// closed connection is io.EOF.
+func (p *Parasite) read(buf []byte) (int, error) {
+	rc, err := p.conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(p.timeout)
+	var n int
+	var rerr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				rerr = os.ErrDeadlineExceeded
+				return
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
+				rerr = err
+				return
+			}
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			if rerr != unix.EAGAIN && rerr != unix.EINTR {
+				return
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n == 0 && len(buf) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 func (p *Parasite) reply(c command) ([]byte, error) {
 	buf := make([]byte, maxMsg)
-	n, err := p.conn.Read(buf)
+	n, err := p.read(buf)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: parasite %v: no reply (status %s): %w", p.pid, c, p.status(), err)
 	}
@@ -458,17 +517,47 @@ func (p *Parasite) DumpMisc() (Misc, error) {
 		return Misc{}, err
 	}
 	// The blob runs on its own stack, so its sigaltstack flags never say
-	// SS_ONSTACK; the one read at Inject, with the leader's own rsp, does.
-	if m.Altstack.SP != p.altstack.SP || m.Altstack.Size != p.altstack.Size {
-		return Misc{}, fmt.Errorf("task %d: sigaltstack changed under the parasite: %+v, was %+v", p.pid, m.Altstack, p.altstack)
-	}
-	m.Altstack = p.altstack
+	// SS_ONSTACK: the leader's own rsp tells.
+	m.Altstack.Flags |= onAltstack(m.Altstack, p.regs.Rsp)
 	return m, nil
 }
 
-// DumpThread reads the tid address and sigaltstack of another thread of the
-// task, stopped, with syscalls injected in that thread (the leader runs the
-// blob: its values come from DumpMisc).
+// Task is what DumpTask reads in one command.
+type Task struct {
+	Sigactions []Sigaction // signal n at index n-1
+	Itimers    [3]Itimer   // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+	Misc       Misc
+}
+
+// DumpTask returns what DumpSigactions, DumpItimers and DumpMisc do, with
+// one command instead of three.
+func (p *Parasite) DumpTask() (Task, error) {
+	b, err := p.call(cmdTask, nil)
+	if err != nil {
+		return Task{}, err
+	}
+	const saLen, itLen = 64 * sigactionSize, 3 * itimerSize
+	if len(b) != saLen+itLen+miscSize {
+		return Task{}, fmt.Errorf("task %d: task reply has %d bytes, want %d", p.pid, len(b), saLen+itLen+miscSize)
+	}
+	var t Task
+	if t.Sigactions, err = decodeSigactions(b[:saLen]); err != nil {
+		return Task{}, err
+	}
+	if t.Itimers, err = decodeItimers(b[saLen : saLen+itLen]); err != nil {
+		return Task{}, err
+	}
+	if t.Misc, err = decodeMisc(b[saLen+itLen:]); err != nil {
+		return Task{}, err
+	}
+	t.Misc.Altstack.Flags |= onAltstack(t.Misc.Altstack, p.regs.Rsp)
+	return t, nil
+}
+
+// DumpThread reads what only another thread of the task can tell: its tid
+// address, sigaltstack, timer slack, securebits and arch settings. The
+// thread is stopped; the syscalls are injected in it, all in one go (the
+// leader runs the blob: its values come from DumpMisc).
 func (p *Parasite) DumpThread(te *ptrace.Tracee) (ThreadInfo, error) {
 	if te.Tgid != p.pid {
 		return ThreadInfo{}, fmt.Errorf("thread %d belongs to task %d, the parasite runs in %d", te.Tid, te.Tgid, p.pid)
@@ -479,37 +568,54 @@ func (p *Parasite) DumpThread(te *ptrace.Tracee) (ThreadInfo, error) {
 	if p.done {
 		return ThreadInfo{}, fmt.Errorf("task %d: parasite already cured", p.pid)
 	}
-	r, err := te.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, p.scratch)
+	calls := append([]ptrace.Injection{
+		{Nr: unix.SYS_PRCTL, Args: []uint64{unix.PR_GET_TID_ADDRESS, p.scratch}},
+		{Nr: unix.SYS_SIGALTSTACK, Args: []uint64{0, p.scratch + 8}},
+		{Nr: unix.SYS_PRCTL, Args: []uint64{unix.PR_GET_TIMERSLACK}},
+		{Nr: unix.SYS_PRCTL, Args: []uint64{unix.PR_GET_SECUREBITS}},
+	}, archThreadCalls()...)
+	r, err := te.InjectAll(calls...)
 	if err != nil {
 		return ThreadInfo{}, err
 	}
-	if e := ptrace.Errno(r); e != 0 {
+	if e := ptrace.Errno(r[0]); e != 0 {
 		return ThreadInfo{}, fmt.Errorf("thread %d: prctl(PR_GET_TID_ADDRESS): %w", te.Tid, e)
 	}
-	b := make([]byte, 8)
+	if e := ptrace.Errno(r[1]); e != 0 {
+		return ThreadInfo{}, fmt.Errorf("thread %d: sigaltstack: %w", te.Tid, e)
+	}
+	if e := ptrace.Errno(r[3]); e != 0 {
+		return ThreadInfo{}, fmt.Errorf("thread %d: prctl(PR_GET_SECUREBITS): %w", te.Tid, e)
+	}
+	b := make([]byte, 32)
 	if err := ptrace.ReadMem(p.pid, p.scratch, b); err != nil {
 		return ThreadInfo{}, err
 	}
-	alt, err := p.threadAltstack(te)
-	if err != nil {
-		return ThreadInfo{}, err
-	}
-	return ThreadInfo{Tid: te.Tid, TidAddress: le.Uint64(b), Altstack: alt}, nil
+	ti := ThreadInfo{Tid: te.Tid, TidAddress: le.Uint64(b), Altstack: decodeStack(b[8:]),
+		TimerSlack: r[2], Securebits: r[3]}
+	archThreadResults(&ti, r[4:])
+	return ti, nil
 }
 
-func (p *Parasite) threadAltstack(te *ptrace.Tracee) (Stack, error) {
-	r, err := te.Syscall(unix.SYS_SIGALTSTACK, 0, p.scratch+8)
-	if err != nil {
-		return Stack{}, err
+// sigaltstack(2) flags.
+const (
+	ssOnstack    = 1
+	ssDisable    = 2
+	ssAutodisarm = 1 << 31
+)
+
+// onAltstack is the SS_ONSTACK flag sigaltstack would give a thread whose
+// stack pointer is sp, as the kernel's on_sig_stack reckons it: a stack
+// that disarms itself is never reported as in use; otherwise sp is on it
+// when it lies in (sp, sp+size], the stack growing down.
+func onAltstack(s Stack, sp uint64) int32 {
+	if s.Flags&ssDisable != 0 || s.Size == 0 || uint32(s.Flags)&ssAutodisarm != 0 {
+		return 0
 	}
-	if e := ptrace.Errno(r); e != 0 {
-		return Stack{}, fmt.Errorf("thread %d: sigaltstack: %w", te.Tid, e)
+	if sp > s.SP && sp-s.SP <= s.Size {
+		return ssOnstack
 	}
-	b := make([]byte, 24)
-	if err := ptrace.ReadMem(p.pid, p.scratch+8, b); err != nil {
-		return Stack{}, err
-	}
-	return decodeStack(b), nil
+	return 0
 }
 
 // ErrCured is returned by Cure when the parasite is already gone.
@@ -524,6 +630,11 @@ func (p *Parasite) Cure() error {
 		return fmt.Errorf("task %d: %w", p.pid, ErrCured)
 	}
 	defer p.closeSocket()
+	if p.park != 0 && p.conn != nil && !p.busy.Load() {
+		if done, err := p.parkCure(); done {
+			return err
+		}
+	}
 	st, err := p.interrupt()
 	if err != nil {
 		return err
@@ -562,6 +673,69 @@ func (p *Parasite) Cure() error {
 		return err
 	}
 	return cureErr
+}
+
+// parkCure cures a blob that waits for the next command by sending it
+// GK_CMD_PARK: the blob drops a SIGPIPE it raised and jumps to the parking
+// code's way out, which unmaps the whole area, closes the blob's socket and
+// parks the thread in pause. The EOF gockpt reads says the area is gone;
+// the leader is stopped and gets its registers, xsave area and mask back:
+// one command and one stop, where quickCure takes a stop and two injected
+// syscalls. done is false when nothing happened and Cure's other ways
+// should be taken (the command could not be sent).
+func (p *Parasite) parkCure() (done bool, err error) {
+	p.conn.SetDeadline(time.Now().Add(p.timeout))
+	if _, err := p.conn.Write(encodeRequest(cmdPark, nil)); err != nil {
+		return false, nil
+	}
+	var b [hdrSize]byte
+	n, rerr := p.read(b[:])
+	st, err := p.interrupt()
+	if err != nil {
+		return true, err
+	}
+	if st.crash != 0 {
+		err := p.crashError(st)
+		if rerr := p.restore(); rerr != nil {
+			return true, fmt.Errorf("%w; then restoring the task: %v", err, rerr)
+		}
+		return true, err
+	}
+	regs, err := p.leader.GetRegs()
+	if err != nil {
+		return true, err
+	}
+	exit := p.park + ptrace.ParkingExit
+	switch {
+	case rerr == io.EOF && n == 0 && ptrace.ParkedAfterExit(p.park, regs.Rip):
+		// Unmapped and closed: the way out went as it should.
+	case regs.Rip > exit && regs.Rip < exit+ptrace.ParkingCodeLen-ptrace.ParkingExit:
+		// Stopped on the way out (it took longer than the deadline):
+		// the area is gone, the socket (in r12) may still be open.
+		if r, err := p.leader.Syscall(unix.SYS_CLOSE, regs.R12); err != nil {
+			return true, err
+		} else if e := ptrace.Errno(r); e != 0 && !errors.Is(e, unix.EBADF) {
+			return true, fmt.Errorf("task %d: close the parasite's socket: %w", p.pid, e)
+		}
+	default:
+		// The blob refused the command, or did not get to the way out
+		// in time: the area is still there.
+		return true, p.quickCure()
+	}
+	var errs []error
+	if err := p.leader.SetRegs(&p.regs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.leader.SetXstate(p.xstate); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.leader.SetSigmask(p.sigmask); err != nil {
+		errs = append(errs, err)
+	}
+	p.running = false
+	p.done = true
+	p.watchdog.Unmapped(p.pid)
+	return true, errors.Join(errs...)
 }
 
 // quickCure puts the stopped leader back as it was at Inject, closes the
@@ -790,7 +964,20 @@ func (p *Parasite) abort() error {
 	if err != nil {
 		return err
 	}
+	// A blob that never got to close its memfd leaves it to us; one that
+	// cured itself has unmapped its arguments, having closed it first.
+	b := make([]byte, 4)
+	if ptrace.ReadMem(p.pid, p.area+blobArgs+argsMemfd, b) == nil {
+		if fd := int32(le.Uint32(b)); fd >= 0 {
+			p.closeMemfd(int(fd))
+		}
+	}
 	return p.restoreOrUnmap(st.crash != 0)
+}
+
+// closeMemfd closes the parasite memfd in the stopped leader.
+func (p *Parasite) closeMemfd(fd int) {
+	p.leader.Syscall(unix.SYS_CLOSE, uint64(fd))
 }
 
 // parasiteMemfd names the memfd the parasite's code is mapped from.
@@ -800,8 +987,9 @@ const parasiteMemfd = "gockpt-parasite"
 // the area. It comes from a memfd the task creates: SELinux refuses
 // executable anonymous memory (execmem) even to unconfined domains on many
 // systems, but lets a task map a file of its own executable. gockpt fills
-// the memfd through /proc/PID/fd, then the task maps it and closes it.
-func (p *Parasite) mapCode(leader *ptrace.Tracee, addr, codeLen uint64) error {
+// the memfd through /proc/PID/fd, then the task maps it; the blob closes
+// it when it starts (gk_args.memfd).
+func (p *Parasite) mapCode(leader *ptrace.Tracee, addr, codeLen uint64) (memfd int, err error) {
 	call := func(what string, nr uint64, args ...uint64) (uint64, error) {
 		r, err := leader.Syscall(nr, args...)
 		if err == nil && ptrace.Errno(r) != 0 {
@@ -814,29 +1002,33 @@ func (p *Parasite) mapCode(leader *ptrace.Tracee, addr, codeLen uint64) error {
 	}
 	name := append([]byte(parasiteMemfd), 0)
 	if err := ptrace.WriteMem(p.pid, p.scratch, name); err != nil {
-		return err
+		return -1, err
 	}
 	fd, err := call("memfd_create for the parasite", unix.SYS_MEMFD_CREATE, p.scratch, unix.MFD_CLOEXEC)
 	if err != nil {
-		return err
+		return -1, err
 	}
-	defer call("close the parasite memfd", unix.SYS_CLOSE, fd)
+	defer func() {
+		if err != nil {
+			call("close the parasite memfd", unix.SYS_CLOSE, fd)
+		}
+	}()
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", p.pid, fd), os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("task %d: open the parasite memfd: %w", p.pid, err)
+		return -1, fmt.Errorf("task %d: open the parasite memfd: %w", p.pid, err)
 	}
 	code := make([]byte, codeLen)
 	copy(code, blob)
 	_, err = f.Write(code)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("task %d: fill the parasite memfd: %w", p.pid, err)
+		return -1, fmt.Errorf("task %d: fill the parasite memfd: %w", p.pid, err)
 	}
-	if _, err := call(fmt.Sprintf("map parasite code at %#x", addr), unix.SYS_MMAP, addr, codeLen,
+	if _, err = call(fmt.Sprintf("map parasite code at %#x", addr), unix.SYS_MMAP, addr, codeLen,
 		unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED|unix.MAP_FIXED, fd, 0); err != nil {
-		return err
+		return -1, err
 	}
-	return nil
+	return int(fd), nil
 }
 
 // freeRange finds a hole of size bytes in task pid's address space, above

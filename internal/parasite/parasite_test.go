@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,10 +18,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/lsm"
+	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
 
+// TestInjectSleepCure injects into sleep, asks it, and cures it both ways
+// a waiting blob is cured: through the parking code's way out (GK_CMD_PARK)
+// and from gockpt (quickCure, where the vDSO has no parking code). The
+// task has its registers, xsave area, mask, mappings and fds back.
 func TestInjectSleepCure(t *testing.T) {
+	for _, way := range []string{"park", "quick"} {
+		t.Run(way, func(t *testing.T) { testInjectSleepCure(t, way == "park") })
+	}
+}
+
+func testInjectSleepCure(t *testing.T, park bool) {
 	cmd := startChild(t, "sleep", "1000")
 	pid := cmd.Process.Pid
 	time.Sleep(50 * time.Millisecond)
@@ -33,10 +45,22 @@ func TestInjectSleepCure(t *testing.T) {
 	xs, _ := te.GetXstate()
 	mask, _ := te.GetSigmask()
 	maps := readMaps(t, pid)
+	fds := readFds(t, pid)
 
 	p, err := Inject(tr, te, Options{LSM: lsm.None{}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.park == 0 {
+		t.Fatal("no parking code in the vDSO of sleep")
+	}
+	if !park {
+		p.park = 0
+	}
+	// The memfd the code came from is closed by the blob; its socket is
+	// the one fd it adds.
+	if got := readFds(t, pid); len(got) != len(fds)+1 {
+		t.Fatalf("fds with the parasite: %v, before %v", got, fds)
 	}
 	if !strings.Contains(readMaps(t, pid), fmt.Sprintf("%x-", p.area)) {
 		t.Fatalf("parasite area %#x not in maps", p.area)
@@ -83,6 +107,9 @@ func TestInjectSleepCure(t *testing.T) {
 	}
 	if got := readMaps(t, pid); got != maps {
 		t.Fatalf("maps after Cure:\n%s\nwant\n%s", got, maps)
+	}
+	if got := readFds(t, pid); !slices.Equal(got, fds) {
+		t.Fatalf("fds after Cure: %v, want %v", got, fds)
 	}
 	if err := te.Detach(); err != nil {
 		t.Fatal(err)
@@ -161,7 +188,8 @@ func startState(t *testing.T) (*exec.Cmd, *stateView) {
 		case "pattern":
 			v.patAddr, v.patLen = num(1), int(num(2))
 		case "thread":
-			ti := ThreadInfo{Tid: int(num(2)), TidAddress: num(3), Altstack: Stack{SP: num(4), Flags: int32(num(5)), Size: num(6)}}
+			ti := ThreadInfo{Tid: int(num(2)), TidAddress: num(3), Altstack: Stack{SP: num(4), Flags: int32(num(5)), Size: num(6)},
+				TimerSlack: num(7), Securebits: num(8), CPUID: num(9)}
 			v.threads[ti.Tid] = ti
 			if f[1] == "main" {
 				v.mainTid = ti.Tid
@@ -260,8 +288,32 @@ func TestDumpState(t *testing.T) {
 	}
 	mainView := v.threads[pid]
 	if m.Pdeathsig != int32(unix.SIGHUP) || m.Dumpable != 1 || !m.ChildSubreaper || m.Umask != 0o027 ||
-		m.TidAddress != mainView.TidAddress || m.Altstack != mainView.Altstack {
+		m.TidAddress != mainView.TidAddress || m.Altstack != mainView.Altstack ||
+		m.TimerSlack != mainView.TimerSlack || m.Securebits != mainView.Securebits || m.CPUID != mainView.CPUID ||
+		m.MDWE != 0 || m.THPDisable != 0 || m.Membarrier != 0 {
 		t.Fatalf("misc %+v, program says %+v", m, mainView)
+	}
+	// The brk the blob asks is the task's: it has not moved since.
+	if st, err := proc.ReadStat(pid); err != nil {
+		t.Fatal(err)
+	} else if m.Brk < st.StartBrk {
+		t.Fatalf("brk %#x below the start of the heap %#x", m.Brk, st.StartBrk)
+	}
+	// DumpTask answers what the three commands do.
+	task, err := p.DumpTask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Misc != m {
+		t.Fatalf("DumpTask misc %+v, DumpMisc %+v", task.Misc, m)
+	}
+	if !slices.Equal(task.Sigactions, sas) {
+		t.Fatalf("DumpTask sigactions %+v, DumpSigactions %+v", task.Sigactions, sas)
+	}
+	for i := range its {
+		if task.Itimers[i].Interval != its[i].Interval || task.Itimers[i].Value.Sec > its[i].Value.Sec {
+			t.Fatalf("DumpTask itimer %d %+v, DumpItimers %+v", i, task.Itimers[i], its[i])
+		}
 	}
 
 	for _, te := range threads[1:] {
@@ -598,4 +650,19 @@ func TestInjectNoConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertProgress(t, pid, progress)
+}
+
+// readFds lists the fds of pid with what they point to.
+func readFds(t *testing.T, pid int) []string {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		out = append(out, e.Name()+" "+l)
+	}
+	return out
 }

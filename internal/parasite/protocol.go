@@ -9,11 +9,12 @@ import (
 // Wire constants; blob/protocol.h is the other half.
 const (
 	protoMagic   = 0x54504b47 // "GKPT"
-	protoVersion = 1
+	protoVersion = 2
 	argsMagic    = 0x41504b47 // "GKPA"
 	maxMsg       = 65536
 	hdrSize      = 16
-	argsSize     = 160 // struct gk_args
+	argsSize     = 192 // struct gk_args
+	argsMemfd    = 184 // offsetof(struct gk_args, memfd)
 	argsStatus   = 136 // offsetof(struct gk_args, status)
 	argsSock     = 20  // offsetof(struct gk_args, sock)
 )
@@ -27,10 +28,12 @@ const (
 	cmdMisc         command = 4
 	cmdPages        command = 5
 	cmdFini         command = 6
+	cmdPark         command = 7
+	cmdTask         command = 8
 	sigactionSize           = 32
 	itimerSize              = 32
 	posixTimerSize          = 40
-	miscSize                = 48
+	miscSize                = 104
 	rangeSize               = 16
 	countSize               = 8
 	maxRangesPerReq         = (maxMsg - hdrSize - countSize) / rangeSize
@@ -51,6 +54,10 @@ func (c command) String() string {
 		return "DumpPages"
 	case cmdFini:
 		return "Fini"
+	case cmdPark:
+		return "Park"
+	case cmdTask:
+		return "DumpTask"
 	}
 	return fmt.Sprintf("command %d", uint16(c))
 }
@@ -137,13 +144,26 @@ type Misc struct {
 	Umask          uint32
 	TidAddress     uint64 // the leader's clear_child_tid
 	Altstack       Stack  // the leader's sigaltstack
+	// The leader's own answers, raw: a negative errno (ptrace.Errno) where
+	// the kernel has no such call.
+	TimerSlack uint64 // prctl(PR_GET_TIMERSLACK)
+	Securebits uint64 // prctl(PR_GET_SECUREBITS)
+	MDWE       uint64 // prctl(PR_GET_MDWE)
+	THPDisable uint64 // prctl(PR_GET_THP_DISABLE)
+	Brk        uint64 // brk(0)
+	CPUID      uint64 // arch_prctl(ARCH_GET_CPUID)
+	Membarrier uint64 // membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)
 }
 
-// ThreadInfo is per-thread state read by DumpThread.
+// ThreadInfo is per-thread state read by DumpThread; the raw answers are
+// as in Misc.
 type ThreadInfo struct {
 	Tid        int
 	TidAddress uint64
 	Altstack   Stack
+	TimerSlack uint64 // prctl(PR_GET_TIMERSLACK)
+	Securebits uint64 // prctl(PR_GET_SECUREBITS)
+	CPUID      uint64 // arch_prctl(ARCH_GET_CPUID), x86
 }
 
 // Range is a span of the task's memory.
@@ -214,6 +234,13 @@ func decodeMisc(b []byte) (Misc, error) {
 		Umask:          le.Uint32(b[12:]),
 		TidAddress:     le.Uint64(b[16:]),
 		Altstack:       decodeStack(b[24:]),
+		TimerSlack:     le.Uint64(b[48:]),
+		Securebits:     le.Uint64(b[56:]),
+		MDWE:           le.Uint64(b[64:]),
+		THPDisable:     le.Uint64(b[72:]),
+		Brk:            le.Uint64(b[80:]),
+		CPUID:          le.Uint64(b[88:]),
+		Membarrier:     le.Uint64(b[96:]),
 	}, nil
 }
 
@@ -240,7 +267,7 @@ func encodeRanges(rs []Range) []byte {
 }
 
 // encodeArgs fills struct gk_args.
-func encodeArgs(sockaddr []byte, sigframe, trim, trimLen uint64) ([]byte, error) {
+func encodeArgs(sockaddr []byte, sigframe, trim, trimLen, park, area, areaLen uint64, memfd int) ([]byte, error) {
 	if len(sockaddr) > 112 {
 		return nil, fmt.Errorf("socket address of %d bytes does not fit the parasite's 112", len(sockaddr))
 	}
@@ -253,5 +280,9 @@ func encodeArgs(sockaddr []byte, sigframe, trim, trimLen uint64) ([]byte, error)
 	copy(b[24:], sockaddr)
 	le.PutUint64(b[144:], trim)
 	le.PutUint64(b[152:], trimLen)
+	le.PutUint64(b[160:], park)
+	le.PutUint64(b[168:], area)
+	le.PutUint64(b[176:], areaLen)
+	le.PutUint32(b[argsMemfd:], uint32(int32(memfd)))
 	return b, nil
 }

@@ -71,7 +71,7 @@ func TestDecodeReply(t *testing.T) {
 	}{
 		"short":   {ok[:10], "short reply to DumpMisc: 10 bytes"},
 		"command": {ok, "reply to DumpSigactions is for DumpMisc"},
-		"length":  {ok[:hdrSize+4], "reply to DumpMisc: header says 48 payload bytes, packet has 4"},
+		"length":  {ok[:hdrSize+4], "reply to DumpMisc: header says 104 payload bytes, packet has 4"},
 	} {
 		c := cmdMisc
 		if name == "command" {
@@ -82,9 +82,9 @@ func TestDecodeReply(t *testing.T) {
 		}
 	}
 	v := append([]byte{}, ok...)
-	le.PutUint16(v[4:], 2)
+	le.PutUint16(v[4:], protoVersion+1)
 	if _, _, err := decodeReply(cmdMisc, v); err == nil {
-		t.Error("accepted protocol version 2")
+		t.Errorf("accepted protocol version %d", protoVersion+1)
 	}
 }
 
@@ -147,4 +147,28 @@ func TestSigframeLayout(t *testing.T) {
 	check("xfeatures", 448+472, le.Uint64(fp[472:]), 0x7)
 	check("xstate_size", 448+480, uint64(le.Uint32(fp[480:])), size)
 	check("magic2", 448+int(size), uint64(le.Uint32(fp[size:])), fpXstateMagic2)
+}
+
+// TestOnAltstack: SS_ONSTACK as the kernel's on_sig_stack gives it for a
+// stack pointer, the stack growing down from SP+Size.
+func TestOnAltstack(t *testing.T) {
+	s := Stack{SP: 0x10000, Size: 0x2000}
+	for _, tc := range []struct {
+		s    Stack
+		sp   uint64
+		want int32
+	}{
+		{s, 0x10000, 0},         // the lowest byte is not "on" (sp > ss_sp)
+		{s, 0x10001, ssOnstack}, // just above it
+		{s, 0x12000, ssOnstack}, // the top: sp - ss_sp == size
+		{s, 0x12001, 0},         // above the top
+		{s, 0xffff, 0},          // below
+		{Stack{SP: 0x10000, Size: 0x2000, Flags: -1 << 31}, 0x11000, 0}, // SS_AUTODISARM: never "on" when it disarms itself
+		{Stack{Flags: ssDisable}, 0x11000, 0},
+		{Stack{SP: 0x10000}, 0x10000, 0}, // no size
+	} {
+		if got := onAltstack(tc.s, tc.sp); got != tc.want {
+			t.Errorf("onAltstack(%+v, %#x) = %d, want %d", tc.s, tc.sp, got, tc.want)
+		}
+	}
 }

@@ -266,3 +266,26 @@ func alive(pid int) bool {
 	f := strings.Fields(string(b))
 	return len(f) > 2 && f[2] != "Z"
 }
+
+// TestParkedAfterExit: a thread past the close of the parasite's way out is
+// in the pause loop or right after the close; anywhere before is not.
+func TestParkedAfterExit(t *testing.T) {
+	const park = 0x7000
+	for off, want := range map[uint64]bool{
+		0: false, 2: true, 7: true, 9: true, 10: true, 11: false, // 11: the way out's munmap, not run yet
+		13: false, 16: false, 21: false, 23: true, 25: false, 0x100: false,
+	} {
+		if got := ParkedAfterExit(park, park+off); got != want {
+			t.Errorf("ParkedAfterExit at +%d = %v, want %v", off, got, want)
+		}
+	}
+	if len(parkingCode) != ParkingCodeLen || parkingCode[ParkingExit] != 0x0f || parkingCode[ParkingExit+1] != 0x05 {
+		t.Fatalf("parking code %x: %d bytes, way out at %d", parkingCode, len(parkingCode), ParkingExit)
+	}
+	// Both jumps land on the pause loop's mov at offset 2.
+	for _, at := range []int{9, 23} {
+		if parkingCode[at] != 0xeb || at+2+int(int8(parkingCode[at+1])) != 2 {
+			t.Errorf("jump at %d goes to %d", at, at+2+int(int8(parkingCode[at+1])))
+		}
+	}
+}

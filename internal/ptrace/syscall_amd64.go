@@ -115,42 +115,71 @@ func (te *Tracee) SetOptions(opts int) error {
 }
 
 func (te *Tracee) inject(in Injection) (uint64, []int, error) {
-	nr, args := in.Nr, in.Args
-	if len(args) > 6 {
-		return 0, nil, fmt.Errorf("task %d: syscall %d: %d arguments, at most 6", te.Tid, nr, len(args))
+	var ret [1]uint64
+	kids, err := te.injectAll([]Injection{in}, ret[:])
+	return ret[0], kids, err
+}
+
+// InjectAll runs the syscalls of ins one after another inside the stopped
+// thread and returns their raw results. The registers and signal mask are
+// saved and put back once for all of them, which spares five ptrace
+// requests per syscall after the first. It stops at the first syscall
+// that could not be run (an error, not an errno: results after it are 0).
+func (te *Tracee) InjectAll(ins ...Injection) ([]uint64, error) {
+	rets := make([]uint64, len(ins))
+	_, err := te.injectAll(ins, rets)
+	return rets, err
+}
+
+func (te *Tracee) injectAll(ins []Injection, rets []uint64) ([]int, error) {
+	for _, in := range ins {
+		if len(in.Args) > 6 {
+			return nil, fmt.Errorf("task %d: syscall %d: %d arguments, at most 6", te.Tid, in.Nr, len(in.Args))
+		}
 	}
-	var ret uint64
+	op := "injected syscall"
+	if len(ins) == 1 {
+		op = fmt.Sprintf("injected syscall %d", ins[0].Nr)
+	}
 	var kids []int
-	err := te.do(fmt.Sprintf("injected syscall %d", nr), func() error {
+	err := te.do(op, func() error {
 		gadget, err := te.syscallGadget()
 		if err != nil {
 			return err
 		}
 		return te.preserving(func(orig Regs) error {
-			r := orig
-			r.Rax = nr
-			r.Orig_rax = ^uint64(0)
-			r.Rip = gadget
-			var a [6]uint64
-			copy(a[:], args)
-			r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
-			te.children = nil
-			onEvent := in.OnEvent
-			if onEvent == nil {
-				onEvent = func(_, child int) error { te.children = append(te.children, child); return nil }
+			for i, in := range ins {
+				r := orig
+				r.Rax = in.Nr
+				r.Orig_rax = ^uint64(0)
+				r.Rip = gadget
+				var a [6]uint64
+				copy(a[:], in.Args)
+				r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+				te.children = nil
+				onEvent := in.OnEvent
+				if onEvent == nil {
+					onEvent = func(_, child int) error { te.children = append(te.children, child); return nil }
+				}
+				if in.Prepare != nil {
+					if err := in.Prepare(); err != nil {
+						return err
+					}
+				}
+				ret, err := te.runSyscall(&r, in.Nr, onEvent)
+				kids = te.children
+				if err != nil {
+					if len(ins) > 1 {
+						err = fmt.Errorf("syscall %d: %w", in.Nr, err)
+					}
+					return err
+				}
+				rets[i] = ret
 			}
-			var err error
-			if in.Prepare != nil {
-				err = in.Prepare()
-			}
-			if err == nil {
-				ret, err = te.runSyscall(&r, nr, onEvent)
-			}
-			kids = te.children
-			return err
+			return nil
 		})
 	})
-	return ret, kids, err
+	return kids, err
 }
 
 // preserving runs f (on the tracer thread) with every signal blocked, then
@@ -242,14 +271,29 @@ func (te *Tracee) runSyscall(r *Regs, nr uint64, onEvent func(event, child int) 
 // signal blocked instead of running on with registers that are not its own;
 // the parasite watchdog then puts its saved state back.
 //
-//	0: 0f 05           syscall
-//	2: b8 22 00 00 00  mov $34 (pause), %eax
-//	7: 0f 05           syscall
-//	9: eb f7           jmp 2
-var parkingCode = []byte{0x0f, 0x05, 0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7}
+// From ParkingExit on, the parasite leaves (GK_CMD_PARK): the syscall is
+// the munmap of its whole area, the next one closes its socket (fd in
+// r12), which tells gockpt that both are done, and the thread parks.
+//
+//	 0: 0f 05           syscall
+//	 2: b8 22 00 00 00  mov $34 (pause), %eax
+//	 7: 0f 05           syscall
+//	 9: eb f7           jmp 2
+//	11: 0f 05           syscall            (ParkingExit: munmap)
+//	13: 4c 89 e7        mov %r12, %rdi
+//	16: b8 03 00 00 00  mov $3 (close), %eax
+//	21: 0f 05           syscall
+//	23: eb e9           jmp 2
+var parkingCode = []byte{
+	0x0f, 0x05, 0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7,
+	0x0f, 0x05, 0x4c, 0x89, 0xe7, 0xb8, 0x03, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xe9,
+}
 
 // ParkingCodeLen is the size of the parking code.
-const ParkingCodeLen = 11
+const ParkingCodeLen = 25
+
+// ParkingExit is the offset of the parasite's way out in the parking code.
+const ParkingExit = 11
 
 // parkingOffset places the parking code near the end of the vDSO, in the
 // zero padding after its section headers that nothing reads or runs.
@@ -317,9 +361,11 @@ func (te *Tracee) syscallGadget() (uint64, error) {
 			return g, nil
 		}
 		delete(te.t.gadgets, tgid)
+		delete(te.t.parking, tgid)
 	}
 	if g, err := installParking(tgid); err == nil {
 		te.t.gadgets[tgid] = g
+		te.t.parking[tgid] = g
 		return g, nil
 	}
 	start, end, err := vdsoRange(tgid)
@@ -341,7 +387,29 @@ func (te *Tracee) syscallGadget() (uint64, error) {
 // ForgetProcess drops cached per-process state; call it when a thread group
 // is gone or its vDSO moved.
 func (t *Tracer) ForgetProcess(tgid int) {
-	t.Do(func() error { delete(t.gadgets, tgid); return nil })
+	t.Do(func() error { delete(t.gadgets, tgid); delete(t.parking, tgid); return nil })
+}
+
+// ParkingCode returns where the parking code of the thread's process is
+// (see parkingCode), installing it if need be; ok is false when injected
+// syscalls run elsewhere (the vDSO had no room for it, or UseSyscallAt).
+func (te *Tracee) ParkingCode() (addr uint64, ok bool, err error) {
+	err = te.do("parking code", func() error {
+		g, err := te.syscallGadget()
+		if err != nil {
+			return err
+		}
+		addr, ok = g, te.gadget == 0 && te.t.parking[te.Tgid] == g
+		return nil
+	})
+	return addr, ok, err
+}
+
+// ParkedAfterExit says whether a thread stopped at rip, in the parking code
+// at park, is past the close of ParkingExit's way out: back in the pause
+// loop, or right after the close.
+func ParkedAfterExit(park, rip uint64) bool {
+	return rip >= park+2 && rip < park+ParkingExit || rip == park+ParkingExit+12
 }
 
 // UseSyscallAt makes injected syscalls run the syscall instruction at addr

@@ -31,6 +31,9 @@ type Tracer struct {
 	// gadgets caches, per thread group, the address of a syscall
 	// instruction; only the tracer thread touches it.
 	gadgets map[int]uint64
+	// parking holds, per thread group, the address of the parking code
+	// installed in its vDSO (see ParkingCode).
+	parking map[int]uint64
 	// stopTimeout bounds the wait for a seized thread to stop.
 	stopTimeout time.Duration
 	// tid is the tracer thread's id: Do called on it runs f directly.
@@ -39,7 +42,7 @@ type Tracer struct {
 
 // NewTracer starts the tracer thread.
 func NewTracer() *Tracer {
-	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), gadgets: map[int]uint64{}, stopTimeout: DefaultStopTimeout}
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), gadgets: map[int]uint64{}, parking: map[int]uint64{}, stopTimeout: DefaultStopTimeout}
 	started := make(chan struct{})
 	go func() {
 		// Never unlocked: the thread dies with the goroutine, so no other

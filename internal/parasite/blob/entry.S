@@ -56,4 +56,21 @@ parasite_sigreturn:
 	ud2
 	.size parasite_sigreturn, . - parasite_sigreturn
 
+	.globl parasite_park
+	.type parasite_park, @function
+	/*
+	 * void parasite_park(u64 park, u64 area, u64 area_len, long sock):
+	 * jump to the parking code's way out (munmap, close(r12), then pause
+	 * forever) with munmap(area, area_len) loaded. The blob's code, data
+	 * and stack go with the munmap; nothing after it touches them.
+	 */
+parasite_park:
+	mov %rcx, %r12
+	mov %rdi, %r11
+	mov %rsi, %rdi
+	mov %rdx, %rsi
+	mov $11, %eax
+	jmp *%r11
+	.size parasite_park, . - parasite_park
+
 	.section .note.GNU-stack, "", @progbits

@@ -26,6 +26,9 @@
 #define NR_rt_sigtimedwait 128
 #define NR_sigaltstack 131
 #define NR_prctl 157
+#define NR_arch_prctl 158
+#define NR_brk 12
+#define NR_membarrier 324
 #define NR_timer_gettime 224
 #define NR_timer_getoverrun 225
 #define NR_vmsplice 278
@@ -47,6 +50,12 @@
 #define PR_GET_DUMPABLE 3
 #define PR_GET_CHILD_SUBREAPER 37
 #define PR_GET_TID_ADDRESS 40
+#define PR_GET_TIMERSLACK 30
+#define PR_GET_SECUREBITS 27
+#define PR_GET_THP_DISABLE 42
+#define PR_GET_MDWE 66
+#define ARCH_GET_CPUID 0x1011
+#define MEMBARRIER_CMD_GET_REGISTRATIONS (1 << 9)
 
 #define SIGKILL 9
 #define SIGPIPE 13
@@ -75,6 +84,7 @@ static inline long sys6(long nr, long a, long b, long c, long d, long e, long f)
 #define sys4(nr, a, b, c, d) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 
 void parasite_sigreturn(u64 uc, u64 trim, u64 trim_len) __attribute__((noreturn));
+void parasite_park(u64 park, u64 area, u64 area_len, long sock) __attribute__((noreturn));
 
 struct iovec {
 	void *base;
@@ -141,6 +151,9 @@ static u64 cmsgbuf[8];
  * must not reach the task. */
 static int sigpipe_was_pending;
 
+/* gk_args.park: GK_CMD_PARK is refused without parking code. */
+static u64 park_addr;
+
 static void *zero(void *p, u64 n)
 {
 	volatile u8 *b = p;
@@ -159,18 +172,36 @@ static int sigpipe_pending(void)
 	return (set >> (SIGPIPE - 1)) & 1;
 }
 
-static void __attribute__((noreturn)) cure(struct gk_args *a, long sock)
+/* Drop a SIGPIPE the blob raised: the task does not get it. */
+static void drop_sigpipe(void)
 {
-	a->status = GK_STATUS_CURING;
-	if (sock >= 0)
-		sys1(NR_close, sock);
 	if (!sigpipe_was_pending && sigpipe_pending()) {
 		u64 set = 1ul << (SIGPIPE - 1);
 		struct timespec now = { 0, 0 };
 
 		sys4(NR_rt_sigtimedwait, &set, 0, &now, 8);
 	}
+}
+
+static void __attribute__((noreturn)) cure(struct gk_args *a, long sock)
+{
+	a->status = GK_STATUS_CURING;
+	if (sock >= 0)
+		sys1(NR_close, sock);
+	drop_sigpipe();
 	parasite_sigreturn(a->sigframe, a->trim, a->trim_len);
+}
+
+/*
+ * GK_CMD_PARK: gockpt is alive and puts the registers back itself. The
+ * parking code's way out unmaps the area, then closes the socket: the EOF
+ * gockpt reads says both are done.
+ */
+static void __attribute__((noreturn)) park(struct gk_args *a, long sock)
+{
+	a->status = GK_STATUS_PARKING;
+	drop_sigpipe();
+	parasite_park(a->park, a->area, a->area_len, sock);
 }
 
 static s32 dump_sigactions(u8 *out, u32 *len)
@@ -277,6 +308,13 @@ static s32 dump_misc(u8 *out, u32 *len)
 	old = sys1(NR_umask, 022);
 	sys1(NR_umask, old);
 	m->umask = old;
+	m->timerslack = sys1(NR_prctl, PR_GET_TIMERSLACK);
+	m->securebits = sys1(NR_prctl, PR_GET_SECUREBITS);
+	m->mdwe = sys1(NR_prctl, PR_GET_MDWE);
+	m->thp_disable = sys1(NR_prctl, PR_GET_THP_DISABLE);
+	m->brk = sys1(NR_brk, 0);
+	m->cpuid = sys1(NR_arch_prctl, ARCH_GET_CPUID);
+	m->membarrier = sys3(NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
 	*len = sizeof(*m);
 	return 0;
 }
@@ -366,6 +404,30 @@ static u32 serve(long n, long fd, int *fini)
 		*fini = 1;
 		err = 0;
 		break;
+	case GK_CMD_TASK: {
+		u32 n;
+
+		err = dump_sigactions(out, &outlen);
+		if (!err)
+			err = dump_itimers(out + outlen, &n);
+		if (!err) {
+			outlen += n;
+			err = dump_misc(out + outlen, &n);
+		}
+		if (!err)
+			outlen += n;
+		else
+			outlen = 0;
+		break;
+	}
+	case GK_CMD_PARK:
+		if (!park_addr) {
+			err = EINVAL;
+			break;
+		}
+		*fini = 2;
+		err = 0;
+		break;
 	default:
 		err = EINVAL;
 	}
@@ -382,8 +444,22 @@ void __attribute__((noreturn, used)) parasite_main(struct gk_args *a)
 	long sock, r;
 	int fini = 0;
 
+	/* First thing: the memfd the code came from, so the task keeps no
+	 * fd of gockpt's once the blob has run at all. */
+	if (a->memfd >= 0) {
+		sys1(NR_close, a->memfd);
+		a->memfd = -1;
+	}
 	a->status = GK_STATUS_STARTED;
+	/*
+	 * The leader's sigaltstack goes into the frame's uc_stack (16 bytes
+	 * into the ucontext), for the way out through rt_sigreturn. The
+	 * blob runs on its own stack, so the flags never say SS_ONSTACK:
+	 * rt_sigreturn takes 0 and SS_ONSTACK alike.
+	 */
+	sys2(NR_sigaltstack, 0, a->sigframe + 16);
 	sigpipe_was_pending = sigpipe_pending();
+	park_addr = a->park;
 	sock = sys3(NR_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (sock < 0) {
 		a->status = sock;
@@ -426,6 +502,8 @@ void __attribute__((noreturn, used)) parasite_main(struct gk_args *a)
 				sys1(NR_close, fds[k]);
 		}
 		len = serve(r, fd, &fini);
+		if (fini == 2)
+			park(a, sock);
 		do
 			r = sys6(NR_sendto, sock, (long)tx, len, MSG_NOSIGNAL, 0, 0);
 		while (r == -EINTR);
@@ -440,7 +518,8 @@ _Static_assert(sizeof(struct gk_hdr) == 16, "gk_hdr");
 _Static_assert(sizeof(struct gk_sigaction) == 32, "gk_sigaction");
 _Static_assert(sizeof(struct gk_itimerval) == 32, "gk_itimerval");
 _Static_assert(sizeof(struct gk_posix_timer) == 40, "gk_posix_timer");
-_Static_assert(sizeof(struct gk_misc) == 48, "gk_misc");
-_Static_assert(sizeof(struct gk_args) == 160, "gk_args");
+_Static_assert(sizeof(struct gk_misc) == 104, "gk_misc");
+_Static_assert(sizeof(struct gk_args) == 192, "gk_args");
+_Static_assert(__builtin_offsetof(struct gk_args, memfd) == 184, "gk_args.memfd");
 _Static_assert(__builtin_offsetof(struct gk_args, status) == 136, "gk_args.status");
 _Static_assert(__builtin_offsetof(struct gk_args, sock) == 20, "gk_args.sock");

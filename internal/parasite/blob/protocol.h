@@ -15,7 +15,7 @@ typedef unsigned long u64;
 typedef long s64;
 
 #define GK_MAGIC 0x54504b47u /* "GKPT" */
-#define GK_VERSION 1
+#define GK_VERSION 2
 
 #define GK_MAX_MSG 65536
 
@@ -26,6 +26,16 @@ enum {
 	GK_CMD_MISC = 4,         /* -> struct gk_misc */
 	GK_CMD_PAGES = 5,        /* struct gk_count + iovecs, pipe fd -> struct gk_pages_reply */
 	GK_CMD_FINI = 6,         /* -> empty; then the blob cures itself */
+	/*
+	 * -> no reply: the blob drops a SIGPIPE it raised and jumps to the
+	 * parking code's way out (gk_args.park) with munmap(area, area_len)
+	 * loaded: the whole area goes, then the socket is closed (gockpt
+	 * reads EOF), and the thread sleeps in pause(2) until gockpt stops it
+	 * and puts its registers back.
+	 */
+	GK_CMD_PARK = 7,
+	/* -> what SIGACTIONS, ITIMERS and MISC answer, one after another */
+	GK_CMD_TASK = 8,
 };
 
 struct gk_hdr {
@@ -70,6 +80,17 @@ struct gk_misc {
 	s32 altstack_flags;
 	u32 pad;
 	u64 altstack_size;
+	/*
+	 * What the leader's own syscalls answer, raw (a negative errno when
+	 * the kernel has no such call): gockpt checks and keeps them.
+	 */
+	s64 timerslack;  /* prctl(PR_GET_TIMERSLACK) */
+	s64 securebits;  /* prctl(PR_GET_SECUREBITS) */
+	s64 mdwe;        /* prctl(PR_GET_MDWE) */
+	s64 thp_disable; /* prctl(PR_GET_THP_DISABLE) */
+	s64 brk;         /* brk(0) */
+	s64 cpuid;       /* arch_prctl(ARCH_GET_CPUID) */
+	s64 membarrier;  /* membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) */
 };
 
 /* A page range: the layout of struct iovec, so vmsplice takes it as is. */
@@ -98,12 +119,18 @@ struct gk_args {
 	s64 status;    /* GK_STATUS_* or -errno of the step that failed */
 	u64 trim;      /* unmapped on the way out: everything but code and frame */
 	u64 trim_len;
+	u64 park;      /* the parking code's way out in the vDSO, 0 if none */
+	u64 area;      /* the whole parasite area, for GK_CMD_PARK */
+	u64 area_len;
+	s32 memfd;     /* the memfd the code is mapped from: the blob closes it */
+	u32 pad;
 };
 
 enum {
 	GK_STATUS_STARTED = 1,
 	GK_STATUS_CONNECTED = 2,
 	GK_STATUS_CURING = 3,
+	GK_STATUS_PARKING = 4,
 };
 
 #endif
