@@ -447,8 +447,8 @@ func (d *dumper) addMemStats(ms memStats) {
 	d.stats.MemwriteTime += ms.took
 }
 
-// memJobs runs tasks' page jobs one at a time beside the tracer (the
-// tracer keeps the other CPU), in the order they were started.
+// memJobs runs tasks' page jobs beside the tracer, memWorkers at a time,
+// in the order they were started (each writes files of its own).
 type memJobs struct {
 	queue chan memJob
 	done  chan struct{}
@@ -470,29 +470,42 @@ var errDumpFailed = errors.New("the dump failed")
 func (m *memJobs) start(job memJob) {
 	if m.queue == nil {
 		m.queue, m.done = make(chan memJob, 1024), make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(memWorkers)
+		for range memWorkers {
+			go m.work(&wg)
+		}
 		go func() {
-			defer close(m.done)
-			for job := range m.queue {
-				m.mu.Lock()
-				failed := m.err != nil
-				m.mu.Unlock()
-				if failed {
-					job.abandon() // the dump fails anyway
-					continue
-				}
-				ms, err := job.run()
-				m.mu.Lock()
-				m.stats.written += ms.written
-				m.stats.parent += ms.parent
-				m.stats.took += ms.took
-				if err != nil && m.err == nil {
-					m.err = err
-				}
-				m.mu.Unlock()
-			}
+			wg.Wait()
+			close(m.done)
 		}()
 	}
 	m.queue <- job
+}
+
+// memWorkers is how many page jobs run at once.
+const memWorkers = 2
+
+func (m *memJobs) work(wg *sync.WaitGroup) {
+	defer wg.Done()
+	for job := range m.queue {
+		m.mu.Lock()
+		failed := m.err != nil
+		m.mu.Unlock()
+		if failed {
+			job.abandon() // the dump fails anyway
+			continue
+		}
+		ms, err := job.run()
+		m.mu.Lock()
+		m.stats.written += ms.written
+		m.stats.parent += ms.parent
+		m.stats.took += ms.took
+		if err != nil && m.err == nil {
+			m.err = err
+		}
+		m.mu.Unlock()
+	}
 }
 
 // cancel makes the jobs not started yet be abandoned.
