@@ -17,7 +17,7 @@ import (
 // parasite cures itself and the watchdog removes what it leaves.
 func (d *dumper) withParasite(t *ptrace.Task, f func(p *parasite.Parasite) error) (err error) {
 	leader := t.Threads[0]
-	p, err := parasite.Inject(leader.Tracer(), leader, parasite.Options{LSM: d.opts.LSM, Watchdog: d.watchdog})
+	p, err := parasite.Inject(leader.Tracer(), leader, parasite.Options{LSM: d.opts.LSM, Watchdog: d.watchdog, Threads: len(t.Threads) - 1})
 	if err != nil {
 		return fmt.Errorf("task %d: inject parasite: %w", t.Pid, err)
 	}
@@ -110,12 +110,12 @@ func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.
 	cores[0].ThreadCore.Creds.Secbits = proto.Uint32(uint32(misc.Securebits))
 	cores[0].ThreadInfo.ClearTidAddr = proto.Uint64(misc.TidAddress)
 	cores[0].ThreadCore.Sas = sasEntry(misc.Altstack)
-	for i, te := range t.Threads[1:] {
-		ti, err := p.DumpThread(te)
-		if err != nil {
-			return fmt.Errorf("task %d thread %d: %w", t.Pid, te.Tid, err)
-		}
-		if err := threadSettingRefusal(d.files.Checker, t.Pid, te.Tid, threadSettings{timerSlack: ti.TimerSlack, cpuid: ti.CPUID}); err != nil {
+	tis, err := p.DumpThreads(t.Threads[1:])
+	if err != nil {
+		return fmt.Errorf("task %d: %w", t.Pid, err)
+	}
+	for i, ti := range tis {
+		if err := threadSettingRefusal(d.files.Checker, t.Pid, ti.Tid, threadSettings{timerSlack: ti.TimerSlack, cpuid: ti.CPUID}); err != nil {
 			return err
 		}
 		c := cores[i+1]

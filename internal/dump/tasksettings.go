@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +35,10 @@ const (
 // lsmPendingAttrs are the /proc/PID/attr files that hold labels for what
 // the task makes next; restore sets only the task's own label.
 var lsmPendingAttrs = []string{"exec", "fscreate", "keycreate", "sockcreate"}
+
+// lsmAttrUnsupported[i] is set once reading lsmPendingAttrs[i] answered
+// EINVAL: no module on this kernel serves that file.
+var lsmAttrUnsupported [4]atomic.Bool
 
 // settingRefusals looks at a task from outside: per thread the scheduling
 // policy, CPU affinity, I/O priority and pending LSM labels; for the
@@ -70,8 +75,17 @@ func settingRefusals(c *files.Checker, pid int) error {
 		if pol, start, ok := numaPolicy(pid, tid); ok {
 			return ref(where, fmt.Sprintf("NUMA memory policy %s (numa_maps, from %#x)", pol, start), support.NUMAPolicy)
 		}
-		for _, a := range lsmPendingAttrs {
+		for i, a := range lsmPendingAttrs {
+			if lsmAttrUnsupported[i].Load() {
+				continue
+			}
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/attr/%s", pid, tid, a))
+			if errors.Is(err, unix.EINVAL) {
+				// No security module serves it: no thread of any task
+				// can have one (1,024 threads read 4,096 files for
+				// nothing).
+				lsmAttrUnsupported[i].Store(true)
+			}
 			if v := strings.TrimRight(string(b), "\x00\n"); err == nil && v != "" {
 				return ref(where, fmt.Sprintf("attr/%s label %s", a, v), support.LSMPending)
 			}

@@ -6,16 +6,17 @@ import _ "embed"
 
 // Offsets into the blob, from the linker's symbol table.
 const (
-	blobEntry     = 0x0     // parasite_entry: start here, rsp at the stack top
-	blobSigreturn = 0x37    // parasite_sigreturn: the exit through rt_sigreturn
-	blobArgs      = 0x1000  // parasite_args: struct gk_args
-	blobDataStart = 0x1000  // code is [0, here), data and bss [here, blobBSSEnd)
-	blobSize      = 4288    // bytes of blob/parasite.bin
-	blobBSSEnd    = 0x21120 // bss is [blobSize, here), zeros, not in the binary
+	blobEntry       = 0x0     // parasite_entry: start here, rsp at the stack top
+	blobSigreturn   = 0x37    // parasite_sigreturn: the exit through rt_sigreturn
+	blobThreadEntry = 0x5b    // parasite_thread_entry: another thread's getters
+	blobArgs        = 0x1000  // parasite_args: struct gk_args
+	blobDataStart   = 0x1000  // code is [0, here), data and bss [here, blobBSSEnd)
+	blobSize        = 4288    // bytes of blob/parasite.bin
+	blobBSSEnd      = 0x21120 // bss is [blobSize, here), zeros, not in the binary
 )
 
 // blobSHA256 is the digest of blob/parasite.bin as generated.
-const blobSHA256 = "922703b6e53ed3a123d41c6ed74bf2ac01192d2f1c5e7895d3beb144139539a7"
+const blobSHA256 = "1086c2f0da8c238f741cf1ba0686c5169ec7298f7d6fa784d1d6416717377abd"
 
 //go:embed blob/parasite.bin
 var blob []byte

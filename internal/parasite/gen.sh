@@ -75,6 +75,7 @@ import _ "embed"
 const (
 	blobEntry     = $(sym parasite_entry) // parasite_entry: start here, rsp at the stack top
 	blobSigreturn = $(sym parasite_sigreturn) // parasite_sigreturn: the exit through rt_sigreturn
+	blobThreadEntry = $(sym parasite_thread_entry) // parasite_thread_entry: another thread's getters
 	blobArgs      = $(sym parasite_args) // parasite_args: struct gk_args
 	blobDataStart = $(sym parasite_data_start) // code is [0, here), data and bss [here, blobBSSEnd)
 	blobSize      = $size // bytes of blob/parasite.bin

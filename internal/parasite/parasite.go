@@ -38,6 +38,9 @@ type Options struct {
 	// blob runs and when it is gone, so that it can remove what a
 	// self-cured blob leaves behind if gockpt dies.
 	Watchdog *Watchdog
+	// Threads is how many other threads DumpThreads may run at once in
+	// the area (a slot and a small stack each).
+	Threads int
 }
 
 // Parasite is a blob running in the leader thread of a seized task.
@@ -50,8 +53,13 @@ type Parasite struct {
 	area, areaLen uint64
 	scratch       uint64
 	// park is the parking code in the leader's vDSO (ptrace.ParkingCode),
-	// 0 where there is none: then Cure cannot use GK_CMD_PARK.
+	// 0 where there is none: then Cure cannot use GK_CMD_PARK, nor
+	// DumpThreads run the threads at once.
 	park uint64
+	// threads is where the count and threadSlots slots for other threads
+	// are (Options.Threads).
+	threads     uint64
+	threadSlots int
 
 	// The leader's state when injected: what Cure and the frame restore.
 	regs    ptrace.Regs
@@ -126,7 +134,12 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 	stackOff := pageAlign(blobBSSEnd)
 	scratchOff := stackOff + stackSize
 	frameOff := scratchOff + scratchLen
-	total := frameOff + pageAlign(uint64(frameSize(len(p.xstate))))
+	threadsOff := frameOff + pageAlign(uint64(frameSize(len(p.xstate))))
+	total := threadsOff
+	if opts.Threads > 0 {
+		total += pageAlign(threadsHeader + uint64(opts.Threads)*threadStride)
+		p.threads, p.threadSlots = threadsOff, opts.Threads
+	}
 	// The address is chosen here and told to the watchdog before the mmap,
 	// so that a gockpt killed right after it leaves nothing behind.
 	want, err := freeRange(p.pid, total)
@@ -150,6 +163,9 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 		return nil, fmt.Errorf("task %d: parasite mapped at %#x, not at %#x (MAP_FIXED_NOREPLACE needs Linux 4.17)", p.pid, addr, want)
 	}
 	p.area, p.areaLen, p.scratch = addr, total, addr+scratchOff
+	if p.threadSlots > 0 {
+		p.threads += addr
+	}
 	p.watchdog = opts.Watchdog
 	defer func() {
 		if err != nil && !p.running {

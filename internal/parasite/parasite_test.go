@@ -229,7 +229,7 @@ func TestDumpState(t *testing.T) {
 	regs, _ := leader.GetRegs()
 	maps := readMaps(t, pid)
 
-	p, err := Inject(tr, leader, Options{})
+	p, err := Inject(tr, leader, Options{Threads: len(threads) - 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +327,32 @@ func TestDumpState(t *testing.T) {
 	}
 	if _, err := p.DumpThread(leader); err == nil {
 		t.Fatal("DumpThread accepted the thread running the parasite")
+	}
+	// All other threads at once, through the blob: the same answers, and
+	// each thread is back where it was.
+	before := map[int]ptrace.Regs{}
+	masks := map[int]uint64{}
+	for _, te := range threads[1:] {
+		before[te.Tid], _ = te.GetRegs()
+		masks[te.Tid], _ = te.GetSigmask()
+	}
+	tis, err := p.DumpThreads(threads[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, te := range threads[1:] {
+		if want := v.threads[te.Tid]; tis[i] != want {
+			t.Fatalf("DumpThreads, thread %d: %+v, program says %+v", te.Tid, tis[i], want)
+		}
+		if r, _ := te.GetRegs(); r != before[te.Tid] {
+			t.Fatalf("thread %d: registers after DumpThreads\n%+v\nwant\n%+v", te.Tid, r, before[te.Tid])
+		}
+		if m, _ := te.GetSigmask(); m != masks[te.Tid] {
+			t.Fatalf("thread %d: mask %#x after DumpThreads, want %#x", te.Tid, m, masks[te.Tid])
+		}
+	}
+	if _, err := p.DumpThreads(threads); err == nil {
+		t.Fatal("DumpThreads accepted the thread running the parasite")
 	}
 
 	// Pages: the exact bytes of the pattern, through a file (splice), a

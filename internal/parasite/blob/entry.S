@@ -56,6 +56,20 @@ parasite_sigreturn:
 	ud2
 	.size parasite_sigreturn, . - parasite_sigreturn
 
+	.globl parasite_thread_entry
+	.type parasite_thread_entry, @function
+	/*
+	 * Another thread's way in: rdi = its slot, rsi = the count, rdx =
+	 * the parking code's pause loop, rsp = the top of its own stack.
+	 * parasite_thread fills the slot; then the thread sleeps in pause.
+	 */
+parasite_thread_entry:
+	mov %rdx, %r12
+	and $-16, %rsp
+	call parasite_thread
+	jmp *%r12
+	.size parasite_thread_entry, . - parasite_thread_entry
+
 	.globl parasite_park
 	.type parasite_park, @function
 	/*

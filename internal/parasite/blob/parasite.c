@@ -193,6 +193,32 @@ static void __attribute__((noreturn)) cure(struct gk_args *a, long sock)
 }
 
 /*
+ * Another thread of the task, sent here by gockpt with rsp in a stack of
+ * its own (parasite_thread_entry): it fills its slot, counts itself in and
+ * goes to the parking code's pause loop, where gockpt stops it again.
+ */
+void __attribute__((used)) parasite_thread(struct gk_thread_slot *s, u32 *count)
+{
+	struct stack ss;
+	long r;
+
+	s->err = 0;
+	r = sys2(NR_prctl, PR_GET_TID_ADDRESS, &s->tid_address);
+	if (r < 0)
+		s->err = r;
+	r = sys2(NR_sigaltstack, 0, &ss);
+	if (r < 0 && !s->err)
+		s->err = r;
+	s->altstack_sp = ss.sp;
+	s->altstack_flags = ss.flags;
+	s->altstack_size = ss.size;
+	s->timerslack = sys1(NR_prctl, PR_GET_TIMERSLACK);
+	s->securebits = sys1(NR_prctl, PR_GET_SECUREBITS);
+	s->cpuid = sys1(NR_arch_prctl, ARCH_GET_CPUID);
+	__atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
  * GK_CMD_PARK: gockpt is alive and puts the registers back itself. The
  * parking code's way out unmaps the area, then closes the socket: the EOF
  * gockpt reads says both are done.
@@ -519,6 +545,7 @@ _Static_assert(sizeof(struct gk_sigaction) == 32, "gk_sigaction");
 _Static_assert(sizeof(struct gk_itimerval) == 32, "gk_itimerval");
 _Static_assert(sizeof(struct gk_posix_timer) == 40, "gk_posix_timer");
 _Static_assert(sizeof(struct gk_misc) == 104, "gk_misc");
+_Static_assert(sizeof(struct gk_thread_slot) == 64, "gk_thread_slot");
 _Static_assert(sizeof(struct gk_args) == 192, "gk_args");
 _Static_assert(__builtin_offsetof(struct gk_args, memfd) == 184, "gk_args.memfd");
 _Static_assert(__builtin_offsetof(struct gk_args, status) == 136, "gk_args.status");

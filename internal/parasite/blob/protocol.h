@@ -93,6 +93,22 @@ struct gk_misc {
 	s64 membarrier;  /* membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) */
 };
 
+/*
+ * What another thread of the task tells of itself (parasite_thread_entry):
+ * gockpt reads the slots once every thread has counted itself in.
+ */
+struct gk_thread_slot {
+	u64 tid_address;
+	u64 altstack_sp;
+	s32 altstack_flags;
+	u32 pad;
+	u64 altstack_size;
+	s64 timerslack; /* raw answers, as in struct gk_misc */
+	s64 securebits;
+	s64 cpuid;
+	s64 err; /* -errno of PR_GET_TID_ADDRESS or sigaltstack, else 0 */
+};
+
 /* A page range: the layout of struct iovec, so vmsplice takes it as is. */
 struct gk_range {
 	u64 addr;
