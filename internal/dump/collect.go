@@ -130,7 +130,7 @@ func readTask(c *files.Checker, t *ptrace.Task, withSmaps bool) taskReads {
 	if t.Zombie {
 		return r
 	}
-	if r.refusal = taskRefusals(c, t.Pid, r.st); r.refusal != nil {
+	if r.refusal = taskRefusals(c, t.Pid, r.st, true); r.refusal != nil {
 		return r
 	}
 	if r.status, err = proc.ReadStatus(t.Pid); err != nil {

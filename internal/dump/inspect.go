@@ -71,7 +71,7 @@ func inspectOwn(c *files.Checker, pid int, memoryOnly bool) (zombie bool, err er
 		return true, nil
 	}
 	if !memoryOnly {
-		if err := taskRefusals(c, pid, st); err != nil {
+		if err := taskRefusals(c, pid, st, false); err != nil {
 			return false, err
 		}
 	}
@@ -90,11 +90,11 @@ func inspectOwn(c *files.Checker, pid int, memoryOnly bool) (zombie bool, err er
 // taskRefusals refuses what a task itself holds: a controlling terminal,
 // namespaces restore would not recreate, settings CRIU's images have no
 // field for.
-func taskRefusals(c *files.Checker, pid int, st *proc.Stat) error {
+func taskRefusals(c *files.Checker, pid int, st *proc.Stat, frozen bool) error {
 	if err := sameNamespaces(c, pid); err != nil {
 		return err
 	}
-	if err := settingRefusals(c, pid); err != nil {
+	if err := settingRefusals(c, pid, frozen); err != nil {
 		return err
 	}
 	// A group of a session the tree leads can only be made again by its

@@ -115,7 +115,7 @@ func (d *dumper) fromParasite(p *parasite.Parasite, t *ptrace.Task, cores []*pb.
 		return fmt.Errorf("task %d: %w", t.Pid, err)
 	}
 	for i, ti := range tis {
-		if err := threadSettingRefusal(d.files.Checker, t.Pid, ti.Tid, threadSettings{timerSlack: ti.TimerSlack, cpuid: ti.CPUID}); err != nil {
+		if err := threadSettingRefusal(d.files.Checker, t.Pid, ti.Tid, threadSettings{timerSlack: ti.TimerSlack, cpuid: ti.CPUID, mempolicy: ti.Mempolicy}); err != nil {
 			return err
 		}
 		c := cores[i+1]

@@ -41,9 +41,10 @@ var lsmPendingAttrs = []string{"exec", "fscreate", "keycreate", "sockcreate"}
 var lsmAttrUnsupported [4]atomic.Bool
 
 // settingRefusals looks at a task from outside: per thread the scheduling
-// policy, CPU affinity, I/O priority and pending LSM labels; for the
-// process its timer slack, core dump filter and autogroup nice.
-func settingRefusals(c *files.Checker, pid int) error {
+// policy, CPU affinity, I/O priority, NUMA policy and pending LSM labels;
+// for the process its timer slack, core dump filter and autogroup nice.
+// frozen leaves other threads' NUMA policy to threadSettingRefusal.
+func settingRefusals(c *files.Checker, pid int, frozen bool) error {
 	ref := func(where, object string, k support.Kind) error {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: object, Kind: k}
 	}
@@ -72,8 +73,12 @@ func settingRefusals(c *files.Checker, pid int) error {
 		if p, err := ioprio(tid); err == nil && myIoprioErr == nil && p != myIoprio {
 			return ref(where, fmt.Sprintf("I/O priority %s (gockpt's is %s)", ioprioName(p), ioprioName(myIoprio)), support.IOPriority)
 		}
-		if pol, start, ok := numaPolicy(pid, tid); ok {
-			return ref(where, fmt.Sprintf("NUMA memory policy %s (numa_maps, from %#x)", pol, start), support.NUMAPolicy)
+		// Other threads' own policy is asked of them when frozen
+		// (threadSettingRefusal): reading their numa_maps costs more.
+		if tid == pid || !frozen {
+			if err := numaRefusal(c, pid, tid, where); err != nil {
+				return err
+			}
 		}
 		for i, a := range lsmPendingAttrs {
 			if lsmAttrUnsupported[i].Load() {
@@ -142,6 +147,9 @@ func threadWhere(pid, tid int) string {
 type threadSettings struct {
 	timerSlack uint64 // prctl(PR_GET_TIMERSLACK); /proc shows the main thread's alone
 	cpuid      uint64 // arch_prctl(ARCH_GET_CPUID), x86
+	// Other threads': get_mempolicy's mode (the main thread's policy,
+	// and each mapping's, come from its numa_maps).
+	mempolicy uint64
 	// The main thread's alone: the whole process's.
 	mdwe       uint64 // prctl(PR_GET_MDWE)
 	thpDisable uint64 // prctl(PR_GET_THP_DISABLE)
@@ -153,6 +161,12 @@ type threadSettings struct {
 // and THP disabled except where advised.
 func threadSettingRefusal(c *files.Checker, pid, tid int, v threadSettings) error {
 	where := threadWhere(pid, tid)
+	if tid != pid && ptrace.Errno(v.mempolicy) == 0 && v.mempolicy != mpolDefault {
+		if err := numaRefusal(c, pid, tid, where); err != nil {
+			return err
+		}
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: fmt.Sprintf("NUMA memory policy mode %d (get_mempolicy)", v.mempolicy), Kind: support.NUMAPolicy}
+	}
 	if err := archSettingRefusal(c, pid, where, v.cpuid); err != nil {
 		return err
 	}
@@ -169,6 +183,18 @@ func threadSettingRefusal(c *files.Checker, pid, tid int, v threadSettings) erro
 	// only where madvise does not ask for it (Linux 6.18+ answers 3).
 	if ptrace.Errno(v.thpDisable) == 0 && v.thpDisable&thpExceptAdvised != 0 {
 		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Object: "PR_SET_THP_DISABLE with PR_THP_DISABLE_EXCEPT_ADVISED", Kind: support.THPExceptAdvised}
+	}
+	return nil
+}
+
+// mpolDefault is MPOL_DEFAULT.
+const mpolDefault = 0
+
+// numaRefusal refuses a NUMA policy other than the default that the
+// thread's numa_maps shows.
+func numaRefusal(c *files.Checker, pid, tid int, where string) error {
+	if pol, start, ok := numaPolicy(pid, tid); ok {
+		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Where: where, Object: fmt.Sprintf("NUMA memory policy %s (numa_maps, from %#x)", pol, start), Kind: support.NUMAPolicy}
 	}
 	return nil
 }

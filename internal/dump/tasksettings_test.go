@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -11,6 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/parasite"
+	"github.com/gockpt/gockpt/internal/ptrace"
 	"github.com/gockpt/gockpt/internal/testproc"
 )
 
@@ -198,5 +202,65 @@ func TestNumaPolicyDefault(t *testing.T) {
 	}
 	if pol, _, ok := numaPolicyFrom(iotest.OneByteReader(strings.NewReader(maps[strings.Index(maps, "\n")+1:])), false); !ok || pol != "prefer:0" {
 		t.Errorf("first line prefer:0: %q %v", pol, ok)
+	}
+}
+
+// TestThreadMempolicyFrozen: when frozen, another thread's memory policy
+// is what the thread itself answers (get_mempolicy, run by the blob with
+// all the other threads), and its refusal reads as the one made before
+// the freeze from numa_maps.
+func TestThreadMempolicyFrozen(t *testing.T) {
+	if _, err := os.Stat("/proc/self/numa_maps"); err != nil {
+		t.Skip("no numa_maps (CONFIG_NUMA off)")
+	}
+	bin := testproc.BuildC(t, "testdata/settings.c", "-pthread")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir, "thread-mempolicy")
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	info, _ := os.ReadFile(filepath.Join(dir, "info"))
+	tid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(string(info), "tid ")))
+	if err != nil {
+		t.Fatalf("info %q: %v", info, err)
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tree, err := tr.SeizeTree(p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tree.Detach()
+	task := tree.Tasks()[0]
+	leader := task.Threads[0]
+	par, err := parasite.Inject(tr, leader, parasite.Options{Threads: len(task.Threads) - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tis, err := par.DumpThreads(task.Threads[1:])
+	if cerr := par.Cure(); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := files.NewChecker(0, []int{p.Pid})
+	defer c.Close()
+	var refused error
+	for _, ti := range tis {
+		err := threadSettingRefusal(c, p.Pid, ti.Tid, threadSettings{timerSlack: ti.TimerSlack, cpuid: ti.CPUID, mempolicy: ti.Mempolicy})
+		if ti.Tid != tid {
+			if err != nil {
+				t.Errorf("thread %d without a policy: %v", ti.Tid, err)
+			}
+			continue
+		}
+		if ti.Mempolicy != 1 { // MPOL_PREFERRED
+			t.Errorf("thread %d: mempolicy %d, want 1 (MPOL_PREFERRED)", ti.Tid, ti.Mempolicy)
+		}
+		refused = err
+	}
+	want := fmt.Sprintf("task %d (%s) thread %d: NUMA memory policy prefer:0 (numa_maps, from %s): gockpt does not dump NUMA memory policies (set_mempolicy, mbind); run the program without a memory policy (numactl), or set the default back (MPOL_DEFAULT) before dumping",
+		p.Pid, comm(p.Pid), tid, firstMapping(t, p.Pid))
+	if refused == nil || refused.Error() != want {
+		t.Fatalf("error\n %v\nwant\n %s", refused, want)
 	}
 }

@@ -16,7 +16,7 @@ const (
 )
 
 // blobSHA256 is the digest of blob/parasite.bin as generated.
-const blobSHA256 = "1086c2f0da8c238f741cf1ba0686c5169ec7298f7d6fa784d1d6416717377abd"
+const blobSHA256 = "ad5a7676081e4a727444e66c1d0a999af0c1a9566ab5d2a46985e9b6946098d9"
 
 //go:embed blob/parasite.bin
 var blob []byte

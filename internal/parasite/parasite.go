@@ -589,6 +589,7 @@ func (p *Parasite) DumpThread(te *ptrace.Tracee) (ThreadInfo, error) {
 		{Nr: unix.SYS_SIGALTSTACK, Args: []uint64{0, p.scratch + 8}},
 		{Nr: unix.SYS_PRCTL, Args: []uint64{unix.PR_GET_TIMERSLACK}},
 		{Nr: unix.SYS_PRCTL, Args: []uint64{unix.PR_GET_SECUREBITS}},
+		{Nr: unix.SYS_GET_MEMPOLICY, Args: []uint64{p.scratch + 32, 0, 0, 0, 0}},
 	}, archThreadCalls()...)
 	r, err := te.InjectAll(calls...)
 	if err != nil {
@@ -603,13 +604,16 @@ func (p *Parasite) DumpThread(te *ptrace.Tracee) (ThreadInfo, error) {
 	if e := ptrace.Errno(r[3]); e != 0 {
 		return ThreadInfo{}, fmt.Errorf("thread %d: prctl(PR_GET_SECUREBITS): %w", te.Tid, e)
 	}
-	b := make([]byte, 32)
+	b := make([]byte, 36)
 	if err := ptrace.ReadMem(p.pid, p.scratch, b); err != nil {
 		return ThreadInfo{}, err
 	}
 	ti := ThreadInfo{Tid: te.Tid, TidAddress: le.Uint64(b), Altstack: decodeStack(b[8:]),
-		TimerSlack: r[2], Securebits: r[3]}
-	archThreadResults(&ti, r[4:])
+		TimerSlack: r[2], Securebits: r[3], Mempolicy: r[4]}
+	if ptrace.Errno(r[4]) == 0 {
+		ti.Mempolicy = uint64(le.Uint32(b[32:]))
+	}
+	archThreadResults(&ti, r[5:])
 	return ti, nil
 }
 

@@ -164,6 +164,9 @@ type ThreadInfo struct {
 	TimerSlack uint64 // prctl(PR_GET_TIMERSLACK)
 	Securebits uint64 // prctl(PR_GET_SECUREBITS)
 	CPUID      uint64 // arch_prctl(ARCH_GET_CPUID), x86
+	// Mempolicy is the thread's own NUMA policy mode (get_mempolicy with
+	// no address: MPOL_DEFAULT is 0), or a negative errno.
+	Mempolicy uint64
 }
 
 // Range is a span of the task's memory.

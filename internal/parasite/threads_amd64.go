@@ -13,12 +13,12 @@ import (
 )
 
 // The other threads' part of the area (Options.Threads): a header with
-// the count, then per thread a stride holding its struct gk_thread_slot at
-// the bottom and its stack above (parasite_thread needs little).
+// the count, then per thread a stride holding its struct gk_thread_slot
+// (72 bytes) at the bottom and its stack above (parasite_thread needs
+// little).
 const (
 	threadsHeader = 64
 	threadStride  = 1024
-	threadSlotLen = 64 // struct gk_thread_slot
 )
 
 // DumpThreads reads what DumpThread reads, for all of tes at once: each
@@ -138,7 +138,8 @@ func (p *Parasite) runThreads(tes []*ptrace.Tracee) (_ []ThreadInfo, err error) 
 			return nil, fmt.Errorf("thread %d: %w", st.te.Tid, unix.Errno(-e))
 		}
 		ti := ThreadInfo{Tid: st.te.Tid, TidAddress: le.Uint64(s), Altstack: decodeStack(s[8:]),
-			TimerSlack: le.Uint64(s[32:]), Securebits: le.Uint64(s[40:]), CPUID: le.Uint64(s[48:])}
+			TimerSlack: le.Uint64(s[32:]), Securebits: le.Uint64(s[40:]), CPUID: le.Uint64(s[48:]),
+			Mempolicy: le.Uint64(s[64:])}
 		ti.Altstack.Flags |= onAltstack(ti.Altstack, st.regs.Rsp)
 		if e := ptrace.Errno(ti.Securebits); e != 0 {
 			return nil, fmt.Errorf("thread %d: prctl(PR_GET_SECUREBITS): %w", st.te.Tid, e)

@@ -37,7 +37,12 @@ type Tracee struct {
 // A thread that does not stop within the tracer's stop timeout is a
 // *NotStoppedError, and stays attached until the Tracer is closed.
 func (t *Tracer) Seize(tid int) (*Tracee, error) {
-	te := &Tracee{Tid: tid, Tgid: tgidOf(tid), t: t}
+	return t.seize(tid, tgidOf(tid))
+}
+
+// seize is Seize of a thread whose thread group is known.
+func (t *Tracer) seize(tid, tgid int) (*Tracee, error) {
+	te := &Tracee{Tid: tid, Tgid: tgid, t: t}
 	err := t.Do(func() error {
 		if err := seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 			return &Error{"seize", tid, err}

@@ -87,7 +87,7 @@ func (t *Tracer) SeizeTree(root int) (*Tree, error) {
 				if seized[tid] != nil {
 					continue
 				}
-				te, err := t.Seize(tid)
+				te, err := t.seize(tid, pid)
 				if err != nil {
 					if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && exited(pid, tid)) {
 						// The thread exited under us (PTRACE_SEIZE says

@@ -29,6 +29,7 @@
 #define NR_arch_prctl 158
 #define NR_brk 12
 #define NR_membarrier 324
+#define NR_get_mempolicy 239
 #define NR_timer_gettime 224
 #define NR_timer_getoverrun 225
 #define NR_vmsplice 278
@@ -215,6 +216,12 @@ void __attribute__((used)) parasite_thread(struct gk_thread_slot *s, u32 *count)
 	s->timerslack = sys1(NR_prctl, PR_GET_TIMERSLACK);
 	s->securebits = sys1(NR_prctl, PR_GET_SECUREBITS);
 	s->cpuid = sys1(NR_arch_prctl, ARCH_GET_CPUID);
+	{
+		int mode = 0;
+
+		r = sys6(NR_get_mempolicy, (long)&mode, 0, 0, 0, 0, 0);
+		s->mempolicy = r < 0 ? r : mode;
+	}
 	__atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -545,7 +552,7 @@ _Static_assert(sizeof(struct gk_sigaction) == 32, "gk_sigaction");
 _Static_assert(sizeof(struct gk_itimerval) == 32, "gk_itimerval");
 _Static_assert(sizeof(struct gk_posix_timer) == 40, "gk_posix_timer");
 _Static_assert(sizeof(struct gk_misc) == 104, "gk_misc");
-_Static_assert(sizeof(struct gk_thread_slot) == 64, "gk_thread_slot");
+_Static_assert(sizeof(struct gk_thread_slot) == 72, "gk_thread_slot");
 _Static_assert(sizeof(struct gk_args) == 192, "gk_args");
 _Static_assert(__builtin_offsetof(struct gk_args, memfd) == 184, "gk_args.memfd");
 _Static_assert(__builtin_offsetof(struct gk_args, status) == 136, "gk_args.status");

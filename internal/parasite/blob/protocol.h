@@ -107,6 +107,7 @@ struct gk_thread_slot {
 	s64 securebits;
 	s64 cpuid;
 	s64 err; /* -errno of PR_GET_TID_ADDRESS or sigaltstack, else 0 */
+	s64 mempolicy; /* get_mempolicy's mode for the thread, or -errno */
 };
 
 /* A page range: the layout of struct iovec, so vmsplice takes it as is. */
