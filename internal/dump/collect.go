@@ -552,14 +552,8 @@ func (d *dumper) fds(t *ptrace.Task, filesID uint32) error {
 		return err
 	}
 	defer w.Close()
-	for _, fd := range fds {
-		e, err := d.files.Fd(t.Pid, fd)
-		if err != nil {
-			return err
-		}
-		if err := w.WriteEntry(e); err != nil {
-			return err
-		}
+	if err := d.files.Fds(t.Pid, fds, func(e *pb.FdinfoEntry) error { return w.WriteEntry(e) }); err != nil {
+		return err
 	}
 	return w.Close()
 }

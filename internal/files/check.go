@@ -128,46 +128,23 @@ type fdState struct {
 	info    *proc.Fdinfo
 }
 
-func readFdState(pid, fd int) (*fdState, error) {
-	s := &fdState{pid: pid, fd: fd, link: fmt.Sprintf("/proc/%d/fd/%d", pid, fd)}
-	var err error
-	if s.target, err = os.Readlink(s.link); err != nil {
-		return nil, fmt.Errorf("task %d fd %d: %w", pid, fd, err)
-	}
-	if err := unix.Stat(s.link, &s.st); err != nil {
-		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, s.target, err)
-	}
-	if s.info, err = proc.ReadFdinfo(pid, fd); err != nil {
-		return nil, fmt.Errorf("task %d fd %d (%s): %w", pid, fd, s.target, err)
-	}
-	return s, nil
-}
-
-// Fd checks fd of task pid; a nil error means dump keeps it exactly.
-func (c *Checker) Fd(pid, fd int) error {
-	s, err := readFdState(pid, fd)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil // closed meanwhile: nothing to keep
-		}
-		return err
-	}
-	_, _, err = c.check(s)
-	return err
-}
-
-// Task checks every fd of task pid.
+// Task checks every fd of task pid; a nil error means dump keeps them
+// exactly. An fd closed while it is looked at has nothing to keep.
 func (c *Checker) Task(pid int) error {
 	fds, err := ListFds(pid)
 	if err != nil {
 		return err
 	}
-	for _, fd := range fds {
-		if err := c.Fd(pid, fd); err != nil {
+	return eachFdState(pid, fds, func(fd int, s *fdState, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
 			return err
 		}
-	}
-	return nil
+		_, _, err = c.check(s)
+		return err
+	})
 }
 
 func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.Refusal {

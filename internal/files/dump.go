@@ -103,13 +103,31 @@ func isTTY(rdev uint64) bool {
 	return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143)
 }
 
-// Fd describes fd of task pid and returns its fdinfo entry, adding the file
-// object to the dumper unless an earlier fd already did.
+// Fds describes the fds of task pid and hands each one's fdinfo entry to
+// each, in order, adding the file objects to the dumper unless an earlier
+// fd already did.
+func (d *Dumper) Fds(pid int, fds []int, each func(*pb.FdinfoEntry) error) error {
+	return eachFdState(pid, fds, func(fd int, s *fdState, err error) error {
+		if err != nil {
+			return err
+		}
+		fe, err := d.fd(s)
+		if err != nil {
+			return err
+		}
+		return each(fe)
+	})
+}
+
+// Fd describes fd of task pid and returns its fdinfo entry.
 func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
-	s, err := readFdState(pid, fd)
-	if err != nil {
-		return nil, err
-	}
+	var fe *pb.FdinfoEntry
+	err := d.Fds(pid, []int{fd}, func(e *pb.FdinfoEntry) error { fe = e; return nil })
+	return fe, err
+}
+
+func (d *Dumper) fd(s *fdState) (*pb.FdinfoEntry, error) {
+	pid, fd := s.pid, s.fd
 	typ, own, err := d.Checker.check(s)
 	if err != nil {
 		return nil, err
@@ -119,12 +137,13 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 		fe.Flags = proto.Uint32(unix.FD_CLOEXEC)
 	}
 	// An fd sharing its open file description with one described earlier
-	// (inherited across fork, or dup'ed) names the same object.
-	if id, ok := d.sameOFD(pid, fd, &s.st); ok {
-		fe.Id = proto.Uint32(id)
+	// (inherited across fork, or dup'ed) names the same object; a new one
+	// takes the next id. If describing it fails, so does the dump.
+	id, seen := d.ofd(pid, fd, &s.st)
+	fe.Id = proto.Uint32(id)
+	if seen {
 		return fe, nil
 	}
-	id := d.newID()
 	o := object{pid: pid, fd: fd, id: id, own: own, link: s.link, target: s.target, st: &s.st, info: s.info}
 	switch typ {
 	case pb.FdTypes_EVENTFD:
@@ -143,8 +162,6 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.remember(pid, fd, &s.st, id)
-	fe.Id = proto.Uint32(id)
 	return fe, nil
 }
 
@@ -159,29 +176,19 @@ type object struct {
 	info    *proc.Fdinfo
 }
 
-// flags are the file status flags, without close-on-exec (an fd flag).
 func (o object) flags() uint32 { return o.info.Flags &^ unix.O_CLOEXEC }
 
-// sameOFD finds an fd described earlier that shares this fd's open file
-// description; only fds on the same inode can. The fds of one inode are
-// kept in kcmp's order, so a lookup costs log n kcmp calls, not n (10,000
-// opens of /dev/null made 50 million calls).
-func (d *Dumper) sameOFD(pid, fd int, st *unix.Stat_t) (uint32, bool) {
-	set := d.byInode[inodeKey{st.Dev, st.Ino}]
-	if set == nil {
-		return 0, false
-	}
-	return set.Find(pid, uintptr(fd))
-}
-
-func (d *Dumper) remember(pid, fd int, st *unix.Stat_t, id uint32) {
+// ofd is the object id of fd's open file description: the one of an fd
+// described earlier on the same one (found with kcmp among the fds on
+// the same inode), or a new id, remembered, with seen false.
+func (d *Dumper) ofd(pid, fd int, st *unix.Stat_t) (id uint32, seen bool) {
 	k := inodeKey{st.Dev, st.Ino}
 	set := d.byInode[k]
 	if set == nil {
 		set = &kcmp.Set[uint32]{Type: kcmp.File}
 		d.byInode[k] = set
 	}
-	set.Add(pid, uintptr(fd), id)
+	return set.FindOrAdd(pid, uintptr(fd), d.newID)
 }
 
 // Close releases what the dumper's checker opened.

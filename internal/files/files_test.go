@@ -229,3 +229,32 @@ func TestDeadPidfds(t *testing.T) {
 		t.Fatalf("DeadPidfds = %s, want %s", got, want)
 	}
 }
+
+// TestReserveFdsKeepsFds: growing the table never touches an fd in use,
+// not even the one n numbers above the lowest free.
+func TestReserveFdsKeepsFds(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	low, err := unix.Open("/", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(low)
+	held, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, low+5)
+	if err != nil || held != low+5 {
+		t.Skipf("fd %d not free for the test (%d, %v)", low+5, held, err)
+	}
+	defer unix.Close(held)
+	ReserveFds(5)
+	var a, b unix.Stat_t
+	if err := unix.Fstat(held, &a); err != nil {
+		t.Fatalf("fd %d closed by ReserveFds: %v", held, err)
+	}
+	unix.Fstat(int(f.Fd()), &b)
+	if a.Ino != b.Ino {
+		t.Errorf("fd %d is another file after ReserveFds", held)
+	}
+}

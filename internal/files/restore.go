@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/par"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -104,6 +105,66 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 	return f, nil
 }
 
+// OpenAhead readies gockpt for opening the files ids: its fd table grows
+// once to hold them all, and the files Open reaches by their name
+// (regular files, directories, devices) are opened several at a time. A
+// file it cannot open is left to Open, which says why.
+func (o *Opener) OpenAhead(ids []uint32) {
+	if o.open == nil {
+		o.open, o.pipes, o.fifos, o.ghosts = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}, map[uint32]*os.File{}
+	}
+	ReserveFds(len(ids))
+	var todo []*pb.RegFileEntry
+	seen := map[uint32]bool{}
+	for _, id := range ids {
+		e := o.Files[id]
+		if e.GetType() != pb.FdTypes_REG || o.Remaps[id] != nil || o.open[id] != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		todo = append(todo, e.GetReg())
+	}
+	if len(todo) < openAheadMin {
+		return
+	}
+	got := make([]*os.File, len(todo))
+	par.Each(len(todo), openAheadWorkers, func(i int) {
+		if f, err := o.openReg(todo[i]); err == nil {
+			got[i] = f
+		}
+	})
+	for i, f := range got {
+		if f != nil {
+			o.open[todo[i].GetId()] = f
+		}
+	}
+}
+
+// ReserveFds grows gockpt's fd table to hold n more fds in one step. The
+// kernel grows a table that threads share (Go's do) by doubling it, each
+// time waiting for an RCU grace period, milliseconds: 10,000 opens one
+// after another would wait about ten times.
+func ReserveFds(n int) {
+	fd, err := unix.Open("/", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	// fd is the lowest free number: the n new fds go from there on. An fd
+	// at or above fd+n (never one in use: F_DUPFD takes a free number)
+	// makes the table that big.
+	if top, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, fd+n); err == nil {
+		unix.Close(top)
+	}
+}
+
+const (
+	// openAheadMin: fewer files than this open faster one by one.
+	openAheadMin = 32
+	// openAheadWorkers open files at once: each open is a path walk.
+	openAheadWorkers = 2
+)
+
 // openFlags drops flags that would change the file on open, and O_ASYNC:
 // the task sets that itself (fasync records the fd number that sets it,
 // and SIGIO's si_fd must be the task's, not gockpt's).
@@ -133,7 +194,10 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 			return nil, fmt.Errorf("%s is %d bytes now, shorter than the saved position %d: restore needs the file as it was", name, fi.Size(), r.GetPos())
 		}
 	}
-	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil && r.GetPos() != 0 {
+	if r.GetPos() == 0 {
+		return f, nil // where a new open starts
+	}
+	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("seek %s to %d: %w", name, r.GetPos(), err)
 	}

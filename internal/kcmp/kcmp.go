@@ -83,6 +83,33 @@ func (s *Set[V]) Find(pid int, idx uintptr) (V, bool) {
 	return zero, false
 }
 
+// FindOrAdd returns the value of the object (pid, idx) is, with true, if
+// the set has it; otherwise it adds the object with value mk() and returns
+// that, with false. One search serves both.
+func (s *Set[V]) FindOrAdd(pid int, idx uintptr, mk func() V) (V, bool) {
+	if !s.unordered {
+		if i, ok := s.search(pid, idx); ok {
+			if i < len(s.items) && Compare(s.Type, pid, s.items[i].pid, idx, s.items[i].idx) == 0 {
+				return s.items[i].v, true
+			}
+			v := mk()
+			s.items = append(s.items, item[V]{})
+			copy(s.items[i+1:], s.items[i:])
+			s.items[i] = item[V]{pid, idx, v}
+			return v, false
+		}
+		s.unordered = true
+	}
+	for _, it := range s.items {
+		if Compare(s.Type, pid, it.pid, idx, it.idx) == 0 {
+			return it.v, true
+		}
+	}
+	v := mk()
+	s.items = append(s.items, item[V]{pid, idx, v})
+	return v, false
+}
+
 // Add puts object (pid, idx) in the set with value v; it must not be there.
 func (s *Set[V]) Add(pid int, idx uintptr, v V) {
 	i := len(s.items)

@@ -67,3 +67,49 @@ func TestSetTasks(t *testing.T) {
 		}
 	}
 }
+
+// TestFindOrAdd: a dup finds the value its original was given, a new
+// open gets mk's value, and mk runs only for those.
+func TestFindOrAdd(t *testing.T) {
+	pid := os.Getpid()
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for i := 0; i < 40; i++ {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+	}
+	s := &Set[int]{Type: File}
+	next := 0
+	mk := func() int { next++; return next }
+	for i, fd := range fds {
+		if v, seen := s.FindOrAdd(pid, uintptr(fd), mk); seen || v != i+1 {
+			t.Fatalf("fd %d: %d, %v; want %d, new", fd, v, seen, i+1)
+		}
+	}
+	for i, fd := range fds {
+		d, err := unix.Dup(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, d)
+		if v, seen := s.FindOrAdd(pid, uintptr(d), mk); !seen || v != i+1 {
+			t.Errorf("dup of fd %d: %d, %v; want %d, seen", fd, v, seen, i+1)
+		}
+	}
+	if next != 40 || s.Len() != 40 {
+		t.Errorf("mk ran %d times, set holds %d; want 40 and 40", next, s.Len())
+	}
+	// Found by Find too: FindOrAdd kept the order.
+	for i, fd := range fds[:40] {
+		if v, ok := s.Find(pid, uintptr(fd)); !ok || v != i+1 {
+			t.Errorf("Find fd %d: %d, %v", fd, v, ok)
+		}
+	}
+}

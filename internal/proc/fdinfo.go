@@ -1,8 +1,12 @@
 package proc
 
 import (
+	"bytes"
 	"io"
+	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Fdinfo is /proc/PID/fdinfo/FD: the lines every file has, plus the
@@ -93,4 +97,43 @@ func isRepeatedFdinfoKey(k string) bool {
 // ReadFdinfo reads /proc/PID/fdinfo/FD.
 func ReadFdinfo(pid, fd int) (*Fdinfo, error) {
 	return parseFile(Path(pid, "fdinfo", itoa(fd)), ParseFdinfo)
+}
+
+// ReadFdinfoAt reads fdinfo of fd of task pid through dir, an open
+// /proc/PID/fdinfo directory: a task's many fds cost no walk of /proc each.
+func ReadFdinfoAt(dir, pid, fd int) (*Fdinfo, error) {
+	name := itoa(fd)
+	path := Path(pid, "fdinfo", name)
+	n, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	b, err := readAll(n)
+	unix.Close(n)
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	fi, err := ParseFdinfo(bytes.NewReader(b))
+	return fi, renameError(err, path)
+}
+
+// readAll reads fd to its end with read(2) alone: no os.File around it.
+func readAll(fd int) ([]byte, error) {
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }

@@ -91,7 +91,12 @@ type lineScanner struct {
 
 func newLineScanner(r io.Reader, file string) *lineScanner {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxLineLen)
+	size := 4096
+	if br, ok := r.(*bytes.Reader); ok {
+		// Already in memory: a buffer of its size will do.
+		size = min(size, br.Len()+1)
+	}
+	sc.Buffer(make([]byte, 0, size), maxLineLen)
 	sc.Split(splitLF)
 	return &lineScanner{sc: sc, file: file}
 }

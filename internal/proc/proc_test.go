@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The testdata files were captured on Linux 6.18 from a python process that
@@ -649,5 +652,38 @@ func TestReadErrorNamesFile(t *testing.T) {
 	_, err = ReadStat(5)
 	if want := dir + `/5/stat: 3 fields, want at least 52`; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
+// TestReadFdinfoAt: through the fdinfo directory, the same as by path;
+// a closed fd is os.ErrNotExist naming its path.
+func TestReadFdinfoAt(t *testing.T) {
+	pid := os.Getpid()
+	f, err := os.CreateTemp(t.TempDir(), "at")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("0123456789")
+	dir, err := unix.Open(Path(pid, "fdinfo"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dir)
+	fd := int(f.Fd())
+	want, err := ReadFdinfo(pid, fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFdinfoAt(dir, pid, fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Pos != 10 || got.Pos != want.Pos || got.Flags != want.Flags || got.MntID != want.MntID || got.Ino != want.Ino {
+		t.Errorf("ReadFdinfoAt %+v, ReadFdinfo %+v", got, want)
+	}
+	_, err = ReadFdinfoAt(dir, pid, 99999)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), Path(pid, "fdinfo", "99999")) {
+		t.Errorf("closed fd: %v", err)
 	}
 }

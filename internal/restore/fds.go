@@ -35,7 +35,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 		}
 		now = append(now, fd)
 	}
-	if err := rs.installFds(r, now); err != nil {
+	if err := rs.installFds(r, now, true); err != nil {
 		return err
 	}
 	return rs.epollTargets(t, r)
@@ -78,7 +78,7 @@ func (rs *restorer) lateProcFds() error {
 			continue
 		}
 		l.main.reset()
-		if err := rs.installFds(l.main, fds); err != nil {
+		if err := rs.installFds(l.main, fds, false); err != nil {
 			return fmt.Errorf("task %d: files: %w", l.t.Pid, err)
 		}
 	}
@@ -86,8 +86,9 @@ func (rs *restorer) lateProcFds() error {
 }
 
 // installFds puts each fd in place in the task, numbered and flagged as
-// it was.
-func (rs *restorer) installFds(r *remote, fds []*pb.FdinfoEntry) error {
+// it was. empty says the task's fd table is empty (restoreFds closed
+// all): then gockpt knows which number each new fd takes.
+func (rs *restorer) installFds(r *remote, fds []*pb.FdinfoEntry, empty bool) error {
 	if len(fds) == 0 {
 		return nil
 	}
@@ -109,39 +110,108 @@ func (rs *restorer) installFds(r *remote, fds []*pb.FdinfoEntry) error {
 		return err
 	}
 	r.qopMayFail("close", unix.SYS_CLOSE, pfd.res())
+	// pidfd_getfd takes the lowest free number, with close-on-exec set.
+	// In an empty table gockpt knows that number (table): when it is the
+	// one wanted, which it is for every fd of a table without holes, the
+	// file is taken straight there. Otherwise it goes to the lowest free
+	// number first and dup3 moves it in place with its close-on-exec flag.
+	ids := make([]uint32, len(fds))
+	for i, fd := range fds {
+		ids[i] = fd.GetId()
+	}
+	rs.opener.OpenAhead(ids)
+	var table *fdTable
+	if empty {
+		table = newFdTable(maxFd + 1)
+	}
 	for _, fd := range fds {
 		f, err := rs.opener.Open(fd.GetId())
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 		}
 		want := uint64(fd.GetFd())
+		cloexec := fd.GetFlags()&unix.FD_CLOEXEC != 0
+		if table != nil && table.lowestFree() == want {
+			got, err := r.qop(fmt.Sprintf("pidfd_getfd for fd %d", want), sysPidfdGetfd, high.res(), val(uint64(f.Fd())), val(0))
+			if err != nil {
+				return err
+			}
+			if err := r.checkResult(got, func(ret uint64) error {
+				if ret != want {
+					return fmt.Errorf("task %d: pidfd_getfd for fd %d gave fd %d: the task's fd table is not as restore left it", r.pid, want, int64(ret))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			table.open(want)
+			if !cloexec {
+				if _, err := r.qop(fmt.Sprintf("fcntl(F_SETFD) for fd %d", want), unix.SYS_FCNTL, val(want), val(unix.F_SETFD), val(0)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		flags := uint64(0)
-		if fd.GetFlags()&unix.FD_CLOEXEC != 0 {
+		if cloexec {
 			flags = unix.O_CLOEXEC
 		}
-		// pidfd_getfd takes the lowest free number, which may or may not
-		// be the one wanted: the file goes above it first, the number is
-		// freed, and dup3 puts it in place with its close-on-exec flag.
 		tmp, err := r.qop(fmt.Sprintf("pidfd_getfd for fd %d", want), sysPidfdGetfd, high.res(), val(uint64(f.Fd())), val(0))
 		if err != nil {
 			return err
 		}
-		above, err := r.qop(fmt.Sprintf("fcntl(F_DUPFD_CLOEXEC) for fd %d", want), unix.SYS_FCNTL, tmp.res(), val(unix.F_DUPFD_CLOEXEC), val(want+1))
-		if err != nil {
+		if table == nil {
+			// The table may hold anything: the number taken may be the
+			// one wanted, so the file goes above it first.
+			above, err := r.qop(fmt.Sprintf("fcntl(F_DUPFD_CLOEXEC) for fd %d", want), unix.SYS_FCNTL, tmp.res(), val(unix.F_DUPFD_CLOEXEC), val(want+1))
+			if err != nil {
+				return err
+			}
+			if _, err := r.qop("close", unix.SYS_CLOSE, tmp.res()); err != nil {
+				return err
+			}
+			tmp = above
+		}
+		if _, err := r.qop(fmt.Sprintf("dup3 to fd %d", want), unix.SYS_DUP3, tmp.res(), val(want), val(flags)); err != nil {
 			return err
 		}
 		if _, err := r.qop("close", unix.SYS_CLOSE, tmp.res()); err != nil {
 			return err
 		}
-		if _, err := r.qop(fmt.Sprintf("dup3 to fd %d", want), unix.SYS_DUP3, above.res(), val(want), val(flags)); err != nil {
-			return err
-		}
-		if _, err := r.qop("close", unix.SYS_CLOSE, above.res()); err != nil {
-			return err
+		if table != nil {
+			table.open(want)
 		}
 	}
 	r.qopMayFail("close pidfd", unix.SYS_CLOSE, high.res())
 	return nil
+}
+
+// fdTable follows which numbers of a task's fd table are taken, to know
+// the lowest free one as the kernel gives it.
+type fdTable struct {
+	taken []bool
+	low   uint64 // no number below it is free
+}
+
+// newFdTable is an empty table but for number high.
+func newFdTable(high uint64) *fdTable {
+	t := &fdTable{taken: make([]bool, high+1)}
+	t.taken[high] = true
+	return t
+}
+
+func (t *fdTable) lowestFree() uint64 {
+	for t.low < uint64(len(t.taken)) && t.taken[t.low] {
+		t.low++
+	}
+	return t.low
+}
+
+func (t *fdTable) open(n uint64) {
+	for n >= uint64(len(t.taken)) {
+		t.taken = append(t.taken, false)
+	}
+	t.taken[n] = true
 }
 
 // epollTargets registers, from inside the task, what each of its epoll
