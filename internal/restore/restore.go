@@ -130,6 +130,13 @@ func Run(o Options) (*Result, error) {
 	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
 		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
 	defer rs.opener.Close()
+	// gockpt holds a copy of every file until the end: its fd table grows
+	// once, to hold them all.
+	nfds := 0
+	for _, t := range plan.Tasks {
+		nfds += len(t.Fds)
+	}
+	files.ReserveFds(nfds)
 	rs.tracer = ptrace.NewTracer()
 	defer rs.tracer.Close()
 	defer subreaper()()
