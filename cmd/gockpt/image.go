@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gockpt/gockpt/internal/config"
+	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
 )
 
@@ -132,7 +133,7 @@ func newImageShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := images.Summarize(d)
+			s, err := images.Summarize(d, files.Describe)
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/log"
@@ -213,76 +212,20 @@ func (d *dumper) writeGlobal() error {
 	if err := d.writePstree(); err != nil {
 		return err
 	}
-	fw, err := d.dir.Create(images.FilesFile, images.KindFiles)
-	if err != nil {
-		return err
-	}
-	defer fw.Close()
-	for _, f := range d.files.Files {
-		if err := fw.WriteEntry(f); err != nil {
-			return err
-		}
-	}
-	if err := fw.Close(); err != nil {
-		return err
-	}
-	if err := writePipeData(d.dir, "pipes-data.img", images.KindPipesData, d.files.PipeData); err != nil {
-		return err
-	}
-	if err := writePipeData(d.dir, "fifo-data.img", images.KindFifoData, d.files.FifoData); err != nil {
-		return err
-	}
-	if len(d.files.Remaps) > 0 {
-		kind, _ := images.KindByName("REMAP_FPATH")
-		w, err := d.dir.Create("remap-fpath.img", kind)
-		if err != nil {
-			return err
-		}
-		defer w.Close()
-		for _, r := range d.files.Remaps {
-			if err := w.WriteEntry(r); err != nil {
-				return err
-			}
-		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-	}
-	if err := d.files.WriteGhosts(d.dir); err != nil {
+	if err := d.files.WriteImages(d.dir); err != nil {
 		return err
 	}
 	for id, e := range d.ids.newUTS {
-		kind, _ := images.KindByName("UTSNS")
-		if err := d.dir.WriteOne(fmt.Sprintf("utsns-%d.img", id), kind, e); err != nil {
+		if err := d.dir.WriteOne(images.UtsnsFile(id), images.KindUtsns, e); err != nil {
 			return err
 		}
 	}
 	if len(d.seccomp.entries) > 0 {
-		if err := d.dir.WriteOne("seccomp.img", images.KindSeccomp, &pb.SeccompEntry{SeccompFilters: d.seccomp.entries}); err != nil {
+		if err := d.dir.WriteOne(images.SeccompFile, images.KindSeccomp, &pb.SeccompEntry{SeccompFilters: d.seccomp.entries}); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func writePipeData(dir *images.Dir, name string, kind *images.Kind, data []files.PipeData) error {
-	if len(data) == 0 {
-		return nil
-	}
-	w, err := dir.Create(name, kind)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	for _, p := range data {
-		if err := w.WriteEntry(p.Entry); err != nil {
-			return err
-		}
-		if _, err := w.Write(p.Data); err != nil {
-			return err
-		}
-	}
-	return w.Close()
 }
 
 // writeStats writes stats-dump as CRIU does (times in microseconds).
@@ -299,7 +242,7 @@ func (d *dumper) writeStats() error {
 		PagesWritten:       proto.Uint64(s.PagesWritten),
 		PagesLazy:          proto.Uint64(0),
 	}}
-	return d.dir.WriteOne("stats-dump", images.KindStats, e)
+	return d.dir.WriteOne(images.StatsDumpFile, images.KindStats, e)
 }
 
 func uptimeMicros() uint64 {

@@ -151,34 +151,15 @@ func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.
 	return &support.Refusal{Pid: s.pid, Comm: c.Comm(s.pid), Where: fmt.Sprintf("fd %d", s.fd), Object: object, Kind: kind}
 }
 
-// check classifies the fd and refuses what cannot be kept; it returns
-// the kind and the file's SIGIO owner.
-func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
-	typ, kind := classify(s.target, &s.st)
-	if s.info.Flags&unix.O_PATH != 0 && strings.HasPrefix(s.target, "/") && kind != support.Memfd {
-		// An O_PATH fd holds a place in the filesystem, not an open
-		// file: whatever is there (fifo, device, socket, symlink)
-		// reopens by path with O_PATH, without opening it for I/O.
-		typ, kind = pb.FdTypes_REG, ""
+// check finds the fd's kind and refuses what cannot be kept; it returns
+// the kind (of the stateless set) and the file's SIGIO owner.
+func (c *Checker) check(s *fdState) (Kind, *pb.FownEntry, error) {
+	k := stateless.match(s)
+	if k == nil {
+		return nil, nil, c.refuseKind(s, unsupportedKind(s.target, &s.st))
 	}
-	if kind != "" {
-		return 0, nil, c.refuseKind(s, kind)
-	}
-	if typ == pb.FdTypes_PIDFD {
-		if err := c.checkPidfd(s); err != nil {
-			return 0, nil, err
-		}
-	}
-	if typ == pb.FdTypes_EVENTPOLL {
-		tfds, err := epollTargetsOf(s)
-		if err != nil {
-			return 0, nil, err
-		}
-		if closed, err := resolveEpollTargets(s.pid, s.fd, tfds); err != nil {
-			return 0, nil, err
-		} else if closed >= 0 {
-			return 0, nil, c.refuseEpoll(s.pid, s.fd, s.target, closed)
-		}
+	if err := k.Check(c, s); err != nil {
+		return nil, nil, err
 	}
 	for _, l := range s.info.FdLocks() {
 		if l.Waiter {
@@ -189,17 +170,13 @@ func (c *Checker) check(s *fdState) (pb.FdTypes, *pb.FownEntry, error) {
 		if l.IsLease() {
 			r.Kind = support.Leases
 		}
-		return 0, nil, r
-	}
-	name, deleted := strings.CutSuffix(s.target, " (deleted)")
-	if typ == pb.FdTypes_REG && deleted && s.st.Nlink == 0 && s.st.Mode&unix.S_IFMT == unix.S_IFREG && GhostBytes(&s.st) > c.GhostLimit {
-		return 0, nil, &GhostLimitError{Where: c.where(s.pid, s.fd), Name: name, Size: GhostBytes(&s.st), Limit: c.GhostLimit}
+		return nil, nil, r
 	}
 	own, err := c.owner(s)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
-	return typ, own, nil
+	return k, own, nil
 }
 
 // refuseEpoll refuses an epoll set watching a file that no fd of the task
@@ -223,38 +200,22 @@ func (c *Checker) refuseKind(s *fdState, kind support.Kind) error {
 	return r
 }
 
-// classify tells the kind of an fd from its link text and mode, or the
-// kind of object dump refuses.
-func classify(target string, st *unix.Stat_t) (pb.FdTypes, support.Kind) {
+// unsupportedKind names what an fd no kind of kindTable matched is, for
+// its refusal.
+func unsupportedKind(target string, st *unix.Stat_t) support.Kind {
 	switch {
 	case strings.HasPrefix(target, "socket:"):
-		return 0, support.OtherSockets // refined by describeSocket
-	case target == "anon_inode:[eventfd]":
-		return pb.FdTypes_EVENTFD, ""
-	case target == "anon_inode:[eventpoll]":
-		return pb.FdTypes_EVENTPOLL, ""
-	case target == "anon_inode:[pidfd]" || strings.HasPrefix(target, "pidfd:"):
-		return pb.FdTypes_PIDFD, ""
+		return support.OtherSockets // refined by describeSocket
 	case strings.HasPrefix(target, "anon_inode:"):
-		return 0, anonInodeKind(strings.TrimPrefix(target, "anon_inode:"))
-	case strings.HasPrefix(target, "pipe:"):
-		return pb.FdTypes_PIPE, ""
+		return anonInodeKind(strings.TrimPrefix(target, "anon_inode:"))
 	case strings.HasPrefix(target, "/memfd:"):
-		return 0, support.Memfd
+		return support.Memfd
 	case !strings.HasPrefix(target, "/"):
-		return 0, support.SpecialFiles
+		return support.SpecialFiles
+	case st.Mode&unix.S_IFMT == unix.S_IFCHR && isTTY(st.Rdev):
+		return support.Terminals
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return pb.FdTypes_FIFO, ""
-	case unix.S_IFCHR:
-		if isTTY(st.Rdev) {
-			return 0, support.Terminals
-		}
-	case unix.S_IFSOCK:
-		return 0, support.SpecialFiles
-	}
-	return pb.FdTypes_REG, ""
+	return support.SpecialFiles
 }
 
 func anonInodeKind(name string) support.Kind {

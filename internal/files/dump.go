@@ -9,7 +9,6 @@
 package files
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
@@ -25,12 +25,6 @@ import (
 // DefaultGhostLimit is CRIU's default --ghost-limit: deleted files up to this
 // size have their content saved in the images.
 const DefaultGhostLimit = 1 << 20
-
-// PipeData is the content of a pipe's buffer, saved without consuming it.
-type PipeData struct {
-	Entry *pb.PipeDataEntry
-	Data  []byte
-}
 
 // Ghost is a deleted object whose metadata, and for a file its content,
 // are saved (CRIU's ghost file): Content whole, or Chunks of data around
@@ -48,11 +42,9 @@ type Dumper struct {
 	// Checker refuses what cannot be kept; it knows the tree.
 	Checker *Checker
 
-	Files    []*pb.FileEntry
-	PipeData []PipeData
-	FifoData []PipeData
-	Ghosts   []Ghost
-	Remaps   []*pb.RemapFilePathEntry
+	Files  []*pb.FileEntry
+	Ghosts []Ghost
+	Remaps []*pb.RemapFilePathEntry
 	// Links are the links made to keep deleted files that still have
 	// another name (linked remaps).
 	Links []LinkRemap
@@ -64,11 +56,13 @@ type Dumper struct {
 	byInode map[inodeKey]*kcmp.Set[uint32]
 	// byPath dedups files opened by path only (exe, cwd, mapped files).
 	byPath  map[pathKey]uint32
-	pipes   map[uint64]bool
 	ghostOf map[pathKey]uint32
 	linkOf  map[inodeKey]uint32
 	// needs are the file entries of deleted objects, for Verify.
 	needs map[uint32]need
+	// kinds are this dump's kinds of files, with what they keep for
+	// their own images.
+	kinds *kindSet
 }
 
 type inodeKey struct{ dev, ino uint64 }
@@ -84,23 +78,16 @@ func NewDumper(c *Checker) *Dumper {
 		Checker: c,
 		byInode: map[inodeKey]*kcmp.Set[uint32]{},
 		byPath:  map[pathKey]uint32{},
-		pipes:   map[uint64]bool{},
 		ghostOf: map[pathKey]uint32{},
 		linkOf:  map[inodeKey]uint32{},
 		needs:   map[uint32]need{},
+		kinds:   newKindSet(),
 	}
 }
 
 func (d *Dumper) newID() uint32 {
 	d.nextID++
 	return d.nextID
-}
-
-// ttyMajors are the character-device majors of terminals: their state
-// (termios, session, foreground group) needs a TTY object, not a path.
-func isTTY(rdev uint64) bool {
-	maj := unix.Major(rdev)
-	return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143)
 }
 
 // Fds describes the fds of task pid and hands each one's fdinfo entry to
@@ -128,11 +115,11 @@ func (d *Dumper) Fd(pid, fd int) (*pb.FdinfoEntry, error) {
 
 func (d *Dumper) fd(s *fdState) (*pb.FdinfoEntry, error) {
 	pid, fd := s.pid, s.fd
-	typ, own, err := d.Checker.check(s)
+	k, own, err := d.Checker.check(s)
 	if err != nil {
 		return nil, err
 	}
-	fe := &pb.FdinfoEntry{Fd: proto.Uint32(uint32(fd)), Flags: proto.Uint32(0), Type: typ.Enum()}
+	fe := &pb.FdinfoEntry{Fd: proto.Uint32(uint32(fd)), Flags: proto.Uint32(0), Type: k.Type().Enum()}
 	if s.info.Flags&unix.O_CLOEXEC != 0 {
 		fe.Flags = proto.Uint32(unix.FD_CLOEXEC)
 	}
@@ -145,21 +132,7 @@ func (d *Dumper) fd(s *fdState) (*pb.FdinfoEntry, error) {
 		return fe, nil
 	}
 	o := object{pid: pid, fd: fd, id: id, own: own, link: s.link, target: s.target, st: &s.st, info: s.info}
-	switch typ {
-	case pb.FdTypes_EVENTFD:
-		err = d.eventfd(o)
-	case pb.FdTypes_EVENTPOLL:
-		err = d.eventpoll(o)
-	case pb.FdTypes_PIPE:
-		err = d.pipe(o)
-	case pb.FdTypes_FIFO:
-		err = d.fifo(o)
-	case pb.FdTypes_PIDFD:
-		err = d.pidfd(o)
-	default:
-		err = d.regFile(o)
-	}
-	if err != nil {
+	if err := d.kinds.byType[k.Type()].Dump(d, o); err != nil {
 		return nil, err
 	}
 	return fe, nil
@@ -194,161 +167,40 @@ func (d *Dumper) ofd(pid, fd int, st *unix.Stat_t) (id uint32, seen bool) {
 // Close releases what the dumper's checker opened.
 func (d *Dumper) Close() { d.Checker.Close() }
 
-// noMountImages is the mnt_id of every file entry: in CRIU's images it
-// names a mount of mountpoints-N.img, which gockpt does not write; -1 says
-// "know nothing about mounts", and CRIU then resolves paths from the root.
-var noMountImages = proto.Int32(-1)
-
-// validationSize is a file entry's size, which a restore (CRIU's too)
-// checks the file against: only for a regular file, and not for one open
-// write-only for appending (a log), which may grow as it likes, as CRIU
-// writes it. A directory's size changes with its entries.
-func validationSize(st *unix.Stat_t, flags uint32) *uint64 {
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || flags&unix.O_ACCMODE == unix.O_WRONLY && flags&unix.O_APPEND != 0 {
-		return nil
+// WriteImages writes files.img, the deleted files kept (remap-fpath.img,
+// ghost files) and each kind's own images.
+func (d *Dumper) WriteImages(dir *images.Dir) error {
+	if err := writeEntries(dir, images.FilesFile, images.KindFiles, d.Files); err != nil {
+		return err
 	}
-	return proto.Uint64(uint64(st.Size))
-}
-
-// regFile describes a regular file, directory or device opened by path;
-// a deleted one is kept as CRIU keeps it (see remap).
-func (d *Dumper) regFile(o object) error {
-	name, deleted := trimDeleted(o.target)
-	rf := &pb.RegFileEntry{
-		Id:    proto.Uint32(o.id),
-		Flags: proto.Uint32(o.flags()),
-		Pos:   proto.Uint64(o.info.Pos),
-		Fown:  o.own,
-		Name:  proto.String(name),
-		MntId: noMountImages,
-		Size:  validationSize(o.st, o.flags()),
-		Mode:  proto.Uint32(o.st.Mode),
-	}
-	if deleted {
-		if err := d.remap(d.Checker.where(o.pid, o.fd), o.link, name, o.id, o.st); err != nil {
+	if len(d.Remaps) > 0 {
+		if err := writeEntries(dir, images.RemapFpathFile, images.KindRemapFpath, d.Remaps); err != nil {
 			return err
 		}
 	}
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(o.id), Reg: rf})
+	if err := d.writeGhosts(dir); err != nil {
+		return err
+	}
+	for _, k := range d.kinds.list {
+		if err := k.WriteImages(dir); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// pipe describes one end of a pipe; the pipe's buffered bytes are saved the
-// first time any end of it is seen.
-func (d *Dumper) pipe(o object) error {
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_PIPE.Enum(), Id: proto.Uint32(o.id), Pipe: &pb.PipeEntry{
-		Id:     proto.Uint32(o.id),
-		PipeId: proto.Uint32(uint32(o.st.Ino)),
-		Flags:  proto.Uint32(o.flags()),
-		Fown:   o.own,
-	}})
-	data, err := d.pipeData(o)
-	if data != nil {
-		d.PipeData = append(d.PipeData, *data)
-	}
-	return err
-}
-
-// pipeData copies the bytes in the pipe behind o, once per pipe.
-func (d *Dumper) pipeData(o object) (*PipeData, error) {
-	if d.pipes[o.st.Ino] {
-		return nil, nil
-	}
-	d.pipes[o.st.Ino] = true
-	pd, err := peekPipe(o.link, uint32(o.st.Ino))
+func writeEntries[T proto.Message](dir *images.Dir, name string, kind *images.Kind, entries []T) error {
+	w, err := dir.Create(name, kind)
 	if err != nil {
-		return nil, fmt.Errorf("task %d fd %d: %s: %w", o.pid, o.fd, o.target, err)
+		return err
 	}
-	return pd, nil
-}
-
-// fifo describes a named pipe: a fifo entry pointing at a regular-file entry
-// for its path, plus its buffered bytes.
-//
-// A deleted FIFO is a ghost FIFO, as in CRIU: restore makes one, opens it
-// and removes it again, and every end of it in the tree is that one pipe.
-func (d *Dumper) fifo(o object) error {
-	regID := d.newID()
-	name, deleted := trimDeleted(o.target)
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: &pb.RegFileEntry{
-		Id:    proto.Uint32(regID),
-		Flags: proto.Uint32(o.flags()),
-		Pos:   proto.Uint64(0),
-		Fown:  o.own,
-		Name:  proto.String(name),
-		MntId: noMountImages,
-		Mode:  proto.Uint32(o.st.Mode),
-	}})
-	if deleted {
-		if err := d.remap(d.Checker.where(o.pid, o.fd), o.link, name, regID, o.st); err != nil {
+	defer w.Close()
+	for _, e := range entries {
+		if err := w.WriteEntry(e); err != nil {
 			return err
 		}
 	}
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_FIFO.Enum(), Id: proto.Uint32(o.id), Fifo: &pb.FifoEntry{
-		Id:     proto.Uint32(o.id),
-		PipeId: proto.Uint32(uint32(o.st.Ino)),
-		RegfId: proto.Uint32(regID),
-	}})
-	data, err := d.pipeData(o)
-	if data != nil {
-		d.FifoData = append(d.FifoData, *data)
-	}
-	return err
-}
-
-// peekPipe copies the bytes buffered in a pipe without consuming them: a new
-// read end is opened through /proc (a pipe inode opens like a FIFO), tee(2)
-// duplicates the buffers into a pipe of ours of the same capacity, and we
-// read that. The task's pipe is left exactly as it was.
-func peekPipe(link string, pipeID uint32) (*PipeData, error) {
-	src, err := unix.Open(link, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open a read end: %w", err)
-	}
-	defer unix.Close(src)
-	size, err := unix.FcntlInt(uintptr(src), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		return nil, fmt.Errorf("F_GETPIPE_SZ: %w", err)
-	}
-	var avail int
-	avail, err = unix.IoctlGetInt(src, unix.TIOCINQ)
-	if err != nil {
-		return nil, fmt.Errorf("TIOCINQ: %w", err)
-	}
-	pd := &PipeData{Entry: &pb.PipeDataEntry{PipeId: proto.Uint32(pipeID), Bytes: proto.Uint32(0), Size: proto.Uint32(uint32(size))}}
-	if avail == 0 {
-		return pd, nil
-	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return nil, err
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
-		return nil, fmt.Errorf("size a %d-byte copy pipe: %w", size, err)
-	}
-	n, err := unix.Tee(src, p[1], avail, unix.SPLICE_F_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("tee: %w", err)
-	}
-	if int(n) != avail {
-		return nil, fmt.Errorf("tee copied %d of %d buffered bytes", n, avail)
-	}
-	data := make([]byte, n)
-	for off := 0; off < len(data); {
-		m, err := unix.Read(p[0], data[off:])
-		if err != nil {
-			return nil, fmt.Errorf("read copied pipe data: %w", err)
-		}
-		if m == 0 {
-			return nil, errors.New("copied pipe data ended early")
-		}
-		off += m
-	}
-	pd.Entry.Bytes = proto.Uint32(uint32(n))
-	pd.Data = data
-	return pd, nil
+	return w.Close()
 }
 
 // Path describes a file the task reaches by path rather than by fd: its exe,

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gockpt/gockpt/internal/images"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -53,15 +55,16 @@ func TestPeekEmptyPipe(t *testing.T) {
 // TestOpenerPipe: both ends of one pipe come from one object, the saved
 // bytes are back in it, and flags are per end.
 func TestOpenerPipe(t *testing.T) {
-	o := &Opener{
-		Files: map[uint32]*pb.FileEntry{
-			1: {Type: pb.FdTypes_PIPE.Enum(), Id: u32(1), Pipe: &pb.PipeEntry{Id: u32(1), PipeId: u32(7), Flags: u32(unix.O_RDONLY | unix.O_NONBLOCK)}},
-			2: {Type: pb.FdTypes_PIPE.Enum(), Id: u32(2), Pipe: &pb.PipeEntry{Id: u32(2), PipeId: u32(7), Flags: u32(unix.O_WRONLY)}},
-		},
-		PipeData: map[uint32][]byte{7: []byte("saved bytes")},
-		PipeSize: map[uint32]uint32{7: 1 << 16},
+	dir := testImages(t)
+	saved := newPipeBuffers(images.PipesDataFile, images.KindPipesData)
+	saved.saved = []PipeData{{Entry: &pb.PipeDataEntry{PipeId: u32(7), Bytes: u32(11), Size: u32(1 << 16)}, Data: []byte("saved bytes")}}
+	if err := saved.write(dir); err != nil {
+		t.Fatal(err)
 	}
-	defer o.Close()
+	o := testOpener(t, dir, map[uint32]*pb.FileEntry{
+		1: {Type: pb.FdTypes_PIPE.Enum(), Id: u32(1), Pipe: &pb.PipeEntry{Id: u32(1), PipeId: u32(7), Flags: u32(unix.O_RDONLY | unix.O_NONBLOCK)}},
+		2: {Type: pb.FdTypes_PIPE.Enum(), Id: u32(2), Pipe: &pb.PipeEntry{Id: u32(2), PipeId: u32(7), Flags: u32(unix.O_WRONLY)}},
+	}, nil)
 	r, err := o.Open(1)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +86,34 @@ func TestOpenerPipe(t *testing.T) {
 	if string(buf[:n]) != "saved bytes and more" {
 		t.Fatalf("pipe holds %q", buf[:n])
 	}
+	if sz, _ := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0); sz != 1<<16 {
+		t.Errorf("pipe size %d, want %d", sz, 1<<16)
+	}
+}
+
+// testImages is an empty images directory.
+func testImages(t *testing.T) *images.Dir {
+	t.Helper()
+	d, err := images.CreateDir(filepath.Join(t.TempDir(), "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// testOpener opens files of dir (an empty one when nil), closed at the
+// end of the test.
+func testOpener(t *testing.T, dir *images.Dir, files map[uint32]*pb.FileEntry, remaps map[uint32]*pb.RemapFilePathEntry) *Opener {
+	t.Helper()
+	if dir == nil {
+		dir = testImages(t)
+	}
+	o, err := NewOpener(dir, files, remaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	return o
 }
 
 // TestOpenerRegular: a regular file comes back at its position with its
@@ -90,11 +121,10 @@ func TestOpenerPipe(t *testing.T) {
 func TestOpenerRegular(t *testing.T) {
 	name := t.TempDir() + "/f"
 	os.WriteFile(name, []byte("0123456789"), 0o600)
-	o := &Opener{Files: map[uint32]*pb.FileEntry{
+	o := testOpener(t, nil, map[uint32]*pb.FileEntry{
 		1: {Type: pb.FdTypes_REG.Enum(), Id: u32(1), Reg: &pb.RegFileEntry{Id: u32(1), Name: &name, Flags: u32(unix.O_RDWR | unix.O_APPEND), Pos: u64(4), Size: u64(10)}},
 		2: {Type: pb.FdTypes_REG.Enum(), Id: u32(2), Reg: &pb.RegFileEntry{Id: u32(2), Name: &name, Flags: u32(unix.O_RDONLY), Pos: u64(20), Size: u64(30), Mode: u32(unix.S_IFREG | 0o600)}},
-	}}
-	defer o.Close()
+	}, nil)
 	f, err := o.Open(1)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +156,7 @@ func TestParseTfd(t *testing.T) {
 }
 
 func TestEventfdRoundTrip(t *testing.T) {
-	f, err := openEventfd(&pb.EventfdFileEntry{Counter: u64(5), Flags: u32(unix.EFD_SEMAPHORE | unix.O_NONBLOCK)})
+	f, err := (&eventfdKind{}).Open(nil, &pb.FileEntry{Efd: &pb.EventfdFileEntry{Counter: u64(5), Flags: u32(unix.EFD_SEMAPHORE | unix.O_NONBLOCK)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +176,10 @@ func TestOpenerPseudoAndOPath(t *testing.T) {
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	o := &Opener{Files: map[uint32]*pb.FileEntry{
+	o := testOpener(t, nil, map[uint32]*pb.FileEntry{
 		1: {Type: pb.FdTypes_REG.Enum(), Id: u32(1), Reg: &pb.RegFileEntry{Id: u32(1), Name: &status, Flags: u32(unix.O_RDONLY), Pos: u64(10), Size: u64(0), Mode: u32(unix.S_IFREG | 0o444)}},
 		2: {Type: pb.FdTypes_REG.Enum(), Id: u32(2), Reg: &pb.RegFileEntry{Id: u32(2), Name: &fifo, Flags: u32(unix.O_PATH), Pos: u64(0), Mode: u32(unix.S_IFIFO | 0o600)}},
-	}}
-	defer o.Close()
+	}, nil)
 	f, err := o.Open(1)
 	if err != nil {
 		t.Fatal(err)

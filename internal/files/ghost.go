@@ -32,9 +32,6 @@ type GhostChunk struct {
 	Data []byte
 }
 
-// ghostName is the image of ghost id.
-func ghostName(id uint32) string { return fmt.Sprintf("ghost-file-%x.img", id) }
-
 // GhostBytes is what saving a deleted file costs: the data it holds, not
 // its apparent size (a sparse file is mostly holes).
 func GhostBytes(st *unix.Stat_t) int64 {
@@ -219,10 +216,10 @@ func (d *Dumper) RemoveLinks() {
 	d.Links = nil
 }
 
-// WriteGhosts writes ghost-file-N.img for every ghost, as CRIU lays it
+// writeGhosts writes ghost-file-N.img for every ghost, as CRIU lays it
 // out: the entry, then the data whole, or chunk entries each followed by
 // its data.
-func (d *Dumper) WriteGhosts(dir *images.Dir) error {
+func (d *Dumper) writeGhosts(dir *images.Dir) error {
 	for _, g := range d.Ghosts {
 		if err := g.write(dir); err != nil {
 			return err
@@ -232,7 +229,7 @@ func (d *Dumper) WriteGhosts(dir *images.Dir) error {
 }
 
 func (g *Ghost) write(dir *images.Dir) error {
-	w, err := dir.Create(ghostName(g.ID), images.KindGhostFile)
+	w, err := dir.Create(images.GhostFile(g.ID), images.KindGhostFile)
 	if err != nil {
 		return err
 	}
@@ -272,7 +269,7 @@ func (o *Opener) ghostHolder(id uint32, name string) (*os.File, error) {
 	if f, ok := o.ghosts[id]; ok {
 		return f, nil
 	}
-	rd, err := o.Dir.Open(ghostName(id))
+	rd, err := o.Dir.Open(images.GhostFile(id))
 	if err != nil {
 		return nil, fmt.Errorf("deleted %s: %w", name, err)
 	}
@@ -484,9 +481,6 @@ func (o *Opener) Reopen(id uint32, flags int) (*os.File, error) {
 	r := o.Files[id].GetReg()
 	if r == nil {
 		return nil, fmt.Errorf("file id %d is not a regular-file entry of files.img", id)
-	}
-	if o.open == nil {
-		o.open, o.pipes, o.fifos, o.ghosts = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}, map[uint32]*os.File{}
 	}
 	path, _, err := o.reach(r)
 	if err != nil {

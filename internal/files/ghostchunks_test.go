@@ -130,11 +130,10 @@ func TestGhostOpenedTwice(t *testing.T) {
 	remap := func(id uint32) *pb.RemapFilePathEntry {
 		return &pb.RemapFilePathEntry{OrigId: u32(id), RemapId: u32(7), RemapType: pb.RemapType_GHOST.Enum()}
 	}
-	o := &Opener{Dir: d, Files: map[uint32]*pb.FileEntry{
+	o := testOpener(t, d, map[uint32]*pb.FileEntry{
 		1: {Type: pb.FdTypes_REG.Enum(), Id: u32(1), Reg: &pb.RegFileEntry{Id: u32(1), Name: &name, Flags: u32(unix.O_WRONLY | unix.O_APPEND), Pos: u64(6)}},
 		2: {Type: pb.FdTypes_REG.Enum(), Id: u32(2), Reg: &pb.RegFileEntry{Id: u32(2), Name: &name, Flags: u32(unix.O_RDONLY), Pos: u64(2)}},
-	}, Remaps: map[uint32]*pb.RemapFilePathEntry{1: remap(1), 2: remap(2)}}
-	defer o.Close()
+	}, map[uint32]*pb.RemapFilePathEntry{1: remap(1), 2: remap(2)})
 	wf, err := o.Open(1)
 	if err != nil {
 		t.Fatal(err)

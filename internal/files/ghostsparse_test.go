@@ -58,20 +58,18 @@ func TestGhostSparseRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.WriteGhosts(img); err != nil {
+	if err := d.writeGhosts(img); err != nil {
 		t.Fatal(err)
 	}
-	fi, _ := os.Stat(img.Join(ghostName(d.Ghosts[0].ID)))
+	fi, _ := os.Stat(img.Join(images.GhostFile(d.Ghosts[0].ID)))
 	if fi.Size() > 64<<10 {
 		t.Errorf("ghost image is %d bytes for 24 KiB of data", fi.Size())
 	}
-	o := &Opener{Dir: img}
-	o.Open(0) // makes the maps
+	o := testOpener(t, img, nil, nil)
 	h, err := o.ghostHolder(d.Ghosts[0].ID, filepath.Join(dir, "again", "sparse"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
 	var got unix.Stat_t
 	if err := unix.Fstat(int(h.Fd()), &got); err != nil {
 		t.Fatal(err)

@@ -36,6 +36,50 @@ func pidfdTarget(s *fdState) (pid, nspid int, err error) {
 	return pid, nspid, nil
 }
 
+// pidfdKind is a pidfd (pidfd_open(2), clone's CLONE_PIDFD): restore
+// opens it on the restored process, once every task and thread exists, or
+// on a stand-in for a process reaped before the dump.
+type pidfdKind struct {
+	kindBase
+	// standIns are the processes standing in for processes reaped before
+	// the dump, by pidfd file id (DeadPidfds).
+	standIns map[uint32]int
+}
+
+func newPidfdKind() Kind { return &pidfdKind{standIns: map[uint32]int{}} }
+
+func (*pidfdKind) Type() pb.FdTypes { return pb.FdTypes_PIDFD }
+
+func (*pidfdKind) Match(s *fdState) bool {
+	return s.target == "anon_inode:[pidfd]" || strings.HasPrefix(s.target, "pidfd:")
+}
+
+func (*pidfdKind) Check(c *Checker, s *fdState) error { return c.checkPidfd(s) }
+
+func (*pidfdKind) Late(*Opener, *pb.FileEntry) bool { return true }
+
+func (*pidfdKind) Owner(e *pb.FileEntry, _ map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32) {
+	return e.GetPidfd().GetFown(), e.GetPidfd().GetFlags()
+}
+
+func (*pidfdKind) Describe(e *pb.FileEntry) string {
+	p := e.GetPidfd()
+	what, who := "PID", "process"
+	if p.GetFlags()&pidfdThread != 0 {
+		what, who = "thread", "thread"
+	}
+	if p.GetNspid() == -1 {
+		return fmt.Sprintf("pidfd of a %s reaped before the dump", who)
+	}
+	return fmt.Sprintf("pidfd of %s %d", what, p.GetNspid())
+}
+
+// SetStandIn names the process standing in for the reaped process of
+// pidfd file entry id.
+func (o *Opener) SetStandIn(id uint32, pid int) {
+	o.kinds.byType[pb.FdTypes_PIDFD].(*pidfdKind).standIns[id] = pid
+}
+
 // checkPidfd refuses a pidfd restore could not point at the same process:
 // one of a process outside the tree. A pidfd of a process reaped before the
 // dump (Pid: -1) is kept: restore points it at a stand-in that ends the
@@ -73,7 +117,7 @@ func (c *Checker) checkPidfd(s *fdState) error {
 // pidfd describes a pidfd as CRIU 4.2 does: the target's PID in its own
 // namespace, the status flags without the access mode (PIDFD_NONBLOCK is
 // O_NONBLOCK, PIDFD_THREAD is O_EXCL), the pidfs inode.
-func (d *Dumper) pidfd(o object) error {
+func (*pidfdKind) Dump(d *Dumper, o object) error {
 	s := &fdState{pid: o.pid, fd: o.fd, info: o.info}
 	_, nspid, err := pidfdTarget(s)
 	if err != nil {
@@ -114,11 +158,12 @@ func (d *Dumper) exitOf(o object) (*pb.PidfsAttrEntry, error) {
 // openPidfd opens a pidfd of the restored process, or of the stand-in for
 // a process reaped before the dump: restore calls it once every task and
 // thread of the tree, and every stand-in, exists.
-func (o *Opener) openPidfd(id uint32, e *pb.PidfdEntry) (*os.File, error) {
+func (k *pidfdKind) Open(_ *Opener, fe *pb.FileEntry) (*os.File, error) {
+	e := fe.GetPidfd()
 	pid := int(e.GetNspid())
 	if pid == -1 {
 		var ok bool
-		if pid, ok = o.StandIns[id]; !ok {
+		if pid, ok = k.standIns[fe.GetId()]; !ok {
 			return nil, fmt.Errorf("pidfd of a reaped process: no stand-in process for it")
 		}
 	}

@@ -17,19 +17,14 @@ import (
 // take over with pidfd_getfd: one per file entry, shared by every fd that
 // had it, so shared positions and pipe ends come out shared.
 type Opener struct {
-	Files    map[uint32]*pb.FileEntry
-	PipeData map[uint32][]byte
-	PipeSize map[uint32]uint32
-	FifoData map[uint32][]byte
-	Remaps   map[uint32]*pb.RemapFilePathEntry
-	Dir      *images.Dir
-	// StandIns are the processes standing in for processes reaped before
-	// the dump, by pidfd file id (DeadPidfds).
-	StandIns map[uint32]int
+	Files  map[uint32]*pb.FileEntry
+	Remaps map[uint32]*pb.RemapFilePathEntry
+	Dir    *images.Dir
+	// InTree tells the tasks and threads of the tree being restored.
+	InTree func(pid int) bool
 
+	kinds *kindSet
 	open  map[uint32]*os.File
-	pipes map[uint32]*pipePair // by pipe inode id
-	fifos map[uint32]*os.File  // an O_RDWR holder per FIFO, so opens never block
 	// ghosts hold the recreated deleted objects, by ghost id; links are
 	// the links dump made to deleted files (linked remaps) used.
 	ghosts map[uint32]*os.File
@@ -37,28 +32,26 @@ type Opener struct {
 	linked map[uint32]*os.File // by link file id
 }
 
-// pipePair is a pipe gockpt made; each end is handed out once, further
-// open file descriptions of an end are reopened through /proc.
-type pipePair struct {
-	ends  [2]*os.File
-	used  [2]bool
-	extra []*os.File
+// NewOpener returns an opener of the file entries files, reading what the
+// kinds of files keep in images of dir; remaps are the deleted files.
+func NewOpener(dir *images.Dir, files map[uint32]*pb.FileEntry, remaps map[uint32]*pb.RemapFilePathEntry) (*Opener, error) {
+	o := &Opener{Files: files, Remaps: remaps, Dir: dir, kinds: newKindSet(),
+		open: map[uint32]*os.File{}, ghosts: map[uint32]*os.File{}}
+	for _, k := range o.kinds.list {
+		if err := k.LoadImages(dir); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
 }
 
 // Close releases gockpt's copies; the tasks keep theirs.
 func (o *Opener) Close() {
-	for id, f := range o.open {
-		if e := o.Files[id]; e.GetType() != pb.FdTypes_PIPE {
-			f.Close()
-		}
-	}
-	for _, p := range o.pipes {
-		for _, f := range append(p.ends[:], p.extra...) {
-			f.Close()
-		}
-	}
-	for _, f := range o.fifos {
+	for _, f := range o.open {
 		f.Close()
+	}
+	for _, k := range o.kinds.list {
+		k.Close()
 	}
 	for _, f := range o.ghosts {
 		f.Close()
@@ -68,36 +61,29 @@ func (o *Opener) Close() {
 	}
 }
 
+// kindOf is the kind of file entry id.
+func (o *Opener) kindOf(id uint32) (*pb.FileEntry, Kind, error) {
+	e := o.Files[id]
+	if e == nil {
+		return nil, nil, fmt.Errorf("file id %d is not in files.img", id)
+	}
+	k := o.kinds.byType[e.GetType()]
+	if k == nil {
+		return nil, nil, fmt.Errorf("file id %d: gockpt does not restore %v files (an image from another tool or a newer gockpt): dump the tree with this gockpt", id, e.GetType())
+	}
+	return e, k, nil
+}
+
 // Open returns gockpt's fd for file entry id, building the object on first use.
 func (o *Opener) Open(id uint32) (*os.File, error) {
-	if o.open == nil {
-		o.open, o.pipes, o.fifos, o.ghosts = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}, map[uint32]*os.File{}
-	}
 	if f, ok := o.open[id]; ok {
 		return f, nil
 	}
-	e := o.Files[id]
-	if e == nil {
-		return nil, fmt.Errorf("file id %d is not in files.img", id)
+	e, k, err := o.kindOf(id)
+	if err != nil {
+		return nil, err
 	}
-	var f *os.File
-	var err error
-	switch e.GetType() {
-	case pb.FdTypes_REG:
-		f, err = o.openReg(e.GetReg())
-	case pb.FdTypes_PIPE:
-		f, err = o.openPipe(e.GetPipe())
-	case pb.FdTypes_FIFO:
-		f, err = o.openFifo(e.GetFifo())
-	case pb.FdTypes_EVENTFD:
-		f, err = openEventfd(e.GetEfd())
-	case pb.FdTypes_EVENTPOLL:
-		f, err = openEpoll(e.GetEpfd())
-	case pb.FdTypes_PIDFD:
-		f, err = o.openPidfd(id, e.GetPidfd())
-	default:
-		return nil, fmt.Errorf("file id %d: gockpt does not restore %v files (an image from another tool or a newer gockpt): dump the tree with this gockpt", id, e.GetType())
-	}
+	f, err := k.Open(o, e)
 	if err != nil {
 		return nil, fmt.Errorf("file id %d: %w", id, err)
 	}
@@ -105,14 +91,29 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 	return f, nil
 }
 
+// Late tells a file that can only be opened once every task and thread of
+// the tree exists (a pidfd, a file under /proc/PID of the tree).
+func (o *Opener) Late(id uint32) bool {
+	e, k, err := o.kindOf(id)
+	return err == nil && k.Late(o, e)
+}
+
+// AfterFds does, inside task t, what file entry id needs once every fd of
+// t is in place (an epoll's targets); fd is its number in t. Restore asks
+// it of the first task holding the file.
+func (o *Opener) AfterFds(t Task, fd uint32, id uint32) error {
+	e, k, err := o.kindOf(id)
+	if err != nil {
+		return err
+	}
+	return k.AfterFds(t, fd, e)
+}
+
 // OpenAhead readies gockpt for opening the files ids: its fd table grows
 // once to hold them all, and the files Open reaches by their name
 // (regular files, directories, devices) are opened several at a time. A
 // file it cannot open is left to Open, which says why.
 func (o *Opener) OpenAhead(ids []uint32) {
-	if o.open == nil {
-		o.open, o.pipes, o.fifos, o.ghosts = map[uint32]*os.File{}, map[uint32]*pipePair{}, map[uint32]*os.File{}, map[uint32]*os.File{}
-	}
 	ReserveFds(len(ids))
 	var todo []*pb.RegFileEntry
 	seen := map[uint32]bool{}
@@ -165,45 +166,6 @@ const (
 	openAheadWorkers = 2
 )
 
-// openFlags drops flags that would change the file on open, and O_ASYNC:
-// the task sets that itself (fasync records the fd number that sets it,
-// and SIGIO's si_fd must be the task's, not gockpt's).
-func openFlags(flags uint32) int {
-	return int(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY|unix.O_ASYNC) | unix.O_CLOEXEC
-}
-
-func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
-	name := r.GetName()
-	path, remapped, err := o.reach(r)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Open(path, openFlags(r.GetFlags()), 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopen %s: %w", name, err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if r.GetFlags()&unix.O_PATH != 0 {
-		return f, nil // no position, no I/O on an O_PATH fd
-	}
-	if !remapped && r.Size != nil && r.GetMode()&unix.S_IFMT == unix.S_IFREG {
-		// Shorter than the position and than it was: cut since. (A
-		// /proc or sysfs file says 0 bytes whatever it reads.)
-		if fi, err := f.Stat(); err == nil && uint64(fi.Size()) < r.GetPos() && uint64(fi.Size()) < r.GetSize() {
-			f.Close()
-			return nil, fmt.Errorf("%s is %d bytes now, shorter than the saved position %d: restore needs the file as it was", name, fi.Size(), r.GetPos())
-		}
-	}
-	if r.GetPos() == 0 {
-		return f, nil // where a new open starts
-	}
-	if _, err := unix.Seek(int(f.Fd()), int64(r.GetPos()), 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("seek %s to %d: %w", name, r.GetPos(), err)
-	}
-	return f, nil
-}
-
 // writeGhostChunks writes a ghost file stored in chunks, as CRIU stores
 // sparse files: each chunk entry says where its data goes; what no chunk
 // covers stays a hole, up to the file's size (when the image gives it).
@@ -243,120 +205,4 @@ func eachGhostChunk(rd *images.Reader, fn func(c *pb.GhostChunkEntry, data []byt
 			return err
 		}
 	}
-}
-
-// pipeEnd returns the read (0) or write (1) end a pipe entry's flags name.
-func pipeEnd(flags uint32) int {
-	if flags&unix.O_ACCMODE == unix.O_WRONLY {
-		return 1
-	}
-	return 0
-}
-
-func (o *Opener) openPipe(p *pb.PipeEntry) (*os.File, error) {
-	pp, ok := o.pipes[p.GetPipeId()]
-	if !ok {
-		var fds [2]int
-		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-			return nil, err
-		}
-		pp = &pipePair{ends: [2]*os.File{os.NewFile(uintptr(fds[0]), "pipe-r"), os.NewFile(uintptr(fds[1]), "pipe-w")}}
-		o.pipes[p.GetPipeId()] = pp
-		if err := fillPipe(fds[1], o.PipeSize[p.GetPipeId()], o.PipeData[p.GetPipeId()]); err != nil {
-			return nil, fmt.Errorf("pipe:[%d]: %w", p.GetPipeId(), err)
-		}
-	}
-	end := pipeEnd(p.GetFlags())
-	f := pp.ends[end]
-	if pp.used[end] {
-		// Another open file description of the same end (the task had
-		// reopened it through /proc): open one the same way.
-		var err error
-		f, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", pp.ends[end].Fd()), openFlags(p.GetFlags()), 0)
-		if err != nil {
-			return nil, fmt.Errorf("pipe:[%d]: another end: %w", p.GetPipeId(), err)
-		}
-		pp.extra = append(pp.extra, f)
-	}
-	pp.used[end] = true
-	if err := setFlags(f, p.GetFlags()); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-// fillPipe sizes a pipe as it was and puts its saved bytes back.
-func fillPipe(w int, size uint32, data []byte) error {
-	if size != 0 {
-		if _, err := unix.FcntlInt(uintptr(w), unix.F_SETPIPE_SZ, int(size)); err != nil {
-			return fmt.Errorf("F_SETPIPE_SZ %d: %w", size, err)
-		}
-	}
-	for len(data) > 0 {
-		n, err := unix.Write(w, data)
-		if err != nil {
-			return fmt.Errorf("put back %d buffered bytes: %w", len(data), err)
-		}
-		data = data[n:]
-	}
-	return nil
-}
-
-func setFlags(f *os.File, flags uint32) error {
-	keep := uint32(unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME) // O_ASYNC: see openFlags
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFL, int(flags&keep)); err != nil {
-		return fmt.Errorf("F_SETFL %#o: %w", flags, err)
-	}
-	return nil
-}
-
-func (o *Opener) openFifo(fe *pb.FifoEntry) (*os.File, error) {
-	reg := o.Files[fe.GetRegfId()].GetReg()
-	if reg == nil {
-		return nil, fmt.Errorf("fifo: file id %d is not a regular-file entry", fe.GetRegfId())
-	}
-	path, _, err := o.reach(reg)
-	if err != nil {
-		return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
-	}
-	if _, ok := o.fifos[fe.GetPipeId()]; !ok {
-		holder, err := os.OpenFile(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
-		}
-		o.fifos[fe.GetPipeId()] = holder
-		if err := fillPipe(int(holder.Fd()), o.PipeSize[fe.GetPipeId()], o.FifoData[fe.GetPipeId()]); err != nil {
-			return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
-		}
-	}
-	// With the holder open, neither end blocks on open.
-	f, err := os.OpenFile(path, openFlags(reg.GetFlags())|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
-	}
-	if err := setFlags(f, reg.GetFlags()); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-// Owner returns who gets SIGIO for file entry e (F_SETOWN_EX, F_SETSIG)
-// and its status flags, for the kinds that keep them; nil for others.
-func Owner(e *pb.FileEntry, files map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32) {
-	switch e.GetType() {
-	case pb.FdTypes_REG:
-		return e.GetReg().GetFown(), e.GetReg().GetFlags()
-	case pb.FdTypes_PIPE:
-		return e.GetPipe().GetFown(), e.GetPipe().GetFlags()
-	case pb.FdTypes_FIFO:
-		r := files[e.GetFifo().GetRegfId()].GetReg()
-		return r.GetFown(), r.GetFlags()
-	case pb.FdTypes_EVENTFD:
-		return e.GetEfd().GetFown(), e.GetEfd().GetFlags()
-	case pb.FdTypes_EVENTPOLL:
-		return e.GetEpfd().GetFown(), e.GetEpfd().GetFlags()
-	case pb.FdTypes_PIDFD:
-		return e.GetPidfd().GetFown(), e.GetPidfd().GetFlags()
-	}
-	return nil, 0
 }

@@ -49,16 +49,16 @@ func CheckRemaps(dir *images.Dir, files map[uint32]*pb.FileEntry, remaps map[uin
 		}
 		g, err := readGhost(dir, r.GetRemapId(), checked[r.GetRemapId()])
 		if err != nil {
-			return &RemapError{id, fmt.Sprintf("file id %d (%s) is a deleted %s whose content should be in %s: %v", id, name, kindWord(f.GetReg().GetMode()), ghostName(r.GetRemapId()), err)}
+			return &RemapError{id, fmt.Sprintf("file id %d (%s) is a deleted %s whose content should be in %s: %v", id, name, kindWord(f.GetReg().GetMode()), images.GhostFile(r.GetRemapId()), err)}
 		}
 		checked[r.GetRemapId()] = true
 		if m := f.GetReg().Mode; m != nil && *m&unix.S_IFMT != g.GetMode()&unix.S_IFMT {
-			return &RemapError{id, fmt.Sprintf("file id %d (%s) is a %s, but its ghost %s holds a %s", id, name, kindWord(*m), ghostName(r.GetRemapId()), kindWord(g.GetMode()))}
+			return &RemapError{id, fmt.Sprintf("file id %d (%s) is a %s, but its ghost %s holds a %s", id, name, kindWord(*m), images.GhostFile(r.GetRemapId()), kindWord(g.GetMode()))}
 		}
 		switch g.GetMode() & unix.S_IFMT {
 		case unix.S_IFCHR, unix.S_IFBLK:
 			if g.Rdev == nil {
-				return &RemapError{id, fmt.Sprintf("file id %d (%s) is a deleted device whose ghost %s has no device number", id, name, ghostName(r.GetRemapId()))}
+				return &RemapError{id, fmt.Sprintf("file id %d (%s) is a deleted device whose ghost %s has no device number", id, name, images.GhostFile(r.GetRemapId()))}
 			}
 		case unix.S_IFIFO:
 			if !fifoUses(files, id) {
@@ -81,7 +81,7 @@ func fifoUses(files map[uint32]*pb.FileEntry, regID uint32) bool {
 // readGhost reads ghost id's entry and, the first time, all its data, so
 // that a short or damaged image shows.
 func readGhost(dir *images.Dir, id uint32, seen bool) (*pb.GhostFileEntry, error) {
-	name := ghostName(id)
+	name := images.GhostFile(id)
 	if !dir.Exists(name) {
 		return nil, errors.New("it is missing")
 	}
@@ -135,14 +135,14 @@ func (d *Dumper) Verify(dir *images.Dir) error {
 	}); err != nil && len(d.needs) > 0 {
 		return fail(d.needs[sortedIDs(d.needs)[0]], "%v", err)
 	}
-	if err := readAll(dir, "remap-fpath.img", func() proto.Message { return &pb.RemapFilePathEntry{} }, func(m proto.Message) {
+	if err := readAll(dir, images.RemapFpathFile, func() proto.Message { return &pb.RemapFilePathEntry{} }, func(m proto.Message) {
 		remaps[m.(*pb.RemapFilePathEntry).GetOrigId()] = m.(*pb.RemapFilePathEntry)
 	}); err != nil && len(d.needs) > 0 {
 		return fail(d.needs[sortedIDs(d.needs)[0]], "%v", err)
 	}
 	for _, id := range sortedIDs(d.needs) {
 		n := d.needs[id]
-		if !dir.Exists("remap-fpath.img") {
+		if !dir.Exists(images.RemapFpathFile) {
 			return fail(n, "remap-fpath.img is missing")
 		}
 		if remaps[id] == nil {
@@ -163,11 +163,11 @@ func (d *Dumper) Verify(dir *images.Dir) error {
 			for id, r := range remaps {
 				if r.GetRemapType() == pb.RemapType_GHOST && r.GetRemapId() == g.ID {
 					if n, ok := d.needs[id]; ok {
-						return fail(n, "%s: %v", ghostName(g.ID), err)
+						return fail(n, "%s: %v", images.GhostFile(g.ID), err)
 					}
 				}
 			}
-			return fmt.Errorf("%s: %w", ghostName(g.ID), err)
+			return fmt.Errorf("%s: %w", images.GhostFile(g.ID), err)
 		}
 	}
 	for _, l := range d.Links {
@@ -189,7 +189,7 @@ func (d *Dumper) Verify(dir *images.Dir) error {
 // verify reads ghost g back and compares its data with what was read
 // from the deleted file.
 func (g *Ghost) verify(dir *images.Dir) error {
-	rd, err := dir.Open(ghostName(g.ID))
+	rd, err := dir.Open(images.GhostFile(g.ID))
 	if err != nil {
 		return err
 	}

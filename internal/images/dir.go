@@ -242,11 +242,14 @@ func (d *Dir) LinkParent(parent string) error {
 
 // Image file names, as CRIU spells them.
 const (
-	InventoryFile = "inventory.img"
-	PstreeFile    = "pstree.img"
-	FilesFile     = "files.img"
-	SeccompFile   = "seccomp.img"
-	StatsDumpFile = "stats-dump"
+	InventoryFile  = "inventory.img"
+	PstreeFile     = "pstree.img"
+	FilesFile      = "files.img"
+	SeccompFile    = "seccomp.img"
+	StatsDumpFile  = "stats-dump"
+	PipesDataFile  = "pipes-data.img"
+	FifoDataFile   = "fifo-data.img"
+	RemapFpathFile = "remap-fpath.img"
 )
 
 // CoreFile and the functions below name per-task and per-object images.
@@ -258,3 +261,5 @@ func PagemapFile(pid int) string       { return fmt.Sprintf("pagemap-%d.img", pi
 func PagesFile(id uint32) string       { return fmt.Sprintf("pages-%d.img", id) }
 func FdinfoFile(filesID uint32) string { return fmt.Sprintf("fdinfo-%d.img", filesID) }
 func TimensFile(id uint32) string      { return fmt.Sprintf("timens-%d.img", id) }
+func UtsnsFile(id uint32) string       { return fmt.Sprintf("utsns-%d.img", id) }
+func GhostFile(id uint32) string       { return fmt.Sprintf("ghost-file-%x.img", id) }

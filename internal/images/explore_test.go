@@ -328,7 +328,7 @@ func TestSummaryFDOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Summarize(d)
+	s, err := Summarize(d, testDescribe)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,9 +135,15 @@ type PageCounts struct {
 	Lazy    uint64 // to be fetched lazily
 }
 
+// Describer says what a file entry is, for the kinds of files gockpt
+// keeps (files.Describe); "" leaves it to Summarize.
+type Describer func(*pb.FileEntry) string
+
 // Summarize reads pstree, core, mm, pagemap, ids, fdinfo and files images.
 // Missing per-task images are tolerated (a pre-dump has no core files).
-func Summarize(d *Dir) (*Summary, error) {
+// describe names the files of the kinds gockpt keeps; Summarize names the
+// others CRIU writes.
+func Summarize(d *Dir, describe Describer) (*Summary, error) {
 	s := &Summary{}
 	files, err := readFiles(d)
 	if err != nil {
@@ -156,7 +162,7 @@ func Summarize(d *Dir) (*Summary, error) {
 			return nil, err
 		}
 		t := TaskSummary{PID: pe.GetPid(), PPID: pe.GetPpid(), PGID: pe.GetPgid(), SID: pe.GetSid(), Threads: pe.GetThreads()}
-		if err := summarizeTask(d, &t, files); err != nil {
+		if err := summarizeTask(d, &t, files, describe); err != nil {
 			return nil, fmt.Errorf("task %d: %w", t.PID, err)
 		}
 		s.Tasks = append(s.Tasks, t)
@@ -171,7 +177,7 @@ func optional(err error) error {
 	return err
 }
 
-func summarizeTask(d *Dir, t *TaskSummary, files map[uint32]*pb.FileEntry) error {
+func summarizeTask(d *Dir, t *TaskSummary, files map[uint32]*pb.FileEntry, describe Describer) error {
 	pid := int(t.PID)
 	var core pb.CoreEntry
 	filesID := uint32(0)
@@ -198,8 +204,7 @@ func summarizeTask(d *Dir, t *TaskSummary, files map[uint32]*pb.FileEntry) error
 		for _, v := range mm.GetVmas() {
 			vs := VMASummary{Start: v.GetStart(), End: v.GetEnd(), Prot: v.GetProt(), Flags: v.GetFlags(), Status: v.GetStatus()}
 			// File mappings keep the file's id in shmid.
-			const fileMapped = 1<<6 | 1<<7
-			if v.GetStatus()&fileMapped != 0 {
+			if v.GetStatus()&(VMAFilePrivate|VMAFileShared) != 0 {
 				if f := files[uint32(v.GetShmid())]; f != nil {
 					vs.File = f.GetReg().GetName()
 				} else {
@@ -212,7 +217,7 @@ func summarizeTask(d *Dir, t *TaskSummary, files map[uint32]*pb.FileEntry) error
 		return err
 	}
 	if haveIDs {
-		if err := summarizeFDs(d, t, filesID, files); optional(err) != nil {
+		if err := summarizeFDs(d, t, filesID, files, describe); optional(err) != nil {
 			return err
 		}
 	}
@@ -221,27 +226,29 @@ func summarizeTask(d *Dir, t *TaskSummary, files map[uint32]*pb.FileEntry) error
 
 // summarizeFDs lists the task's fds in numeric order, whatever order the
 // image holds them in.
-func summarizeFDs(d *Dir, t *TaskSummary, filesID uint32, files map[uint32]*pb.FileEntry) error {
+func summarizeFDs(d *Dir, t *TaskSummary, filesID uint32, files map[uint32]*pb.FileEntry, describe Describer) error {
 	fds, err := readFdinfo(d, filesID)
 	if err != nil {
 		return err
 	}
 	for _, fe := range fds {
-		t.FDs = append(t.FDs, FDSummary{FD: fe.GetFd(), Kind: fe.GetType().String(), Desc: describeFile(files[fe.GetId()])})
+		t.FDs = append(t.FDs, FDSummary{FD: fe.GetFd(), Kind: fe.GetType().String(), Desc: describeFile(files[fe.GetId()], describe)})
 	}
 	return nil
 }
 
-func describeFile(f *pb.FileEntry) string {
-	switch {
-	case f == nil:
+// describeFile names a file entry: by describe for the kinds gockpt
+// keeps, here for the others CRIU writes.
+func describeFile(f *pb.FileEntry, describe Describer) string {
+	if f == nil {
 		return "(not in files.img)"
-	case f.GetReg() != nil:
-		return f.GetReg().GetName()
-	case f.GetPipe() != nil:
-		return fmt.Sprintf("pipe:[%d]", f.GetPipe().GetPipeId())
-	case f.GetFifo() != nil:
-		return fmt.Sprintf("fifo pipe:[%d]", f.GetFifo().GetPipeId())
+	}
+	if describe != nil {
+		if s := describe(f); s != "" {
+			return s
+		}
+	}
+	switch {
 	case f.GetUsk() != nil:
 		u := f.GetUsk()
 		name := strings.ReplaceAll(string(u.GetName()), "\x00", "@")
@@ -255,10 +262,6 @@ func describeFile(f *pb.FileEntry) string {
 		return fmt.Sprintf("tty info %d", f.GetTty().GetTtyInfoId())
 	case f.GetMemfd() != nil:
 		return fmt.Sprintf("memfd inode %d", f.GetMemfd().GetInodeId())
-	case f.GetEfd() != nil:
-		return fmt.Sprintf("eventfd counter %d", f.GetEfd().GetCounter())
-	case f.GetEpfd() != nil:
-		return fmt.Sprintf("epoll, %d targets", len(f.GetEpfd().GetTfd()))
 	case f.GetTfd() != nil:
 		return fmt.Sprintf("timerfd clock %d", f.GetTfd().GetClockid())
 	case f.GetSgfd() != nil:

@@ -2,16 +2,34 @@ package images
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
+
+	pb "github.com/gockpt/gockpt/proto"
 )
+
+// testDescribe stands in for files.Describe (which imports this package):
+// it names regular files, pipes and eventfds as that does, so these tests see the
+// fds listed in order with what the describer said.
+func testDescribe(f *pb.FileEntry) string {
+	switch f.GetType() {
+	case pb.FdTypes_REG:
+		return f.GetReg().GetName()
+	case pb.FdTypes_PIPE:
+		return fmt.Sprintf("pipe:[%d]", f.GetPipe().GetPipeId())
+	case pb.FdTypes_EVENTFD:
+		return fmt.Sprintf("eventfd counter %d", f.GetEfd().GetCounter())
+	}
+	return ""
+}
 
 func TestFixtureSummary(t *testing.T) {
 	d, err := OpenDir(fixture(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Summarize(d)
+	s, err := Summarize(d, testDescribe)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -29,7 +26,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 	}
 	var now []*pb.FdinfoEntry
 	for _, fd := range t.Fds {
-		if rs.procOfTree(fd.GetId()) || rs.plan.Files[fd.GetId()].GetType() == pb.FdTypes_PIDFD {
+		if rs.opener.Late(fd.GetId()) {
 			rs.lateFds[t.Pid] = append(rs.lateFds[t.Pid], fd)
 			continue
 		}
@@ -38,7 +35,7 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 	if err := rs.installFds(r, now, true); err != nil {
 		return err
 	}
-	return rs.epollTargets(t, r)
+	return rs.afterFds(t, r)
 }
 
 // sharesParentFds tells a task that shared its parent's fd table
@@ -46,27 +43,6 @@ func (rs *restorer) restoreFds(t *Task, r *remote) error {
 // CRIU does (same files_id in both tasks' ids).
 func (rs *restorer) sharesParentFds(t *Task) bool {
 	return t.Parent != nil && !t.Zombie && !t.Parent.Zombie && t.IDs.GetFilesId() == t.Parent.IDs.GetFilesId()
-}
-
-// procOfTree tells a file under /proc/PID/ (or /proc/PID/task/TID/) of a
-// task of the tree: the restored PIDs are the same, so the path reopens,
-// but only once that task exists.
-func (rs *restorer) procOfTree(id uint32) bool {
-	rest, ok := strings.CutPrefix(rs.plan.Files[id].GetReg().GetName(), "/proc/")
-	if !ok {
-		return false
-	}
-	num, _, _ := strings.Cut(rest, "/")
-	pid, err := strconv.Atoi(num)
-	if err != nil {
-		return false
-	}
-	for _, t := range rs.plan.Tasks {
-		if slices.Contains(t.Threads, pid) || t.Pid == pid {
-			return true
-		}
-	}
-	return false
 }
 
 // lateProcFds installs the /proc files and pidfds restoreFds left for later, once
@@ -214,32 +190,31 @@ func (t *fdTable) open(n uint64) {
 	t.taken[n] = true
 }
 
-// epollTargets registers, from inside the task, what each of its epoll
-// instances watched: the targets are named by the task's own fd numbers.
-// An epoll shared by several tasks is filled once.
-func (rs *restorer) epollTargets(t *Task, r *remote) error {
+// afterFds does, from inside the task, what its files need once every fd
+// is in place (an epoll's targets, named by the task's fd numbers). A file
+// several tasks share has it done once, by the first.
+func (rs *restorer) afterFds(t *Task, r *remote) error {
 	for _, fd := range t.Fds {
-		e := rs.plan.Files[fd.GetId()]
-		if e.GetType() != pb.FdTypes_EVENTPOLL || rs.epollDone[fd.GetId()] {
+		id := fd.GetId()
+		if rs.afterFdsDone[id] || rs.opener.Late(id) {
 			continue
 		}
-		rs.epollDone[fd.GetId()] = true
-		for _, tfd := range e.GetEpfd().GetTfd() {
-			ev := make([]byte, 12) // struct epoll_event is packed on x86-64
-			binary.LittleEndian.PutUint32(ev[0:], tfd.GetEvents())
-			binary.LittleEndian.PutUint64(ev[4:], tfd.GetData())
-			p, err := r.put(ev)
-			if err != nil {
-				return err
-			}
-			if _, err := r.call(fmt.Sprintf("epoll_ctl(%d, ADD, %d)", fd.GetFd(), tfd.GetTfd()), unix.SYS_EPOLL_CTL,
-				uint64(fd.GetFd()), unix.EPOLL_CTL_ADD, uint64(tfd.GetTfd()), p); err != nil {
-				return err
-			}
+		rs.afterFdsDone[id] = true
+		if err := rs.opener.AfterFds(kindTask{r}, fd.GetFd(), id); err != nil {
+			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 		}
 	}
 	return nil
 }
+
+// kindTask is a task as the kinds of files see it (files.Task).
+type kindTask struct{ r *remote }
+
+func (k kindTask) Pid() int { return k.r.pid }
+func (k kindTask) Call(name string, nr uintptr, args ...uint64) (uint64, error) {
+	return k.r.call(name, nr, args...)
+}
+func (k kindTask) Put(b []byte) (uint64, error) { return k.r.put(b) }
 
 // fcntl commands of linux/fcntl.h not in x/sys/unix for every arch.
 const (

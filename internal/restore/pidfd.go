@@ -34,11 +34,8 @@ func (rs *restorer) startStandIns() error {
 		}
 		s := &standIn{stub: stub}
 		rs.standIns = append(rs.standIns, s)
-		if rs.opener.StandIns == nil {
-			rs.opener.StandIns = map[uint32]int{}
-		}
 		for _, id := range g {
-			rs.opener.StandIns[id] = stub.Pid
+			rs.opener.SetStandIn(id, stub.Pid)
 			if a := rs.plan.Files[id].GetPidfd().GetAttr(); a != nil && a.ExitCode != nil && s.attr == nil {
 				s.attr = a
 			}

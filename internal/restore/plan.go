@@ -66,9 +66,6 @@ type Plan struct {
 	Root      *Task
 	Tasks     []*Task // parents before children
 	Files     map[uint32]*pb.FileEntry
-	PipeData  map[uint32][]byte // by pipe inode id
-	PipeSize  map[uint32]uint32
-	FifoData  map[uint32][]byte
 	Remaps    map[uint32]*pb.RemapFilePathEntry // by file id
 	Seccomp   []*pb.SeccompFilter
 	// UTS holds the UTS namespaces the dump saw apart from its own, by id.
@@ -113,8 +110,7 @@ func LoadPlan(dir string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Dir: d, Files: map[uint32]*pb.FileEntry{}, PipeData: map[uint32][]byte{},
-		PipeSize: map[uint32]uint32{}, FifoData: map[uint32][]byte{}, Remaps: map[uint32]*pb.RemapFilePathEntry{}}
+	p := &Plan{Dir: d, Files: map[uint32]*pb.FileEntry{}, Remaps: map[uint32]*pb.RemapFilePathEntry{}}
 	p.Inventory = &pb.InventoryEntry{}
 	if !d.Exists(images.InventoryFile) {
 		return nil, missingInventory(d)
@@ -206,6 +202,18 @@ func eachTask(tasks []*Task, f func(*Task) error) []error {
 	return errs
 }
 
+// inTree tells the tasks and threads of the plan.
+func (p *Plan) inTree() func(pid int) bool {
+	in := map[int]bool{}
+	for _, t := range p.Tasks {
+		in[t.Pid] = true
+		for _, tid := range t.Threads {
+			in[tid] = true
+		}
+	}
+	return func(pid int) bool { return in[pid] }
+}
+
 func containsInt(s []int, v int) bool {
 	for _, x := range s {
 		if x == v {
@@ -286,29 +294,14 @@ func (p *Plan) loadTask(t *Task) error {
 
 func (p *Plan) loadFiles() error {
 	d := p.Dir
-	files, _, err := optionalEntries(d, "files.img", func() *pb.FileEntry { return &pb.FileEntry{} })
+	files, _, err := optionalEntries(d, images.FilesFile, func() *pb.FileEntry { return &pb.FileEntry{} })
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
 		p.Files[f.GetId()] = f
 	}
-	for _, pair := range []struct {
-		name string
-		data map[uint32][]byte
-	}{{"pipes-data.img", p.PipeData}, {"fifo-data.img", p.FifoData}} {
-		ents, extras, err := optionalEntries(d, pair.name, func() *pb.PipeDataEntry { return &pb.PipeDataEntry{} })
-		if err != nil {
-			return err
-		}
-		for i, e := range ents {
-			pair.data[e.GetPipeId()] = extras[i]
-			if e.GetSize() != 0 {
-				p.PipeSize[e.GetPipeId()] = e.GetSize()
-			}
-		}
-	}
-	remaps, _, err := optionalEntries(d, "remap-fpath.img", func() *pb.RemapFilePathEntry { return &pb.RemapFilePathEntry{} })
+	remaps, _, err := optionalEntries(d, images.RemapFpathFile, func() *pb.RemapFilePathEntry { return &pb.RemapFilePathEntry{} })
 	if err != nil {
 		return err
 	}
@@ -318,7 +311,7 @@ func (p *Plan) loadFiles() error {
 	p.UTS = map[uint32]*pb.UtsnsEntry{}
 	for _, t := range p.Tasks {
 		id := t.IDs.GetUtsNsId()
-		name := fmt.Sprintf("utsns-%d.img", id)
+		name := images.UtsnsFile(id)
 		if t.IDs == nil || p.UTS[id] != nil || !d.Exists(name) {
 			continue
 		}
@@ -328,9 +321,9 @@ func (p *Plan) loadFiles() error {
 		}
 		p.UTS[id] = e
 	}
-	if d.Exists("seccomp.img") {
+	if d.Exists(images.SeccompFile) {
 		var s pb.SeccompEntry
-		if err := d.ReadOne("seccomp.img", &s); err != nil {
+		if err := d.ReadOne(images.SeccompFile, &s); err != nil {
 			return err
 		}
 		p.Seccomp = s.GetSeccompFilters()

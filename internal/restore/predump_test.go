@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/dump"
+	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/kerndat"
@@ -404,7 +405,7 @@ func TestPreDumpRefusedRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := images.Summarize(d)
+	sum, err := images.Summarize(d, files.Describe)
 	if err != nil || len(sum.Tasks) != 1 || int(sum.Tasks[0].PID) != w.root.Pid || sum.Tasks[0].Pages.Present == 0 {
 		t.Fatalf("summary of a pre-dump: %+v, %v", sum, err)
 	}

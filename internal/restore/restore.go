@@ -96,8 +96,9 @@ type restorer struct {
 	// latePgid holds live tasks whose process group is led by a task of
 	// the tree not made yet: they join it once every live task exists.
 	latePgid []*live
-	// epollDone marks epoll file ids whose targets are registered.
-	epollDone map[uint32]bool
+	// afterFdsDone marks the file ids whose AfterFds ran, in their first
+	// holder.
+	afterFdsDone map[uint32]bool
 	// rearmed marks POSIX timers restored to expire at once.
 	rearmed map[timerKey]bool
 	// utsMade names, per UTS namespace id, the task that made it.
@@ -126,10 +127,12 @@ func Run(o Options) (*Result, error) {
 	}
 	o.Progress = pagesToRestore(o.Progress, plan)
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, epollDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{}}
-	rs.opener = &files.Opener{Files: plan.Files, PipeData: plan.PipeData, PipeSize: plan.PipeSize,
-		FifoData: plan.FifoData, Remaps: plan.Remaps, Dir: plan.Dir}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, afterFdsDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{}}
+	if rs.opener, err = files.NewOpener(plan.Dir, plan.Files, plan.Remaps); err != nil {
+		return nil, err
+	}
 	defer rs.opener.Close()
+	rs.opener.InTree = plan.inTree()
 	// gockpt holds a copy of every file until the end: its fd table grows
 	// once, to hold them all.
 	nfds := 0

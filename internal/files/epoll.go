@@ -1,6 +1,7 @@
 package files
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,36 +13,41 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// eventfd describes an eventfd: its counter and semaphore mode come from
-// fdinfo, its status flags too.
-func (d *Dumper) eventfd(o object) error {
-	raw := o.info.Fields["eventfd-count"]
-	count, err := strconv.ParseUint(strings.TrimSpace(raw), 16, 64)
+// epollKind is an epoll instance with the files it watches. Its targets
+// are fds of the task, so restore makes it empty and the task adds them
+// itself once all its fds are in place (AfterFds).
+type epollKind struct{ kindBase }
+
+func newEpollKind() Kind { return &epollKind{} }
+
+func (*epollKind) Type() pb.FdTypes { return pb.FdTypes_EVENTPOLL }
+
+func (*epollKind) Match(s *fdState) bool { return s.target == "anon_inode:[eventpoll]" }
+
+// Check refuses an epoll watching a file no fd of the task holds.
+func (*epollKind) Check(c *Checker, s *fdState) error {
+	tfds, err := epollTargetsOf(s)
 	if err != nil {
-		return fmt.Errorf("task %d fd %d: eventfd-count %q in fdinfo: %w", o.pid, o.fd, raw, err)
+		return err
 	}
-	flags := o.flags()
-	if strings.TrimSpace(o.info.Fields["eventfd-semaphore"]) == "1" {
-		flags |= unix.EFD_SEMAPHORE
+	if closed, err := resolveEpollTargets(s.pid, s.fd, tfds); err != nil {
+		return err
+	} else if closed >= 0 {
+		return c.refuseEpoll(s.pid, s.fd, s.target, closed)
 	}
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTFD.Enum(), Id: proto.Uint32(o.id), Efd: &pb.EventfdFileEntry{
-		Id: proto.Uint32(o.id), Flags: proto.Uint32(flags), Fown: o.own, Counter: proto.Uint64(count),
-	}})
 	return nil
 }
 
-// eventpoll describes an epoll instance with the fds it watches, as fdinfo
-// lists them ("tfd: N events: X data: Y pos: P ino: I sdev: D").
-func (d *Dumper) eventpoll(o object) error {
+// Dump lists the targets as fdinfo gives them ("tfd: N events: X data: Y
+// pos: P ino: I sdev: D"), each named by an fd the task holds it as.
+func (*epollKind) Dump(d *Dumper, o object) error {
 	e := &pb.EventpollFileEntry{Id: proto.Uint32(o.id), Flags: proto.Uint32(o.flags()), Fown: o.own}
-	for _, line := range o.info.Entries {
-		if !strings.HasPrefix(line, "tfd:") {
-			continue
-		}
-		t, err := parseTfd(line)
-		if err != nil {
-			return fmt.Errorf("task %d fd %d: fdinfo line %q: %w", o.pid, o.fd, line, err)
-		}
+	s := &fdState{pid: o.pid, fd: o.fd, info: o.info}
+	tfds, err := epollTargetsOf(s)
+	if err != nil {
+		return err
+	}
+	for _, t := range tfds {
 		t.Id = proto.Uint32(o.id)
 		e.Tfd = append(e.Tfd, t)
 	}
@@ -52,6 +58,43 @@ func (d *Dumper) eventpoll(o object) error {
 	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(o.id), Epfd: e})
 	return nil
+}
+
+// Open makes an empty epoll instance.
+func (*epollKind) Open(*Opener, *pb.FileEntry) (*os.File, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "epoll"), nil
+}
+
+// AfterFds registers each target from inside the task: the targets are
+// named by the task's own fd numbers. An epoll several tasks share is
+// filled once, by the first.
+func (*epollKind) AfterFds(t Task, fd uint32, e *pb.FileEntry) error {
+	for _, tfd := range e.GetEpfd().GetTfd() {
+		ev := make([]byte, 12) // struct epoll_event is packed on x86-64
+		binary.LittleEndian.PutUint32(ev[0:], tfd.GetEvents())
+		binary.LittleEndian.PutUint64(ev[4:], tfd.GetData())
+		p, err := t.Put(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Call(fmt.Sprintf("epoll_ctl(%d, ADD, %d)", fd, tfd.GetTfd()), unix.SYS_EPOLL_CTL,
+			uint64(fd), unix.EPOLL_CTL_ADD, uint64(tfd.GetTfd()), p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (*epollKind) Owner(e *pb.FileEntry, _ map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32) {
+	return e.GetEpfd().GetFown(), e.GetEpfd().GetFlags()
+}
+
+func (*epollKind) Describe(e *pb.FileEntry) string {
+	return fmt.Sprintf("epoll, %d targets", len(e.GetEpfd().GetTfd()))
 }
 
 // epollTargetsOf reads the targets an epoll fd lists in fdinfo.
@@ -151,35 +194,4 @@ func parseTfd(line string) (*pb.EventpollTfdEntry, error) {
 		t.Dev = proto.Uint32(uint32(v))
 	}
 	return t, nil
-}
-
-// openEventfd makes an eventfd with the saved counter and mode.
-func openEventfd(e *pb.EventfdFileEntry) (*os.File, error) {
-	flags := int(e.GetFlags()) & (unix.EFD_SEMAPHORE | unix.EFD_NONBLOCK)
-	fd, err := unix.Eventfd(0, flags|unix.EFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "eventfd")
-	if c := e.GetCounter(); c != 0 {
-		var b [8]byte
-		for i := range b {
-			b[i] = byte(c >> (8 * i))
-		}
-		if _, err := unix.Write(fd, b[:]); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("eventfd counter %d: %w", c, err)
-		}
-	}
-	return f, nil
-}
-
-// openEpoll makes an empty epoll instance; its targets are fds of the task,
-// so the task adds them itself once all its fds are in place (EpollTargets).
-func openEpoll(e *pb.EventpollFileEntry) (*os.File, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	return os.NewFile(uintptr(fd), "epoll"), nil
 }
