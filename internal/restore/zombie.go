@@ -19,12 +19,7 @@ func (rs *restorer) exitTask(r *remote, nr uint64, args ...uint64) error {
 	if err != nil {
 		return err
 	}
-	regs.Rip = rs.area.syscallAddr
-	regs.Rax = nr
-	regs.Orig_rax = ^uint64(0)
-	var a [6]uint64
-	copy(a[:], args)
-	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	ptrace.SetSyscall(&regs, rs.area.syscallAddr, nr, args...)
 	if err := r.te.SetRegs(&regs); err != nil {
 		return err
 	}
