@@ -16,13 +16,6 @@ import (
 	pb "github.com/gockpt/gockpt/proto"
 )
 
-// Task states as CRIU's images record them (compel task-state.h).
-const (
-	taskAlive   = 0x1
-	taskDead    = 0x2
-	taskStopped = 0x3
-)
-
 // threadCore collects what ptrace and /proc tell about one stopped thread.
 // What only the thread itself can tell (sigaltstack, tid address,
 // pdeathsig, securebits) is filled in later from the parasite.

@@ -62,11 +62,8 @@ func (rs *restorer) flushSigchld(r *remote) error {
 // if its core says so.
 func deadTask(d *images.Dir, pid int) bool {
 	c := &pb.CoreEntry{}
-	return d.Exists(images.CoreFile(pid)) && d.ReadOne(images.CoreFile(pid), c) == nil && c.GetTc().GetTaskState() == taskStateDead
+	return d.Exists(images.CoreFile(pid)) && d.ReadOne(images.CoreFile(pid), c) == nil && c.GetTc().GetTaskState() == images.TaskDead
 }
-
-// taskStateDead is CRIU's TASK_DEAD in a task core.
-const taskStateDead = 2
 
 // creationOrder is the order tasks are made in: every live task first,
 // parents before children, then the zombies, group leaders among them
