@@ -274,7 +274,7 @@ func (d *dumper) zombie(t *ptrace.Task, st *proc.Stat) error {
 	core := &pb.CoreEntry{
 		Mtype: pb.CoreEntry_X86_64.Enum(),
 		Tc: &pb.TaskCoreEntry{
-			TaskState:   proto.Uint32(taskDead),
+			TaskState:   proto.Uint32(images.TaskDead),
 			ExitCode:    proto.Uint32(uint32(st.ExitCode)),
 			Personality: proto.Uint32(0),
 			Flags:       proto.Uint32(st.Flags),
@@ -295,7 +295,7 @@ func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*
 		return nil, err
 	}
 	tc := &pb.TaskCoreEntry{
-		TaskState:   proto.Uint32(taskAlive),
+		TaskState:   proto.Uint32(images.TaskAlive),
 		ExitCode:    proto.Uint32(0),
 		Personality: proto.Uint32(uint32(pers)),
 		Flags:       proto.Uint32(st.Flags),
@@ -304,7 +304,7 @@ func (d *dumper) taskCore(t *ptrace.Task, st *proc.Stat, status *proc.Status) (*
 		Rlimits:     rl,
 	}
 	if te := t.Threads[0]; te.GroupStopped {
-		tc.TaskState = proto.Uint32(taskStopped)
+		tc.TaskState = proto.Uint32(images.TaskStopped)
 		tc.StopSigno = proto.Uint32(uint32(te.StopSignal))
 	}
 	if v, err := readIntFile(fmt.Sprintf("/proc/%d/loginuid", t.Pid), 10); err == nil {

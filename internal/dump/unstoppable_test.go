@@ -117,11 +117,11 @@ func TestStoppedTaskDumped(t *testing.T) {
 				t.Fatal(err)
 			}
 			core := decodeCoreTc(t, img, kid)
-			if core.GetTaskState() != taskStopped || core.GetStopSigno() != uint32(sig) {
-				t.Errorf("core of %d: task_state %d stop_signo %d, want %d and %d", kid, core.GetTaskState(), core.GetStopSigno(), taskStopped, sig)
+			if core.GetTaskState() != images.TaskStopped || core.GetStopSigno() != uint32(sig) {
+				t.Errorf("core of %d: task_state %d stop_signo %d, want %d and %d", kid, core.GetTaskState(), core.GetStopSigno(), images.TaskStopped, sig)
 			}
-			if st := decodeCoreTc(t, img, p.Pid).GetTaskState(); st != taskAlive {
-				t.Errorf("core of the running parent: task_state %d, want %d", st, taskAlive)
+			if st := decodeCoreTc(t, img, p.Pid).GetTaskState(); st != images.TaskAlive {
+				t.Errorf("core of the running parent: task_state %d, want %d", st, images.TaskAlive)
 			}
 			waitField(t, kid, "State", "T (stopped)")
 			if v := statusField(kid, "SigPnd"); v != "0000000000000000" {

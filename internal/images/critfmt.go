@@ -43,7 +43,9 @@ var flagTables = map[string][]flagBit{
 
 // dictTables map a dict name and field name to value names.
 var dictTables = map[string]map[string]map[uint64]string{
-	"gen": {"task_state": {1: "Alive", 3: "Zombie", 6: "Stopped"}},
+	// Older crit printed 3 as Zombie and 6 as Stopped; crit and go-criu
+	// now name each state as compel's task-state.h does.
+	"gen": {"task_state": {TaskAlive: "Alive", TaskDead: "Dead", TaskStopped: "Stopped", TaskZombie: "Zombie"}},
 	"sk": {
 		"family": {1: "UNIX", 2: "INET", 10: "INET6", 16: "NETLINK", 17: "PACKET"},
 		"type":   {1: "STREAM", 2: "DGRAM", 3: "RAW", 5: "SEQPACKET", 10: "PACKET"},

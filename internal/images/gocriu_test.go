@@ -51,7 +51,7 @@ func TestGoCriuReadsOurImages(t *testing.T) {
 		ThreadInfo: &pb.ThreadInfoX86{ClearTidAddr: u64(0x7f0000001000), Gpregs: regs,
 			Fpregs: &pb.UserX86FpregsEntry{Cwd: u32(0x37f), Swd: u32(0), Twd: u32(0), Fop: u32(0), Rip: u64(0), Rdp: u64(0),
 				Mxcsr: u32(0x1f80), MxcsrMask: u32(0xffff), StSpace: make([]uint32, 32), XmmSpace: make([]uint32, 64)}},
-		Tc: &pb.TaskCoreEntry{TaskState: u32(1), ExitCode: u32(0), Personality: u32(0), Flags: u32(0x400100),
+		Tc: &pb.TaskCoreEntry{TaskState: u32(images.TaskAlive), ExitCode: u32(0), Personality: u32(0), Flags: u32(0x400100),
 			BlkSigset: u64(0), Comm: proto.String("counter"),
 			Rlimits: &pb.TaskRlimitsEntry{Rlimits: []*pb.RlimitEntry{{Cur: u64(1024), Max: u64(4096)}}}},
 		ThreadCore: &pb.ThreadCoreEntry{FutexRla: u64(0), FutexRlaLen: u32(24), SchedNice: proto.Int32(-5),

@@ -98,6 +98,20 @@ func TestJSONPrettyKinds(t *testing.T) {
 	roundTrip(t, writeImage(t, KindSeccomp, sec), "seccomp.img")
 }
 
+// Task states print with the names crit and go-criu's crit give them and
+// encode back to their numbers.
+func TestJSONTaskStates(t *testing.T) {
+	for st, name := range map[uint32]string{TaskAlive: "Alive", TaskDead: "Dead", TaskStopped: "Stopped", TaskZombie: "Zombie"} {
+		core := &pb.CoreEntry{Mtype: pb.CoreEntry_X86_64.Enum(), Tc: &pb.TaskCoreEntry{TaskState: proto.Uint32(st),
+			ExitCode: proto.Uint32(0), Personality: proto.Uint32(0), Flags: proto.Uint32(0), BlkSigset: proto.Uint64(0), Comm: proto.String("c")}}
+		img := writeImage(t, KindCore, core)
+		if p := decodeJSON(t, img, "core.img", true); !strings.Contains(p, `"task_state": "`+name+`"`) {
+			t.Errorf("task state %d does not print as %s:\n%s", st, name, p)
+		}
+		roundTrip(t, img, "core.img")
+	}
+}
+
 // Hand-written pretty JSON, as a user would edit it, encodes.
 func TestJSONEdited(t *testing.T) {
 	js := `{"magic": "VMAS", "entries": [{"start": "0x1000", "end": "0x3000", "pgoff": 0, "shmid": 0,

@@ -332,9 +332,10 @@ func probeGetSyscallInfo() Result {
 	ne := binary.NativeEndian
 	op, arch := buf[0], ne.Uint32(buf[4:])
 	ip, sp := ne.Uint64(buf[8:]), ne.Uint64(buf[16:])
-	if n < 24 || op != syscallInfoNone || arch != auditArchX86_64 || ip != regs.Rip || sp != regs.Rsp {
+	regIP, regSP := ptrace.PC(&regs), ptrace.SP(&regs)
+	if n < 24 || op != syscallInfoNone || arch != auditArchX86_64 || ip != regIP || sp != regSP {
 		return failf("task %d in a ptrace event stop: PTRACE_GET_SYSCALL_INFO gave %d bytes, op %d, arch %#x, ip %#x, sp %#x; registers say ip %#x, sp %#x",
-			h.Pid, n, op, arch, ip, sp, regs.Rip, regs.Rsp)
+			h.Pid, n, op, arch, ip, sp, regIP, regSP)
 	}
 	return ok("task %d: op NONE, arch x86_64, ip and sp match the registers", h.Pid)
 }

@@ -315,11 +315,7 @@ func testNoSocketLabel() bool { return os.Getenv("GOCKPT_TEST_NO_SOCKET_LABEL") 
 // start points the leader at the blob, blocks every signal and resumes it.
 func (p *Parasite) start(stackTop uint64) error {
 	r := p.regs
-	r.Rip = p.area + blobEntry
-	r.Rsp = stackTop
-	r.Rax = 0
-	r.Orig_rax = ^uint64(0)              // not in a syscall: no restart on the way out
-	r.Eflags &^= 0x100 | 0x400 | 0x40000 // TF, DF, AC
+	enterBlob(&r, p.area+blobEntry, stackTop)
 	if err := p.leader.SetSigmask(^uint64(0)); err != nil {
 		return err
 	}
@@ -533,8 +529,8 @@ func (p *Parasite) DumpMisc() (Misc, error) {
 		return Misc{}, err
 	}
 	// The blob runs on its own stack, so its sigaltstack flags never say
-	// SS_ONSTACK: the leader's own rsp tells.
-	m.Altstack.Flags |= onAltstack(m.Altstack, p.regs.Rsp)
+	// SS_ONSTACK: the leader's own stack pointer tells.
+	m.Altstack.Flags |= onAltstack(m.Altstack, ptrace.SP(&p.regs))
 	return m, nil
 }
 
@@ -566,7 +562,7 @@ func (p *Parasite) DumpTask() (Task, error) {
 	if t.Misc, err = decodeMisc(b[saLen+itLen:]); err != nil {
 		return Task{}, err
 	}
-	t.Misc.Altstack.Flags |= onAltstack(t.Misc.Altstack, p.regs.Rsp)
+	t.Misc.Altstack.Flags |= onAltstack(t.Misc.Altstack, ptrace.SP(&p.regs))
 	return t, nil
 }
 
@@ -725,14 +721,14 @@ func (p *Parasite) parkCure() (done bool, err error) {
 	if err != nil {
 		return true, err
 	}
-	exit := p.park + ptrace.ParkingExit
+	exit, pc := p.park+ptrace.ParkingExit, ptrace.PC(&regs)
 	switch {
-	case rerr == io.EOF && n == 0 && ptrace.ParkedAfterExit(p.park, regs.Rip):
+	case rerr == io.EOF && n == 0 && ptrace.ParkedAfterExit(p.park, pc):
 		// Unmapped and closed: the way out went as it should.
-	case regs.Rip > exit && regs.Rip < exit+ptrace.ParkingCodeLen-ptrace.ParkingExit:
+	case pc > exit && pc < exit+ptrace.ParkingCodeLen-ptrace.ParkingExit:
 		// Stopped on the way out (it took longer than the deadline):
-		// the area is gone, the socket (in r12) may still be open.
-		if r, err := p.leader.Syscall(unix.SYS_CLOSE, regs.R12); err != nil {
+		// the area is gone, the socket may still be open.
+		if r, err := p.leader.Syscall(unix.SYS_CLOSE, ptrace.ParkingExitFd(&regs)); err != nil {
 			return true, err
 		} else if e := ptrace.Errno(r); e != 0 && !errors.Is(e, unix.EBADF) {
 			return true, fmt.Errorf("task %d: close the parasite's socket: %w", p.pid, e)
@@ -822,7 +818,7 @@ func (p *Parasite) restoreOrUnmap(crashed bool) error {
 	if err != nil {
 		return err
 	}
-	if !crashed && r.Rip-p.area >= p.areaLen {
+	if !crashed && ptrace.PC(&r)-p.area >= p.areaLen {
 		p.running = false
 		return p.unmap()
 	}
@@ -832,11 +828,11 @@ func (p *Parasite) restoreOrUnmap(crashed bool) error {
 // stopState is how the leader stopped.
 type stopState struct {
 	crash syscall.Signal // a fault signal the blob took, or 0
-	rip   uint64
+	pc    uint64
 }
 
 func (p *Parasite) crashError(st stopState) error {
-	return fmt.Errorf("task %d: parasite crashed with %v at %#x (parasite at %#x, status %s)", p.pid, st.crash, st.rip, p.area, p.status())
+	return fmt.Errorf("task %d: parasite crashed with %v at %#x (parasite at %#x, status %s)", p.pid, st.crash, st.pc, p.area, p.status())
 }
 
 // interrupt stops the running leader (PTRACE_INTERRUPT).
@@ -866,7 +862,7 @@ func faultStop(tid int, ws unix.WaitStatus) (stopState, error) {
 	if err := unix.PtraceGetRegs(tid, &r); err != nil {
 		return stopState{}, err
 	}
-	return stopState{crash: ws.StopSignal(), rip: r.Rip}, nil
+	return stopState{crash: ws.StopSignal(), pc: ptrace.PC(&r)}, nil
 }
 
 // runToSigreturn resumes the leader from stop to syscall stop until the
@@ -897,7 +893,7 @@ func (p *Parasite) runToSigreturn() (stopState, error) {
 				if err := unix.PtraceGetRegs(tid, &r); err != nil {
 					return err
 				}
-				r.Orig_rax = ^uint64(0) // skip it: ptrace restores the task
+				ptrace.ClearSyscall(&r) // skip it: ptrace restores the task
 				if err := unix.PtraceSetRegs(tid, &r); err != nil {
 					return err
 				}

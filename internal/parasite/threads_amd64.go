@@ -96,12 +96,8 @@ func (p *Parasite) runThreads(tes []*ptrace.Tracee) (_ []ThreadInfo, err error) 
 		}
 		slot := p.threads + threadsHeader + uint64(i)*threadStride
 		r := st.regs
-		r.Rip = p.area + blobThreadEntry
-		r.Rsp = slot + threadStride
+		enterBlob(&r, p.area+blobThreadEntry, slot+threadStride)
 		r.Rdi, r.Rsi, r.Rdx = slot, count, p.park+2 // the pause loop
-		r.Rax = 0
-		r.Orig_rax = ^uint64(0)              // not in a syscall: no restart
-		r.Eflags &^= 0x100 | 0x400 | 0x40000 // TF, DF, AC
 		if err := te.SetRegs(&r); err != nil {
 			te.SetSigmask(st.mask)
 			return nil, err

@@ -246,7 +246,7 @@ func cleanLeftover(pid int, a leftover) error {
 			te.Detach()
 			return err
 		}
-		if regs.Rip >= a.addr && regs.Rip < a.addr+a.length {
+		if pc := ptrace.PC(&regs); pc >= a.addr && pc < a.addr+a.length {
 			// Still inside the blob, finishing its cure: let it run.
 			te.Detach()
 			if time.Now().After(deadline) {
@@ -378,7 +378,7 @@ func unpark(st threadState) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if regs.Rip < addr || regs.Rip >= addr+ptrace.ParkingCodeLen {
+	if pc := ptrace.PC(&regs); pc < addr || pc >= addr+ptrace.ParkingCodeLen {
 		return false, nil
 	}
 	if len(st.xstate) > 0 {

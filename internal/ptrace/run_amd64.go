@@ -18,7 +18,7 @@ func (te *Tracee) RunCode(set func(r *Regs)) (Regs, error) {
 	err := te.do("run injected code", func() error {
 		return te.preserving(func(orig Regs) error {
 			r := orig
-			r.Orig_rax = ^uint64(0) // no syscall restart on the way in
+			ClearSyscall(&r) // no syscall restart on the way in
 			set(&r)
 			return te.runToTrap(&r, &out)
 		})

@@ -150,12 +150,7 @@ func (te *Tracee) injectAll(ins []Injection, rets []uint64) ([]int, error) {
 		return te.preserving(func(orig Regs) error {
 			for i, in := range ins {
 				r := orig
-				r.Rax = in.Nr
-				r.Orig_rax = ^uint64(0)
-				r.Rip = gadget
-				var a [6]uint64
-				copy(a[:], in.Args)
-				r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+				SetSyscall(&r, gadget, in.Nr, in.Args...)
 				te.children = nil
 				onEvent := in.OnEvent
 				if onEvent == nil {
@@ -411,6 +406,10 @@ func (te *Tracee) ParkingCode() (addr uint64, ok bool, err error) {
 func ParkedAfterExit(park, rip uint64) bool {
 	return rip >= park+2 && rip < park+ParkingExit || rip == park+ParkingExit+12
 }
+
+// ParkingExitFd returns the fd the parking code's way out closes, from the
+// registers of a thread stopped there (r12).
+func ParkingExitFd(r *Regs) uint64 { return r.R12 }
 
 // UseSyscallAt makes injected syscalls run the syscall instruction at addr
 // in this thread's address space instead of one found in its vDSO (a

@@ -249,10 +249,10 @@ func (p *Plan) loadTask(t *Task) error {
 		return fmt.Errorf("task %d: %s has no task core", t.Pid, images.CoreFile(t.Pid))
 	}
 	switch tc.GetTaskState() {
-	case 2: // dead: a zombie holds nothing else
+	case images.TaskDead: // a zombie holds nothing else
 		t.Zombie = true
 		return nil
-	case 1, 3:
+	case images.TaskAlive, images.TaskStopped:
 	default:
 		return fmt.Errorf("task %d: task state %d is not supported", t.Pid, tc.GetTaskState())
 	}

@@ -384,7 +384,7 @@ func (r *remote) run() (uint64, error) {
 		return 0, fmt.Errorf("task %d: write %d syscalls for the runner: %w", r.pid, len(ops), err)
 	}
 	regs, err := r.te.RunCode(func(g *ptrace.Regs) {
-		g.Rip, g.R12, g.R13 = r.runner, listAddr, uint64(len(ops))
+		startRunner(g, r.runner, listAddr, uint64(len(ops)))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("task %d: running %d syscalls (%s ... %s): %w", r.pid, len(ops), ops[0].name, ops[len(ops)-1].name, err)
@@ -393,7 +393,7 @@ func (r *remote) run() (uint64, error) {
 		return 0, fmt.Errorf("task %d: read the runner's results: %w", r.pid, err)
 	}
 	ret := func(i int) uint64 { return binary.LittleEndian.Uint64(list[i*runnerEntry+56:]) }
-	left := regs.R13
+	left := runnerLeft(&regs)
 	if left > uint64(len(ops)) {
 		return 0, fmt.Errorf("task %d: the runner stopped with %d of %d syscalls left", r.pid, left, len(ops))
 	}

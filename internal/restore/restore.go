@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/files"
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/pidctl"
@@ -774,7 +775,7 @@ func (rs *restorer) finish() error {
 		if l.t.Zombie {
 			continue // it is dead already: nothing to let go
 		}
-		if !rs.opts.LeaveStopped && l.t.Core().GetTc().GetTaskState() == taskStateStopped {
+		if !rs.opts.LeaveStopped && l.t.Core().GetTc().GetTaskState() == images.TaskStopped {
 			if err := rs.detachIntoStop(l); err != nil {
 				return err
 			}

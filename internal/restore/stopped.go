@@ -9,10 +9,6 @@ import (
 	"github.com/gockpt/gockpt/internal/log"
 )
 
-// taskStateStopped is CRIU's TASK_STOPPED: the task was in group-stop (job
-// control) when it was dumped, and tc.stop_signo says by which signal.
-const taskStateStopped = 3
-
 // sigDfl is SIG_DFL in a sigaction entry.
 const sigDfl = 0
 

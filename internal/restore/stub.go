@@ -252,8 +252,8 @@ func (s *Stub) seize(tracer *ptrace.Tracer) error {
 	if err != nil {
 		return err
 	}
-	if regs.Rip != parked {
-		return fmt.Errorf("seized at %#x, not in its parking loop at %#x", regs.Rip, parked)
+	if pc := ptrace.PC(&regs); pc != parked {
+		return fmt.Errorf("seized at %#x, not in its parking loop at %#x", pc, parked)
 	}
 	r, err := s.Task.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, s.Base+stubNameOff)
 	if err == nil && ptrace.Errno(r) != 0 {

@@ -512,15 +512,8 @@ func (rs *restorer) capset(r *remote, inh, prm, eff uint64) error {
 // finalRegisters sets a thread's registers, vector state, TLS slots and
 // signal mask as they were at dump.
 func finalRegisters(te *ptrace.Tracee, c *pb.CoreEntry) error {
-	g := c.GetThreadInfo().GetGpregs()
-	regs := ptrace.Regs{
-		R15: g.GetR15(), R14: g.GetR14(), R13: g.GetR13(), R12: g.GetR12(), Rbp: g.GetBp(), Rbx: g.GetBx(),
-		R11: g.GetR11(), R10: g.GetR10(), R9: g.GetR9(), R8: g.GetR8(), Rax: g.GetAx(), Rcx: g.GetCx(),
-		Rdx: g.GetDx(), Rsi: g.GetSi(), Rdi: g.GetDi(), Orig_rax: g.GetOrigAx(), Rip: g.GetIp(), Cs: g.GetCs(),
-		Eflags: g.GetFlags(), Rsp: g.GetSp(), Ss: g.GetSs(), Fs_base: g.GetFsBase(), Gs_base: g.GetGsBase(),
-		Ds: g.GetDs(), Es: g.GetEs(), Fs: g.GetFs(), Gs: g.GetGs(),
-	}
-	if err := setFPState(te, c.GetThreadInfo().GetFpregs()); err != nil {
+	regs := imageRegs(c.GetThreadInfo())
+	if err := setFPState(te, c.GetThreadInfo()); err != nil {
 		return err
 	}
 	for _, d := range c.GetThreadInfo().GetTls() {

@@ -119,7 +119,8 @@ func putU64s(dst []byte, v []uint64, name string) error {
 
 // setFPState puts back a thread's vector and FPU state: gockpt's images
 // carry the whole area as the kernel gave it, CRIU's only its fields.
-func setFPState(te *ptrace.Tracee, fp *pb.UserX86FpregsEntry) error {
+func setFPState(te *ptrace.Tracee, ti *pb.ThreadInfoX86) error {
+	fp := ti.GetFpregs()
 	if x := fp.GetXsaveRaw(); len(x) > 0 {
 		return te.SetXstate(x)
 	}

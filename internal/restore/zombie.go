@@ -19,12 +19,7 @@ func (rs *restorer) exitTask(r *remote, nr uint64, args ...uint64) error {
 	if err != nil {
 		return err
 	}
-	regs.Rip = rs.area.syscallAddr
-	regs.Rax = nr
-	regs.Orig_rax = ^uint64(0)
-	var a [6]uint64
-	copy(a[:], args)
-	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	ptrace.SetSyscall(&regs, rs.area.syscallAddr, nr, args...)
 	if err := r.te.SetRegs(&regs); err != nil {
 		return err
 	}
@@ -67,11 +62,8 @@ func (rs *restorer) flushSigchld(r *remote) error {
 // if its core says so.
 func deadTask(d *images.Dir, pid int) bool {
 	c := &pb.CoreEntry{}
-	return d.Exists(images.CoreFile(pid)) && d.ReadOne(images.CoreFile(pid), c) == nil && c.GetTc().GetTaskState() == taskStateDead
+	return d.Exists(images.CoreFile(pid)) && d.ReadOne(images.CoreFile(pid), c) == nil && c.GetTc().GetTaskState() == images.TaskDead
 }
-
-// taskStateDead is CRIU's TASK_DEAD in a task core.
-const taskStateDead = 2
 
 // creationOrder is the order tasks are made in: every live task first,
 // parents before children, then the zombies, group leaders among them
