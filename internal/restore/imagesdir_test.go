@@ -118,16 +118,25 @@ func TestDumpOverAnotherDump(t *testing.T) {
 	if !contains(imageFiles(t, a.imgs), "pages-2.img") {
 		t.Fatalf("A's dump (two tasks) should have pages-1.img and pages-2.img: %v", imageFiles(t, a.imgs))
 	}
+	// A's files are dated an hour back: one B's dump leaves alone keeps
+	// that date, whatever the granularity of the kernel's file times
+	// (coarser than time.Now's: a file written just after a fine-grained
+	// "now" could carry a time just before it).
+	old := time.Now().Add(-time.Hour)
+	for _, f := range imageFiles(t, a.imgs) {
+		if err := os.Chtimes(filepath.Join(a.imgs, f), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b := startTarget(t, "testdata/threads.c")
 	b.imgs = a.imgs
-	begin := time.Now()
 	b.dump(t)
 	for _, f := range imageFiles(t, b.imgs) {
 		fi, err := os.Lstat(filepath.Join(b.imgs, f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.ModTime().Before(begin) {
+		if !fi.ModTime().After(old.Add(time.Minute)) {
 			t.Errorf("%s is left from A's dump", f)
 		}
 		for _, tid := range aTids {
