@@ -24,19 +24,25 @@ const (
 )
 
 type NetlinkSkEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            *uint32                `protobuf:"varint,1,req,name=id" json:"id,omitempty"`
-	Ino           *uint32                `protobuf:"varint,2,req,name=ino" json:"ino,omitempty"`
-	Protocol      *uint32                `protobuf:"varint,3,req,name=protocol" json:"protocol,omitempty"`
-	State         *uint32                `protobuf:"varint,4,req,name=state" json:"state,omitempty"`
-	Flags         *uint32                `protobuf:"varint,6,req,name=flags" json:"flags,omitempty"`
-	Portid        *uint32                `protobuf:"varint,7,req,name=portid" json:"portid,omitempty"`
-	Groups        []uint32               `protobuf:"varint,8,rep,name=groups" json:"groups,omitempty"`
-	DstPortid     *uint32                `protobuf:"varint,9,req,name=dst_portid,json=dstPortid" json:"dst_portid,omitempty"`
-	DstGroup      *uint32                `protobuf:"varint,10,req,name=dst_group,json=dstGroup" json:"dst_group,omitempty"`
-	Fown          *FownEntry             `protobuf:"bytes,11,req,name=fown" json:"fown,omitempty"`
-	Opts          *SkOptsEntry           `protobuf:"bytes,12,req,name=opts" json:"opts,omitempty"`
-	NsId          *uint32                `protobuf:"varint,13,opt,name=ns_id,json=nsId" json:"ns_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        *uint32                `protobuf:"varint,1,req,name=id" json:"id,omitempty"`
+	Ino       *uint32                `protobuf:"varint,2,req,name=ino" json:"ino,omitempty"`
+	Protocol  *uint32                `protobuf:"varint,3,req,name=protocol" json:"protocol,omitempty"`
+	State     *uint32                `protobuf:"varint,4,req,name=state" json:"state,omitempty"`
+	Flags     *uint32                `protobuf:"varint,6,req,name=flags" json:"flags,omitempty"`
+	Portid    *uint32                `protobuf:"varint,7,req,name=portid" json:"portid,omitempty"`
+	Groups    []uint32               `protobuf:"varint,8,rep,name=groups" json:"groups,omitempty"`
+	DstPortid *uint32                `protobuf:"varint,9,req,name=dst_portid,json=dstPortid" json:"dst_portid,omitempty"`
+	DstGroup  *uint32                `protobuf:"varint,10,req,name=dst_group,json=dstGroup" json:"dst_group,omitempty"`
+	Fown      *FownEntry             `protobuf:"bytes,11,req,name=fown" json:"fown,omitempty"`
+	Opts      *SkOptsEntry           `protobuf:"bytes,12,req,name=opts" json:"opts,omitempty"`
+	NsId      *uint32                `protobuf:"varint,13,opt,name=ns_id,json=nsId" json:"ns_id,omitempty"`
+	// gockpt: the socket type (SOCK_RAW or SOCK_DGRAM; CRIU makes every
+	// one SOCK_RAW) and the NETLINK_* flag options that are on, as bits
+	// 1<<option (NETLINK_PKTINFO, NETLINK_NO_ENOBUFS, NETLINK_EXT_ACK...).
+	// CRIU skips both.
+	SkType        *uint32 `protobuf:"varint,100,opt,name=sk_type,json=skType" json:"sk_type,omitempty"`
+	NlOptions     *uint64 `protobuf:"varint,101,opt,name=nl_options,json=nlOptions" json:"nl_options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -155,11 +161,25 @@ func (x *NetlinkSkEntry) GetNsId() uint32 {
 	return 0
 }
 
+func (x *NetlinkSkEntry) GetSkType() uint32 {
+	if x != nil && x.SkType != nil {
+		return *x.SkType
+	}
+	return 0
+}
+
+func (x *NetlinkSkEntry) GetNlOptions() uint64 {
+	if x != nil && x.NlOptions != nil {
+		return *x.NlOptions
+	}
+	return 0
+}
+
 var File_proto_sk_netlink_proto protoreflect.FileDescriptor
 
 const file_proto_sk_netlink_proto_rawDesc = "" +
 	"\n" +
-	"\x16proto/sk-netlink.proto\x12\vgockpt.criu\x1a\x10proto/opts.proto\x1a\x10proto/fown.proto\x1a\x13proto/sk-opts.proto\"\xe8\x02\n" +
+	"\x16proto/sk-netlink.proto\x12\vgockpt.criu\x1a\x10proto/opts.proto\x1a\x10proto/fown.proto\x1a\x13proto/sk-opts.proto\"\xa0\x03\n" +
 	"\x10netlink_sk_entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x02(\rR\x02id\x12\x10\n" +
 	"\x03ino\x18\x02 \x02(\rR\x03ino\x12\x1a\n" +
@@ -174,7 +194,10 @@ const file_proto_sk_netlink_proto_rawDesc = "" +
 	" \x02(\rR\bdstGroup\x12+\n" +
 	"\x04fown\x18\v \x02(\v2\x17.gockpt.criu.fown_entryR\x04fown\x12.\n" +
 	"\x04opts\x18\f \x02(\v2\x1a.gockpt.criu.sk_opts_entryR\x04opts\x12\x13\n" +
-	"\x05ns_id\x18\r \x01(\rR\x04nsIdJ\x04\b\x0e\x10\x0fB#Z!github.com/gockpt/gockpt/proto;pb"
+	"\x05ns_id\x18\r \x01(\rR\x04nsId\x12\x17\n" +
+	"\ask_type\x18d \x01(\rR\x06skType\x12\x1d\n" +
+	"\n" +
+	"nl_options\x18e \x01(\x04R\tnlOptionsJ\x04\b\x0e\x10\x0fB#Z!github.com/gockpt/gockpt/proto;pb"
 
 var (
 	file_proto_sk_netlink_proto_rawDescOnce sync.Once

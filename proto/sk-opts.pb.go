@@ -107,12 +107,15 @@ type SkOptsEntry struct {
 	SoBroadcast  *bool                  `protobuf:"varint,18,opt,name=so_broadcast,json=soBroadcast" json:"so_broadcast,omitempty"`
 	SoKeepalive  *bool                  `protobuf:"varint,19,opt,name=so_keepalive,json=soKeepalive" json:"so_keepalive,omitempty"`
 	// Deprecated: tcp_opts_entry has them now.
-	TcpKeepcnt    *uint32 `protobuf:"varint,20,opt,name=tcp_keepcnt,json=tcpKeepcnt" json:"tcp_keepcnt,omitempty"`
-	TcpKeepidle   *uint32 `protobuf:"varint,21,opt,name=tcp_keepidle,json=tcpKeepidle" json:"tcp_keepidle,omitempty"`
-	TcpKeepintvl  *uint32 `protobuf:"varint,22,opt,name=tcp_keepintvl,json=tcpKeepintvl" json:"tcp_keepintvl,omitempty"`
-	SoOobinline   *uint32 `protobuf:"varint,23,opt,name=so_oobinline,json=soOobinline" json:"so_oobinline,omitempty"`
-	SoLinger      *uint32 `protobuf:"varint,24,opt,name=so_linger,json=soLinger" json:"so_linger,omitempty"`
-	SoBufLock     *uint32 `protobuf:"varint,25,opt,name=so_buf_lock,json=soBufLock" json:"so_buf_lock,omitempty"`
+	TcpKeepcnt   *uint32 `protobuf:"varint,20,opt,name=tcp_keepcnt,json=tcpKeepcnt" json:"tcp_keepcnt,omitempty"`
+	TcpKeepidle  *uint32 `protobuf:"varint,21,opt,name=tcp_keepidle,json=tcpKeepidle" json:"tcp_keepidle,omitempty"`
+	TcpKeepintvl *uint32 `protobuf:"varint,22,opt,name=tcp_keepintvl,json=tcpKeepintvl" json:"tcp_keepintvl,omitempty"`
+	SoOobinline  *uint32 `protobuf:"varint,23,opt,name=so_oobinline,json=soOobinline" json:"so_oobinline,omitempty"`
+	SoLinger     *uint32 `protobuf:"varint,24,opt,name=so_linger,json=soLinger" json:"so_linger,omitempty"`
+	SoBufLock    *uint32 `protobuf:"varint,25,opt,name=so_buf_lock,json=soBufLock" json:"so_buf_lock,omitempty"`
+	// gockpt: SO_PEEK_OFF (-1: off, CRIU's default); CRIU has no field
+	// for it and skips this one.
+	SoPeekOff     *int32 `protobuf:"zigzag32,100,opt,name=so_peek_off,json=soPeekOff" json:"so_peek_off,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -322,11 +325,18 @@ func (x *SkOptsEntry) GetSoBufLock() uint32 {
 	return 0
 }
 
+func (x *SkOptsEntry) GetSoPeekOff() int32 {
+	if x != nil && x.SoPeekOff != nil {
+		return *x.SoPeekOff
+	}
+	return 0
+}
+
 var File_proto_sk_opts_proto protoreflect.FileDescriptor
 
 const file_proto_sk_opts_proto_rawDesc = "" +
 	"\n" +
-	"\x13proto/sk-opts.proto\x12\vgockpt.criu\"\xce\x06\n" +
+	"\x13proto/sk-opts.proto\x12\vgockpt.criu\"\xee\x06\n" +
 	"\rsk_opts_entry\x12\x1b\n" +
 	"\tso_sndbuf\x18\x01 \x02(\rR\bsoSndbuf\x12\x1b\n" +
 	"\tso_rcvbuf\x18\x02 \x02(\rR\bsoRcvbuf\x12#\n" +
@@ -359,7 +369,8 @@ const file_proto_sk_opts_proto_rawDesc = "" +
 	"\rtcp_keepintvl\x18\x16 \x01(\rR\ftcpKeepintvl\x12!\n" +
 	"\fso_oobinline\x18\x17 \x01(\rR\vsoOobinline\x12\x1b\n" +
 	"\tso_linger\x18\x18 \x01(\rR\bsoLinger\x12\x1e\n" +
-	"\vso_buf_lock\x18\x19 \x01(\rR\tsoBufLock*6\n" +
+	"\vso_buf_lock\x18\x19 \x01(\rR\tsoBufLock\x12\x1e\n" +
+	"\vso_peek_off\x18d \x01(\x11R\tsoPeekOff*6\n" +
 	"\vsk_shutdown\x12\b\n" +
 	"\x04NONE\x10\x00\x12\b\n" +
 	"\x04READ\x10\x01\x12\t\n" +

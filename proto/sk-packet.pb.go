@@ -76,10 +76,14 @@ func (x *ScmEntry) GetRights() []uint32 {
 }
 
 type SkPacketEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	IdFor         *uint32                `protobuf:"varint,1,req,name=id_for,json=idFor" json:"id_for,omitempty"`
-	Length        *uint32                `protobuf:"varint,2,req,name=length" json:"length,omitempty"`
-	Scm           []*ScmEntry            `protobuf:"bytes,4,rep,name=scm" json:"scm,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	IdFor  *uint32                `protobuf:"varint,1,req,name=id_for,json=idFor" json:"id_for,omitempty"`
+	Length *uint32                `protobuf:"varint,2,req,name=length" json:"length,omitempty"`
+	// The sender's address of a datagram (sockaddr_un's sun_path bytes,
+	// empty for an unbound sender): CRIU reserves 3 for it and does not
+	// write it; gockpt does, and CRIU skips it. 128 (ucred) stays reserved.
+	Addr          []byte      `protobuf:"bytes,3,opt,name=addr" json:"addr,omitempty"`
+	Scm           []*ScmEntry `protobuf:"bytes,4,rep,name=scm" json:"scm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,6 +132,13 @@ func (x *SkPacketEntry) GetLength() uint32 {
 	return 0
 }
 
+func (x *SkPacketEntry) GetAddr() []byte {
+	if x != nil {
+		return x.Addr
+	}
+	return nil
+}
+
 func (x *SkPacketEntry) GetScm() []*ScmEntry {
 	if x != nil {
 		return x.Scm
@@ -142,11 +153,12 @@ const file_proto_sk_packet_proto_rawDesc = "" +
 	"\x15proto/sk-packet.proto\x12\vgockpt.criu\"7\n" +
 	"\tscm_entry\x12\x12\n" +
 	"\x04type\x18\x01 \x02(\rR\x04type\x12\x16\n" +
-	"\x06rights\x18\x02 \x03(\rR\x06rights\"x\n" +
+	"\x06rights\x18\x02 \x03(\rR\x06rights\"\x86\x01\n" +
 	"\x0fsk_packet_entry\x12\x15\n" +
 	"\x06id_for\x18\x01 \x02(\rR\x05idFor\x12\x16\n" +
-	"\x06length\x18\x02 \x02(\rR\x06length\x12(\n" +
-	"\x03scm\x18\x04 \x03(\v2\x16.gockpt.criu.scm_entryR\x03scmJ\x04\b\x03\x10\x04J\x06\b\x80\x01\x10\x81\x01B#Z!github.com/gockpt/gockpt/proto;pb"
+	"\x06length\x18\x02 \x02(\rR\x06length\x12\x12\n" +
+	"\x04addr\x18\x03 \x01(\fR\x04addr\x12(\n" +
+	"\x03scm\x18\x04 \x03(\v2\x16.gockpt.criu.scm_entryR\x03scmJ\x06\b\x80\x01\x10\x81\x01B#Z!github.com/gockpt/gockpt/proto;pb"
 
 var (
 	file_proto_sk_packet_proto_rawDescOnce sync.Once

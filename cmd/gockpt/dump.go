@@ -46,6 +46,7 @@ it running as it was.`,
 				LeaveStopped:  opts.LeaveStopped,
 				Timeout:       time.Duration(opts.Timeout) * time.Second,
 				GhostLimit:    opts.GhostLimit,
+				ExtUnixSk:     opts.ExtUnixSk,
 				WatchdogArgs:  watchdogArgs(),
 				TrackMem:      opts.TrackMem,
 				PrevImagesDir: opts.PrevImagesDir,
@@ -76,6 +77,7 @@ it running as it was.`,
 	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if a task does not stop within this many seconds or the tree stays frozen longer (0: no limit on the freeze; stopping still gives up after 10)")
 	f.Int64Var(&opts.GhostLimit, "ghost-limit", files.DefaultGhostLimit, "largest deleted-but-open file whose content is saved, in bytes")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the dump statistics (as the stats-dump image holds them)")
+	addExtUnixSkFlag(cmd, opts)
 	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd
@@ -121,4 +123,10 @@ func printDumpStats(cmd *cobra.Command, st *dump.Stats) {
 	fmt.Fprintf(w, "Memory pages skipped from parent: %d (0x%x)\n", st.PagesSkippedParent, st.PagesSkippedParent)
 	fmt.Fprintf(w, "Memory pages written: %d (0x%x)\n", st.PagesWritten, st.PagesWritten)
 	fmt.Fprintf(w, "Lazy memory pages: 0 (0x0)\n")
+}
+
+// addExtUnixSkFlag registers --ext-unix-sk, which dump and restore share.
+func addExtUnixSkFlag(cmd *cobra.Command, opts *config.Options) {
+	cmd.Flags().BoolVarP(&opts.ExtUnixSk, "ext-unix-sk", "x", false,
+		"keep dgram unix sockets connected to a socket outside the tree, and connect them to its name again at restore (it must exist then)")
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +89,96 @@ func TestDumpRestoreCLI(t *testing.T) {
 	if !strings.HasSuffix(errOut.String(), fmt.Sprintf("(see %s/restore.log)\n", missing)) || strings.Count(errOut.String(), "Error:") != 1 {
 		t.Fatalf("stderr %q", errOut.String())
 	}
+}
+
+// TestExtUnixSk: a dgram socket connected to a server outside the tree is
+// refused without --ext-unix-sk, dumped with it, refused by a restore
+// without it (leaving nothing behind), and connected to the server's name
+// again by a restore with it: the restored task's next datagram reaches
+// the server.
+func TestExtUnixSk(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/dgclient.c")
+	dir := t.TempDir()
+	srvPath := filepath.Join(dir, "srv.sock")
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: srvPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	p := testproc.Start(t, bin, dir, srvPath)
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	recv := func(want string) {
+		t.Helper()
+		buf := make([]byte, 64)
+		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := srv.ReadFromUnix(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("server got %q (%v), want %q", buf[:n], err, want)
+		}
+	}
+	recv("before")
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs}, &out, &errOut); code != 1 {
+		t.Fatalf("dump without --ext-unix-sk exit %d: %s", code, errOut.String())
+	}
+	var srvFd int
+	if rc, err := srv.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { srvFd = int(fd) })
+	}
+	_, srvIno := socketOf(t, "self", srvFd)
+	_, cliIno := socketOf(t, fmt.Sprint(p.Pid), 3)
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid))
+	wantErr := fmt.Sprintf("Error: task %d (%s) fd 3: unix dgram (unbound) peer %s inode %d (fd %d of task %d (gockpt.test)) outside the dumped tree: gockpt does not dump unix sockets connected outside the dumped tree (CRIU: --ext-unix-sk); dump with --ext-unix-sk to connect it to %s again at restore (it must exist then), or dump the tree that holds the peer too\n",
+		p.Pid, strings.TrimSpace(string(comm)), srvPath, srvIno, srvFd, os.Getpid(), srvPath)
+	if !strings.HasPrefix(errOut.String(), wantErr) {
+		t.Fatalf("stderr\n %q\nwant\n %q", errOut.String(), wantErr)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs, "--ext-unix-sk"}, &out, &errOut); code != 0 {
+		t.Fatalf("dump --ext-unix-sk exit %d: %s", code, errOut.String())
+	}
+	p.Cmd.Wait()
+	for i := 0; i < 500 && testproc.Alive(p.Pid); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), fmt.Sprintf("unix dgram (unbound) (inode %d): its peer %s is outside the tree: restore with --ext-unix-sk to connect it by name", cliIno, srvPath)) {
+		t.Fatalf("restore without --ext-unix-sk exit %d: %s", code, errOut.String())
+	}
+	if testproc.Alive(p.Pid) {
+		t.Fatalf("a refused restore left task %d behind", p.Pid)
+	}
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d", "--ext-unix-sk"}, &out, &errOut); code != 0 {
+		t.Fatalf("restore --ext-unix-sk exit %d: %s", code, errOut.String())
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	recv("after")
+}
+
+// socketOf is fd of process pid ("self" for this one), a socket, and the
+// socket's inode.
+func socketOf(t *testing.T, pid string, fd int) (int, uint64) {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc/" + pid + "/fd")
+	best, ino := -1, uint64(0)
+	for _, e := range ents {
+		n, _ := strconv.Atoi(e.Name())
+		l, _ := os.Readlink("/proc/" + pid + "/fd/" + e.Name())
+		var i uint64
+		if _, err := fmt.Sscanf(l, "socket:[%d]", &i); err != nil || fd >= 0 && n != fd {
+			continue
+		}
+		if best < 0 || n < best {
+			best, ino = n, i
+		}
+	}
+	if best < 0 {
+		t.Fatalf("process %s holds no socket at fd %d", pid, fd)
+	}
+	return best, ino
 }

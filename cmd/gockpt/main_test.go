@@ -38,7 +38,7 @@ func TestUsageErrors(t *testing.T) {
 			"Error: unknown flag: --leave\n\nDid you mean this?\n\t--leave-running\n\t--leave-stopped\n\n" + help("dump")},
 		{[]string{"dump", "--t", "1", "-D", imgs}, "Error: unknown flag: --t\n\nDid you mean this?\n\t-t\n\n" + help("dump")},
 		{[]string{"dump", "-t", "1", "-D", imgs, "--frobnicate"}, "Error: unknown flag: --frobnicate\n" + help("dump")},
-		{[]string{"dump", "-t", "1", "-D", imgs, "-x"}, "Error: unknown shorthand flag: 'x' in -x\n" + help("dump")},
+		{[]string{"dump", "-t", "1", "-D", imgs, "-y"}, "Error: unknown shorthand flag: 'y' in -y\n" + help("dump")},
 		{[]string{"restore", "-D", imgs, "--pidfil", "p"}, "Error: unknown flag: --pidfil\n\nDid you mean this?\n\t--pidfile\n\n" + help("restore")},
 		{[]string{"check", "--al"}, "Error: unknown flag: --al\n\nDid you mean this?\n\t--all\n\n" + help("check")},
 		{[]string{"dump", "-t", "abc", "-D", imgs}, "Error: invalid value \"abc\" for -t/--tree: want a whole number\n" + help("dump")},

@@ -30,6 +30,7 @@ restore leaves nothing running and the images unchanged.`,
 				LeaveStopped: opts.LeaveStopped,
 				PidFile:      opts.PidFile,
 				UseNsLastPid: opts.UseNsLastPid,
+				ExtUnixSk:    opts.ExtUnixSk,
 				Progress:     bar.Sink(),
 			})
 			bar.Finish()
@@ -57,6 +58,7 @@ restore leaves nothing running and the images unchanged.`,
 	f.BoolVarP(&opts.LeaveStopped, "leave-stopped", "s", false, "leave the restored tree stopped (SIGSTOP)")
 	f.BoolVar(&opts.UseNsLastPid, "use-ns-last-pid", false, "place PIDs through /proc/sys/kernel/ns_last_pid instead of clone3 set_tid")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the restore statistics")
+	addExtUnixSkFlag(cmd, opts)
 	return cmd
 }
 

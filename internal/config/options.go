@@ -38,6 +38,9 @@ type Options struct {
 	Timeout      int // seconds; 0 means no limit
 	GhostLimit   int64
 	DisplayStats bool
+	// ExtUnixSk: dgram unix sockets whose peer is outside the tree are
+	// kept and reconnected by name (dump and restore, CRIU's -x).
+	ExtUnixSk bool
 	// pre-dump and incremental dump
 	TrackMem        bool
 	PrevImagesDir   string

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gockpt/gockpt/internal/ptrace"
 	"github.com/gockpt/gockpt/internal/testproc"
 )
@@ -71,6 +73,19 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	dgPath := filepath.Join(sockDir, "dg.sock")
+	dg, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: dgPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dg.Close()
+	var dgIno uint64
+	if f, err := dg.File(); err == nil {
+		var st syscall.Stat_t
+		syscall.Fstat(int(f.Fd()), &st)
+		dgIno = st.Ino
+		f.Close()
+	}
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -89,23 +104,32 @@ func TestRefusals(t *testing.T) {
 	}
 	const closeIt = "close it before dumping"
 	cases := []tc{
-		{"unix-pair", nil, func(h *holder) string {
-			return who(h, "fd 3") + fmt.Sprintf("unix dgram (unbound) peer fd 4 of task %d: gockpt does not dump unix sockets; close the socket before dumping", h.Pid)
-		}},
-		{"unix-abstract", nil, func(h *holder) string {
-			return who(h, "fd 3") + fmt.Sprintf("unix seqpacket @gockpt-test-%d listening: gockpt does not dump unix sockets; close the socket before dumping", h.Pid)
-		}},
-		{"unix-path-conn", nil, func(h *holder) string {
-			return who(h, "fd 4") + fmt.Sprintf("unix stream (unbound) peer fd 5 of task %d: gockpt does not dump unix sockets; close the socket before dumping", h.Pid)
-		}},
 		{"unix-ext", []string{extPath}, func(h *holder) string {
 			c := <-accepted
 			t.Cleanup(func() { c.Close() })
 			f, _ := c.(*net.UnixConn).File()
-			defer f.Close()
 			var st syscall.Stat_t
 			syscall.Fstat(int(f.Fd()), &st)
-			return who(h, "fd 3") + fmt.Sprintf("unix stream (unbound) peer %s (inode %d) outside the dumped tree: gockpt does not dump unix sockets (CRIU: --ext-unix-sk); close the socket before dumping", extPath, st.Ino)
+			f.Close()
+			return who(h, "fd 3") + fmt.Sprintf("unix stream (unbound) peer %s inode %d (fd %d of task %d (%s)) outside the dumped tree: gockpt does not dump unix sockets connected outside the dumped tree; dump the tree that holds the peer too, or close the connection before dumping (one end of a connection cannot be restored without the other)",
+				extPath, st.Ino, ownSocketFd(t, st.Ino), os.Getpid(), comm(os.Getpid()))
+		}},
+		{"unix-dgram-ext", []string{dgPath}, func(h *holder) string {
+			return who(h, "fd 3") + fmt.Sprintf("unix dgram (unbound) peer %s inode %d (fd %d of task %d (%s)) outside the dumped tree: gockpt does not dump unix sockets connected outside the dumped tree (CRIU: --ext-unix-sk); dump with --ext-unix-sk to connect it to %s again at restore (it must exist then), or dump the tree that holds the peer too",
+				dgPath, dgIno, ownSocketFd(t, dgIno), os.Getpid(), comm(os.Getpid()), dgPath)
+		}},
+		{"unix-listen", nil, func(h *holder) string {
+			c, err := net.Dial("unix", filepath.Join(h.dir, "listen"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			f, _ := c.(*net.UnixConn).File()
+			var st syscall.Stat_t
+			syscall.Fstat(int(f.Fd()), &st)
+			f.Close()
+			return who(h, "fd 3") + fmt.Sprintf("unix stream %s/listen listening: a connection from socket inode %d (fd %d of task %d (%s)), outside the dumped tree, waits in its backlog: gockpt does not dump unix connections waiting in a backlog that restore cannot make again; let the listener accept the connection, or dump the client's tree too, before dumping",
+				h.dir, st.Ino, ownSocketFd(t, st.Ino), os.Getpid(), comm(os.Getpid()))
 		}},
 		{"tcp-listen", nil, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s listening: gockpt does not dump TCP sockets; close the socket before dumping (stop listening, or end the connection)", h.info["port"])
@@ -120,7 +144,7 @@ func TestRefusals(t *testing.T) {
 			return who(h, "fd 3") + fmt.Sprintf("UDP 127.0.0.1:%s: gockpt does not dump UDP sockets; close the socket before dumping", h.info["port"])
 		}},
 		{"netlink", nil, func(h *holder) string {
-			return who(h, "fd 3") + "netlink socket (NETLINK_ROUTE): gockpt does not dump netlink, packet and raw sockets; close the socket before dumping"
+			return who(h, "fd 3") + "netlink socket (NETLINK_ROUTE): messages are queued to it (" + h.info["queued"] + " bytes of its receive buffer): gockpt does not dump messages queued to netlink sockets; let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)"
 		}},
 		{"memfd", nil, func(h *holder) string {
 			return who(h, "fd 3") + "memfd:cache: gockpt does not dump memfd files; close the memfd and unmap it before dumping"
@@ -215,6 +239,25 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// ownSocketFd is the lowest fd of this process on socket inode ino, as
+// refusals name the holder of a socket outside the tree.
+func ownSocketFd(t *testing.T, ino uint64) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc/self/fd")
+	best := -1
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == fmt.Sprintf("socket:[%d]", ino) {
+			if n, _ := strconv.Atoi(e.Name()); best < 0 || n < best {
+				best = n
+			}
+		}
+	}
+	if best < 0 {
+		t.Fatalf("no fd of this process holds socket inode %d", ino)
+	}
+	return best
+}
+
 // expectUntouched: a refused dump leaves the task alive, untraced, with the
 // same memory areas.
 func expectUntouched(t *testing.T, pid int, mapsBefore []byte) {
@@ -305,5 +348,43 @@ func TestRefusedDeletedPaths(t *testing.T) {
 		if !testproc.Alive(c.pid) {
 			t.Errorf("task %d died after a refused dump", c.pid)
 		}
+	}
+}
+
+// TestUnixQueueRefusals: a unix queue holding fds in flight or credentials
+// is refused once the tree is frozen (only then can the queue be read
+// without a race); the task runs on with its queue and peek offset as they
+// were.
+func TestUnixQueueRefusals(t *testing.T) {
+	for _, c := range []struct{ kind, want string }{
+		{"unix-scm", "unix dgram (unbound): a message queued to it carries 1 fd(s) in flight (SCM_RIGHTS): gockpt does not dump fds in flight (SCM_RIGHTS) and credentials queued in unix sockets; let the task read its queue before dumping"},
+		{"unix-creds", "unix dgram (unbound): a message queued to it carries the sender's credentials (SO_PASSCRED on the receiver): gockpt does not dump fds in flight (SCM_RIGHTS) and credentials queued in unix sockets; let the task read its queue, or turn SO_PASSCRED off, before dumping"},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			h := startHolder(t, c.kind)
+			want := fmt.Sprintf("task %d (%s) fd 3: %s", h.Pid, comm(h.Pid), c.want)
+			mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", h.Pid))
+			_, err := Run(Options{Pid: h.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n %v\nwant\n %s", err, want)
+			}
+			expectUntouched(t, h.Pid, mapsBefore)
+			pfd, err := unix.PidfdOpen(h.Pid, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(pfd)
+			sk, err := unix.PidfdGetfd(pfd, 3, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(sk)
+			if off, err := unix.GetsockoptInt(sk, unix.SOL_SOCKET, unix.SO_PEEK_OFF); err != nil || off != -1 {
+				t.Errorf("SO_PEEK_OFF %d (%v) after the refused dump, want -1", off, err)
+			}
+			if n, err := unix.IoctlGetInt(sk, unix.SIOCINQ); err != nil || n != 1 {
+				t.Errorf("queue holds %d bytes (%v) after the refused dump, want the 1-byte message", n, err)
+			}
+		})
 	}
 }

@@ -32,11 +32,20 @@ type Checker struct {
 	// socket ("peer fd 7 of task 1234").
 	Tasks []int
 
-	commMu  sync.Mutex // Comm is asked from several goroutines
-	comms   map[int]string
-	pidfds  map[int]int
-	unixSks map[uint64]*proc.UnixSock
-	sockFds map[uint64]fdRef
+	// ExtUnixSk keeps a dgram unix socket whose peer is outside the tree,
+	// to connect it to the peer's name at restore (--ext-unix-sk).
+	ExtUnixSk bool
+
+	commMu sync.Mutex // Comm is asked from several goroutines
+	comms  map[int]string
+	pidfds map[int]int
+	// unixSks are the unix sockets sock_diag listed, listed again once
+	// when a socket is not among them, and after the tree changes.
+	unixMu       sync.Mutex
+	unixSks      map[uint64]*proc.UnixSock
+	unixRelisted bool
+	sockMu       sync.Mutex
+	sockFds      map[uint64]fdRef
 }
 
 type fdRef struct{ pid, fd int }
@@ -59,7 +68,13 @@ func (c *Checker) SetTasks(tasks []int) {
 	for _, p := range tasks {
 		in[p] = true
 	}
-	c.Tasks, c.InTree, c.sockFds = tasks, func(pid int) bool { return in[pid] }, nil
+	c.Tasks, c.InTree = tasks, func(pid int) bool { return in[pid] }
+	c.sockMu.Lock()
+	c.sockFds = nil
+	c.sockMu.Unlock()
+	c.unixMu.Lock()
+	c.unixSks, c.unixRelisted = nil, false
+	c.unixMu.Unlock()
 }
 
 // Close releases the pidfds the checker opened.
@@ -405,11 +420,8 @@ func sockTypeName(typ int) string {
 
 // describeUnix names a unix socket with its address and the other end.
 func (c *Checker) describeUnix(ino uint64, typ int) (string, string) {
-	if c.unixSks == nil {
-		c.unixSks, _ = proc.UnixSockets()
-	}
 	d := "unix " + sockTypeName(typ)
-	sk := c.unixSks[ino]
+	sk := c.unixSock(ino)
 	if sk == nil {
 		return d, ""
 	}
@@ -428,7 +440,7 @@ func (c *Checker) describeUnix(ino uint64, typ int) (string, string) {
 		return d + fmt.Sprintf(" peer fd %d of task %d", ref.fd, ref.pid), ""
 	}
 	peer := ""
-	if p := c.unixSks[sk.Peer]; p != nil && p.Name != "" {
+	if p := c.unixSock(sk.Peer); p != nil && p.Name != "" {
 		peer = " " + p.Name
 	}
 	return d + fmt.Sprintf(" peer%s (inode %d) outside the dumped tree", peer, sk.Peer), "--ext-unix-sk"
@@ -436,6 +448,8 @@ func (c *Checker) describeUnix(ino uint64, typ int) (string, string) {
 
 // socketFd finds the fd of the tree holding socket inode ino.
 func (c *Checker) socketFd(ino uint64) (fdRef, bool) {
+	c.sockMu.Lock()
+	defer c.sockMu.Unlock()
 	if c.sockFds == nil {
 		c.sockFds = map[uint64]fdRef{}
 		for _, pid := range c.Tasks {

@@ -62,6 +62,8 @@ var kindTable = []func() Kind{
 	newEpollKind,
 	newPipeKind,
 	newFifoKind,
+	newUnixKind,
+	newNetlinkKind,
 	newRegKind, // by path: regular files, directories, devices; last
 }
 

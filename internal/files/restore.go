@@ -22,6 +22,9 @@ type Opener struct {
 	Dir    *images.Dir
 	// InTree tells the tasks and threads of the tree being restored.
 	InTree func(pid int) bool
+	// ExtUnixSk lets a dgram unix socket connect to its peer outside the
+	// tree by name (--ext-unix-sk).
+	ExtUnixSk bool
 
 	kinds *kindSet
 	open  map[uint32]*os.File

@@ -249,6 +249,7 @@ const (
 	StatsDumpFile  = "stats-dump"
 	PipesDataFile  = "pipes-data.img"
 	FifoDataFile   = "fifo-data.img"
+	SkQueuesFile   = "sk-queues.img"
 	RemapFpathFile = "remap-fpath.img"
 )
 

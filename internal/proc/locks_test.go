@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 const procLocks = `1: POSIX  ADVISORY  WRITE 1234 00:1f:5678 2 5
@@ -92,6 +94,23 @@ func TestParseUnixDiag(t *testing.T) {
 	}
 	if _, ok := ParseUnixDiag([]byte{1, 2, 3}); ok {
 		t.Fatal("short message parsed")
+	}
+	// A listener with two clients waiting, its socket file (kernel dev_t
+	// 8:3 is 0x800003), backlog numbers and a shutdown mask.
+	u32s := func(v ...uint32) []byte {
+		b := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.NativeEndian.PutUint32(b[4*i:], x)
+		}
+		return b
+	}
+	s, ok = ParseUnixDiag(unixDiagMsg(9, 1, 10, rtattr(unixDiagName, []byte("/run/l.sock\x00")),
+		rtattr(unixDiagVFS, u32s(4242, 8<<20|3)), rtattr(unixDiagIcons, u32s(11, 0)),
+		rtattr(unixDiagRqlen, u32s(2, 7)), rtattr(unixDiagShutdown, []byte{3})))
+	if !ok || s.Name != "/run/l.sock" || string(s.RawName) != "/run/l.sock\x00" || !s.HasVFS || s.VFSIno != 4242 ||
+		s.VFSDev != unix.Mkdev(8, 3) || len(s.Icons) != 2 || s.Icons[0] != 11 || s.Icons[1] != 0 ||
+		s.RQueue != 2 || s.WQueue != 7 || s.Shutdown != 3 {
+		t.Fatalf("%+v", s)
 	}
 }
 

@@ -12,9 +12,16 @@ import (
 const (
 	sockDiagByFamily = 20
 	udiagShowName    = 0x01
+	udiagShowVFS     = 0x02
 	udiagShowPeer    = 0x04
+	udiagShowIcons   = 0x08
+	udiagShowRqlen   = 0x10
 	unixDiagName     = 0
+	unixDiagVFS      = 1
 	unixDiagPeer     = 2
+	unixDiagIcons    = 3
+	unixDiagRqlen    = 4
+	unixDiagShutdown = 6
 )
 
 // SockDiag sends one SOCK_DIAG_BY_FAMILY request (req is the family's
@@ -94,8 +101,26 @@ type UnixSock struct {
 	// Name is the bound address: a path, "@name" for an abstract one, ""
 	// when unbound.
 	Name string
-	// Peer is the inode of the socket at the other end, 0 if none.
+	// RawName is the address as the kernel holds it: an abstract name
+	// starts with a NUL and may hold more.
+	RawName []byte
+	// Peer is the inode of the socket at the other end, 0 if none (also
+	// for a connection a listener has not accepted yet: its other end has
+	// no inode).
 	Peer uint64
+	// VFSDev and VFSIno are the socket file a path name made (st_dev as
+	// stat(2) gives it); an accepted socket shares its listener's.
+	VFSDev, VFSIno uint64
+	HasVFS         bool
+	// Icons are, for a listener, the inodes of the clients whose
+	// connections wait in its backlog (0: a client already closed).
+	Icons []uint64
+	// RQueue and WQueue: for a listener, the connections waiting and the
+	// backlog; otherwise the bytes queued to read and the bytes sent not
+	// yet read by the other end.
+	RQueue, WQueue uint32
+	// Shutdown is the shutdown mask: 1 no more reads, 2 no more writes.
+	Shutdown uint8
 }
 
 // UnixSockets lists the unix sockets of this network namespace by inode.
@@ -104,7 +129,7 @@ func UnixSockets() (map[uint64]*UnixSock, error) {
 	req := make([]byte, 24) // struct unix_diag_req
 	req[0] = unix.AF_UNIX
 	ne.PutUint32(req[4:], ^uint32(0)) // every state
-	ne.PutUint32(req[12:], udiagShowName|udiagShowPeer)
+	ne.PutUint32(req[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRqlen)
 	ne.PutUint32(req[16:], ^uint32(0))
 	ne.PutUint32(req[20:], ^uint32(0))
 	out := map[uint64]*UnixSock{}
@@ -131,6 +156,7 @@ func ParseUnixDiag(p []byte) (*UnixSock, bool) {
 		v := a[4:l]
 		switch ne.Uint16(a[2:]) {
 		case unixDiagName:
+			s.RawName = append([]byte(nil), v...)
 			if len(v) > 0 && v[0] == 0 {
 				s.Name = "@" + string(v[1:])
 			} else {
@@ -140,6 +166,24 @@ func ParseUnixDiag(p []byte) (*UnixSock, bool) {
 			if len(v) >= 4 {
 				s.Peer = uint64(ne.Uint32(v))
 			}
+		case unixDiagVFS:
+			if len(v) >= 8 {
+				s.VFSIno = uint64(ne.Uint32(v))
+				s.VFSDev = userDev(ne.Uint32(v[4:]))
+				s.HasVFS = true
+			}
+		case unixDiagIcons:
+			for i := 0; i+4 <= len(v); i += 4 {
+				s.Icons = append(s.Icons, uint64(ne.Uint32(v[i:])))
+			}
+		case unixDiagRqlen:
+			if len(v) >= 8 {
+				s.RQueue, s.WQueue = ne.Uint32(v), ne.Uint32(v[4:])
+			}
+		case unixDiagShutdown:
+			if len(v) >= 1 {
+				s.Shutdown = v[0]
+			}
 		}
 		l = (l + 3) &^ 3
 		if l > len(a) {
@@ -148,6 +192,12 @@ func ParseUnixDiag(p []byte) (*UnixSock, bool) {
 		a = a[l:]
 	}
 	return s, true
+}
+
+// userDev turns a kernel-internal dev_t (major<<20 | minor) into the one
+// stat(2) gives.
+func userDev(k uint32) uint64 {
+	return unix.Mkdev(k>>20, k&0xfffff)
 }
 
 func trimNul(b []byte) []byte {

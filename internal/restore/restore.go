@@ -30,6 +30,9 @@ type Options struct {
 	// UseNsLastPid places PIDs with the ns_last_pid fallback instead of
 	// clone3 set_tid.
 	UseNsLastPid bool
+	// ExtUnixSk connects dgram unix sockets to their peer outside the
+	// tree by name (--ext-unix-sk).
+	ExtUnixSk bool
 	// Trace, when set, hears the steps whose order matters (label set,
 	// thread created), for tests.
 	Trace func(event string)
@@ -134,6 +137,7 @@ func Run(o Options) (*Result, error) {
 	}
 	defer rs.opener.Close()
 	rs.opener.InTree = plan.inTree()
+	rs.opener.ExtUnixSk = o.ExtUnixSk
 	// gockpt holds a copy of every file until the end: its fd table grows
 	// once, to hold them all.
 	nfds := 0

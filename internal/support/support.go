@@ -28,7 +28,21 @@ const (
 	Pidfds         Kind = "pidfds"
 	UTSNamespace   Kind = "uts-namespaces"
 
-	UnixSockets    Kind = "unix-sockets"
+	UnixSockets Kind = "unix-sockets"
+	// UnixExternal: a unix socket whose peer is outside the tree.
+	UnixExternal Kind = "unix-sockets-external"
+	// UnixPending: a connection waiting in a listener's backlog that
+	// restore could not make again.
+	UnixPending Kind = "unix-pending-connections"
+	// UnixQueueExtras: fds in flight or credentials in a unix queue.
+	UnixQueueExtras Kind = "unix-queue-fds-creds"
+	// UnixOddState: a unix socket restore cannot rebuild (bound to a
+	// relative path, connected to a socket that is gone).
+	UnixOddState Kind = "unix-sockets-unreachable"
+	// NetlinkSockets are dumped; NetlinkQueues, messages queued to one,
+	// are not.
+	NetlinkSockets Kind = "netlink-sockets"
+	NetlinkQueues  Kind = "netlink-queues"
 	TCPSockets     Kind = "tcp-sockets"
 	UDPSockets     Kind = "udp-sockets"
 	OtherSockets   Kind = "other-sockets"
@@ -115,11 +129,17 @@ var Objects = []Object{
 	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
+	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
+	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
 
-	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
+	{UnixExternal, "unix sockets connected outside the dumped tree", false, "dump the tree that holds the peer too, or close the socket before dumping", "--ext-unix-sk"},
+	{UnixPending, "unix connections waiting in a backlog that restore cannot make again", false, "let the listener accept the connection before dumping", ""},
+	{UnixQueueExtras, "fds in flight (SCM_RIGHTS) and credentials queued in unix sockets", false, "let the task read its queue before dumping", ""},
+	{UnixOddState, "unix sockets bound to relative paths or connected to sockets that are gone", false, "close the socket before dumping", ""},
 	{TCPSockets, "TCP sockets", false, "close the socket before dumping (stop listening, or end the connection)", "--tcp-established"},
 	{UDPSockets, "UDP sockets", false, "close the socket before dumping", ""},
-	{OtherSockets, "netlink, packet and raw sockets", false, "close the socket before dumping", ""},
+	{OtherSockets, "packet and raw sockets", false, "close the socket before dumping", ""},
+	{NetlinkQueues, "messages queued to netlink sockets", false, "let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)", ""},
 	{Terminals, "terminals", false, "start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)", "--shell-job"},
 	{FileLocks, "file locks", false, "release the lock before dumping", "--file-locks"},
 	{Leases, "file leases", false, "release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping", "--file-locks"},

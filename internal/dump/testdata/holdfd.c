@@ -3,7 +3,8 @@
  * sleeps. The first fd it opens is 3.
  * Usage: holdfd DIR KIND [ARG]
  * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
- *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
+ *   unix-pair unix-abstract unix-path-conn unix-ext PATH unix-dgram-ext PATH
+ *   unix-listen unix-scm unix-creds tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
  *   deleted-map
@@ -13,10 +14,13 @@
 #include <fcntl.h>
 #include <linux/aio_abi.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +119,39 @@ int main(int argc, char **argv) {
 		snprintf(a.sun_path, sizeof a.sun_path, "%s", argv[3]);
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&a, sizeof a)) return 3;
+	} else if (!strcmp(k, "unix-dgram-ext")) {
+		/* a dgram socket connected to argv[3], outside the tree */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof a.sun_path, "%s", argv[3]);
+		fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof a)) return 3;
+	} else if (!strcmp(k, "unix-listen")) {
+		/* a stream listener at DIR/listen, for clients outside */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof a.sun_path, "%s/listen", argv[1]);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 4)) return 3;
+	} else if (!strcmp(k, "unix-scm") || !strcmp(k, "unix-creds")) {
+		/* a dgram socketpair (3, 4); 4 sent 3 a message with an fd in
+		 * flight, or with SO_PASSCRED on 3, one with credentials */
+		int sv[2], one = 1;
+		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv)) return 3;
+		char buf[CMSG_SPACE(sizeof(int))] = {0};
+		struct iovec iov = {.iov_base = "m", .iov_len = 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (!strcmp(k, "unix-scm")) {
+			m.msg_control = buf;
+			m.msg_controllen = sizeof buf;
+			struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+		} else if (setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one)) {
+			return 3;
+		}
+		if (sendmsg(sv[1], &m, 0) != 1) return 3;
+		fd = sv[0];
 	} else if (!strcmp(k, "tcp-listen")) {
 		fd = tcp_listener(AF_INET, "127.0.0.1");
 		if (fd >= 0) fprintf(out = fopen(path, "w"), "port %d\n", port_of(fd));
@@ -139,7 +176,21 @@ int main(int argc, char **argv) {
 		if (bind(fd, (struct sockaddr *)&a, sizeof a)) return 3;
 		fprintf(out = fopen(path, "w"), "port %d\n", port_of(fd));
 	} else if (!strcmp(k, "netlink")) {
+		/* a route socket with the kernel's answer to a link dump
+		 * queued, unread */
+		struct { struct nlmsghdr h; struct rtgenmsg g; } req = {
+			.h = {.nlmsg_len = sizeof req, .nlmsg_type = RTM_GETLINK, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1},
+			.g = {.rtgen_family = AF_UNSPEC},
+		};
 		fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+		if (send(fd, &req, sizeof req, 0) != sizeof req) return 3;
+		uint32_t mi[SK_MEMINFO_VARS] = {0};
+		for (int i = 0; i < 10000 && !mi[SK_MEMINFO_RMEM_ALLOC]; i++) {
+			socklen_t l = sizeof mi;
+			if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &l)) return 3;
+			if (!mi[SK_MEMINFO_RMEM_ALLOC]) usleep(1000);
+		}
+		fprintf(out = fopen(path, "w"), "queued %u\n", mi[SK_MEMINFO_RMEM_ALLOC]);
 	} else if (!strcmp(k, "memfd")) {
 		fd = memfd_create("cache", 0);
 	} else if (!strcmp(k, "memfd-map")) {
