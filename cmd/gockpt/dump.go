@@ -47,6 +47,7 @@ it running as it was.`,
 				Timeout:       time.Duration(opts.Timeout) * time.Second,
 				GhostLimit:    opts.GhostLimit,
 				ExtUnixSk:     opts.ExtUnixSk,
+				ShellJob:      opts.ShellJob,
 				WatchdogArgs:  watchdogArgs(),
 				TrackMem:      opts.TrackMem,
 				PrevImagesDir: opts.PrevImagesDir,
@@ -125,8 +126,11 @@ func printDumpStats(cmd *cobra.Command, st *dump.Stats) {
 	fmt.Fprintf(w, "Lazy memory pages: 0 (0x0)\n")
 }
 
-// addExtUnixSkFlag registers --ext-unix-sk, which dump and restore share.
+// addExtUnixSkFlag registers --ext-unix-sk and --shell-job, which dump
+// and restore share.
 func addExtUnixSkFlag(cmd *cobra.Command, opts *config.Options) {
 	cmd.Flags().BoolVarP(&opts.ExtUnixSk, "ext-unix-sk", "x", false,
 		"keep dgram unix sockets connected to a socket outside the tree, and connect them to its name again at restore (it must exist then)")
+	cmd.Flags().BoolVarP(&opts.ShellJob, "shell-job", "j", false,
+		"the tree is a job started from a shell: dump keeps its terminal, and restore puts it in restore's session, on the terminal restore runs on")
 }

@@ -9,9 +9,10 @@ import (
 
 // TestMain lets the test binary stand in for gockpt where gockpt runs
 // itself: dump starts its parasite watchdog, and pre-dump its memory
-// keeper, as os.Executable().
+// keeper, as os.Executable(); with GOCKPT_TEST_AS_GOCKPT=1 it is gockpt
+// (a test's shell runs it).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == watchdogCmd || os.Args[1] == keeperCmd) {
+	if len(os.Args) > 1 && (os.Args[1] == watchdogCmd || os.Args[1] == keeperCmd || os.Getenv("GOCKPT_TEST_AS_GOCKPT") == "1") {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

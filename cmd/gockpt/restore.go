@@ -31,6 +31,7 @@ restore leaves nothing running and the images unchanged.`,
 				PidFile:      opts.PidFile,
 				UseNsLastPid: opts.UseNsLastPid,
 				ExtUnixSk:    opts.ExtUnixSk,
+				ShellJob:     opts.ShellJob,
 				Progress:     bar.Sink(),
 			})
 			bar.Finish()

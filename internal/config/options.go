@@ -41,6 +41,9 @@ type Options struct {
 	// ExtUnixSk: dgram unix sockets whose peer is outside the tree are
 	// kept and reconnected by name (dump and restore, CRIU's -x).
 	ExtUnixSk bool
+	// ShellJob: the tree is a job of a shell, in a session led outside it
+	// on the shell's terminal; restore puts it on its own terminal (-j).
+	ShellJob bool
 	// pre-dump and incremental dump
 	TrackMem        bool
 	PrevImagesDir   string

@@ -46,6 +46,8 @@ type Options struct {
 	// ExtUnixSk keeps dgram unix sockets whose peer is outside the tree
 	// (--ext-unix-sk).
 	ExtUnixSk bool
+	// ShellJob keeps the terminal of a shell job (--shell-job).
+	ShellJob bool
 	// PageReader chooses how memory is read (default: by the parasite).
 	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
@@ -186,7 +188,7 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 		return nil, err
 	}
 	checker := files.NewChecker(o.GhostLimit, treePids(o.Pid))
-	checker.ExtUnixSk = o.ExtUnixSk
+	checker.ExtUnixSk, checker.ShellJob = o.ExtUnixSk, o.ShellJob
 	if err := inspect(checker, preDump); err != nil {
 		checker.Close()
 		return nil, err

@@ -104,8 +104,17 @@ func taskRefusals(c *files.Checker, pid int, st *proc.Stat, frozen bool) error {
 			Object: fmt.Sprintf("process group %d, whose leader (PID %d) is no longer in the tree", st.Pgrp, st.Pgrp)}
 	}
 	if st.TTYNr != 0 {
-		return &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
+		r := &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
 			Object: fmt.Sprintf("controlling terminal %s", ttyName(int(st.TTYNr)))}
+		switch {
+		case c.InTree(st.Session):
+			r.Detail = fmt.Sprintf("the terminal of session %d, which the tree leads: gockpt keeps only a shell job's terminal, not pseudo-terminals inside the tree", st.Session)
+			return r
+		case !c.ShellJob:
+			r.Detail = "attached to shell terminal: use --shell-job"
+			r.Advice = "dump with --shell-job, and restore with --shell-job on a terminal; or start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)"
+			return r
+		}
 	}
 	// A deleted working directory or root is kept as a ghost directory,
 	// as CRIU keeps it; a deleted executable is not.

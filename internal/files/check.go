@@ -35,6 +35,8 @@ type Checker struct {
 	// ExtUnixSk keeps a dgram unix socket whose peer is outside the tree,
 	// to connect it to the peer's name at restore (--ext-unix-sk).
 	ExtUnixSk bool
+	// ShellJob keeps a shell job's terminal (--shell-job).
+	ShellJob bool
 
 	commMu sync.Mutex // Comm is asked from several goroutines
 	comms  map[int]string
@@ -46,6 +48,9 @@ type Checker struct {
 	unixRelisted bool
 	sockMu       sync.Mutex
 	sockFds      map[uint64]fdRef
+	// shellTTY is the first shell-job terminal seen.
+	ttyMu    sync.Mutex
+	shellTTY uint64
 }
 
 type fdRef struct{ pid, fd int }

@@ -64,6 +64,7 @@ var kindTable = []func() Kind{
 	newFifoKind,
 	newUnixKind,
 	newNetlinkKind,
+	newTTYKind,
 	newRegKind, // by path: regular files, directories, devices; last
 }
 

@@ -40,8 +40,8 @@ func TestKindMatch(t *testing.T) {
 		{"/etc/passwd", st(unix.S_IFREG, 0), unix.O_RDONLY, pb.FdTypes_REG},
 		{"/tmp", st(unix.S_IFDIR, 0), unix.O_RDONLY | unix.O_DIRECTORY, pb.FdTypes_REG},
 		{"/dev/null", st(unix.S_IFCHR, unix.Mkdev(1, 3)), unix.O_RDWR, pb.FdTypes_REG},
-		{"/dev/pts/3", st(unix.S_IFCHR, unix.Mkdev(136, 3)), unix.O_RDWR, 0},
-		{"/dev/tty", st(unix.S_IFCHR, unix.Mkdev(5, 0)), unix.O_RDWR, 0},
+		{"/dev/pts/3", st(unix.S_IFCHR, unix.Mkdev(136, 3)), unix.O_RDWR, pb.FdTypes_TTY},
+		{"/dev/tty", st(unix.S_IFCHR, unix.Mkdev(5, 0)), unix.O_RDWR, pb.FdTypes_TTY},
 		{"/dev/pts/3", st(unix.S_IFCHR, unix.Mkdev(136, 3)), unix.O_PATH, pb.FdTypes_REG},
 		{"/run/f.fifo", st(unix.S_IFIFO, 0), unix.O_RDONLY, pb.FdTypes_FIFO},
 		{"/run/f.fifo", st(unix.S_IFIFO, 0), unix.O_PATH, pb.FdTypes_REG},
@@ -54,7 +54,7 @@ func TestKindMatch(t *testing.T) {
 		{"anon_inode:[pidfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_PIDFD},
 		{"pidfd:[1]", st(unix.S_IFREG, 0), unix.O_RDWR, pb.FdTypes_PIDFD},
 		{"anon_inode:[timerfd]", st(0, 0), unix.O_RDWR, 0},
-		{"socket:[99]", st(unix.S_IFSOCK, 0), unix.O_RDWR, 0},
+		{"socket:[99]", st(unix.S_IFSOCK, 0), unix.O_RDWR, 0}, // no such socket: no protocol name
 	} {
 		s := &fdState{target: c.target, st: c.st, info: &proc.Fdinfo{Flags: c.flags}}
 		k := stateless.match(s)

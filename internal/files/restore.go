@@ -25,6 +25,9 @@ type Opener struct {
 	// ExtUnixSk lets a dgram unix socket connect to its peer outside the
 	// tree by name (--ext-unix-sk).
 	ExtUnixSk bool
+	// ShellJob gives a shell job's terminal fds restore's own terminal
+	// (--shell-job).
+	ShellJob bool
 
 	kinds *kindSet
 	open  map[uint32]*os.File

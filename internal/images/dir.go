@@ -250,6 +250,7 @@ const (
 	PipesDataFile  = "pipes-data.img"
 	FifoDataFile   = "fifo-data.img"
 	SkQueuesFile   = "sk-queues.img"
+	TtyInfoFile    = "tty-info.img"
 	RemapFpathFile = "remap-fpath.img"
 )
 

@@ -33,6 +33,9 @@ type Options struct {
 	// ExtUnixSk connects dgram unix sockets to their peer outside the
 	// tree by name (--ext-unix-sk).
 	ExtUnixSk bool
+	// ShellJob restores a shell job: into restore's session (and process
+	// group, unless the job's root leads its own), on restore's terminal.
+	ShellJob bool
 	// Trace, when set, hears the steps whose order matters (label set,
 	// thread created), for tests.
 	Trace func(event string)
@@ -129,6 +132,11 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.ShellJob {
+		if err := plan.joinShell(); err != nil {
+			return nil, err
+		}
+	}
 	o.Progress = pagesToRestore(o.Progress, plan)
 	begin := time.Now()
 	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, afterFdsDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{}}
@@ -137,7 +145,7 @@ func Run(o Options) (*Result, error) {
 	}
 	defer rs.opener.Close()
 	rs.opener.InTree = plan.inTree()
-	rs.opener.ExtUnixSk = o.ExtUnixSk
+	rs.opener.ExtUnixSk, rs.opener.ShellJob = o.ExtUnixSk, o.ShellJob
 	// gockpt holds a copy of every file until the end: its fd table grows
 	// once, to hold them all.
 	nfds := 0
@@ -269,6 +277,9 @@ func (rs *restorer) run() error {
 			return err
 		}
 		log.Infof("task %d: %d threads, creds and seccomp restored", l.t.Pid, len(l.threads))
+	}
+	if err := rs.shellJobForeground(); err != nil {
+		return err
 	}
 	return rs.finish()
 }

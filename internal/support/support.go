@@ -43,6 +43,8 @@ const (
 	// are not.
 	NetlinkSockets Kind = "netlink-sockets"
 	NetlinkQueues  Kind = "netlink-queues"
+	// ShellJobs: a job of a shell, on the shell's terminal.
+	ShellJobs      Kind = "shell-jobs"
 	TCPSockets     Kind = "tcp-sockets"
 	UDPSockets     Kind = "udp-sockets"
 	OtherSockets   Kind = "other-sockets"
@@ -129,6 +131,7 @@ var Objects = []Object{
 	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
+	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
 	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
 
