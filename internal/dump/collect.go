@@ -47,6 +47,8 @@ type dumper struct {
 	inc *incremental
 	// memJobs write small tasks' pages beside the tracer.
 	memJobs memJobs
+	// shmem are the shared anonymous objects the tree maps, by shmid.
+	shmem map[uint64]*shmemObject
 }
 
 func (d *dumper) checkTimeout() error {
@@ -219,6 +221,7 @@ func (d *dumper) task(t *ptrace.Task, r *taskReads) error {
 	if err != nil {
 		return err
 	}
+	d.addShmem(t.Pid, plans)
 	mm, err := d.mm(t, st, plans)
 	if err != nil {
 		return err

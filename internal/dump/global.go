@@ -215,6 +215,9 @@ func (d *dumper) writeGlobal() error {
 	if err := d.files.WriteImages(d.dir); err != nil {
 		return err
 	}
+	if err := d.writeShmem(); err != nil {
+		return err
+	}
 	for id, e := range d.ids.newUTS {
 		if err := d.dir.WriteOne(images.UtsnsFile(id), images.KindUtsns, e); err != nil {
 			return err

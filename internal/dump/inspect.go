@@ -168,8 +168,10 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		if a.Path == "/anon_hugepage" {
 			r.Object = "shared anonymous hugetlb memory"
 		}
-	case a.Kind == proc.KindAnonShmemNamed || a.Kind != proc.KindFile && a.Shared():
-		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
+	case a.Kind == proc.KindAnonShmemNamed:
+		r.Kind, r.Object = support.SharedAnonNamed, a.Path
+	case a.Kind != proc.KindFile && a.Shared():
+		r.Kind, r.Object = support.SharedAnonNamed, "shared anonymous memory "+a.Path
 	case a.Kind != proc.KindFile:
 		return nil
 	case a.Flags.IO() || a.Flags.PFNMap():
@@ -185,8 +187,8 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		if fd, _, ok := findFd(pid, memfd); ok {
 			r.Object += fmt.Sprintf(" (fd %d)", fd)
 		}
-	case a.Major == 0 && a.Minor == 1 && a.Path == "/dev/zero" && a.Deleted:
-		r.Kind, r.Object = support.SharedAnon, "shared anonymous memory"
+	case sharedAnonArea(a):
+		return nil // one shmem object, however many tasks map it
 	case !a.Deleted:
 		return nil
 	default:

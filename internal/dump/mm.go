@@ -50,6 +50,9 @@ type vmaPlan struct {
 	// aio: an AIO ring, whose pages are dumped whole and never tracked
 	// (the kernel writes them).
 	aio *pb.AioRingEntry
+	// shmem: shared anonymous memory, whose pages are written once per
+	// object (writeShmem), not with the task's.
+	shmem bool
 }
 
 // area is the VMA as dirty trackers see it.
@@ -135,6 +138,14 @@ func collectVMAs(pid int, fd *files.Dumper, areas []proc.SmapsVMA) ([]vmaPlan, e
 			e.Flags = proto.Uint32(flags)
 			e.Status = proto.Uint32(images.VMAAreaAIORing)
 			out = append(out, vmaPlan{entry: e, smaps: a, dumpPages: true, aio: ring})
+			continue
+		}
+		if sharedAnonArea(a) {
+			e.Shmid = proto.Uint64(a.Inode)
+			e.Flags = proto.Uint32(flags | unix.MAP_ANONYMOUS)
+			e.Status = proto.Uint32(status | images.VMAAnonShared)
+			plan.shmem = true
+			out = append(out, plan)
 			continue
 		}
 		kind := a.Kind

@@ -152,9 +152,6 @@ func TestRefusals(t *testing.T) {
 		{"memfd-map", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "memfd:cache (fd 3): gockpt does not dump memfd files; close the memfd and unmap it before dumping"
 		}},
-		{"shared-anon", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "shared anonymous memory: gockpt does not dump shared anonymous memory; map a file (for example in /dev/shm) with MAP_SHARED instead of MAP_SHARED|MAP_ANONYMOUS"
-		}},
 		{"sysv-shm", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + fmt.Sprintf("System V shared memory segment (key 0x00000000, shmid %s): gockpt does not dump System V shared memory; detach the segment (shmdt) before dumping", h.info["shmid"])
 		}},

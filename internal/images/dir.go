@@ -261,6 +261,9 @@ func IDsFile(pid int) string           { return fmt.Sprintf("ids-%d.img", pid) }
 func FSFile(pid int) string            { return fmt.Sprintf("fs-%d.img", pid) }
 func PagemapFile(pid int) string       { return fmt.Sprintf("pagemap-%d.img", pid) }
 func PagesFile(id uint32) string       { return fmt.Sprintf("pages-%d.img", id) }
+
+// ShmemPagemapFile is the pagemap of shared anonymous object shmid.
+func ShmemPagemapFile(shmid uint64) string { return fmt.Sprintf("pagemap-shmem-%d.img", shmid) }
 func FdinfoFile(filesID uint32) string { return fmt.Sprintf("fdinfo-%d.img", filesID) }
 func TimensFile(id uint32) string      { return fmt.Sprintf("timens-%d.img", id) }
 func UtsnsFile(id uint32) string       { return fmt.Sprintf("utsns-%d.img", id) }

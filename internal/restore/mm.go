@@ -47,8 +47,12 @@ func (rs *restorer) restoreMM(l *live) error {
 		return err
 	}
 	fileFds := map[uint32]op{} // file id -> the op that gave the task its fd
+	shmFds := map[uint64]op{}  // shmid -> the same, for shared anonymous memory
 	defer func() {
 		for _, fd := range fileFds {
+			r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
+		}
+		for _, fd := range shmFds {
 			r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
 		}
 	}()
@@ -86,7 +90,22 @@ func (rs *restorer) restoreMM(l *live) error {
 			fd, off = f.res(), v.GetPgoff()
 			flags &^= unix.MAP_ANONYMOUS
 		case st&images.VMAAnonShared != 0:
-			return fmt.Errorf("task %d VMA %#x-%#x: gockpt does not restore shared anonymous memory (an image from another tool): dump the tree with gockpt, which refuses it with what to do", t.Pid, v.GetStart(), v.GetEnd())
+			// One object for every task that maps it: gockpt made it,
+			// the task maps gockpt's file of it.
+			id := v.GetShmid()
+			f, ok := shmFds[id]
+			if !ok {
+				obj, err := rs.shmemFile(id)
+				if err != nil {
+					return fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
+				}
+				if f, err = takeFd(r, int(obj.Fd())); err != nil {
+					return err
+				}
+				shmFds[id] = f
+			}
+			fd, off = f.res(), v.GetPgoff()
+			flags &^= unix.MAP_ANONYMOUS
 		default:
 			flags |= unix.MAP_ANONYMOUS
 		}
@@ -97,7 +116,7 @@ func (rs *restorer) restoreMM(l *live) error {
 		// An area without pages keeps its protection: a private mapping
 		// once writable stays accounted (VmFlags "ac"), and one that
 		// never was, a library's code or read-only data, must not be.
-		if st&images.VMAFileShared == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 && holdsPages(entries, v) {
+		if st&(images.VMAFileShared|images.VMAAnonShared) == 0 && prot&unix.PROT_WRITE == 0 && prot&unix.PROT_EXEC == 0 && holdsPages(entries, v) {
 			prot |= unix.PROT_WRITE
 			writable = append(writable, v)
 		}
@@ -135,7 +154,11 @@ func (rs *restorer) restoreMM(l *live) error {
 	for _, fd := range fileFds {
 		r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
 	}
+	for _, fd := range shmFds {
+		r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
+	}
 	clear(fileFds)
+	clear(shmFds)
 	if err := r.flush(); err != nil {
 		return err
 	}

@@ -92,6 +92,9 @@ type live struct {
 
 type restorer struct {
 	opts   Options
+	// shmem are the shared anonymous objects made, by shmid; closed when
+	// the restore ends (the tasks map them).
+	shmem map[uint64]*os.File
 	plan   *Plan
 	tracer *ptrace.Tracer
 	area   stubArea
@@ -144,6 +147,11 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	defer rs.opener.Close()
+	defer func() {
+		for _, f := range rs.shmem {
+			f.Close()
+		}
+	}()
 	rs.opener.InTree = plan.inTree()
 	rs.opener.ExtUnixSk, rs.opener.ShellJob = o.ExtUnixSk, o.ShellJob
 	// gockpt holds a copy of every file until the end: its fd table grows

@@ -44,32 +44,35 @@ const (
 	NetlinkSockets Kind = "netlink-sockets"
 	NetlinkQueues  Kind = "netlink-queues"
 	// ShellJobs: a job of a shell, on the shell's terminal.
-	ShellJobs      Kind = "shell-jobs"
-	TCPSockets     Kind = "tcp-sockets"
-	UDPSockets     Kind = "udp-sockets"
-	OtherSockets   Kind = "other-sockets"
-	Terminals      Kind = "terminals"
-	FileLocks      Kind = "file-locks"
-	Leases         Kind = "file-leases"
-	SharedAnon     Kind = "shared-anonymous-memory"
-	SysVShm        Kind = "sysv-shared-memory"
-	Memfd          Kind = "memfd"
-	Signalfd       Kind = "signalfd"
-	Timerfd        Kind = "timerfd"
-	Inotify        Kind = "inotify"
-	Fanotify       Kind = "fanotify"
-	Userfaultfd    Kind = "userfaultfd"
-	Pidfd          Kind = "pidfd"
-	IOUring        Kind = "io_uring"
-	BPF            Kind = "bpf"
-	OtherAnonInode Kind = "other-anon-inodes"
-	SpecialFiles   Kind = "special-files"
-	Namespaces     Kind = "other-namespaces"
-	AsyncIO        Kind = "aio"
-	Hugetlb        Kind = "hugetlb"
-	DeviceMaps     Kind = "device-mappings"
-	Uprobes        Kind = "uprobes"
-	SigioOwner     Kind = "sigio-owner-outside"
+	ShellJobs    Kind = "shell-jobs"
+	TCPSockets   Kind = "tcp-sockets"
+	UDPSockets   Kind = "udp-sockets"
+	OtherSockets Kind = "other-sockets"
+	Terminals    Kind = "terminals"
+	FileLocks    Kind = "file-locks"
+	Leases       Kind = "file-leases"
+	SharedAnon   Kind = "shared-anonymous-memory"
+	// SharedAnonNamed: shared anonymous memory named with
+	// PR_SET_VMA_ANON_NAME ([anon_shmem:NAME]).
+	SharedAnonNamed Kind = "named-shared-anonymous-memory"
+	SysVShm         Kind = "sysv-shared-memory"
+	Memfd           Kind = "memfd"
+	Signalfd        Kind = "signalfd"
+	Timerfd         Kind = "timerfd"
+	Inotify         Kind = "inotify"
+	Fanotify        Kind = "fanotify"
+	Userfaultfd     Kind = "userfaultfd"
+	Pidfd           Kind = "pidfd"
+	IOUring         Kind = "io_uring"
+	BPF             Kind = "bpf"
+	OtherAnonInode  Kind = "other-anon-inodes"
+	SpecialFiles    Kind = "special-files"
+	Namespaces      Kind = "other-namespaces"
+	AsyncIO         Kind = "aio"
+	Hugetlb         Kind = "hugetlb"
+	DeviceMaps      Kind = "device-mappings"
+	Uprobes         Kind = "uprobes"
+	SigioOwner      Kind = "sigio-owner-outside"
 	// EpollClosedTargets: an epoll set watching a file the task no
 	// longer has an fd on.
 	EpollClosedTargets Kind = "epoll-closed-targets"
@@ -132,6 +135,7 @@ var Objects = []Object{
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
+	{SharedAnon, "shared anonymous memory", true, "MAP_SHARED|MAP_ANONYMOUS and MAP_SHARED /dev/zero areas: one object across the tasks that map it (a write of one is seen by the others after restore), its pages written once", ""},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
 	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
 
@@ -149,7 +153,7 @@ var Objects = []Object{
 	{SigioOwner, "SIGIO owners outside the tree", false, "point F_SETOWN at a task of the tree, or clear it (F_SETOWN 0), before dumping", ""},
 	{EpollClosedTargets, "epoll sets watching files the task closed", false, "keep an fd on each watched file open in the task holding the epoll set, or remove the file from the set (epoll_ctl EPOLL_CTL_DEL) before closing it", ""},
 	{SharedFdTables, "fd tables shared other than by a parent and its CLONE_FILES children", false, "let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping", ""},
-	{SharedAnon, "shared anonymous memory", false, "map a file (for example in /dev/shm) with MAP_SHARED instead of MAP_SHARED|MAP_ANONYMOUS", ""},
+	{SharedAnonNamed, "named shared anonymous memory ([anon_shmem:NAME])", false, "leave the area unnamed (no PR_SET_VMA_ANON_NAME), or map a file (for example in /dev/shm) with MAP_SHARED instead", ""},
 	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
 	{Memfd, "memfd files", false, "close the memfd and unmap it before dumping", ""},
 	{Hugetlb, "shared hugetlb memory and hugetlbfs files", false, "map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs", ""},

@@ -340,7 +340,13 @@ func (w *Writer) Close() error {
 // WriteEntries writes pagemap-PID.img naming pages-ID.img, for a dump that
 // wrote the page data itself (in entry order, present runs only).
 func WriteEntries(d *images.Dir, pid int, pagesID uint32, entries []Entry) error {
-	pm, err := d.Create(images.PagemapFile(pid), images.KindPagemap)
+	return WriteNamed(d, images.PagemapFile(pid), pagesID, entries)
+}
+
+// WriteNamed writes a pagemap image of another name (a shared memory
+// object's pagemap-shmem-SHMID.img) naming pages-ID.img.
+func WriteNamed(d *images.Dir, name string, pagesID uint32, entries []Entry) error {
+	pm, err := d.Create(name, images.KindPagemap)
 	if err != nil {
 		return err
 	}
