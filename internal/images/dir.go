@@ -255,16 +255,16 @@ const (
 )
 
 // CoreFile and the functions below name per-task and per-object images.
-func CoreFile(tid int) string          { return fmt.Sprintf("core-%d.img", tid) }
-func MMFile(pid int) string            { return fmt.Sprintf("mm-%d.img", pid) }
-func IDsFile(pid int) string           { return fmt.Sprintf("ids-%d.img", pid) }
-func FSFile(pid int) string            { return fmt.Sprintf("fs-%d.img", pid) }
-func PagemapFile(pid int) string       { return fmt.Sprintf("pagemap-%d.img", pid) }
-func PagesFile(id uint32) string       { return fmt.Sprintf("pages-%d.img", id) }
+func CoreFile(tid int) string    { return fmt.Sprintf("core-%d.img", tid) }
+func MMFile(pid int) string      { return fmt.Sprintf("mm-%d.img", pid) }
+func IDsFile(pid int) string     { return fmt.Sprintf("ids-%d.img", pid) }
+func FSFile(pid int) string      { return fmt.Sprintf("fs-%d.img", pid) }
+func PagemapFile(pid int) string { return fmt.Sprintf("pagemap-%d.img", pid) }
+func PagesFile(id uint32) string { return fmt.Sprintf("pages-%d.img", id) }
 
 // ShmemPagemapFile is the pagemap of shared anonymous object shmid.
 func ShmemPagemapFile(shmid uint64) string { return fmt.Sprintf("pagemap-shmem-%d.img", shmid) }
-func FdinfoFile(filesID uint32) string { return fmt.Sprintf("fdinfo-%d.img", filesID) }
-func TimensFile(id uint32) string      { return fmt.Sprintf("timens-%d.img", id) }
-func UtsnsFile(id uint32) string       { return fmt.Sprintf("utsns-%d.img", id) }
-func GhostFile(id uint32) string       { return fmt.Sprintf("ghost-file-%x.img", id) }
+func FdinfoFile(filesID uint32) string     { return fmt.Sprintf("fdinfo-%d.img", filesID) }
+func TimensFile(id uint32) string          { return fmt.Sprintf("timens-%d.img", id) }
+func UtsnsFile(id uint32) string           { return fmt.Sprintf("utsns-%d.img", id) }
+func GhostFile(id uint32) string           { return fmt.Sprintf("ghost-file-%x.img", id) }

@@ -91,10 +91,10 @@ type live struct {
 }
 
 type restorer struct {
-	opts   Options
+	opts Options
 	// shmem are the shared anonymous objects made, by shmid; closed when
 	// the restore ends (the tasks map them).
-	shmem map[uint64]*os.File
+	shmem  map[uint64]*os.File
 	plan   *Plan
 	tracer *ptrace.Tracer
 	area   stubArea
