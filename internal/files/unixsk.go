@@ -630,6 +630,10 @@ type unixBuild struct {
 	byIno   map[uint32]*pb.UnixSkEntry
 	fds     map[uint32]int // by file id
 	paired  map[uint32]uint32
+	// accepted are the accepted sockets, to their client's id; filled
+	// and connected, the sockets whose queue or connection is made.
+	accepted          map[uint32]uint32
+	filled, connected map[uint32]bool
 	// orphans are the other ends of sockets whose peer had closed: they
 	// send the queue, then close.
 	orphans map[uint32]int
@@ -654,13 +658,17 @@ func (b *unixBuild) run() error {
 			b.entries = append(b.entries, u)
 		}
 	}
-	// 1. Make the sockets: pairs connected to each other together.
 	b.paired, b.orphans = map[uint32]uint32{}, map[uint32]int{}
+	b.accepted, b.filled, b.connected = map[uint32]uint32{}, map[uint32]bool{}, map[uint32]bool{}
 	defer func() {
 		for _, fd := range b.orphans {
 			unix.Close(fd)
 		}
 	}()
+	// 1. Make the sockets. Unnamed pairs connected to each other come
+	// from socketpair; a connection with a name (an accepted one) is made
+	// through a listener later, so that the accepted socket has its
+	// listener's name: its client is made now.
 	for _, u := range b.entries {
 		if _, done := b.fds[u.GetId()]; done {
 			continue
@@ -676,6 +684,17 @@ func (b *unixBuild) run() error {
 			continue
 		}
 		if p := b.peerOf(u); p != nil && p.GetUflags()&uskExtern == 0 && p.GetPeer() == u.GetIno() && p.GetType() == u.GetType() {
+			if acc, cl := b.acceptedSide(u, p); acc != nil {
+				fd, err := unix.Socket(unix.AF_UNIX, int(cl.GetType())|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return fmt.Errorf("%s: socket: %w", describeUnixEntry(cl), err)
+				}
+				b.fds[cl.GetId()] = fd
+				b.accepted[acc.GetId()] = cl.GetId()
+				b.paired[u.GetId()], b.paired[p.GetId()] = p.GetId(), u.GetId()
+				b.fds[acc.GetId()] = -1 // made by accept
+				continue
+			}
 			pair, err := unix.Socketpair(unix.AF_UNIX, int(u.GetType())|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				return fmt.Errorf("%s: socketpair: %w", describeUnixEntry(u), err)
@@ -690,47 +709,59 @@ func (b *unixBuild) run() error {
 		}
 		b.fds[u.GetId()] = fd
 	}
-	// 2. Names: clear stale socket files, then bind those that lose their
-	// file (deleted, accepted) before those that keep one.
+	// 2. Names: stale socket files go, then the sockets whose name has a
+	// file bind and listeners listen.
 	for _, u := range b.entries {
 		if err := b.clearStale(u); err != nil {
 			return err
 		}
 	}
-	for pass := 0; pass < 2; pass++ {
-		for _, u := range b.entries {
-			if len(u.GetName()) == 0 || b.dropsFile(u) != (pass == 0) {
-				continue
-			}
-			if err := b.bind(u); err != nil {
+	for _, u := range b.entries {
+		if _, acc := b.accepted[u.GetId()]; len(u.GetName()) == 0 || acc || u.GetDeleted() {
+			continue
+		}
+		if err := b.bind(u); err != nil {
+			return err
+		}
+		if err := b.listen(u); err != nil {
+			return err
+		}
+	}
+	// 3. Sockets bound to a deleted path: bound and listening while the
+	// path names them, for what must reach them by name (their queue,
+	// connections to them), then the path goes.
+	for _, u := range b.entries {
+		if _, acc := b.accepted[u.GetId()]; len(u.GetName()) == 0 || acc || !u.GetDeleted() {
+			continue
+		}
+		if err := b.bindDeleted(u); err != nil {
+			return err
+		}
+	}
+	// 4. Accepted connections, through their listener (or one made for
+	// the moment).
+	for _, u := range b.entries {
+		if cl, ok := b.accepted[u.GetId()]; ok && b.fds[u.GetId()] < 0 {
+			if err := b.accept(u, b.o.Files[cl].GetUsk(), nil); err != nil {
 				return err
 			}
 		}
 	}
-	// 3. Listen.
-	for _, u := range b.entries {
-		if u.GetState() == unixListen {
-			backlog := int(u.GetBacklog())
-			if err := unix.Listen(b.fds[u.GetId()], backlog); err != nil {
-				return fmt.Errorf("%s: listen(%d): %w", describeUnixEntry(u), backlog, err)
-			}
-		}
-	}
-	// 4. Queues, before a dgram socket connects (a connected socket takes
+	// 5. Queues, before a dgram socket connects (a connected socket takes
 	// datagrams from its peer only).
 	for _, u := range b.entries {
 		if err := b.fill(u); err != nil {
 			return err
 		}
 	}
-	// 5. Connections: to a listener (waiting in its backlog), a dgram
+	// 6. Connections: to a listener (waiting in its backlog), a dgram
 	// socket to its peer by name.
 	for _, u := range b.entries {
 		if err := b.connect(u); err != nil {
 			return err
 		}
 	}
-	// 6. Peers that had closed close; shutdowns and options.
+	// 7. Peers that had closed close; shutdowns and options.
 	for id, fd := range b.orphans {
 		unix.Close(fd)
 		delete(b.orphans, id)
@@ -752,33 +783,101 @@ func (b *unixBuild) run() error {
 	return nil
 }
 
+// acceptedSide tells, of two stream or seqpacket sockets connected to
+// each other, the one a listener accepted (it has the listener's name)
+// and its client; nil when neither has a name (a socketpair).
+func (b *unixBuild) acceptedSide(u, p *pb.UnixSkEntry) (acc, cl *pb.UnixSkEntry) {
+	if u.GetType() == unix.SOCK_DGRAM {
+		return nil, nil
+	}
+	un, pn := len(u.GetName()) > 0, len(p.GetName()) > 0
+	switch {
+	case un && !pn:
+		return u, p
+	case pn && !un:
+		return p, u
+	case un && pn:
+		if b.listenerNamed(p.GetName(), p.GetType()) != nil && b.listenerNamed(u.GetName(), u.GetType()) == nil {
+			return p, u
+		}
+		return u, p
+	}
+	return nil, nil
+}
+
+func (b *unixBuild) isAccepted(u *pb.UnixSkEntry) bool {
+	_, ok := b.accepted[u.GetId()]
+	return ok
+}
+
+// listenerNamed is the tree's listener bound to name, or nil.
+func (b *unixBuild) listenerNamed(name []byte, typ uint32) *pb.UnixSkEntry {
+	for _, l := range b.entries {
+		if l.GetState() == unixListen && l.GetType() == typ && sameName(l.GetName(), name) {
+			return l
+		}
+	}
+	return nil
+}
+
+func (b *unixBuild) listen(u *pb.UnixSkEntry) error {
+	if u.GetState() != unixListen {
+		return nil
+	}
+	backlog := int(u.GetBacklog())
+	if err := unix.Listen(b.fds[u.GetId()], backlog); err != nil {
+		return fmt.Errorf("%s: listen(%d): %w", describeUnixEntry(u), backlog, err)
+	}
+	return nil
+}
+
+// accept makes the accepted socket acc and its client cl connected, as
+// they were: cl connects to acc's name, where the tree's listener (or,
+// when it is gone, a listener gockpt binds there for the moment) accepts
+// it. via is the listener's fd when the caller has it.
+func (b *unixBuild) accept(acc, cl *pb.UnixSkEntry, via *int) error {
+	lfd := -1
+	if via != nil {
+		lfd = *via
+	} else if l := b.listenerNamed(acc.GetName(), acc.GetType()); l != nil && !l.GetDeleted() {
+		lfd = b.fds[l.GetId()]
+	}
+	name := acc.GetName()
+	if lfd < 0 {
+		var err error
+		if lfd, err = unix.Socket(unix.AF_UNIX, int(acc.GetType())|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		defer unix.Close(lfd)
+		if name[0] != 0 {
+			unix.Unlink(unixName(name)) // a stale file only: clearStale checked
+			if acc.GetDeleted() {
+				defer unix.Unlink(unixName(name))
+			}
+		}
+		if err := unix.Bind(lfd, sockaddrUnix(name)); err != nil {
+			return fmt.Errorf("%s: bind a listener for the moment, to accept it: %w", describeUnixEntry(acc), err)
+		}
+		if err := unix.Listen(lfd, 1); err != nil {
+			return err
+		}
+	}
+	if err := unix.Connect(b.fds[cl.GetId()], sockaddrUnix(name)); err != nil {
+		return fmt.Errorf("%s: connect to %s: %w", describeUnixEntry(cl), unixName(name), err)
+	}
+	fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("%s: accept: %w", describeUnixEntry(acc), err)
+	}
+	b.fds[acc.GetId()] = fd
+	return nil
+}
+
 func (b *unixBuild) peerOf(u *pb.UnixSkEntry) *pb.UnixSkEntry {
 	if u.GetPeer() == 0 {
 		return nil
 	}
 	return b.byIno[u.GetPeer()]
-}
-
-// dropsFile tells a named socket whose name has no file of its own: one
-// bound to a deleted path, or an accepted socket (its name is its
-// listener's).
-func (b *unixBuild) dropsFile(u *pb.UnixSkEntry) bool {
-	name := u.GetName()
-	if len(name) == 0 || name[0] == 0 {
-		return false
-	}
-	if u.GetDeleted() {
-		return true
-	}
-	if u.GetType() == unix.SOCK_DGRAM || u.GetState() != unixEstablished {
-		return false
-	}
-	for _, l := range b.entries {
-		if l.GetState() == unixListen && string(l.GetName()) == string(name) {
-			return true
-		}
-	}
-	return false
 }
 
 // clearStale removes the socket file a dead socket left at u's path, so
@@ -821,31 +920,33 @@ func (b *unixBuild) clearStale(u *pb.UnixSkEntry) error {
 	return nil
 }
 
+// bind gives u its name: an abstract one as it is, a path with the
+// file's mode and owner.
+func (b *unixBuild) bind(u *pb.UnixSkEntry) error {
+	if err := unix.Bind(b.fds[u.GetId()], sockaddrUnix(u.GetName())); err != nil {
+		return fmt.Errorf("%s: bind: %w", describeUnixEntry(u), err)
+	}
+	if p := u.GetFilePerms(); p != nil && u.GetName()[0] != 0 {
+		path := unixName(u.GetName())
+		if err := os.Chmod(path, os.FileMode(p.GetMode()&0o7777)); err != nil {
+			return fmt.Errorf("%s: %w", describeUnixEntry(u), err)
+		}
+		if err := os.Lchown(path, int(p.GetUid()), int(p.GetGid())); err != nil {
+			return fmt.Errorf("%s: %w", describeUnixEntry(u), err)
+		}
+	}
+	return nil
+}
+
 // bindMu orders binds that move a path away for a moment.
 var bindMu sync.Mutex
 
-// bind gives u its name: an abstract one as it is; a path with the file's
-// mode and owner; a path whose file is gone (deleted, or an accepted
-// socket's) bound and unlinked, moving aside for that moment whatever
-// holds the path now.
-func (b *unixBuild) bind(u *pb.UnixSkEntry) error {
-	fd := b.fds[u.GetId()]
-	sa := sockaddrUnix(u.GetName())
-	if !b.dropsFile(u) {
-		if err := unix.Bind(fd, sa); err != nil {
-			return fmt.Errorf("%s: bind: %w", describeUnixEntry(u), err)
-		}
-		if p := u.GetFilePerms(); p != nil {
-			path := unixName(u.GetName())
-			if err := os.Chmod(path, os.FileMode(p.GetMode()&0o7777)); err != nil {
-				return fmt.Errorf("%s: %w", describeUnixEntry(u), err)
-			}
-			if err := os.Lchown(path, int(p.GetUid()), int(p.GetGid())); err != nil {
-				return fmt.Errorf("%s: %w", describeUnixEntry(u), err)
-			}
-		}
-		return nil
-	}
+// bindDeleted binds u to a path that was deleted: whatever holds the path
+// now moves aside for the moment; u binds and listens there, what must
+// reach it by name does (its queue, connections accepted from it or
+// waiting in its backlog, dgram sockets connected to it), and the path is
+// unlinked.
+func (b *unixBuild) bindDeleted(u *pb.UnixSkEntry) error {
 	bindMu.Lock()
 	defer bindMu.Unlock()
 	path := unixName(u.GetName())
@@ -856,17 +957,40 @@ func (b *unixBuild) bind(u *pb.UnixSkEntry) error {
 			return fmt.Errorf("%s: move %s aside to bind the deleted name: %w", describeUnixEntry(u), path, err)
 		}
 	}
-	err := unix.Bind(fd, sa)
-	if err == nil {
-		err = unix.Unlink(path)
+	err := b.whileNamed(u)
+	if e := unix.Unlink(path); e != nil && err == nil && !errors.Is(e, unix.ENOENT) {
+		err = fmt.Errorf("%s: unlink: %w", describeUnixEntry(u), e)
 	}
 	if aside != "" {
 		if e := os.Rename(aside, path); e != nil && err == nil {
 			err = fmt.Errorf("put %s back: %w", path, e)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("%s: bind: %w", describeUnixEntry(u), err)
+	return err
+}
+
+func (b *unixBuild) whileNamed(u *pb.UnixSkEntry) error {
+	if err := b.bind(u); err != nil {
+		return err
+	}
+	if err := b.listen(u); err != nil {
+		return err
+	}
+	lfd := b.fds[u.GetId()]
+	for _, x := range b.entries {
+		switch {
+		case u.GetState() == unixListen && b.isAccepted(x) && x.GetType() == u.GetType() && sameName(x.GetName(), u.GetName()) && b.fds[x.GetId()] < 0:
+			if err := b.accept(x, b.o.Files[b.accepted[x.GetId()]].GetUsk(), &lfd); err != nil {
+				return err
+			}
+		case x.GetPeer() == u.GetIno() && u.GetPeer() != x.GetIno():
+			if err := b.connect(x); err != nil {
+				return err
+			}
+		}
+	}
+	if u.GetType() == unix.SOCK_DGRAM {
+		return b.fill(u)
 	}
 	return nil
 }
@@ -875,9 +999,10 @@ func (b *unixBuild) bind(u *pb.UnixSkEntry) error {
 // sent them (its peer, or one bound to the sender's name).
 func (b *unixBuild) fill(u *pb.UnixSkEntry) error {
 	pkts := b.k.loaded[u.GetId()]
-	if len(pkts) == 0 {
+	if len(pkts) == 0 || b.filled[u.GetId()] {
 		return nil
 	}
+	b.filled[u.GetId()] = true
 	for _, p := range pkts {
 		from, to, err := b.sender(u, p.entry.GetAddr())
 		if err != nil {
@@ -936,7 +1061,7 @@ func (b *unixBuild) sender(u *pb.UnixSkEntry, addr []byte) (int, unix.Sockaddr, 
 		return fd, to, err
 	}
 	for _, s := range b.entries {
-		if s.GetType() == unix.SOCK_DGRAM && sameName(s.GetName(), addr) && !b.dropsFile(s) {
+		if s.GetType() == unix.SOCK_DGRAM && sameName(s.GetName(), addr) {
 			return b.fds[s.GetId()], to, nil
 		}
 	}
@@ -969,9 +1094,10 @@ func (b *unixBuild) temp(name string) (int, error) {
 // connect connects u where it was: a client waiting in a listener's
 // backlog to the listener, a dgram socket to its peer by name.
 func (b *unixBuild) connect(u *pb.UnixSkEntry) error {
-	if _, ok := b.paired[u.GetId()]; ok || u.GetPeer() == 0 {
+	if _, ok := b.paired[u.GetId()]; ok || u.GetPeer() == 0 || b.connected[u.GetId()] {
 		return nil
 	}
+	b.connected[u.GetId()] = true
 	p := b.peerOf(u)
 	if p == nil {
 		return fmt.Errorf("%s: its peer (inode %d) is not in the images", describeUnixEntry(u), u.GetPeer())
