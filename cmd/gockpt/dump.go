@@ -46,6 +46,7 @@ it running as it was.`,
 				LeaveStopped:  opts.LeaveStopped,
 				Timeout:       time.Duration(opts.Timeout) * time.Second,
 				GhostLimit:    opts.GhostLimit,
+				FileLocks:     opts.FileLocks,
 				WatchdogArgs:  watchdogArgs(),
 				TrackMem:      opts.TrackMem,
 				PrevImagesDir: opts.PrevImagesDir,
@@ -76,6 +77,7 @@ it running as it was.`,
 	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if a task does not stop within this many seconds or the tree stays frozen longer (0: no limit on the freeze; stopping still gives up after 10)")
 	f.Int64Var(&opts.GhostLimit, "ghost-limit", files.DefaultGhostLimit, "largest deleted-but-open file whose content is saved, in bytes")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the dump statistics (as the stats-dump image holds them)")
+	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "keep the tree's flock, POSIX and OFD locks (restore needs --file-locks too); without it a tree holding one is refused")
 	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd

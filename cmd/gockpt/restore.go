@@ -30,6 +30,7 @@ restore leaves nothing running and the images unchanged.`,
 				LeaveStopped: opts.LeaveStopped,
 				PidFile:      opts.PidFile,
 				UseNsLastPid: opts.UseNsLastPid,
+				FileLocks:    opts.FileLocks,
 				Progress:     bar.Sink(),
 			})
 			bar.Finish()
@@ -57,6 +58,7 @@ restore leaves nothing running and the images unchanged.`,
 	f.BoolVarP(&opts.LeaveStopped, "leave-stopped", "s", false, "leave the restored tree stopped (SIGSTOP)")
 	f.BoolVar(&opts.UseNsLastPid, "use-ns-last-pid", false, "place PIDs through /proc/sys/kernel/ns_last_pid instead of clone3 set_tid")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the restore statistics")
+	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "take the file locks of the images (filelocks.img) again; without it restore refuses images that hold locks")
 	return cmd
 }
 

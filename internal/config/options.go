@@ -38,6 +38,8 @@ type Options struct {
 	Timeout      int // seconds; 0 means no limit
 	GhostLimit   int64
 	DisplayStats bool
+	// FileLocks (dump and restore, CRIU's --file-locks) keeps file locks.
+	FileLocks bool
 	// pre-dump and incremental dump
 	TrackMem        bool
 	PrevImagesDir   string

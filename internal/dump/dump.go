@@ -43,6 +43,9 @@ type Options struct {
 	// up and lets it run again.
 	Timeout    time.Duration
 	GhostLimit int64
+	// FileLocks keeps the tree's file locks (CRIU's --file-locks) in
+	// filelocks.img; without it dump refuses a tree holding one.
+	FileLocks bool
 	// PageReader chooses how memory is read (default: by the parasite).
 	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
@@ -183,6 +186,7 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 		return nil, err
 	}
 	checker := files.NewChecker(o.GhostLimit, treePids(o.Pid))
+	checker.FileLocks = o.FileLocks && !preDump
 	if err := inspect(checker, preDump); err != nil {
 		checker.Close()
 		return nil, err

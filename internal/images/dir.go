@@ -250,6 +250,9 @@ const (
 	PipesDataFile  = "pipes-data.img"
 	FifoDataFile   = "fifo-data.img"
 	RemapFpathFile = "remap-fpath.img"
+	// FileLocksFile holds the file locks of the whole tree (CRIU names it
+	// filelocks, without a dash).
+	FileLocksFile = "filelocks.img"
 )
 
 // CoreFile and the functions below name per-task and per-object images.

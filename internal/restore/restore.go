@@ -30,6 +30,9 @@ type Options struct {
 	// UseNsLastPid places PIDs with the ns_last_pid fallback instead of
 	// clone3 set_tid.
 	UseNsLastPid bool
+	// FileLocks takes the images' file locks again (CRIU's --file-locks);
+	// without it, images holding locks are refused.
+	FileLocks bool
 	// Trace, when set, hears the steps whose order matters (label set,
 	// thread created), for tests.
 	Trace func(event string)
@@ -124,6 +127,9 @@ func Run(o Options) (*Result, error) {
 	}
 	plan, err := LoadPlan(o.ImagesDir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkLocksAsked(plan, o.FileLocks); err != nil {
 		return nil, err
 	}
 	o.Progress = pagesToRestore(o.Progress, plan)
@@ -255,6 +261,9 @@ func (rs *restorer) run() error {
 		return err
 	}
 	if err := rs.restoreOwners(); err != nil {
+		return err
+	}
+	if err := rs.restoreLocks(); err != nil {
 		return err
 	}
 	for _, l := range rs.tasks {
