@@ -61,8 +61,12 @@ func checkLocksAsked(p *Plan, asked bool) error {
 	}
 	l, _ := files.LockOf(p.Locks[0])
 	e := p.Locks[0]
-	return fmt.Errorf("the images hold %d file locks (%s; the first: task %d fd %d holds %s on %s): restore with --file-locks to take them again",
-		len(p.Locks), images.FileLocksFile, e.GetPid(), e.GetFd(), l.Describe(), lockFile(p, byPidFd(p, e)))
+	n := fmt.Sprintf("%d file locks", len(p.Locks))
+	if len(p.Locks) == 1 {
+		n = "a file lock"
+	}
+	return fmt.Errorf("the images hold %s (%s; task %d fd %d holds %s on %s): restore with --file-locks to take them again",
+		n, images.FileLocksFile, e.GetPid(), e.GetFd(), l.Describe(), lockFile(p, byPidFd(p, e)))
 }
 
 func byPidFd(p *Plan, e *pb.FileLockEntry) *pb.FdinfoEntry {
