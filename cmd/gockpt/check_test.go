@@ -160,7 +160,8 @@ func TestCheckObjects(t *testing.T) {
 		"\n  pipes: ",
 		"\n\ngockpt refuses (and what to do):\n  ",
 		"\n  TCP sockets (CRIU: --tcp-established): close the socket before dumping (stop listening, or end the connection)\n",
-		"\n  file locks (CRIU: --file-locks): release the lock before dumping\n",
+		"\n  file locks: with --file-locks (dump and restore): flock, POSIX",
+		"\n  file leases (CRIU: --file-locks): release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("objects part lacks %q:\n%s", want, got)

@@ -48,6 +48,7 @@ it running as it was.`,
 				GhostLimit:    opts.GhostLimit,
 				ExtUnixSk:     opts.ExtUnixSk,
 				ShellJob:      opts.ShellJob,
+				FileLocks:     opts.FileLocks,
 				WatchdogArgs:  watchdogArgs(),
 				TrackMem:      opts.TrackMem,
 				PrevImagesDir: opts.PrevImagesDir,
@@ -79,6 +80,7 @@ it running as it was.`,
 	f.Int64Var(&opts.GhostLimit, "ghost-limit", files.DefaultGhostLimit, "largest deleted-but-open file whose content is saved, in bytes")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the dump statistics (as the stats-dump image holds them)")
 	addExtUnixSkFlag(cmd, opts)
+	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "keep the tree's flock, POSIX and OFD locks (restore needs --file-locks too); without it a tree holding one is refused")
 	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd

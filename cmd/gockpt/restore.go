@@ -32,6 +32,7 @@ restore leaves nothing running and the images unchanged.`,
 				UseNsLastPid: opts.UseNsLastPid,
 				ExtUnixSk:    opts.ExtUnixSk,
 				ShellJob:     opts.ShellJob,
+				FileLocks:    opts.FileLocks,
 				Progress:     bar.Sink(),
 			})
 			bar.Finish()
@@ -60,6 +61,7 @@ restore leaves nothing running and the images unchanged.`,
 	f.BoolVar(&opts.UseNsLastPid, "use-ns-last-pid", false, "place PIDs through /proc/sys/kernel/ns_last_pid instead of clone3 set_tid")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the restore statistics")
 	addExtUnixSkFlag(cmd, opts)
+	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "take the file locks of the images (filelocks.img) again; without it restore refuses images that hold locks")
 	return cmd
 }
 

@@ -44,6 +44,8 @@ type Options struct {
 	// ShellJob: the tree is a job of a shell, in a session led outside it
 	// on the shell's terminal; restore puts it on its own terminal (-j).
 	ShellJob bool
+	// FileLocks (dump and restore, CRIU's --file-locks) keeps file locks.
+	FileLocks bool
 	// pre-dump and incremental dump
 	TrackMem        bool
 	PrevImagesDir   string

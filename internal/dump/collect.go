@@ -102,6 +102,11 @@ func (d *dumper) run() (err error) {
 	if err := d.waitMemory(); err != nil {
 		return err
 	}
+	if d.opts.FileLocks {
+		if err := unseenLocks(d.files.Checker, d.files); err != nil {
+			return err
+		}
+	}
 	return d.writeGlobal()
 }
 

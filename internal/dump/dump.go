@@ -48,6 +48,9 @@ type Options struct {
 	ExtUnixSk bool
 	// ShellJob keeps the terminal of a shell job (--shell-job).
 	ShellJob bool
+	// FileLocks keeps the tree's file locks (CRIU's --file-locks) in
+	// filelocks.img; without it dump refuses a tree holding one.
+	FileLocks bool
 	// PageReader chooses how memory is read (default: by the parasite).
 	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
@@ -189,6 +192,7 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 	}
 	checker := files.NewChecker(o.GhostLimit, treePids(o.Pid))
 	checker.ExtUnixSk, checker.ShellJob = o.ExtUnixSk, o.ShellJob
+	checker.FileLocks = o.FileLocks && !preDump
 	if err := inspect(checker, preDump); err != nil {
 		checker.Close()
 		return nil, err

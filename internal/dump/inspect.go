@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -248,13 +249,38 @@ func findFd(pid int, match func(target string, st *unix.Stat_t) bool) (int, stri
 // no fd's fdinfo showed: a POSIX lock is the task's (its fd table's), and
 // must have an fd on the file, but the fdinfo pass could have raced with a
 // lock taken since. OFD locks carry no PID here and were seen per fd.
+//
+// With --file-locks, locks are kept, and the frozen tree is checked
+// instead (unseenLocks).
 func checkLocks(c *files.Checker) error {
+	if c.FileLocks {
+		return nil
+	}
+	return refuseLocks(c, func(proc.Lock) bool { return true })
+}
+
+// unseenLocks refuses, once every task is dumped, a POSIX lock that
+// /proc/locks shows for a task of the tree and no fd of the tree showed
+// (one held by an fd table the tree's tasks no longer use): dump would
+// lose it.
+func unseenLocks(c *files.Checker, fd *files.Dumper) error {
+	err := refuseLocks(c, func(l proc.Lock) bool { return l.Class == "POSIX" && !fd.SeenLock(l) })
+	var r *support.Refusal
+	if errors.As(err, &r) {
+		return fmt.Errorf("task %d (%s): %s: %s held by an fd table no task of the tree uses, which dump cannot keep; release the lock before dumping", r.Pid, r.Comm, r.Object, r.Detail)
+	}
+	return err
+}
+
+// refuseLocks refuses the first lock (not a waiter) of a task of the
+// tree in /proc/locks that refused says to refuse.
+func refuseLocks(c *files.Checker, refused func(proc.Lock) bool) error {
 	locks, err := proc.ReadLocks()
 	if err != nil {
 		return nil // no /proc/locks (CONFIG_FILE_LOCKING off): no locks
 	}
 	for _, l := range locks {
-		if l.Waiter || l.Pid <= 0 || !c.InTree(l.Pid) {
+		if l.Waiter || l.Pid <= 0 || !c.InTree(l.Pid) || !refused(l) {
 			continue
 		}
 		r := &support.Refusal{Pid: l.Pid, Comm: c.Comm(l.Pid), Kind: support.FileLocks, Detail: l.Describe(),

@@ -156,13 +156,13 @@ func TestRefusals(t *testing.T) {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + fmt.Sprintf("System V shared memory segment (key 0x00000000, shmid %s): gockpt does not dump System V shared memory; detach the segment (shmdt) before dumping", h.info["shmid"])
 		}},
 		{"flock", nil, func(h *holder) string {
-			return who(h, "fd 3") + h.dir + "/locked: an exclusive flock lock: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
+			return who(h, "fd 3") + h.dir + "/locked: an exclusive flock lock: gockpt dumps file locks only with --file-locks; release the lock before dumping, or dump and restore with --file-locks"
 		}},
 		{"posix-lock", nil, func(h *holder) string {
-			return who(h, "fd 3") + h.dir + "/locked: a POSIX write lock on bytes 2-5: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
+			return who(h, "fd 3") + h.dir + "/locked: a POSIX write lock on bytes 2-5: gockpt dumps file locks only with --file-locks; release the lock before dumping, or dump and restore with --file-locks"
 		}},
 		{"ofd-lock", nil, func(h *holder) string {
-			return who(h, "fd 3") + h.dir + "/locked: an OFD read lock on the whole file: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
+			return who(h, "fd 3") + h.dir + "/locked: an OFD read lock on the whole file: gockpt dumps file locks only with --file-locks; release the lock before dumping, or dump and restore with --file-locks"
 		}},
 		{"lease", nil, func(h *holder) string {
 			return who(h, "fd 3") + h.dir + "/locked: a read lease: gockpt does not dump file leases (CRIU: --file-locks); release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping"

@@ -25,6 +25,9 @@ import (
 // lsof and /proc do.
 type Checker struct {
 	GhostLimit int64
+	// FileLocks keeps flock, POSIX and OFD locks (--file-locks) instead
+	// of refusing them; leases are refused all the same.
+	FileLocks bool
 	// InTree tells the tasks of the tree being dumped; nil: only the task
 	// itself.
 	InTree func(pid int) bool
@@ -182,13 +185,16 @@ func (c *Checker) check(s *fdState) (Kind, *pb.FownEntry, error) {
 		return nil, nil, err
 	}
 	for _, l := range s.info.FdLocks() {
-		if l.Waiter {
+		if l.Waiter || c.FileLocks && !l.IsLease() {
 			continue
 		}
 		r := c.refuse(s, support.FileLocks, s.target)
 		r.Detail = l.Describe()
 		if l.IsLease() {
 			r.Kind = support.Leases
+			if c.FileLocks {
+				r.CRIU, r.Advice = "-", support.Advice(support.Leases)+" (--file-locks keeps locks, not leases)"
+			}
 		}
 		return nil, nil, r
 	}

@@ -63,6 +63,8 @@ type Dumper struct {
 	// kinds are this dump's kinds of files, with what they keep for
 	// their own images.
 	kinds *kindSet
+	// locks are the file locks seen (with Checker.FileLocks).
+	locks lockSet
 }
 
 type inodeKey struct{ dev, ino uint64 }
@@ -128,6 +130,11 @@ func (d *Dumper) fd(s *fdState) (*pb.FdinfoEntry, error) {
 	// takes the next id. If describing it fails, so does the dump.
 	id, seen := d.ofd(pid, fd, &s.st)
 	fe.Id = proto.Uint32(id)
+	if d.Checker.FileLocks {
+		if err := d.locks.note(s, id); err != nil {
+			return nil, err
+		}
+	}
 	if seen {
 		return fe, nil
 	}
@@ -168,7 +175,8 @@ func (d *Dumper) ofd(pid, fd int, st *unix.Stat_t) (id uint32, seen bool) {
 func (d *Dumper) Close() { d.Checker.Close() }
 
 // WriteImages writes files.img, the deleted files kept (remap-fpath.img,
-// ghost files) and each kind's own images.
+// ghost files), the file locks (filelocks.img, with Checker.FileLocks)
+// and each kind's own images.
 func (d *Dumper) WriteImages(dir *images.Dir) error {
 	if err := writeEntries(dir, images.FilesFile, images.KindFiles, d.Files); err != nil {
 		return err
@@ -179,6 +187,9 @@ func (d *Dumper) WriteImages(dir *images.Dir) error {
 		}
 	}
 	if err := d.writeGhosts(dir); err != nil {
+		return err
+	}
+	if err := d.writeLocks(dir); err != nil {
 		return err
 	}
 	for _, k := range d.kinds.list {

@@ -252,6 +252,9 @@ const (
 	SkQueuesFile   = "sk-queues.img"
 	TtyInfoFile    = "tty-info.img"
 	RemapFpathFile = "remap-fpath.img"
+	// FileLocksFile holds the file locks of the whole tree (CRIU names it
+	// filelocks, without a dash).
+	FileLocksFile = "filelocks.img"
 )
 
 // CoreFile and the functions below name per-task and per-object images.

@@ -121,7 +121,7 @@ var kinds = []*Kind{
 	{Name: "TTY_FILES", Magic: 0x59433025, New: msg[pb.TtyFileEntry]()},
 	{Name: "TTY_INFO", Magic: 0x59453036, New: msg[pb.TtyInfoEntry]()},
 	{Name: "TTY_DATA", Magic: 0x59413026, New: msg[pb.TtyDataEntry]()},
-	{Name: "FILE_LOCKS", Magic: 0x54323616},
+	{Name: "FILE_LOCKS", Magic: 0x54323616, New: msg[pb.FileLockEntry]()},
 	{Name: "RLIMIT", Magic: 0x57113925, New: msg[pb.RlimitEntry]()},
 	{Name: "FANOTIFY_FILE", Magic: 0x55096122, New: msg[pb.FanotifyFileEntry]()},
 	{Name: "FANOTIFY_MARK", Magic: 0x56506035, New: msg[pb.FanotifyMarkEntry]()},
@@ -219,6 +219,7 @@ var (
 	KindTtyInfo    = kindByNameMust("TTY_INFO")
 	KindRemapFpath = kindByNameMust("REMAP_FPATH")
 	KindUtsns      = kindByNameMust("UTSNS")
+	KindFileLocks  = kindByNameMust("FILE_LOCKS")
 )
 
 func kindByNameMust(name string) *Kind {

@@ -108,6 +108,9 @@ func (p *Plan) check() error {
 			return mismatch("FIFO file id %d names path entry %d, which is not a regular-file entry of files.img", f.GetId(), ff.GetRegfId())
 		}
 	}
+	if err := p.checkLocks(mismatch); err != nil {
+		return err
+	}
 	return p.checkStray(mismatch)
 }
 

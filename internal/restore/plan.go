@@ -19,7 +19,8 @@
 //     their per-thread state, creds.
 //   - then, with every task and thread in place: SIGIO owners and O_ASYNC
 //     (set from inside a task holding the file, so the kernel records its
-//     fd), and last the seccomp filters.
+//     fd), file locks (--file-locks: each taken by its holder, once no fd
+//     of the tree will be closed any more), and last the seccomp filters.
 //
 // Then every thread gets its registers, the stub's pages are unmapped, and
 // all threads are detached together (or left stopped). Any error kills every
@@ -70,6 +71,8 @@ type Plan struct {
 	Seccomp   []*pb.SeccompFilter
 	// UTS holds the UTS namespaces the dump saw apart from its own, by id.
 	UTS map[uint32]*pb.UtsnsEntry
+	// Locks are the file locks to take again (filelocks.img), in order.
+	Locks []*pb.FileLockEntry
 }
 
 // readEntries reads every entry of image name into messages made by mk,
@@ -328,5 +331,5 @@ func (p *Plan) loadFiles() error {
 		}
 		p.Seccomp = s.GetSeccompFilters()
 	}
-	return nil
+	return p.loadLocks()
 }

@@ -36,6 +36,9 @@ type Options struct {
 	// ShellJob restores a shell job: into restore's session (and process
 	// group, unless the job's root leads its own), on restore's terminal.
 	ShellJob bool
+	// FileLocks takes the images' file locks again (CRIU's --file-locks);
+	// without it, images holding locks are refused.
+	FileLocks bool
 	// Trace, when set, hears the steps whose order matters (label set,
 	// thread created), for tests.
 	Trace func(event string)
@@ -139,6 +142,8 @@ func Run(o Options) (*Result, error) {
 		if err := plan.joinShell(); err != nil {
 			return nil, err
 		}
+	if err := checkLocksAsked(plan, o.FileLocks); err != nil {
+		return nil, err
 	}
 	o.Progress = pagesToRestore(o.Progress, plan)
 	begin := time.Now()
@@ -275,6 +280,9 @@ func (rs *restorer) run() error {
 		return err
 	}
 	if err := rs.restoreOwners(); err != nil {
+		return err
+	}
+	if err := rs.restoreLocks(); err != nil {
 		return err
 	}
 	for _, l := range rs.tasks {

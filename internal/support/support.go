@@ -120,6 +120,24 @@ type Object struct {
 	CRIU string `json:"criu_option,omitempty"`
 }
 
+// Optional is an option (spelled as CRIU's) without which dump refuses an
+// object it would keep, and what to advise then.
+type Optional struct {
+	Option, Advice string
+}
+
+// optional are the dumped kinds dump keeps only when asked.
+var optional = map[Kind]Optional{
+	FileLocks: {"--file-locks", "release the lock before dumping, or dump and restore with --file-locks"},
+}
+
+// OptionOf says which option dump needs to keep objects of kind k; ok is
+// false for kinds it keeps (or refuses) whatever the options.
+func OptionOf(k Kind) (o Optional, ok bool) {
+	o, ok = optional[k]
+	return o, ok
+}
+
 // Objects lists every kind, dumped ones first.
 var Objects = []Object{
 	{Tasks, "processes and threads", true, "PIDs, sessions, groups, zombies, stopped tasks (with their stop signal), fd tables shared with CLONE_FILES, registers with xsave, signals, timers (also per thread), rlimits, credentials, loginuid, oom_score_adj, scheduling policy, membarrier registrations, seccomp, SELinux labels, chroot", ""},
@@ -138,6 +156,7 @@ var Objects = []Object{
 	{SharedAnon, "shared anonymous memory", true, "MAP_SHARED|MAP_ANONYMOUS and MAP_SHARED /dev/zero areas: one object across the tasks that map it (a write of one is seen by the others after restore), its pages written once", ""},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
 	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
+	{FileLocks, "file locks", true, "with --file-locks (dump and restore): flock, POSIX (per process, byte ranges, read and write) and OFD locks, each taken again through the fd and by the task that held it, before any task of the tree runs", "--file-locks"},
 
 	{UnixExternal, "unix sockets connected outside the dumped tree", false, "dump the tree that holds the peer too, or close the socket before dumping", "--ext-unix-sk"},
 	{UnixPending, "unix connections waiting in a backlog that restore cannot make again", false, "let the listener accept the connection before dumping", ""},
@@ -148,7 +167,6 @@ var Objects = []Object{
 	{OtherSockets, "packet and raw sockets", false, "close the socket before dumping", ""},
 	{NetlinkQueues, "messages queued to netlink sockets", false, "let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)", ""},
 	{Terminals, "terminals", false, "start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)", "--shell-job"},
-	{FileLocks, "file locks", false, "release the lock before dumping", "--file-locks"},
 	{Leases, "file leases", false, "release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping", "--file-locks"},
 	{SigioOwner, "SIGIO owners outside the tree", false, "point F_SETOWN at a task of the tree, or clear it (F_SETOWN 0), before dumping", ""},
 	{EpollClosedTargets, "epoll sets watching files the task closed", false, "keep an fd on each watched file open in the task holding the epoll set, or remove the file from the set (epoll_ctl EPOLL_CTL_DEL) before closing it", ""},
@@ -200,7 +218,12 @@ func Lookup(k Kind) Object {
 }
 
 // Advice is what to do about a refused object of kind k.
-func Advice(k Kind) string { return Lookup(k).Detail }
+func Advice(k Kind) string {
+	if o, ok := optional[k]; ok {
+		return o.Advice
+	}
+	return Lookup(k).Detail
+}
 
 // Refusal is something a tree holds that dump will not checkpoint, named
 // the way the user knows it.
@@ -235,15 +258,20 @@ func (r *Refusal) Error() string {
 	if r.Detail != "" {
 		b.WriteString(": " + r.Detail)
 	}
-	b.WriteString(": gockpt does not dump " + o.Label)
-	criu := o.CRIU
-	if r.CRIU != "" {
-		criu = r.CRIU
+	if opt, ok := optional[r.Kind]; ok {
+		// Kept with an option not given: say which.
+		b.WriteString(": gockpt dumps " + o.Label + " only with " + opt.Option)
+	} else {
+		b.WriteString(": gockpt does not dump " + o.Label)
+		criu := o.CRIU
+		if r.CRIU != "" {
+			criu = r.CRIU
+		}
+		if criu != "" && criu != "-" {
+			b.WriteString(" (CRIU: " + criu + ")")
+		}
 	}
-	if criu != "" && criu != "-" {
-		b.WriteString(" (CRIU: " + criu + ")")
-	}
-	advice := o.Detail
+	advice := Advice(r.Kind)
 	if r.Advice != "" {
 		advice = r.Advice
 	}

@@ -13,13 +13,16 @@ func TestObjectsUnique(t *testing.T) {
 		if o.Label == "" || o.Detail == "" {
 			t.Errorf("kind %s: empty label or detail", o.Kind)
 		}
+		if opt, ok := OptionOf(o.Kind); ok && (!o.Dumped || opt.Option == "" || opt.Advice == "") {
+			t.Errorf("kind %s: kept with %s, so dumped, with advice for dumps without it", o.Kind, opt.Option)
+		}
 		if !o.Dumped {
 			dumpedDone = true
 		} else if dumpedDone {
 			t.Errorf("kind %s: dumped kinds must come first", o.Kind)
 		}
 	}
-	if got := Advice(FileLocks); got != "release the lock before dumping" {
+	if got := Advice(FileLocks); got != "release the lock before dumping, or dump and restore with --file-locks" {
 		t.Errorf("Advice(FileLocks) = %q", got)
 	}
 }
@@ -31,7 +34,7 @@ func TestRefusalText(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	r = &Refusal{Pid: 12, Comm: "prog", Where: "fd 3", Object: "/tmp/x", Detail: "a POSIX write lock on bytes 0-99", Kind: FileLocks}
-	want = "task 12 (prog) fd 3: /tmp/x: a POSIX write lock on bytes 0-99: gockpt does not dump file locks (CRIU: --file-locks); release the lock before dumping"
+	want = "task 12 (prog) fd 3: /tmp/x: a POSIX write lock on bytes 0-99: gockpt dumps file locks only with --file-locks; release the lock before dumping, or dump and restore with --file-locks"
 	if got := r.Error(); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -74,7 +74,7 @@ func (r *Run) CRIURestoreAndVerify() error {
 		return err
 	}
 	pidfile := filepath.Join(img, "restore.pid")
-	args := []string{"restore", "-D", img, "-d", "--pidfile", pidfile, "-o", criuLog, "-v4"}
+	args := append([]string{"restore", "-D", img, "-d", "--pidfile", pidfile, "-o", criuLog, "-v4"}, r.test.Opts...)
 	if _, err := r.toolOut("criu", r.cfg.CRIU, "restore", args...); err != nil {
 		return fmt.Errorf("%w\n%s", err, criuErrors(filepath.Join(img, criuLog)))
 	}
@@ -118,7 +118,7 @@ func (r *Run) CRIUCheckpoint() error {
 		return fmt.Errorf("before dump: %w", err)
 	}
 	r.last = now
-	args := []string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", criuDumpLog, "-v4"}
+	args := append([]string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", criuDumpLog, "-v4"}, r.test.Opts...)
 	if _, err := r.toolOut("criu", r.cfg.CRIU, "dump", args...); err != nil {
 		return fmt.Errorf("%w\n%s", err, criuErrors(filepath.Join(img, criuDumpLog)))
 	}

@@ -333,6 +333,7 @@ func (r *Run) Checkpoint(o checkpointOpts) error {
 		args = append(args, "--leave-running")
 	}
 	args = append(args, o.Extra...)
+	args = append(args, r.test.Opts...)
 	// The tree as it is right now: these PIDs must disappear (or stay) after the dump.
 	now, err := CollectTree(r.root)
 	if err != nil {
@@ -377,6 +378,7 @@ func (r *Run) RestoreAndVerify(o restoreOpts) error {
 	img := r.images[len(r.images)-1]
 	pidfile := filepath.Join(img, "restore.pid")
 	args := append([]string{"restore", "-D", img, "-d", "--pidfile", pidfile, "-o", "restore.log", "-v4"}, o.Extra...)
+	args = append(args, r.test.Opts...)
 	if err := r.gockpt("restore", args...); err != nil {
 		return err
 	}

@@ -26,13 +26,20 @@ type Test struct {
 	GID    int
 	Env    []string
 	CFlags []string
-	Argv   []string // command prefix, filled in by Build
+	// Opts are options given to every dump and restore of the test, by
+	// gockpt and by CRIU alike ("opts: --file-locks"), not to pre-dumps.
+	Opts []string
+	Argv []string // command prefix, filled in by Build
 
 	DynamicThreads bool // "threads: dynamic": the runtime adds threads on its own
 }
 
 // defaultModes are the checkpoint modes a test runs in when its header says nothing.
 var defaultModes = []string{"restore", "snapshot", "twice", "predump"}
+
+// knownOpts are the options an "opts:" line may name: those gockpt and
+// CRIU both take, with one meaning, at dump and at restore.
+var knownOpts = map[string]bool{"--file-locks": true}
 
 var headerLine = regexp.MustCompile(`^\s*(?://|#)\s*zdtm:\s*([a-z_]+):\s*(.*?)\s*$`)
 
@@ -70,6 +77,14 @@ func ParseHeader(r io.Reader, t *Test) error {
 			t.DynamicThreads = true
 		case "cflags":
 			t.CFlags = append(t.CFlags, strings.Fields(val)...)
+		case "opts":
+			for _, o := range strings.Fields(val) {
+				if !knownOpts[o] {
+					err = fmt.Errorf("opts: %q is not an option both gockpt and CRIU take at dump and restore", o)
+					break
+				}
+				t.Opts = append(t.Opts, o)
+			}
 		default:
 			err = fmt.Errorf("unknown header key %q", key)
 		}
