@@ -108,8 +108,11 @@ func taskRefusals(c *files.Checker, pid int, st *proc.Stat, frozen bool) error {
 		r := &support.Refusal{Pid: pid, Comm: c.Comm(pid), Kind: support.Terminals,
 			Object: fmt.Sprintf("controlling terminal %s", ttyName(int(st.TTYNr)))}
 		switch {
+		case c.InTree(st.Session) && c.PtyInTree(uint64(st.TTYNr)):
+			// A pseudo-terminal pair of the tree.
 		case c.InTree(st.Session):
-			r.Detail = fmt.Sprintf("the terminal of session %d, which the tree leads: gockpt keeps only a shell job's terminal, not pseudo-terminals inside the tree", st.Session)
+			r.Detail = fmt.Sprintf("the terminal of session %d, which the tree leads, and its master is not in the tree", st.Session)
+			r.Advice = "dump the tree that holds the terminal's master too"
 			return r
 		case !c.ShellJob:
 			r.Detail = "attached to shell terminal: use --shell-job"

@@ -189,7 +189,7 @@ func TestRefusals(t *testing.T) {
 				b, comm(b), h.Pid, comm(h.Pid), a, comm(a))
 		}},
 		{"pty", nil, func(h *holder) string {
-			return who(h, "fd 3") + "/dev/ptmx: gockpt does not dump terminals (CRIU: --shell-job); start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)"
+			return who(h, "fd 3") + fmt.Sprintf("/dev/ptmx (master of /dev/pts/%s): 5 bytes written to /dev/pts/%s wait to be read from its master: gockpt does not dump terminals; let the terminal's programs read what waits for them before dumping", h.info["index"], h.info["index"])
 		}},
 		{"pidfd", nil, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("pidfd of PID %d (%s): gockpt does not dump pidfds of processes outside the dumped tree; close it before dumping, or dump the tree that contains PID %d", os.Getpid(), comm(os.Getpid()), os.Getpid())

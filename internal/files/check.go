@@ -51,9 +51,11 @@ type Checker struct {
 	unixRelisted bool
 	sockMu       sync.Mutex
 	sockFds      map[uint64]fdRef
-	// shellTTY is the first shell-job terminal seen.
-	ttyMu    sync.Mutex
-	shellTTY uint64
+	// shellTTY is the first shell-job terminal seen; ptyMasters, the
+	// indexes of the pairs whose master the tree holds.
+	ttyMu      sync.Mutex
+	shellTTY   uint64
+	ptyMasters map[uint32]bool
 }
 
 type fdRef struct{ pid, fd int }
@@ -83,6 +85,9 @@ func (c *Checker) SetTasks(tasks []int) {
 	c.unixMu.Lock()
 	c.unixSks, c.unixRelisted = nil, false
 	c.unixMu.Unlock()
+	c.ttyMu.Lock()
+	c.ptyMasters = nil
+	c.ttyMu.Unlock()
 }
 
 // Close releases the pidfds the checker opened.

@@ -49,3 +49,17 @@ func getsockoptBytes(fd, level, opt int, b []byte) (int, error) {
 	}
 	return int(l), nil
 }
+
+// openPeer is ioctl(TIOCGPTPEER): a new open file of the slave of pty
+// master fd, with flags, O_NOCTTY and O_LARGEFILE (as open(2) gives it),
+// close-on-exec in gockpt. O_CLOEXEC is not passed: the kernel would
+// keep it in the file's flags, which fdinfo shows.
+func openPeer(master, flags int) (int, error) {
+	const oLargefile = 0o100000
+	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, uintptr(flags|unix.O_NOCTTY|oLargefile))
+	if e != 0 {
+		return -1, e
+	}
+	unix.CloseOnExec(int(r))
+	return int(r), nil
+}

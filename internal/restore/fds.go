@@ -17,6 +17,11 @@ import (
 // /proc/PID of a task of the tree, and pidfds, wait until every task and
 // thread exists (lateProcFds).
 func (rs *restorer) restoreFds(t *Task, r *remote) error {
+	// A session leader takes its controlling terminal before any child
+	// is made from it: they inherit it.
+	if err := rs.takeCtty(t, r); err != nil {
+		return err
+	}
 	if rs.sharesParentFds(t) {
 		return nil // born with CLONE_FILES: its parent's table, already filled
 	}

@@ -142,6 +142,7 @@ func Run(o Options) (*Result, error) {
 		if err := plan.joinShell(); err != nil {
 			return nil, err
 		}
+	}
 	if err := checkLocksAsked(plan, o.FileLocks); err != nil {
 		return nil, err
 	}
@@ -283,6 +284,9 @@ func (rs *restorer) run() error {
 		return err
 	}
 	if err := rs.restoreLocks(); err != nil {
+		return err
+	}
+	if err := rs.restoreTerminals(); err != nil {
 		return err
 	}
 	for _, l := range rs.tasks {

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os/signal"
 	"syscall"
@@ -79,6 +80,73 @@ func (rs *restorer) shellJobForeground() error {
 	defer signal.Reset(syscall.SIGTTOU)
 	if err := unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, root.Pgid); err != nil {
 		return fmt.Errorf("--shell-job: give the terminal to the job's process group %d: %w", root.Pgid, err)
+	}
+	return nil
+}
+
+// takeCtty makes a session leader's pseudo-terminal of the tree its
+// controlling terminal again (TIOCSCTTY on a new file of the slave gockpt
+// gives it), before its children are made: they inherit it.
+func (rs *restorer) takeCtty(t *Task, r *remote) error {
+	if t.Sid != t.Pid || t.Zombie {
+		return nil
+	}
+	term, err := rs.opener.TerminalOf(t.Pid)
+	if err != nil || term == nil {
+		return err
+	}
+	slave, err := term.Slave()
+	if err != nil {
+		return fmt.Errorf("/dev/pts/%d: open the slave: %w", term.Index, err)
+	}
+	defer slave.Close()
+	fd, err := takeFd(r, int(slave.Fd()))
+	if err != nil {
+		return err
+	}
+	if _, err := r.qop(fmt.Sprintf("ioctl(TIOCSCTTY) on /dev/pts/%d", term.Index), unix.SYS_IOCTL, fd.res(), val(unix.TIOCSCTTY), val(0)); err != nil {
+		return err
+	}
+	r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
+	return r.flush()
+}
+
+// restoreTerminals gives the foreground of each pseudo-terminal of the
+// tree that is a session's controlling terminal to the group that had it
+// (TIOCSPGRP, from the session's leader), once every group exists.
+func (rs *restorer) restoreTerminals() error {
+	for _, term := range rs.opener.Terminals() {
+		l := rs.byPid[term.Sid]
+		if term.Pgrp == 0 || l == nil || l.t.Zombie {
+			continue
+		}
+		slave, err := term.Slave()
+		if err != nil {
+			return fmt.Errorf("/dev/pts/%d: open the slave: %w", term.Index, err)
+		}
+		err = func() error {
+			defer slave.Close()
+			r := l.main
+			r.reset()
+			fd, err := takeFd(r, int(slave.Fd()))
+			if err != nil {
+				return err
+			}
+			b := make([]byte, 4)
+			binary.NativeEndian.PutUint32(b, uint32(term.Pgrp))
+			at, err := r.put(b)
+			if err != nil {
+				return err
+			}
+			if _, err := r.qop(fmt.Sprintf("ioctl(TIOCSPGRP, %d)", term.Pgrp), unix.SYS_IOCTL, fd.res(), val(unix.TIOCSPGRP), val(at)); err != nil {
+				return err
+			}
+			r.qopMayFail("close", unix.SYS_CLOSE, fd.res())
+			return r.flush()
+		}()
+		if err != nil {
+			return fmt.Errorf("task %d: give /dev/pts/%d to process group %d: %w", term.Sid, term.Index, term.Pgrp, err)
+		}
 	}
 	return nil
 }

@@ -44,7 +44,9 @@ const (
 	NetlinkSockets Kind = "netlink-sockets"
 	NetlinkQueues  Kind = "netlink-queues"
 	// ShellJobs: a job of a shell, on the shell's terminal.
-	ShellJobs    Kind = "shell-jobs"
+	ShellJobs Kind = "shell-jobs"
+	// PtyPairs: pseudo-terminals whose master the tree holds.
+	PtyPairs     Kind = "pty-pairs"
 	TCPSockets   Kind = "tcp-sockets"
 	UDPSockets   Kind = "udp-sockets"
 	OtherSockets Kind = "other-sockets"
@@ -152,6 +154,7 @@ var Objects = []Object{
 	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
+	{PtyPairs, "pseudo-terminal pairs inside the tree", true, "both ends at the same index (where it is free), termios, window size, packet mode, lock and exclusive mode, the session whose controlling terminal the slave is, and its foreground group", ""},
 	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
 	{SharedAnon, "shared anonymous memory", true, "MAP_SHARED|MAP_ANONYMOUS and MAP_SHARED /dev/zero areas: one object across the tasks that map it (a write of one is seen by the others after restore), its pages written once", ""},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},

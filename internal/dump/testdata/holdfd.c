@@ -29,6 +29,8 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <termios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
@@ -279,7 +281,16 @@ int main(int argc, char **argv) {
 		fprintf(out = fopen(path, "w"), "child %d\ngrandchild %d\n", a, b);
 		fd = 0;
 	} else if (!strcmp(k, "pty")) {
+		/* a pty pair (3, 4) with 5 bytes the slave wrote, unread */
+		int n;
 		fd = posix_openpt(O_RDWR | O_NOCTTY);
+		if (fd < 0 || grantpt(fd) || unlockpt(fd) || ioctl(fd, TIOCGPTN, &n)) return 3;
+		int s = open(ptsname(fd), O_RDWR | O_NOCTTY);
+		struct termios t;
+		if (s < 0 || tcgetattr(s, &t)) return 3;
+		t.c_oflag &= ~OPOST;
+		if (tcsetattr(s, TCSANOW, &t) || write(s, "hello", 5) != 5) return 3;
+		fprintf(out = fopen(path, "w"), "index %d\n", n);
 	} else if (!strcmp(k, "deleted-fifo")) {
 		/* a deleted FIFO open read-write, 3 bytes in it */
 		snprintf(path, sizeof path, "%s/fifo", argv[1]);
