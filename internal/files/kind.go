@@ -60,6 +60,8 @@ var kindTable = []func() Kind{
 	newPidfdKind,
 	newEventfdKind,
 	newEpollKind,
+	newSignalfdKind,
+	newTimerfdKind,
 	newPipeKind,
 	newFifoKind,
 	newRegKind, // by path: regular files, directories, devices; last

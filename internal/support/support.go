@@ -28,32 +28,35 @@ const (
 	Pidfds         Kind = "pidfds"
 	UTSNamespace   Kind = "uts-namespaces"
 
-	UnixSockets    Kind = "unix-sockets"
-	TCPSockets     Kind = "tcp-sockets"
-	UDPSockets     Kind = "udp-sockets"
-	OtherSockets   Kind = "other-sockets"
-	Terminals      Kind = "terminals"
-	FileLocks      Kind = "file-locks"
-	Leases         Kind = "file-leases"
-	SharedAnon     Kind = "shared-anonymous-memory"
-	SysVShm        Kind = "sysv-shared-memory"
-	Memfd          Kind = "memfd"
-	Signalfd       Kind = "signalfd"
-	Timerfd        Kind = "timerfd"
-	Inotify        Kind = "inotify"
-	Fanotify       Kind = "fanotify"
-	Userfaultfd    Kind = "userfaultfd"
-	Pidfd          Kind = "pidfd"
-	IOUring        Kind = "io_uring"
-	BPF            Kind = "bpf"
-	OtherAnonInode Kind = "other-anon-inodes"
-	SpecialFiles   Kind = "special-files"
-	Namespaces     Kind = "other-namespaces"
-	AsyncIO        Kind = "aio"
-	Hugetlb        Kind = "hugetlb"
-	DeviceMaps     Kind = "device-mappings"
-	Uprobes        Kind = "uprobes"
-	SigioOwner     Kind = "sigio-owner-outside"
+	UnixSockets  Kind = "unix-sockets"
+	TCPSockets   Kind = "tcp-sockets"
+	UDPSockets   Kind = "udp-sockets"
+	OtherSockets Kind = "other-sockets"
+	Terminals    Kind = "terminals"
+	FileLocks    Kind = "file-locks"
+	Leases       Kind = "file-leases"
+	SharedAnon   Kind = "shared-anonymous-memory"
+	SysVShm      Kind = "sysv-shared-memory"
+	Memfd        Kind = "memfd"
+	Signalfd     Kind = "signalfd"
+	Timerfd      Kind = "timerfd"
+	Inotify      Kind = "inotify"
+	Fanotify     Kind = "fanotify"
+	// TimerfdCancelTicks: a timerfd set with TFD_TIMER_CANCEL_ON_SET
+	// that has unread expirations (or a clock change).
+	TimerfdCancelTicks Kind = "timerfd-cancel-on-set-ticks"
+	Userfaultfd        Kind = "userfaultfd"
+	Pidfd              Kind = "pidfd"
+	IOUring            Kind = "io_uring"
+	BPF                Kind = "bpf"
+	OtherAnonInode     Kind = "other-anon-inodes"
+	SpecialFiles       Kind = "special-files"
+	Namespaces         Kind = "other-namespaces"
+	AsyncIO            Kind = "aio"
+	Hugetlb            Kind = "hugetlb"
+	DeviceMaps         Kind = "device-mappings"
+	Uprobes            Kind = "uprobes"
+	SigioOwner         Kind = "sigio-owner-outside"
 	// EpollClosedTargets: an epoll set watching a file the task no
 	// longer has an fd on.
 	EpollClosedTargets Kind = "epoll-closed-targets"
@@ -114,6 +117,8 @@ var Objects = []Object{
 	{Eventfd, "eventfd", true, "counter and flags", ""},
 	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
+	{Signalfd, "signalfd", true, "signal mask and flags", ""},
+	{Timerfd, "timerfd", true, "clock, interval, time left (restore re-arms with it, as CRIU does: the time between dump and restore does not count), unread expirations, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
 	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
@@ -135,8 +140,7 @@ var Objects = []Object{
 	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
 	{DeletedPaths, "deleted executables", false, "put the executable back where it was before dumping (restore needs it)", ""},
 	{SpecialMaps, "sealed, shadow-stack and droppable mappings", false, "run the program without mseal, user shadow stacks or MAP_DROPPABLE", ""},
-	{Signalfd, "signalfd", false, "close it before dumping", ""},
-	{Timerfd, "timerfd", false, "close it before dumping", ""},
+	{TimerfdCancelTicks, "timerfds set with TFD_TIMER_CANCEL_ON_SET that have unread expirations", false, "read the timerfd before dumping (a clock change and an expiration look the same from outside)", ""},
 	{Inotify, "inotify", false, "close it before dumping", ""},
 	{Fanotify, "fanotify", false, "close it before dumping", ""},
 	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},

@@ -2,7 +2,7 @@
  * to know about it ("key value" lines) to DIR/info, then DIR/ready, and
  * sleeps. The first fd it opens is 3.
  * Usage: holdfd DIR KIND [ARG]
- * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
+ * KIND: socket eventfd epoll timerfd timerfd-cancel inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -76,6 +77,15 @@ int main(int argc, char **argv) {
 	else if (!strcmp(k, "eventfd")) fd = eventfd(0, 0);
 	else if (!strcmp(k, "epoll")) fd = epoll_create1(0);
 	else if (!strcmp(k, "timerfd")) fd = timerfd_create(CLOCK_MONOTONIC, 0);
+	else if (!strcmp(k, "timerfd-cancel")) {
+		/* expired, not read, and set to cancel on a clock change */
+		struct itimerspec v = {.it_value = {1, 0}};
+		struct pollfd pf;
+		fd = timerfd_create(CLOCK_REALTIME, 0);
+		if (fd < 0 || timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &v, 0)) return 3;
+		pf.fd = fd, pf.events = POLLIN;
+		if (poll(&pf, 1, 5000) != 1) return 3;
+	}
 	else if (!strcmp(k, "inotify")) fd = inotify_init1(0);
 	else if (!strcmp(k, "signalfd")) {
 		sigset_t m;
