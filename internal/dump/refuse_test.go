@@ -122,11 +122,11 @@ func TestRefusals(t *testing.T) {
 		{"netlink", nil, func(h *holder) string {
 			return who(h, "fd 3") + "netlink socket (NETLINK_ROUTE): gockpt does not dump netlink, packet and raw sockets; close the socket before dumping"
 		}},
-		{"memfd", nil, func(h *holder) string {
-			return who(h, "fd 3") + "memfd:cache: gockpt does not dump memfd files; close the memfd and unmap it before dumping"
-		}},
 		{"memfd-map", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "memfd:cache (fd 3): gockpt does not dump memfd files; close the memfd and unmap it before dumping"
+			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "memfd:cache (fd 3): gockpt does not dump shared mappings of memfd files; unmap the memfd before dumping (a memfd held only as an fd is dumped)"
+		}},
+		{"memfd-hugetlb", nil, func(h *holder) string {
+			return who(h, "fd 3") + "memfd:huge (MFD_HUGETLB): gockpt does not dump shared hugetlb memory and hugetlbfs files; map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs"
 		}},
 		{"shared-anon", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "shared anonymous memory: gockpt does not dump shared anonymous memory; map a file (for example in /dev/shm) with MAP_SHARED instead of MAP_SHARED|MAP_ANONYMOUS"

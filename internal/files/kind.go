@@ -63,6 +63,7 @@ var kindTable = []func() Kind{
 	newSignalfdKind,
 	newTimerfdKind,
 	newPipeKind,
+	newMemfdKind,
 	newFifoKind,
 	newRegKind, // by path: regular files, directories, devices; last
 }

@@ -250,6 +250,7 @@ const (
 	PipesDataFile  = "pipes-data.img"
 	FifoDataFile   = "fifo-data.img"
 	RemapFpathFile = "remap-fpath.img"
+	MemfdFile      = "memfd.img" // the memfd inodes (MEMFD_INODE)
 )
 
 // CoreFile and the functions below name per-task and per-object images.
@@ -263,3 +264,7 @@ func FdinfoFile(filesID uint32) string { return fmt.Sprintf("fdinfo-%d.img", fil
 func TimensFile(id uint32) string      { return fmt.Sprintf("timens-%d.img", id) }
 func UtsnsFile(id uint32) string       { return fmt.Sprintf("utsns-%d.img", id) }
 func GhostFile(id uint32) string       { return fmt.Sprintf("ghost-file-%x.img", id) }
+
+// ShmemPagemapFile names the pagemap of shared memory shmid (for a memfd,
+// its inode number, as CRIU numbers it).
+func ShmemPagemapFile(shmid uint32) string { return fmt.Sprintf("pagemap-shmem-%d.img", shmid) }

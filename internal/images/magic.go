@@ -219,6 +219,7 @@ var (
 	KindTtyInfo    = kindByNameMust("TTY_INFO")
 	KindRemapFpath = kindByNameMust("REMAP_FPATH")
 	KindUtsns      = kindByNameMust("UTSNS")
+	KindMemfdInode = kindByNameMust("MEMFD_INODE")
 )
 
 func kindByNameMust(name string) *Kind {

@@ -45,18 +45,20 @@ const (
 	// TimerfdCancelTicks: a timerfd set with TFD_TIMER_CANCEL_ON_SET
 	// that has unread expirations (or a clock change).
 	TimerfdCancelTicks Kind = "timerfd-cancel-on-set-ticks"
-	Userfaultfd        Kind = "userfaultfd"
-	Pidfd              Kind = "pidfd"
-	IOUring            Kind = "io_uring"
-	BPF                Kind = "bpf"
-	OtherAnonInode     Kind = "other-anon-inodes"
-	SpecialFiles       Kind = "special-files"
-	Namespaces         Kind = "other-namespaces"
-	AsyncIO            Kind = "aio"
-	Hugetlb            Kind = "hugetlb"
-	DeviceMaps         Kind = "device-mappings"
-	Uprobes            Kind = "uprobes"
-	SigioOwner         Kind = "sigio-owner-outside"
+	// MemfdMaps: a shared mapping of a memfd.
+	MemfdMaps      Kind = "memfd-mappings"
+	Userfaultfd    Kind = "userfaultfd"
+	Pidfd          Kind = "pidfd"
+	IOUring        Kind = "io_uring"
+	BPF            Kind = "bpf"
+	OtherAnonInode Kind = "other-anon-inodes"
+	SpecialFiles   Kind = "special-files"
+	Namespaces     Kind = "other-namespaces"
+	AsyncIO        Kind = "aio"
+	Hugetlb        Kind = "hugetlb"
+	DeviceMaps     Kind = "device-mappings"
+	Uprobes        Kind = "uprobes"
+	SigioOwner     Kind = "sigio-owner-outside"
 	// EpollClosedTargets: an epoll set watching a file the task no
 	// longer has an fd on.
 	EpollClosedTargets Kind = "epoll-closed-targets"
@@ -119,6 +121,7 @@ var Objects = []Object{
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{Signalfd, "signalfd", true, "signal mask and flags", ""},
 	{Timerfd, "timerfd", true, "clock, interval, time left (restore re-arms with it, as CRIU does: the time between dump and restore does not count), unread expirations, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET", ""},
+	{Memfd, "memfd files held as fds", true, "name, contents (holes kept), size, seals, owner and mode, position and flags of each open file description; one inode however many fds share it", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
 	{UnixSockets, "unix sockets", false, "close the socket before dumping", ""},
@@ -133,7 +136,7 @@ var Objects = []Object{
 	{SharedFdTables, "fd tables shared other than by a parent and its CLONE_FILES children", false, "let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping", ""},
 	{SharedAnon, "shared anonymous memory", false, "map a file (for example in /dev/shm) with MAP_SHARED instead of MAP_SHARED|MAP_ANONYMOUS", ""},
 	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
-	{Memfd, "memfd files", false, "close the memfd and unmap it before dumping", ""},
+	{MemfdMaps, "shared mappings of memfd files", false, "unmap the memfd before dumping (a memfd held only as an fd is dumped)", ""},
 	{Hugetlb, "shared hugetlb memory and hugetlbfs files", false, "map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs", ""},
 	{AsyncIO, "AIO rings with an unknown header", false, "destroy the AIO context (io_destroy) before dumping", ""},
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},

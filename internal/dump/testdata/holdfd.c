@@ -4,7 +4,7 @@
  * Usage: holdfd DIR KIND [ARG]
  * KIND: socket eventfd epoll timerfd timerfd-cancel inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH tcp-listen
- *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
+ *   tcp-est tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
  *   deleted-map
  *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
@@ -150,8 +150,8 @@ int main(int argc, char **argv) {
 		fprintf(out = fopen(path, "w"), "port %d\n", port_of(fd));
 	} else if (!strcmp(k, "netlink")) {
 		fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
-	} else if (!strcmp(k, "memfd")) {
-		fd = memfd_create("cache", 0);
+	} else if (!strcmp(k, "memfd-hugetlb")) {
+		fd = memfd_create("huge", MFD_HUGETLB);
 	} else if (!strcmp(k, "memfd-map")) {
 		fd = memfd_create("cache", 0);
 		if (ftruncate(fd, 4096)) return 3;
