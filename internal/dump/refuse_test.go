@@ -87,7 +87,6 @@ func TestRefusals(t *testing.T) {
 	who := func(h *holder, where string) string {
 		return fmt.Sprintf("task %d (%s) %s: ", h.Pid, comm(h.Pid), where)
 	}
-	const closeIt = "close it before dumping"
 	cases := []tc{
 		{"unix-pair", nil, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("unix dgram (unbound) peer fd 4 of task %d: gockpt does not dump unix sockets; close the socket before dumping", h.Pid)
@@ -180,7 +179,7 @@ func TestRefusals(t *testing.T) {
 			return who(h, "fd 3") + "anon_inode:[timerfd]: set with TFD_TIMER_CANCEL_ON_SET, 1 unread ticks (expirations or clock changes): gockpt does not dump timerfds set with TFD_TIMER_CANCEL_ON_SET that have unread expirations; read the timerfd before dumping (a clock change and an expiration look the same from outside)"
 		}},
 		{"inotify", nil, func(h *holder) string {
-			return who(h, "fd 3") + "anon_inode:inotify: gockpt does not dump inotify; " + closeIt
+			return who(h, "fd 3") + "anon_inode:inotify: 32 bytes of events not read: gockpt does not dump inotify instances with unread events; read the pending events (until read(2) fails with EAGAIN) before dumping"
 		}},
 		{"deleted", []string{"2000000"}, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("deleted file %s/gone is 2000000 bytes, over the ghost limit of 1048576 bytes: raise it with --ghost-limit 2000000 or close the file before dumping", h.dir)

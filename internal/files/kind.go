@@ -62,6 +62,7 @@ var kindTable = []func() Kind{
 	newEpollKind,
 	newSignalfdKind,
 	newTimerfdKind,
+	newInotifyKind,
 	newPipeKind,
 	newMemfdKind,
 	newFifoKind,

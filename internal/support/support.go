@@ -45,6 +45,11 @@ const (
 	// TimerfdCancelTicks: a timerfd set with TFD_TIMER_CANCEL_ON_SET
 	// that has unread expirations (or a clock change).
 	TimerfdCancelTicks Kind = "timerfd-cancel-on-set-ticks"
+	// InotifyQueued: an inotify instance with events not read yet.
+	InotifyQueued Kind = "inotify-queued-events"
+	// InotifyUnreachable: an inotify watch on a file restore cannot open
+	// again by file handle.
+	InotifyUnreachable Kind = "inotify-unreachable-watches"
 	// MemfdMaps: a shared mapping of a memfd.
 	MemfdMaps      Kind = "memfd-mappings"
 	Userfaultfd    Kind = "userfaultfd"
@@ -121,6 +126,7 @@ var Objects = []Object{
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
 	{Signalfd, "signalfd", true, "signal mask and flags", ""},
 	{Timerfd, "timerfd", true, "clock, interval, time left (restore re-arms with it, as CRIU does: the time between dump and restore does not count), unread expirations, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET", ""},
+	{Inotify, "inotify", true, "flags and watches (mask, watch descriptor), each set again on the file its file handle opens", ""},
 	{Memfd, "memfd files held as fds", true, "name, contents (holes kept), size, seals, owner and mode, position and flags of each open file description; one inode however many fds share it", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 
@@ -144,7 +150,8 @@ var Objects = []Object{
 	{DeletedPaths, "deleted executables", false, "put the executable back where it was before dumping (restore needs it)", ""},
 	{SpecialMaps, "sealed, shadow-stack and droppable mappings", false, "run the program without mseal, user shadow stacks or MAP_DROPPABLE", ""},
 	{TimerfdCancelTicks, "timerfds set with TFD_TIMER_CANCEL_ON_SET that have unread expirations", false, "read the timerfd before dumping (a clock change and an expiration look the same from outside)", ""},
-	{Inotify, "inotify", false, "close it before dumping", ""},
+	{InotifyQueued, "inotify instances with unread events", false, "read the pending events (until read(2) fails with EAGAIN) before dumping", ""},
+	{InotifyUnreachable, "inotify watches on files that cannot be opened again by file handle", false, "remove the watch (inotify_rm_watch) before dumping", ""},
 	{Fanotify, "fanotify", false, "close it before dumping", ""},
 	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},
 	{Pidfd, "pidfds of processes outside the dumped tree", false, "close it before dumping, or dump the tree that contains the process", ""},

@@ -86,7 +86,15 @@ int main(int argc, char **argv) {
 		pf.fd = fd, pf.events = POLLIN;
 		if (poll(&pf, 1, 5000) != 1) return 3;
 	}
-	else if (!strcmp(k, "inotify")) fd = inotify_init1(0);
+	else if (!strcmp(k, "inotify")) {
+		/* one event queued: IN_CREATE of "x" in DIR/w (16 + 16 bytes) */
+		char w[4096], x[4200];
+		snprintf(w, sizeof w, "%s/w", argv[1]);
+		snprintf(x, sizeof x, "%s/x", w);
+		fd = inotify_init1(0);
+		if (fd < 0 || mkdir(w, 0700) || inotify_add_watch(fd, w, IN_CREATE) != 1) return 3;
+		close(open(x, O_CREAT | O_WRONLY, 0600));
+	}
 	else if (!strcmp(k, "signalfd")) {
 		sigset_t m;
 		sigemptyset(&m);

@@ -43,9 +43,9 @@ func TestOptInModeHeaders(t *testing.T) {
 	// CRIU restores (and dumps) every test but those whose state it
 	// cannot handle.
 	for mode, cannot := range map[string]map[string]bool{
-		"criu-restore": {"sig_trap": true, "ns_uts": true, "task_personality": true, "file_sigio": true, "file_deleted_dirfd": true, "file_opath": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true},
-		"criu-predump": {"sig_trap": true, "ns_uts": true, "task_personality": true, "file_sigio": true, "file_deleted_dirfd": true, "file_opath": true, "mem_hugetlb": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true},
-		"criu-dump":    {"sig_trap": true, "ns_uts": true, "task_personality": true, "creds_nobody": true, "file_unlinked_hardlink": true, "file_opath": true, "mem_hugetlb": true, "task_stopped_tty": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true},
+		"criu-restore": {"sig_trap": true, "ns_uts": true, "task_personality": true, "file_sigio": true, "file_deleted_dirfd": true, "file_opath": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true, "file_inotify_flags": true},
+		"criu-predump": {"sig_trap": true, "ns_uts": true, "task_personality": true, "file_sigio": true, "file_deleted_dirfd": true, "file_opath": true, "mem_hugetlb": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true, "file_inotify_flags": true},
+		"criu-dump":    {"sig_trap": true, "ns_uts": true, "task_personality": true, "creds_nobody": true, "file_unlinked_hardlink": true, "file_opath": true, "mem_hugetlb": true, "task_stopped_tty": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true, "file_inotify_flags": true},
 	} {
 		for _, tt := range tests {
 			if tt.Supports(mode) == cannot[tt.Name] {
