@@ -205,7 +205,9 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 		checker.Close()
 		return nil, err
 	}
-	return &dumper{opts: o, dir: dir, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}, nil
+	d := &dumper{opts: o, dir: dir, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}
+	d.files.PagesID = func() uint32 { d.pages++; return d.pages }
+	return d, nil
 }
 
 // startWatchdog starts the parasite watchdog, if asked for; Close on the

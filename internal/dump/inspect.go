@@ -186,7 +186,7 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		r.Kind = support.SysVShm
 		r.Object = fmt.Sprintf("System V shared memory segment (key 0x%s, shmid %d)", strings.TrimPrefix(a.Path, "/SYSV"), a.Inode)
 	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/memfd:") && a.Deleted:
-		r.Kind, r.Object = support.Memfd, a.Path[1:]
+		r.Kind, r.Object = support.MemfdMaps, a.Path[1:]
 		memfd := func(t string, st *unix.Stat_t) bool { return strings.HasPrefix(t, "/memfd:") && st.Ino == a.Inode }
 		if fd, _, ok := findFd(pid, memfd); ok {
 			r.Object += fmt.Sprintf(" (fd %d)", fd)

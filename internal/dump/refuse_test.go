@@ -102,7 +102,6 @@ func TestRefusals(t *testing.T) {
 	who := func(h *holder, where string) string {
 		return fmt.Sprintf("task %d (%s) %s: ", h.Pid, comm(h.Pid), where)
 	}
-	const closeIt = "close it before dumping"
 	cases := []tc{
 		{"unix-ext", []string{extPath}, func(h *holder) string {
 			c := <-accepted
@@ -146,11 +145,11 @@ func TestRefusals(t *testing.T) {
 		{"netlink", nil, func(h *holder) string {
 			return who(h, "fd 3") + "netlink socket (NETLINK_ROUTE): messages are queued to it (" + h.info["queued"] + " bytes of its receive buffer): gockpt does not dump messages queued to netlink sockets; let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)"
 		}},
-		{"memfd", nil, func(h *holder) string {
-			return who(h, "fd 3") + "memfd:cache: gockpt does not dump memfd files; close the memfd and unmap it before dumping"
-		}},
 		{"memfd-map", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "memfd:cache (fd 3): gockpt does not dump memfd files; close the memfd and unmap it before dumping"
+			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "memfd:cache (fd 3): gockpt does not dump shared mappings of memfd files; unmap the memfd before dumping (a memfd held only as an fd is dumped)"
+		}},
+		{"memfd-hugetlb", nil, func(h *holder) string {
+			return who(h, "fd 3") + "memfd:huge (MFD_HUGETLB): gockpt does not dump shared hugetlb memory and hugetlbfs files; map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs"
 		}},
 		{"sysv-shm", nil, func(h *holder) string {
 			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + fmt.Sprintf("System V shared memory segment (key 0x00000000, shmid %s): gockpt does not dump System V shared memory; detach the segment (shmdt) before dumping", h.info["shmid"])
@@ -197,14 +196,11 @@ func TestRefusals(t *testing.T) {
 		{"pidfd-thread", nil, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("pidfd of thread %d (%s): gockpt does not dump pidfds of processes outside the dumped tree; close it before dumping, or dump the tree that contains thread %d", os.Getpid(), comm(os.Getpid()), os.Getpid())
 		}},
-		{"timerfd", nil, func(h *holder) string {
-			return who(h, "fd 3") + "anon_inode:[timerfd]: gockpt does not dump timerfd; " + closeIt
+		{"timerfd-cancel", nil, func(h *holder) string {
+			return who(h, "fd 3") + "anon_inode:[timerfd]: set with TFD_TIMER_CANCEL_ON_SET, 1 unread ticks (expirations or clock changes): gockpt does not dump timerfds set with TFD_TIMER_CANCEL_ON_SET that have unread expirations; read the timerfd before dumping (a clock change and an expiration look the same from outside)"
 		}},
 		{"inotify", nil, func(h *holder) string {
-			return who(h, "fd 3") + "anon_inode:inotify: gockpt does not dump inotify; " + closeIt
-		}},
-		{"signalfd", nil, func(h *holder) string {
-			return who(h, "fd 3") + "anon_inode:[signalfd]: gockpt does not dump signalfd; " + closeIt
+			return who(h, "fd 3") + "anon_inode:inotify: 32 bytes of events not read: gockpt does not dump inotify instances with unread events; read the pending events (until read(2) fails with EAGAIN) before dumping"
 		}},
 		{"deleted", []string{"2000000"}, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("deleted file %s/gone is 2000000 bytes, over the ghost limit of 1048576 bytes: raise it with --ghost-limit 2000000 or close the file before dumping", h.dir)

@@ -222,8 +222,6 @@ func (c *Checker) refuseEpoll(pid, efd int, target string, closed int) *support.
 func (c *Checker) refuseKind(s *fdState, kind support.Kind) error {
 	r := c.refuse(s, kind, s.target)
 	switch kind {
-	case support.Memfd:
-		r.Object = strings.TrimPrefix(strings.TrimSuffix(s.target, " (deleted)"), "/")
 	case support.UnixSockets, support.TCPSockets, support.UDPSockets, support.OtherSockets:
 		desc, k, criu := c.describeSocket(s)
 		r.Object, r.Kind, r.CRIU = desc, k, criu
@@ -239,8 +237,6 @@ func unsupportedKind(target string, st *unix.Stat_t) support.Kind {
 		return support.OtherSockets // refined by describeSocket
 	case strings.HasPrefix(target, "anon_inode:"):
 		return anonInodeKind(strings.TrimPrefix(target, "anon_inode:"))
-	case strings.HasPrefix(target, "/memfd:"):
-		return support.Memfd
 	case !strings.HasPrefix(target, "/"):
 		return support.SpecialFiles
 	case st.Mode&unix.S_IFMT == unix.S_IFCHR && isTTY(st.Rdev):

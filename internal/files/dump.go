@@ -41,6 +41,9 @@ type Ghost struct {
 type Dumper struct {
 	// Checker refuses what cannot be kept; it knows the tree.
 	Checker *Checker
+	// PagesID numbers a new pages-N.img, from the same count as the
+	// tasks' memory images: memfd contents go in one of their own.
+	PagesID func() uint32
 
 	Files  []*pb.FileEntry
 	Ghosts []Ghost

@@ -46,14 +46,16 @@ func TestKindMatch(t *testing.T) {
 		{"/run/f.fifo", st(unix.S_IFIFO, 0), unix.O_RDONLY, pb.FdTypes_FIFO},
 		{"/run/f.fifo", st(unix.S_IFIFO, 0), unix.O_PATH, pb.FdTypes_REG},
 		{"/run/s.sock", st(unix.S_IFSOCK, 0), unix.O_PATH, pb.FdTypes_REG},
-		{"/memfd:buf (deleted)", st(unix.S_IFREG, 0), unix.O_RDWR, 0},
-		{"/memfd:buf (deleted)", st(unix.S_IFREG, 0), unix.O_PATH, 0},
+		{"/memfd:buf (deleted)", st(unix.S_IFREG, 0), unix.O_RDWR, pb.FdTypes_MEMFD},
+		{"/memfd:buf (deleted)", st(unix.S_IFREG, 0), unix.O_PATH, pb.FdTypes_MEMFD},
 		{"pipe:[1234]", st(unix.S_IFIFO, 0), unix.O_RDONLY, pb.FdTypes_PIPE},
 		{"anon_inode:[eventfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_EVENTFD},
 		{"anon_inode:[eventpoll]", st(0, 0), unix.O_RDWR, pb.FdTypes_EVENTPOLL},
 		{"anon_inode:[pidfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_PIDFD},
 		{"pidfd:[1]", st(unix.S_IFREG, 0), unix.O_RDWR, pb.FdTypes_PIDFD},
-		{"anon_inode:[timerfd]", st(0, 0), unix.O_RDWR, 0},
+		{"anon_inode:[timerfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_TIMERFD},
+		{"anon_inode:[signalfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_SIGNALFD},
+		{"anon_inode:[userfaultfd]", st(0, 0), unix.O_RDWR, 0},
 		{"socket:[99]", st(unix.S_IFSOCK, 0), unix.O_RDWR, 0}, // no such socket: no protocol name
 	} {
 		s := &fdState{target: c.target, st: c.st, info: &proc.Fdinfo{Flags: c.flags}}
@@ -80,13 +82,16 @@ func TestKindDescribeOwner(t *testing.T) {
 		4: {Type: pb.FdTypes_EVENTFD.Enum(), Id: u32(4), Efd: &pb.EventfdFileEntry{Id: u32(4), Counter: u64(9), Flags: u32(unix.O_RDWR), Fown: own}},
 		5: {Type: pb.FdTypes_EVENTPOLL.Enum(), Id: u32(5), Epfd: &pb.EventpollFileEntry{Id: u32(5), Flags: u32(unix.O_RDWR), Fown: own,
 			Tfd: []*pb.EventpollTfdEntry{{Tfd: u32(3)}, {Tfd: u32(4)}}}},
-		6: {Type: pb.FdTypes_PIDFD.Enum(), Id: u32(6), Pidfd: &pb.PidfdEntry{Id: u32(6), Nspid: proto.Int32(300), Flags: u32(0), Fown: own}},
-		7: {Type: pb.FdTypes_PIDFD.Enum(), Id: u32(7), Pidfd: &pb.PidfdEntry{Id: u32(7), Nspid: proto.Int32(-1), Flags: u32(pidfdThread), Fown: own}},
-		8: {Type: pb.FdTypes_TIMERFD.Enum(), Id: u32(8), Tfd: &pb.TimerfdEntry{Id: u32(8)}},
+		6:  {Type: pb.FdTypes_PIDFD.Enum(), Id: u32(6), Pidfd: &pb.PidfdEntry{Id: u32(6), Nspid: proto.Int32(300), Flags: u32(0), Fown: own}},
+		7:  {Type: pb.FdTypes_PIDFD.Enum(), Id: u32(7), Pidfd: &pb.PidfdEntry{Id: u32(7), Nspid: proto.Int32(-1), Flags: u32(pidfdThread), Fown: own}},
+		8:  {Type: pb.FdTypes_BPFMAP.Enum(), Id: u32(8)},
+		9:  {Type: pb.FdTypes_TIMERFD.Enum(), Id: u32(9), Tfd: &pb.TimerfdEntry{Id: u32(9), Clockid: u32(1), Vsec: u64(99), Vnsec: u64(5), Isec: u64(1), Ticks: u64(2), Fown: own}},
+		10: {Type: pb.FdTypes_SIGNALFD.Enum(), Id: u32(10), Sgfd: &pb.SignalfdEntry{Id: u32(10), Sigmask: u64(0x200), Fown: own}},
 	}
 	want := map[uint32]string{
 		1: "/var/log/x.log", 2: "pipe:[77]", 3: "fifo pipe:[78]", 4: "eventfd counter 9", 5: "epoll, 2 targets",
 		6: "pidfd of PID 300", 7: "pidfd of a thread reaped before the dump", 8: "",
+		9: "timerfd clock 1, 99.000000005 s left, every 1.000000000 s, 2 ticks", 10: "signalfd mask 0x200",
 	}
 	for id, w := range want {
 		if got := Describe(files[id]); got != w {
@@ -95,7 +100,7 @@ func TestKindDescribeOwner(t *testing.T) {
 		fown, _ := Owner(files[id], files)
 		if id == 8 {
 			if fown != nil {
-				t.Errorf("timerfd: owner %v from no kind", fown)
+				t.Errorf("bpf map: owner %v from no kind", fown)
 			}
 			continue
 		}

@@ -255,6 +255,7 @@ const (
 	// FileLocksFile holds the file locks of the whole tree (CRIU names it
 	// filelocks, without a dash).
 	FileLocksFile = "filelocks.img"
+	MemfdFile     = "memfd.img" // the memfd inodes (MEMFD_INODE)
 )
 
 // CoreFile and the functions below name per-task and per-object images.

@@ -220,6 +220,7 @@ var (
 	KindRemapFpath = kindByNameMust("REMAP_FPATH")
 	KindUtsns      = kindByNameMust("UTSNS")
 	KindFileLocks  = kindByNameMust("FILE_LOCKS")
+	KindMemfdInode = kindByNameMust("MEMFD_INODE")
 )
 
 func kindByNameMust(name string) *Kind {

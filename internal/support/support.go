@@ -63,18 +63,28 @@ const (
 	Timerfd         Kind = "timerfd"
 	Inotify         Kind = "inotify"
 	Fanotify        Kind = "fanotify"
-	Userfaultfd     Kind = "userfaultfd"
-	Pidfd           Kind = "pidfd"
-	IOUring         Kind = "io_uring"
-	BPF             Kind = "bpf"
-	OtherAnonInode  Kind = "other-anon-inodes"
-	SpecialFiles    Kind = "special-files"
-	Namespaces      Kind = "other-namespaces"
-	AsyncIO         Kind = "aio"
-	Hugetlb         Kind = "hugetlb"
-	DeviceMaps      Kind = "device-mappings"
-	Uprobes         Kind = "uprobes"
-	SigioOwner      Kind = "sigio-owner-outside"
+	// TimerfdCancelTicks: a timerfd set with TFD_TIMER_CANCEL_ON_SET
+	// that has unread expirations (or a clock change).
+	TimerfdCancelTicks Kind = "timerfd-cancel-on-set-ticks"
+	// InotifyQueued: an inotify instance with events not read yet.
+	InotifyQueued Kind = "inotify-queued-events"
+	// InotifyUnreachable: an inotify watch on a file restore cannot open
+	// again by file handle.
+	InotifyUnreachable Kind = "inotify-unreachable-watches"
+	// MemfdMaps: a shared mapping of a memfd.
+	MemfdMaps      Kind = "memfd-mappings"
+	Userfaultfd    Kind = "userfaultfd"
+	Pidfd          Kind = "pidfd"
+	IOUring        Kind = "io_uring"
+	BPF            Kind = "bpf"
+	OtherAnonInode Kind = "other-anon-inodes"
+	SpecialFiles   Kind = "special-files"
+	Namespaces     Kind = "other-namespaces"
+	AsyncIO        Kind = "aio"
+	Hugetlb        Kind = "hugetlb"
+	DeviceMaps     Kind = "device-mappings"
+	Uprobes        Kind = "uprobes"
+	SigioOwner     Kind = "sigio-owner-outside"
 	// EpollClosedTargets: an epoll set watching a file the task no
 	// longer has an fd on.
 	EpollClosedTargets Kind = "epoll-closed-targets"
@@ -153,6 +163,10 @@ var Objects = []Object{
 	{Eventfd, "eventfd", true, "counter and flags", ""},
 	{Epoll, "epoll", true, "watched fds and events; a watched file whose fd was closed is registered under the fd that holds it now", ""},
 	{Pidfds, "pidfds of the tree's processes and threads", true, "the process or thread (PIDFD_THREAD), PIDFD_NONBLOCK, close-on-exec; of a reaped process, how it ended", ""},
+	{Signalfd, "signalfd", true, "signal mask and flags", ""},
+	{Timerfd, "timerfd", true, "clock, interval, time left (restore re-arms with it, as CRIU does: the time between dump and restore does not count), unread expirations, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET", ""},
+	{Inotify, "inotify", true, "flags and watches (mask, watch descriptor), each set again on the file its file handle opens", ""},
+	{Memfd, "memfd files held as fds", true, "name, contents (holes kept), size, seals, owner and mode, position and flags of each open file description; one inode however many fds share it", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 	{PtyPairs, "pseudo-terminal pairs inside the tree", true, "both ends at the same index (where it is free), termios, window size, packet mode, lock and exclusive mode, the session whose controlling terminal the slave is, and its foreground group", ""},
 	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
@@ -176,16 +190,16 @@ var Objects = []Object{
 	{SharedFdTables, "fd tables shared other than by a parent and its CLONE_FILES children", false, "let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping", ""},
 	{SharedAnonNamed, "named shared anonymous memory ([anon_shmem:NAME])", false, "leave the area unnamed (no PR_SET_VMA_ANON_NAME), or map a file (for example in /dev/shm) with MAP_SHARED instead", ""},
 	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
-	{Memfd, "memfd files", false, "close the memfd and unmap it before dumping", ""},
+	{MemfdMaps, "shared mappings of memfd files", false, "unmap the memfd before dumping (a memfd held only as an fd is dumped)", ""},
 	{Hugetlb, "shared hugetlb memory and hugetlbfs files", false, "map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs", ""},
 	{AsyncIO, "AIO rings with an unknown header", false, "destroy the AIO context (io_destroy) before dumping", ""},
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
 	{Uprobes, "uprobes", false, "detach the uprobes (perf or BPF) before dumping", ""},
 	{DeletedPaths, "deleted executables", false, "put the executable back where it was before dumping (restore needs it)", ""},
 	{SpecialMaps, "sealed, shadow-stack and droppable mappings", false, "run the program without mseal, user shadow stacks or MAP_DROPPABLE", ""},
-	{Signalfd, "signalfd", false, "close it before dumping", ""},
-	{Timerfd, "timerfd", false, "close it before dumping", ""},
-	{Inotify, "inotify", false, "close it before dumping", ""},
+	{TimerfdCancelTicks, "timerfds set with TFD_TIMER_CANCEL_ON_SET that have unread expirations", false, "read the timerfd before dumping (a clock change and an expiration look the same from outside)", ""},
+	{InotifyQueued, "inotify instances with unread events", false, "read the pending events (until read(2) fails with EAGAIN) before dumping", ""},
+	{InotifyUnreachable, "inotify watches on files that cannot be opened again by file handle", false, "remove the watch (inotify_rm_watch) before dumping", ""},
 	{Fanotify, "fanotify", false, "close it before dumping", ""},
 	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},
 	{Pidfd, "pidfds of processes outside the dumped tree", false, "close it before dumping, or dump the tree that contains the process", ""},

@@ -2,10 +2,10 @@
  * to know about it ("key value" lines) to DIR/info, then DIR/ready, and
  * sleeps. The first fd it opens is 3.
  * Usage: holdfd DIR KIND [ARG]
- * KIND: socket eventfd epoll timerfd inotify signalfd deleted [SIZE]
+ * KIND: socket eventfd epoll timerfd timerfd-cancel inotify signalfd deleted [SIZE]
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH unix-dgram-ext PATH
  *   unix-listen unix-scm unix-creds tcp-listen
- *   tcp-est tcp6-listen udp netlink memfd memfd-map shared-anon sysv-shm
+ *   tcp-est tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
  *   deleted-map
  *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <termios.h>
 #include <sys/ioctl.h>
@@ -82,7 +83,24 @@ int main(int argc, char **argv) {
 	else if (!strcmp(k, "eventfd")) fd = eventfd(0, 0);
 	else if (!strcmp(k, "epoll")) fd = epoll_create1(0);
 	else if (!strcmp(k, "timerfd")) fd = timerfd_create(CLOCK_MONOTONIC, 0);
-	else if (!strcmp(k, "inotify")) fd = inotify_init1(0);
+	else if (!strcmp(k, "timerfd-cancel")) {
+		/* expired, not read, and set to cancel on a clock change */
+		struct itimerspec v = {.it_value = {1, 0}};
+		struct pollfd pf;
+		fd = timerfd_create(CLOCK_REALTIME, 0);
+		if (fd < 0 || timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &v, 0)) return 3;
+		pf.fd = fd, pf.events = POLLIN;
+		if (poll(&pf, 1, 5000) != 1) return 3;
+	}
+	else if (!strcmp(k, "inotify")) {
+		/* one event queued: IN_CREATE of "x" in DIR/w (16 + 16 bytes) */
+		char w[4096], x[4200];
+		snprintf(w, sizeof w, "%s/w", argv[1]);
+		snprintf(x, sizeof x, "%s/x", w);
+		fd = inotify_init1(0);
+		if (fd < 0 || mkdir(w, 0700) || inotify_add_watch(fd, w, IN_CREATE) != 1) return 3;
+		close(open(x, O_CREAT | O_WRONLY, 0600));
+	}
 	else if (!strcmp(k, "signalfd")) {
 		sigset_t m;
 		sigemptyset(&m);
@@ -193,8 +211,8 @@ int main(int argc, char **argv) {
 			if (!mi[SK_MEMINFO_RMEM_ALLOC]) usleep(1000);
 		}
 		fprintf(out = fopen(path, "w"), "queued %u\n", mi[SK_MEMINFO_RMEM_ALLOC]);
-	} else if (!strcmp(k, "memfd")) {
-		fd = memfd_create("cache", 0);
+	} else if (!strcmp(k, "memfd-hugetlb")) {
+		fd = memfd_create("huge", MFD_HUGETLB);
 	} else if (!strcmp(k, "memfd-map")) {
 		fd = memfd_create("cache", 0);
 		if (ftruncate(fd, 4096)) return 3;

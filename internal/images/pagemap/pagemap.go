@@ -262,7 +262,17 @@ type Writer struct {
 
 // Create starts pagemap-PID.img and pages-ID.img in d.
 func Create(d *images.Dir, pid int, pagesID uint32) (*Writer, error) {
-	pm, err := d.Create(images.PagemapFile(pid), images.KindPagemap)
+	return create(d, images.PagemapFile(pid), pagesID)
+}
+
+// CreateShmem starts pagemap-shmem-SHMID.img and pages-ID.img in d: the
+// contents of shared memory (a memfd), addressed by offset from 0.
+func CreateShmem(d *images.Dir, shmid uint64, pagesID uint32) (*Writer, error) {
+	return create(d, images.ShmemPagemapFile(shmid), pagesID)
+}
+
+func create(d *images.Dir, name string, pagesID uint32) (*Writer, error) {
+	pm, err := d.Create(name, images.KindPagemap)
 	if err != nil {
 		return nil, err
 	}

@@ -129,6 +129,7 @@ func ParseStatus(text string, keys []string) map[string]string {
 // (allowed "fdinfo tfd ino sdev").
 func ParseFdinfo(text string) FD {
 	var fd FD
+	var itValue string
 	for _, line := range strings.Split(text, "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -146,6 +147,9 @@ func ParseFdinfo(text string) FD {
 			if !allowed("fdinfo mnt_id") {
 				fd.Extra = append(fd.Extra, k+": "+v)
 			}
+		case "it_value":
+			// Set below, once it_interval is known.
+			itValue = v
 		case "tfd":
 			var keep []string
 			var tfd Tfd
@@ -165,8 +169,25 @@ func ParseFdinfo(text string) FD {
 			fd.Extra = append(fd.Extra, k+": "+v)
 		}
 	}
+	if itValue != "" {
+		fd.Extra = append(fd.Extra, "it_value: "+timerfdValue(itValue, text))
+	}
 	sort.Strings(fd.Extra)
 	return fd
+}
+
+// timerfdValue is what the runner compares of a timerfd's it_value: the
+// time left runs down, so only whether the timer is armed (allowed
+// "fdinfo timerfd it_value"); a periodic timer always is, even while it
+// shows no time left (expired, not moved on to its next period yet).
+func timerfdValue(v, text string) string {
+	if !allowed("fdinfo timerfd it_value") {
+		return v
+	}
+	if v != "(0, 0)" || !strings.Contains(text, "it_interval: (0, 0)") {
+		return "armed"
+	}
+	return v
 }
 
 func readString(path string) (string, error) {
