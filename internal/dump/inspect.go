@@ -185,12 +185,8 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/SYSV") && a.Deleted:
 		r.Kind = support.SysVShm
 		r.Object = fmt.Sprintf("System V shared memory segment (key 0x%s, shmid %d)", strings.TrimPrefix(a.Path, "/SYSV"), a.Inode)
-	case a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/memfd:") && a.Deleted:
-		r.Kind, r.Object = support.MemfdMaps, a.Path[1:]
-		memfd := func(t string, st *unix.Stat_t) bool { return strings.HasPrefix(t, "/memfd:") && st.Ino == a.Inode }
-		if fd, _, ok := findFd(pid, memfd); ok {
-			r.Object += fmt.Sprintf(" (fd %d)", fd)
-		}
+	case memfdArea(a):
+		return nil // the memfd is kept, its inode once
 	case sharedAnonArea(a):
 		return nil // one shmem object, however many tasks map it
 	case !a.Deleted:
@@ -209,6 +205,12 @@ func vmaRefusal(c *files.Checker, pid int, a *proc.SmapsVMA) error {
 		return nil
 	}
 	return r
+}
+
+// memfdArea tells a mapping of a memfd (not of huge pages, refused
+// before as hugetlb).
+func memfdArea(a *proc.SmapsVMA) bool {
+	return a.Kind == proc.KindFile && a.Major == 0 && a.Minor == 1 && strings.HasPrefix(a.Path, "/memfd:") && a.Deleted && !a.Flags.HugeTLB()
 }
 
 // anonHugetlb reports private anonymous memory in huge pages

@@ -192,6 +192,11 @@ func collectVMAs(pid int, fd *files.Dumper, areas []proc.SmapsVMA) ([]vmaPlan, e
 			var id uint32
 			// A deleted file's content is read through map_files.
 			err = lsm.WithoutAuditedCheckpointRestore(func() (err error) {
+				if memfdArea(a) {
+					id, err = fd.MappedMemfd(pid, mapFile, a.Path+" (deleted)", &st, openFlags)
+					status |= images.VMAAreaMemfd
+					return err
+				}
 				id, err = fd.Path(fmt.Sprintf("task %d (%s) VMA %#x-%#x", pid, fd.Checker.Comm(pid), a.Start, a.End), mapFile, path, &st, openFlags)
 				return err
 			})

@@ -145,9 +145,6 @@ func TestRefusals(t *testing.T) {
 		{"netlink", nil, func(h *holder) string {
 			return who(h, "fd 3") + "netlink socket (NETLINK_ROUTE): messages are queued to it (" + h.info["queued"] + " bytes of its receive buffer): gockpt does not dump messages queued to netlink sockets; let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)"
 		}},
-		{"memfd-map", nil, func(h *holder) string {
-			return who(h, vmaOf(t, h.Pid, h.info["addr"])) + "memfd:cache (fd 3): gockpt does not dump shared mappings of memfd files; unmap the memfd before dumping (a memfd held only as an fd is dumped)"
-		}},
 		{"memfd-hugetlb", nil, func(h *holder) string {
 			return who(h, "fd 3") + "memfd:huge (MFD_HUGETLB): gockpt does not dump shared hugetlb memory and hugetlbfs files; map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs"
 		}},

@@ -21,13 +21,15 @@ import (
 // CRIU 4.2 does: a MemfdInodeEntry in memfd.img (name, size, seals, owner,
 // mode), its contents as shared memory pages (pagemap-shmem-INO.img and a
 // pages-N.img, holes left out), and one MemfdFileEntry per open file
-// description (flags, position). Mappings of a memfd stay refused by the
-// memory code (support.MemfdMaps).
+// description (flags, position). A mapping of a memfd gets a file entry of
+// its own (MappedMemfd), which the VMA names, as CRIU writes it.
 type memfdKind struct {
 	kindBase
 	// Dump: the inodes seen, by device and inode number.
 	inodes map[inodeKey]uint32
 	saved  []memfdInode
+	// mapped are the file entries made for mappings (MappedMemfd).
+	mapped map[memfdMapKey]uint32
 	// Restore: the inodes of memfd.img by id, the memfds made, and which
 	// of them already handed out their own open file description.
 	entries map[uint32]*pb.MemfdInodeEntry
@@ -380,4 +382,50 @@ func (*memfdKind) Owner(e *pb.FileEntry, _ map[uint32]*pb.FileEntry) (*pb.FownEn
 
 func (*memfdKind) Describe(e *pb.FileEntry) string {
 	return fmt.Sprintf("memfd inode %d", e.GetMemfd().GetInodeId())
+}
+
+// MappedMemfd describes a memfd task pid maps, read through its map_files
+// link mapFile (link text target): its inode once, whether fds hold it
+// too or not, and an open file description of its own for the mapping
+// with flags, as CRIU writes a mapped memfd. It returns that file's id,
+// for the VMA's shmid.
+func (d *Dumper) MappedMemfd(pid int, mapFile, target string, st *unix.Stat_t, flags uint32) (uint32, error) {
+	k := d.kinds.byType[pb.FdTypes_MEMFD].(*memfdKind)
+	key := inodeKey{st.Dev, st.Ino}
+	id, ok := k.inodes[key]
+	if !ok {
+		id = uint32(len(k.inodes) + 1)
+		in, err := readMemfdInode(object{pid: pid, link: mapFile, target: target}, id)
+		if err != nil {
+			return 0, fmt.Errorf("task %d: mapped %s: %w", pid, target, err)
+		}
+		if in.entry.GetSize() > 0 {
+			if d.PagesID == nil {
+				return 0, fmt.Errorf("task %d: mapped %s: no pages image number for its contents", pid, target)
+			}
+			in.pagesID = d.PagesID()
+		}
+		k.inodes[key] = id
+		k.saved = append(k.saved, in)
+	}
+	mk := memfdMapKey{id, flags}
+	if fid, ok := k.mapped[mk]; ok {
+		return fid, nil
+	}
+	fid := d.newID()
+	if k.mapped == nil {
+		k.mapped = map[memfdMapKey]uint32{}
+	}
+	k.mapped[mk] = fid
+	none := &pb.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)}
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_MEMFD.Enum(), Id: proto.Uint32(fid), Memfd: &pb.MemfdFileEntry{
+		Id: proto.Uint32(fid), Flags: proto.Uint32(flags), Pos: proto.Uint64(0), Fown: none, InodeId: proto.Uint32(id),
+	}})
+	return fid, nil
+}
+
+// memfdMapKey is a memfd inode and the open mode of a mapping of it.
+type memfdMapKey struct {
+	inode uint32
+	flags uint32
 }

@@ -314,6 +314,26 @@ func (rs *restorer) moveVDSO(t *Task, r *remote, vmas []proc.VMA) error {
 // that it is still the file the dump saw.
 func (rs *restorer) openMapped(t *Task, r *remote, id uint32, v *pb.VmaEntry) (op, error) {
 	f := rs.plan.Files[id]
+	if f.GetType() == pb.FdTypes_MEMFD {
+		// A memfd: gockpt made it (once per inode), the task maps
+		// gockpt's file of it.
+		mf, err := rs.opener.Open(id)
+		if err != nil {
+			return 0, fmt.Errorf("task %d VMA %#x-%#x: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
+		}
+		// Opened with the mode the VMA records (CRIU's file entry of a
+		// mapped memfd may say another).
+		flags := int(v.GetFdflags())
+		if v.Fdflags == nil {
+			flags = unix.O_RDONLY
+		}
+		f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", mf.Fd()), flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("task %d VMA %#x-%#x: reopen memfd: %w", t.Pid, v.GetStart(), v.GetEnd(), err)
+		}
+		r.afterRun(func() { f.Close() })
+		return takeFd(r, int(f.Fd()))
+	}
 	reg := f.GetReg()
 	if reg == nil {
 		return 0, fmt.Errorf("task %d VMA %#x-%#x: file id %d is not a regular file in files.img", t.Pid, v.GetStart(), v.GetEnd(), id)

@@ -71,20 +71,18 @@ const (
 	// InotifyUnreachable: an inotify watch on a file restore cannot open
 	// again by file handle.
 	InotifyUnreachable Kind = "inotify-unreachable-watches"
-	// MemfdMaps: a shared mapping of a memfd.
-	MemfdMaps      Kind = "memfd-mappings"
-	Userfaultfd    Kind = "userfaultfd"
-	Pidfd          Kind = "pidfd"
-	IOUring        Kind = "io_uring"
-	BPF            Kind = "bpf"
-	OtherAnonInode Kind = "other-anon-inodes"
-	SpecialFiles   Kind = "special-files"
-	Namespaces     Kind = "other-namespaces"
-	AsyncIO        Kind = "aio"
-	Hugetlb        Kind = "hugetlb"
-	DeviceMaps     Kind = "device-mappings"
-	Uprobes        Kind = "uprobes"
-	SigioOwner     Kind = "sigio-owner-outside"
+	Userfaultfd        Kind = "userfaultfd"
+	Pidfd              Kind = "pidfd"
+	IOUring            Kind = "io_uring"
+	BPF                Kind = "bpf"
+	OtherAnonInode     Kind = "other-anon-inodes"
+	SpecialFiles       Kind = "special-files"
+	Namespaces         Kind = "other-namespaces"
+	AsyncIO            Kind = "aio"
+	Hugetlb            Kind = "hugetlb"
+	DeviceMaps         Kind = "device-mappings"
+	Uprobes            Kind = "uprobes"
+	SigioOwner         Kind = "sigio-owner-outside"
 	// EpollClosedTargets: an epoll set watching a file the task no
 	// longer has an fd on.
 	EpollClosedTargets Kind = "epoll-closed-targets"
@@ -166,7 +164,7 @@ var Objects = []Object{
 	{Signalfd, "signalfd", true, "signal mask and flags", ""},
 	{Timerfd, "timerfd", true, "clock, interval, time left (restore re-arms with it, as CRIU does: the time between dump and restore does not count), unread expirations, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET", ""},
 	{Inotify, "inotify", true, "flags and watches (mask, watch descriptor), each set again on the file its file handle opens", ""},
-	{Memfd, "memfd files held as fds", true, "name, contents (holes kept), size, seals, owner and mode, position and flags of each open file description; one inode however many fds share it", ""},
+	{Memfd, "memfd files", true, "held as fds and mapped (shared or private): name, contents (holes kept), size, seals, owner and mode, position and flags of each open file description; one inode however many fds, mappings and tasks share it", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 	{PtyPairs, "pseudo-terminal pairs inside the tree", true, "both ends at the same index (where it is free), termios, window size, packet mode, lock and exclusive mode, the session whose controlling terminal the slave is, and its foreground group", ""},
 	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
@@ -190,7 +188,6 @@ var Objects = []Object{
 	{SharedFdTables, "fd tables shared other than by a parent and its CLONE_FILES children", false, "let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping", ""},
 	{SharedAnonNamed, "named shared anonymous memory ([anon_shmem:NAME])", false, "leave the area unnamed (no PR_SET_VMA_ANON_NAME), or map a file (for example in /dev/shm) with MAP_SHARED instead", ""},
 	{SysVShm, "System V shared memory", false, "detach the segment (shmdt) before dumping", ""},
-	{MemfdMaps, "shared mappings of memfd files", false, "unmap the memfd before dumping (a memfd held only as an fd is dumped)", ""},
 	{Hugetlb, "shared hugetlb memory and hugetlbfs files", false, "map the huge pages MAP_PRIVATE|MAP_ANONYMOUS, or use ordinary pages instead of MAP_SHARED|MAP_HUGETLB or hugetlbfs", ""},
 	{AsyncIO, "AIO rings with an unknown header", false, "destroy the AIO context (io_destroy) before dumping", ""},
 	{DeviceMaps, "device memory mappings", false, "unmap the device before dumping", ""},
