@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,4 +241,66 @@ func TestCowPss(t *testing.T) {
 		t.Errorf("summed Pss %d KiB after restore, %d KiB before: copy-on-write sharing lost", after, before)
 	}
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+}
+
+// TestInheritFd: a task writing to a pipe whose reader is outside the
+// tree is restored with --inherit-fd fd[N]:pipe:[INO] (CRIU's spelling,
+// what runc passes): its stdout is then restore's fd N, a new pipe this
+// test reads. A key the images do not name is refused before any task is
+// made.
+func TestInheritFd(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/pipewriter.c")
+	dir := t.TempDir()
+	r1, w1, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	cmd := exec.Command(bin, dir)
+	cmd.Stdout = w1
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w1.Close()
+	t.Cleanup(func() { testproc.KillTree(cmd.Process.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	line := make([]byte, 16)
+	if n, _ := r1.Read(line); string(line[:n]) != "before\n" {
+		t.Fatalf("read %q, want before", line[:n])
+	}
+	var st syscall.Stat_t
+	syscall.Fstat(int(r1.Fd()), &st)
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", fmt.Sprint(cmd.Process.Pid), "-D", imgs}, &out, &errOut); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errOut.String())
+	}
+	cmd.Wait()
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	defer w2.Close()
+	key := fmt.Sprintf("pipe:[%d]", st.Ino)
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d", "--inherit-fd", fmt.Sprintf("fd[%d]:pipe:[1]", w2.Fd())}, &out, &errOut); code != 1 ||
+		!strings.HasPrefix(errOut.String(), fmt.Sprintf("Error: --inherit-fd fd[%d]:pipe:[1]: no file of the images is pipe:[1] (they name ", w2.Fd())) {
+		t.Fatalf("restore with a key the images lack: exit %d: %s", code, errOut.String())
+	}
+	if testproc.Alive(cmd.Process.Pid) {
+		t.Fatal("a refused restore made the task")
+	}
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d", "--inherit-fd", fmt.Sprintf("fd[%d]:%s", w2.Fd(), key)}, &out, &errOut); code != 0 {
+		t.Fatalf("restore exit %d: %s", code, errOut.String())
+	}
+	w2.Close()
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	r2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _ := r2.Read(line)
+	if string(line[:n]) != "after\n" {
+		t.Fatalf("the inherited pipe got %q, want after", line[:n])
+	}
 }

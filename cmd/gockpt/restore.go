@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/config"
+	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/restore"
 )
@@ -23,7 +24,20 @@ the restored root task and exits with its exit status, as CRIU does. A failed
 restore leaves nothing running and the images unchanged.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{logNameAnnotation: "restore.log"},
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			for _, s := range opts.InheritFds {
+				if _, err := files.ParseInheritFd(s); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var inherit []files.InheritFd
+			for _, s := range opts.InheritFds {
+				in, _ := files.ParseInheritFd(s)
+				inherit = append(inherit, in)
+			}
 			bar := startProgress(cmd, "Restoring")
 			res, err := restore.Run(restore.Options{
 				ImagesDir:    opts.ImagesDir,
@@ -32,6 +46,7 @@ restore leaves nothing running and the images unchanged.`,
 				UseNsLastPid: opts.UseNsLastPid,
 				ExtUnixSk:    opts.ExtUnixSk,
 				ShellJob:     opts.ShellJob,
+				InheritFds:   inherit,
 				FileLocks:    opts.FileLocks,
 				Progress:     bar.Sink(),
 			})
@@ -61,6 +76,7 @@ restore leaves nothing running and the images unchanged.`,
 	f.BoolVar(&opts.UseNsLastPid, "use-ns-last-pid", false, "place PIDs through /proc/sys/kernel/ns_last_pid instead of clone3 set_tid")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the restore statistics")
 	addExtUnixSkFlag(cmd, opts)
+	f.StringArrayVar(&opts.InheritFds, "inherit-fd", nil, "fd[N]:KEY: restore's fd N stands for the file the images name KEY (pipe:[ID], socket:[INO], a path without its leading /, tty[RDEV:DEV]); repeatable")
 	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "take the file locks of the images (filelocks.img) again; without it restore refuses images that hold locks")
 	return cmd
 }

@@ -52,6 +52,8 @@ type Options struct {
 	TrackMemBackend string
 
 	// restore
+	// InheritFds are --inherit-fd fd[N]:KEY (CRIU's spelling).
+	InheritFds      []string
 	RestoreDetached bool
 	PidFile         string
 	UseNsLastPid    bool

@@ -49,6 +49,10 @@ type Kind interface {
 	Owner(e *pb.FileEntry, files map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32)
 	// Describe is how image show lists the file.
 	Describe(e *pb.FileEntry) string
+	// External is the name --inherit-fd gives the file (CRIU's key:
+	// pipe:[ID], socket:[INO], a path without its leading slash,
+	// tty[RDEV:DEV]), "" for a kind that has none.
+	External(e *pb.FileEntry) string
 	// Close releases what the kind made at restore and keeps itself
 	// (pipes, FIFO holders); Opener closes what Open returned.
 	Close()
@@ -140,3 +144,4 @@ func (kindBase) LoadImages(*images.Dir) error               { return nil }
 func (kindBase) Late(*Opener, *pb.FileEntry) bool           { return false }
 func (kindBase) AfterFds(Task, uint32, *pb.FileEntry) error { return nil }
 func (kindBase) Close()                                     {}
+func (kindBase) External(*pb.FileEntry) string              { return "" }

@@ -277,3 +277,7 @@ func pipeEnd(flags uint32) int {
 	}
 	return 0
 }
+
+func (*pipeKind) External(e *pb.FileEntry) string {
+	return fmt.Sprintf("pipe:[%d]", e.GetPipe().GetPipeId())
+}

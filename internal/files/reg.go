@@ -155,3 +155,5 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 	}
 	return f, nil
 }
+
+func (*regKind) External(e *pb.FileEntry) string { return strings.TrimPrefix(e.GetReg().GetName(), "/") }

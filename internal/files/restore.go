@@ -31,6 +31,8 @@ type Opener struct {
 
 	kinds *kindSet
 	open  map[uint32]*os.File
+	// inherited are the files --inherit-fd gave, by their key.
+	inherited map[string]*os.File
 	// ghosts hold the recreated deleted objects, by ghost id; links are
 	// the links dump made to deleted files (linked remaps) used.
 	ghosts map[uint32]*os.File
@@ -62,6 +64,9 @@ func (o *Opener) Close() {
 	for _, f := range o.ghosts {
 		f.Close()
 	}
+	for _, f := range o.inherited {
+		f.Close()
+	}
 	for _, f := range o.linked {
 		f.Close()
 	}
@@ -88,6 +93,15 @@ func (o *Opener) Open(id uint32) (*os.File, error) {
 	e, k, err := o.kindOf(id)
 	if err != nil {
 		return nil, err
+	}
+	if in := o.inheritedFor(k, id); in != nil {
+		fd, err := unix.FcntlInt(in.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		f := os.NewFile(uintptr(fd), in.Name())
+		o.open[id] = f
+		return f, nil
 	}
 	f, err := k.Open(o, e)
 	if err != nil {
@@ -125,7 +139,7 @@ func (o *Opener) OpenAhead(ids []uint32) {
 	seen := map[uint32]bool{}
 	for _, id := range ids {
 		e := o.Files[id]
-		if e.GetType() != pb.FdTypes_REG || o.Remaps[id] != nil || o.open[id] != nil || seen[id] {
+		if e.GetType() != pb.FdTypes_REG || o.Remaps[id] != nil || o.open[id] != nil || seen[id] || o.inheritedFor(o.kinds.byType[pb.FdTypes_REG], id) != nil {
 			continue
 		}
 		seen[id] = true

@@ -669,3 +669,11 @@ func (*ttyKind) Owner(e *pb.FileEntry, _ map[uint32]*pb.FileEntry) (*pb.FownEntr
 func (*ttyKind) Describe(e *pb.FileEntry) string {
 	return fmt.Sprintf("terminal (tty-info %d)", e.GetTty().GetTtyInfoId())
 }
+
+func (k *ttyKind) External(e *pb.FileEntry) string {
+	info := k.loaded[e.GetTty().GetTtyInfoId()]
+	if info == nil {
+		return ""
+	}
+	return fmt.Sprintf("tty[%x:%x]", info.GetRdev(), info.GetDev())
+}

@@ -1220,3 +1220,7 @@ func trimNulBytes(b []byte) []byte {
 	}
 	return b
 }
+
+func (*unixKind) External(e *pb.FileEntry) string {
+	return fmt.Sprintf("socket:[%d]", e.GetUsk().GetIno())
+}

@@ -33,6 +33,9 @@ type Options struct {
 	// ExtUnixSk connects dgram unix sockets to their peer outside the
 	// tree by name (--ext-unix-sk).
 	ExtUnixSk bool
+	// InheritFds make restore's own fds stand for files of the images
+	// (--inherit-fd).
+	InheritFds []files.InheritFd
 	// ShellJob restores a shell job: into restore's session (and process
 	// group, unless the job's root leads its own), on restore's terminal.
 	ShellJob bool
@@ -160,6 +163,9 @@ func Run(o Options) (*Result, error) {
 	}()
 	rs.opener.InTree = plan.inTree()
 	rs.opener.ExtUnixSk, rs.opener.ShellJob = o.ExtUnixSk, o.ShellJob
+	if err := rs.opener.Inherit(o.InheritFds); err != nil {
+		return nil, err
+	}
 	// gockpt holds a copy of every file until the end: its fd table grows
 	// once, to hold them all.
 	nfds := 0
