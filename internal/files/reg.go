@@ -156,4 +156,6 @@ func (o *Opener) openReg(r *pb.RegFileEntry) (*os.File, error) {
 	return f, nil
 }
 
-func (*regKind) External(e *pb.FileEntry) string { return strings.TrimPrefix(e.GetReg().GetName(), "/") }
+func (*regKind) External(e *pb.FileEntry) string {
+	return strings.TrimPrefix(e.GetReg().GetName(), "/")
+}
