@@ -42,6 +42,7 @@ lint:
 # process_vm_readv. Numbers are ratios and MB/s per benchmark line.
 bench: gockpt
 	$(GO) test -run XXX -bench '^Benchmark(Dump|Restore)1GiB$$' -benchtime 5x -count 1 ./internal/dump/ ./internal/restore/
+	$(GO) test -run XXX -bench '^BenchmarkMixedFds$$' -benchtime 5x -count 1 ./internal/restore/
 	$(GO) test -run XXX -bench 'PreDump1GiB' -benchtime 3x -count 1 ./internal/dump/
 	$(GO) test -run XXX -bench . -benchtime 5x -count 1 ./internal/parasite/
 

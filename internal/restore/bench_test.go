@@ -102,3 +102,83 @@ func writeAll(pid int, addr uint64, pages string, size int64) error {
 	}
 	return nil
 }
+
+// BenchmarkMixedFds dumps and restores a tree of 8 tasks each holding 200
+// fds of mixed kinds (regular files, pipes, unix socketpairs, eventfds,
+// an epoll set, signalfds, timerfds, memfds, inotify instances) against
+// the same tree holding 200 regular files each, alternating the two round
+// by round; images on tmpfs; medians after an untimed warm-up round.
+func BenchmarkMixedFds(b *testing.B) {
+	bin := testproc.BuildC(b, "testdata/mixedfds.c")
+	// Orphans of the dumped trees come to us, to be reaped at once (PID 1
+	// here reaps late, and restore needs the PIDs free).
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	round := func(kind string) (dumpTime, restoreTime time.Duration) {
+		dir := b.TempDir()
+		p := testproc.Start(b, bin, dir, kind)
+		testproc.WaitFile(b, filepath.Join(dir, "ready"), 60*time.Second)
+		tree := append([]int{p.Pid}, testproc.Descendants(p.Pid)...)
+		imgs, err := os.MkdirTemp("/dev/shm", "gockpt-bench-")
+		if err != nil {
+			b.Skipf("no tmpfs at /dev/shm: %v", err)
+		}
+		defer os.RemoveAll(imgs)
+		start := time.Now()
+		if _, err := dump.Run(dump.Options{Pid: p.Pid, ImagesDir: imgs}); err != nil {
+			b.Fatal(err)
+		}
+		dumpTime = time.Since(start)
+		p.Cmd.Wait()
+		reapAll(tree)
+		start = time.Now()
+		res, err := Run(Options{ImagesDir: imgs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		restoreTime = time.Since(start)
+		for _, pid := range tree {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		var ws unix.WaitStatus
+		unix.Wait4(res.RootPid, &ws, 0, nil)
+		reapAll(tree)
+		return
+	}
+	round("mixed")
+	round("reg")
+	var md, mr, rd, rr []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, r := round("mixed")
+		md, mr = append(md, d), append(mr, r)
+		d, r = round("reg")
+		rd, rr = append(rd, d), append(rr, r)
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(median(md)), "mixed-dump-ms")
+	b.ReportMetric(ms(median(rd)), "reg-dump-ms")
+	b.ReportMetric(ms(median(mr)), "mixed-restore-ms")
+	b.ReportMetric(ms(median(rr)), "reg-restore-ms")
+	b.ReportMetric(median(md).Seconds()/median(rd).Seconds(), "dump-mixed/reg")
+	b.ReportMetric(median(mr).Seconds()/median(rr).Seconds(), "restore-mixed/reg")
+}
+
+// reapAll reaps what it can and waits until every PID of tree is free.
+func reapAll(tree []int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range tree {
+		for time.Now().Before(deadline) {
+			var ws unix.WaitStatus
+			for {
+				if r, _ := unix.Wait4(-1, &ws, unix.WNOHANG, nil); r <= 0 {
+					break
+				}
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
