@@ -304,6 +304,11 @@ func seizeError(pid int, err error) error {
 // and tells the watchdog every thread's state. On failure the tree runs on
 // as before. It returns when the tree was frozen.
 func (d *dumper) freeze(tracer *ptrace.Tracer) (time.Time, error) {
+	// A thread sleeping in restart_syscall shows what it sleeps in only
+	// until it is frozen (then it waits in the ptrace stop).
+	for _, pid := range d.files.Checker.Tasks {
+		ptrace.NoteSleeping(pid)
+	}
 	start := time.Now()
 	tree, err := tracer.SeizeTree(d.opts.Pid)
 	if err != nil {

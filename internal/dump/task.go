@@ -115,7 +115,7 @@ func threadCore(pid int, te *ptrace.Tracee, lsmLabel func(tid int) (string, erro
 		tc.RseqEntry = re
 	}
 
-	restartSyscall(&regs)
+	restartSyscall(&regs, pid, tid)
 	ti := &pb.ThreadInfoX86{
 		ClearTidAddr: proto.Uint64(0),
 		Gpregs:       gpregsEntry(&regs),

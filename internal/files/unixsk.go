@@ -382,6 +382,25 @@ func peekQueue(fd int, id uint32, sk *proc.UnixSock) (pkts []unixPacket, err err
 	if err != nil {
 		return nil, fmt.Errorf("SO_PEEK_OFF: %w", err)
 	}
+	if sk.Type == unix.SOCK_STREAM && orig < 0 && sk.RQueue > 0 && sk.RQueue <= 64<<20 {
+		// A stream's MSG_PEEK reads on across its queued buffers: one
+		// peek as long as the queue takes it all, and the socket's
+		// state (its peek offset) is never touched.
+		buf := make([]byte, int(sk.RQueue)+1)
+		oob := make([]byte, 1024)
+		n, oobn, _, _, err := recvmsgName(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != nil {
+			return nil, err
+		}
+		if oobn > 0 {
+			return nil, controlRefusal(oob[:oobn])
+		}
+		if n == int(sk.RQueue) {
+			e := &pb.SkPacketEntry{IdFor: proto.Uint32(id), Length: proto.Uint32(uint32(n))}
+			return []unixPacket{{entry: e, data: buf[:n]}}, nil
+		}
+		// Stopped short (a new writer's credentials): the long way.
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
 		return nil, fmt.Errorf("set SO_PEEK_OFF: %w", err)
 	}

@@ -1,6 +1,8 @@
 package parasite
 
 import (
+	"golang.org/x/sys/unix"
+
 	"fmt"
 	"math/bits"
 
@@ -54,12 +56,30 @@ func restartedRegs(r ptrace.Regs) ptrace.Regs {
 		r.Rax = r.Orig_rax
 		r.Rip -= 2
 	case errRestartRestartB:
+		if ptrace.RerunsAfterRestartBlock(r.Orig_rax) {
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+			break
+		}
 		r.Rax = negErrno(eintr)
 	}
 	return r
 }
 
 func negErrno(e uint64) uint64 { return -e }
+
+// knownSyscall names, in the registers of task pid's main thread, the
+// syscall it sleeps in when it was continued once through restart_syscall
+// (after a pre-dump): the frame's sigreturn clears the restart block, so
+// restartedRegs runs that syscall again instead.
+func knownSyscall(pid int, r ptrace.Regs) ptrace.Regs {
+	if r.Orig_rax == unix.SYS_RESTART_SYSCALL {
+		if nr := ptrace.SleepingSyscall(pid, pid, &r); ptrace.RerunsAfterRestartBlock(nr) {
+			r.Orig_rax = nr
+		}
+	}
+	return r
+}
 
 // xstateLayout returns the xfeatures to restore from an NT_X86_XSTATE
 // image and the bytes they span in the standard (non-compacted) format.

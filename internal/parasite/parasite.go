@@ -186,7 +186,7 @@ func Inject(tr *ptrace.Tracer, leader *ptrace.Tracee, opts Options) (_ *Parasite
 
 	// The frame's uc_stack is left empty: the blob puts the leader's
 	// sigaltstack there first thing.
-	frame, uc, err := buildSigframe(addr+frameOff, p.regs, p.sigmask, Stack{}, p.xstate)
+	frame, uc, err := buildSigframe(addr+frameOff, knownSyscall(p.pid, p.regs), p.sigmask, Stack{}, p.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", p.pid, err)
 	}

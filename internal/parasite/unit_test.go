@@ -89,17 +89,19 @@ func TestDecodeReply(t *testing.T) {
 }
 
 func TestRestartedRegs(t *testing.T) {
-	const nanosleep, read = 35, 0
+	const poll, nanosleep, read, wait4 = 7, 35, 0, 61
 	for _, tc := range []struct {
 		orig, rax, rip   uint64
 		wantRax, wantRip uint64
 	}{
-		{^uint64(0), 7, 100, 7, 100},                                         // not in a syscall
-		{read, negErrno(errRestartSys), 100, read, 98},                       // restarted
-		{read, negErrno(errRestartNoIntr), 100, read, 98},                    // restarted
-		{read, negErrno(errRestartNoHand), 100, read, 98},                    // restarted
-		{nanosleep, negErrno(errRestartRestartB), 100, negErrno(eintr), 100}, // EINTR
-		{read, 5, 100, 5, 100},                                               // completed
+		{^uint64(0), 7, 100, 7, 100},                                     // not in a syscall
+		{read, negErrno(errRestartSys), 100, read, 98},                   // restarted
+		{read, negErrno(errRestartNoIntr), 100, read, 98},                // restarted
+		{read, negErrno(errRestartNoHand), 100, read, 98},                // restarted
+		{nanosleep, negErrno(errRestartRestartB), 100, nanosleep, 98},    // run again
+		{poll, negErrno(errRestartRestartB), 100, poll, 98},              // run again
+		{wait4, negErrno(errRestartRestartB), 100, negErrno(eintr), 100}, // EINTR
+		{read, 5, 100, 5, 100},                                           // completed
 	} {
 		r := restartedRegs(ptrace.Regs{Orig_rax: tc.orig, Rax: tc.rax, Rip: tc.rip})
 		if r.Rax != tc.wantRax || r.Rip != tc.wantRip {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -457,4 +458,66 @@ func tgidOf(tid int) int {
 		}
 	}
 	return tid
+}
+
+// RerunsAfterRestartBlock tells a syscall (by number) that a restored task
+// re-runs from its start where the kernel would have continued it with
+// restart_syscall(2), whose restart block the restored task does not
+// have: poll, nanosleep, clock_nanosleep and futex, whose arguments are
+// still in the registers. A timeout starts again whole, which a caller
+// must accept of a poll or a sleep that a signal's handler restarted
+// (rather than an EINTR it never saw before). Others return EINTR.
+func RerunsAfterRestartBlock(nr uint64) bool {
+	switch nr {
+	case unix.SYS_POLL, unix.SYS_NANOSLEEP, unix.SYS_CLOCK_NANOSLEEP, unix.SYS_FUTEX:
+		return true
+	}
+	return false
+}
+
+// wchans are the wait channels of threads noted before they were frozen
+// (NoteSleeping): a thread stopped by ptrace waits in the ptrace stop.
+var wchans sync.Map
+
+// NoteSleeping notes the wait channel of every thread of task pid sleeping
+// in restart_syscall, before the tree is frozen, for SleepingSyscall.
+func NoteSleeping(pid int) {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, e := range ents {
+		sc, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, e.Name()))
+		if err != nil || !bytes.HasPrefix(sc, []byte(strconv.Itoa(unix.SYS_RESTART_SYSCALL)+" ")) {
+			continue
+		}
+		if w, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/wchan", pid, e.Name())); err == nil {
+			if tid, err := strconv.Atoi(e.Name()); err == nil {
+				wchans.Store(tid, string(w))
+			}
+		}
+	}
+}
+
+// SleepingSyscall is the syscall a thread continued with restart_syscall
+// sleeps in, from its wchan (the kernel function it waits in), whose
+// arguments are still in its registers; ^0 when it cannot be told.
+func SleepingSyscall(pid, tid int, r *Regs) uint64 {
+	var w string
+	if v, ok := wchans.Load(tid); ok {
+		w = v.(string)
+	} else if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid)); err == nil {
+		w = string(b)
+	}
+	switch {
+	case strings.Contains(w, "poll"):
+		return unix.SYS_POLL
+	case strings.Contains(w, "futex"):
+		return unix.SYS_FUTEX
+	case strings.Contains(w, "nanosleep"):
+		// clock_nanosleep(clockid, flags, req, rem) has a small clock
+		// id and flags where nanosleep(req, rem) has a pointer.
+		if r.Rdi < 16 && r.Rsi <= 1 {
+			return unix.SYS_CLOCK_NANOSLEEP
+		}
+		return unix.SYS_NANOSLEEP
+	}
+	return ^uint64(0)
 }
