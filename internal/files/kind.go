@@ -44,6 +44,9 @@ type Kind interface {
 	// AfterFds runs in task t once every fd of t is in place, for the
 	// first task that holds the file (as fd).
 	AfterFds(t Task, fd uint32, e *pb.FileEntry) error
+	// Reopen runs in every task that holds the file (as fd), once every
+	// fd of the task is in place.
+	Reopen(t Task, fd uint32, e *pb.FileEntry) error
 	// Owner is who gets SIGIO for the file, and its status flags; nil for
 	// a file that has none.
 	Owner(e *pb.FileEntry, files map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32)
@@ -143,5 +146,6 @@ func (kindBase) WriteImages(*images.Dir) error              { return nil }
 func (kindBase) LoadImages(*images.Dir) error               { return nil }
 func (kindBase) Late(*Opener, *pb.FileEntry) bool           { return false }
 func (kindBase) AfterFds(Task, uint32, *pb.FileEntry) error { return nil }
+func (kindBase) Reopen(Task, uint32, *pb.FileEntry) error   { return nil }
 func (kindBase) Close()                                     {}
 func (kindBase) External(*pb.FileEntry) string              { return "" }

@@ -129,6 +129,16 @@ func (o *Opener) AfterFds(t Task, fd uint32, id uint32) error {
 	return k.AfterFds(t, fd, e)
 }
 
+// ReopenIn does, inside task t, what file entry id needs in every task that
+// holds it (fd is its number in t).
+func (o *Opener) ReopenIn(t Task, fd uint32, id uint32) error {
+	e, k, err := o.kindOf(id)
+	if err != nil {
+		return err
+	}
+	return k.Reopen(t, fd, e)
+}
+
 // OpenAhead readies gockpt for opening the files ids: its fd table grows
 // once to hold them all, and the files Open reaches by their name
 // (regular files, directories, devices) are opened several at a time. A

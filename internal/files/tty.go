@@ -118,17 +118,22 @@ func (*ttyKind) Check(c *Checker, s *fdState) error {
 		}
 		return nil
 	case isDevTTY(rdev):
-		if !c.ShellJob {
-			return refuse("attached to shell terminal: use --shell-job", "")
-		}
+		// /dev/tty is the task's controlling terminal: kept when that is
+		// kept, a pair of the tree's or a shell job's.
 		st, err := proc.ReadStat(s.pid)
 		if err != nil {
 			return err
 		}
-		if st.TTYNr == 0 || c.InTree(st.Session) {
-			return refuse("the task's controlling terminal is not a shell job's", "")
+		switch {
+		case st.TTYNr != 0 && c.InTree(st.Session) && c.PtyInTree(uint64(st.TTYNr)):
+			return nil
+		case st.TTYNr != 0 && !c.InTree(st.Session) && c.ShellJob:
+			return nil
+		case st.TTYNr != 0 && !c.InTree(st.Session):
+			return refuse("attached to shell terminal: use --shell-job",
+				"dump with --shell-job, and restore with --shell-job on a terminal; or start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)")
 		}
-		return nil
+		return refuse("the task's controlling terminal is not one gockpt keeps (no pseudo-terminal of the tree, no shell job's)", "")
 	}
 	return refuse("", "")
 }
@@ -439,15 +444,18 @@ func (k *ttyKind) Open(o *Opener, fe *pb.FileEntry) (*os.File, error) {
 		}
 	}
 	name := ttyName(rdev)
-	if !o.ShellJob {
-		return nil, fmt.Errorf("%s was the terminal of a shell job: restore with --shell-job on a terminal", name)
-	}
 	if info.GetType() == pb.TtyType_CTTY {
-		f, err := os.OpenFile("/dev/tty", openFlags(e.GetFlags()), 0)
+		// /dev/tty opens the opener's controlling terminal: each task
+		// holding it opens it again itself (Reopen); until then the fd
+		// holds /dev/null.
+		f, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%s: open restore's own /dev/tty: %w", name, err)
+			return nil, err
 		}
 		return f, nil
+	}
+	if !o.ShellJob {
+		return nil, fmt.Errorf("%s was the terminal of a shell job: restore with --shell-job on a terminal", name)
 	}
 	if info.GetType() != pb.TtyType_PTY {
 		return nil, fmt.Errorf("%s: gockpt restores only pseudo-terminals", name)
@@ -676,4 +684,37 @@ func (k *ttyKind) External(e *pb.FileEntry) string {
 		return ""
 	}
 	return fmt.Sprintf("tty[%x:%x]", info.GetRdev(), info.GetDev())
+}
+
+// Reopen gives a task's /dev/tty fd a /dev/tty of its own opening, once
+// the task has its controlling terminal: open, then dup3 over the fd
+// with its close-on-exec flag.
+func (k *ttyKind) Reopen(t Task, fd uint32, e *pb.FileEntry) error {
+	info := k.loaded[e.GetTty().GetTtyInfoId()]
+	if info == nil || info.GetType() != pb.TtyType_CTTY {
+		return nil
+	}
+	path, err := t.Put([]byte("/dev/tty\x00"))
+	if err != nil {
+		return err
+	}
+	flags := uint64(e.GetTty().GetFlags()&(unix.O_ACCMODE|unix.O_NONBLOCK|unix.O_APPEND)) | unix.O_NOCTTY
+	atFdcwd := int64(unix.AT_FDCWD)
+	nfd, err := t.Call("open /dev/tty", unix.SYS_OPENAT, uint64(atFdcwd), path, flags, 0)
+	if err != nil {
+		return fmt.Errorf("task %d fd %d: open its controlling terminal: %w", t.Pid(), fd, err)
+	}
+	fdfl, err := t.Call("fcntl(F_GETFD)", unix.SYS_FCNTL, uint64(fd), unix.F_GETFD)
+	if err != nil {
+		return err
+	}
+	dflags := uint64(0)
+	if fdfl&unix.FD_CLOEXEC != 0 {
+		dflags = unix.O_CLOEXEC
+	}
+	if _, err := t.Call(fmt.Sprintf("dup3 /dev/tty to fd %d", fd), unix.SYS_DUP3, nfd, uint64(fd), dflags); err != nil {
+		return err
+	}
+	_, err = t.Call("close", unix.SYS_CLOSE, nfd)
+	return err
 }

@@ -200,6 +200,14 @@ func (t *fdTable) open(n uint64) {
 // several tasks share has it done once, by the first.
 func (rs *restorer) afterFds(t *Task, r *remote) error {
 	for _, fd := range t.Fds {
+		if rs.opener.Late(fd.GetId()) {
+			continue
+		}
+		if err := rs.opener.ReopenIn(kindTask{r}, fd.GetFd(), fd.GetId()); err != nil {
+			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
+		}
+	}
+	for _, fd := range t.Fds {
 		id := fd.GetId()
 		if rs.afterFdsDone[id] || rs.opener.Late(id) {
 			continue

@@ -1,5 +1,5 @@
-// zdtm: desc: pseudo-terminal pairs inside the tree: the root holds the master of one, a child leads a session with its slave as controlling terminal (ECHO off, 33x101 window) and a grandchild in the foreground group reads it; a second pair stays locked with only its master open; after restore the indexes, termios, window size, lock, controlling terminal and foreground group are as they were, and a line written to the master is read by the grandchild, whose answer comes back through the master
-// zdtm: modes: restore snapshot twice predump criu-dump
+// zdtm: desc: pseudo-terminal pairs inside the tree: the root holds the master of one, a child leads a session with its slave as controlling terminal (ECHO off, 33x101 window, an fd on /dev/tty as shells keep) and a grandchild in the foreground group reads it; a second pair stays locked with only its master open; after restore the indexes, termios, window size, lock, controlling terminal and foreground group are as they were, and a line written to the master is read by the grandchild, whose answer comes back through the master
+// zdtm: modes: restore snapshot twice predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
@@ -65,6 +65,11 @@ int main(int argc, char **argv)
 		dup2(s, 0);
 		dup2(s, 1);
 		close(s);
+		/* as interactive shells do, for job control */
+		int tt = open("/dev/tty", O_RDWR);
+		if (tt < 0 || dup2(tt, 10) != 10)
+			_exit(2);
+		close(tt);
 		struct termios t;
 		tcgetattr(0, &t);
 		t.c_lflag &= ~ECHO;
