@@ -67,6 +67,7 @@ var kindTable = []func() Kind{
 	newSignalfdKind,
 	newTimerfdKind,
 	newInotifyKind,
+	newFanotifyKind,
 	newPipeKind,
 	newMemfdKind,
 	newFifoKind,
