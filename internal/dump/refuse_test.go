@@ -199,6 +199,18 @@ func TestRefusals(t *testing.T) {
 		{"inotify", nil, func(h *holder) string {
 			return who(h, "fd 3") + "anon_inode:inotify: 32 bytes of events not read: gockpt does not dump inotify instances with unread events; read the pending events (until read(2) fails with EAGAIN) before dumping"
 		}},
+		{"fanotify", nil, func(h *holder) string {
+			return who(h, "fd 3") + "anon_inode:[fanotify]: 24 bytes of events not read: gockpt does not dump fanotify groups with unread events; read the pending events (until read(2) fails with EAGAIN) and answer the permission events among them before dumping"
+		}},
+		{"fanotify-perm", nil, func(h *holder) string {
+			if c, err := strconv.Atoi(h.info["child"]); err == nil && c > 0 {
+				t.Cleanup(func() { syscall.Kill(c, syscall.SIGKILL) })
+			}
+			return who(h, "fd 3") + "anon_inode:[fanotify]: 24 bytes of events not read, its marks ask for permission events (0x10000) a task may be waiting to have answered: gockpt does not dump fanotify groups with unread events; read the pending events (until read(2) fails with EAGAIN) and answer the permission events among them before dumping"
+		}},
+		{"fanotify-fs", nil, func(h *holder) string {
+			return who(h, "fd 3") + "anon_inode:[fanotify]: a filesystem mark (device " + h.info["dev"] + "; mask 0x8, ignored mask 0x0): gockpt does not dump fanotify filesystem and mount-namespace marks, and marks on files or mounts that cannot be opened again; remove the mark (fanotify_mark FAN_MARK_REMOVE) before dumping"
+		}},
 		{"deleted", []string{"2000000"}, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("deleted file %s/gone is 2000000 bytes, over the ghost limit of 1048576 bytes: raise it with --ghost-limit 2000000 or close the file before dumping", h.dir)
 		}},

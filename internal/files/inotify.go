@@ -49,27 +49,9 @@ func parseInotifyWd(line string) (*pb.InotifyWdEntry, error) {
 	if !ok {
 		return nil, errors.New("not an inotify watch line")
 	}
-	vals := map[string]string{}
-	for _, f := range strings.Fields(rest) {
-		k, v, ok := strings.Cut(f, ":")
-		if !ok {
-			return nil, fmt.Errorf("field %q has no ':'", f)
-		}
-		if _, dup := vals[k]; dup {
-			return nil, fmt.Errorf("field %s twice", k)
-		}
-		vals[k] = v
-	}
-	num := func(key string, bits int) (uint64, error) {
-		v, ok := vals[key]
-		if !ok {
-			return 0, fmt.Errorf("no %s", key)
-		}
-		n, err := strconv.ParseUint(v, 16, bits)
-		if err != nil {
-			return 0, fmt.Errorf("%s %q: %w", key, v, err)
-		}
-		return n, nil
+	vals, err := markFields(rest)
+	if err != nil {
+		return nil, err
 	}
 	var n [5]uint64
 	for i, k := range []string{"wd", "ino", "sdev", "mask", "ignored_mask"} {
@@ -77,7 +59,7 @@ func parseInotifyWd(line string) (*pb.InotifyWdEntry, error) {
 		if k == "ino" {
 			bits = 64
 		}
-		v, err := num(k, bits)
+		v, err := vals.hex(k, bits)
 		if err != nil {
 			return nil, err
 		}
@@ -88,14 +70,55 @@ func parseInotifyWd(line string) (*pb.InotifyWdEntry, error) {
 	}
 	w := &pb.InotifyWdEntry{Wd: proto.Uint32(uint32(n[0])), IIno: proto.Uint64(n[1]), SDev: proto.Uint32(uint32(n[2])),
 		Mask: proto.Uint32(uint32(n[3])), IgnoredMask: proto.Uint32(uint32(n[4]))}
-	if _, ok := vals["f_handle"]; !ok {
-		return w, nil
+	if w.FHandle, err = vals.fhandle(); err != nil {
+		return nil, err
 	}
-	size, err := num("fhandle-bytes", 32)
+	return w, nil
+}
+
+// markVals are the "key:value" words of an fsnotify fdinfo line (an
+// inotify watch, a fanotify mark).
+type markVals map[string]string
+
+func markFields(rest string) (markVals, error) {
+	vals := markVals{}
+	for _, f := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(f, ":")
+		if !ok {
+			return nil, fmt.Errorf("field %q has no ':'", f)
+		}
+		if _, dup := vals[k]; dup {
+			return nil, fmt.Errorf("field %s twice", k)
+		}
+		vals[k] = v
+	}
+	return vals, nil
+}
+
+// hex is the value of key, a hex number of at most bits bits.
+func (vals markVals) hex(key string, bits int) (uint64, error) {
+	v, ok := vals[key]
+	if !ok {
+		return 0, fmt.Errorf("no %s", key)
+	}
+	n, err := strconv.ParseUint(v, 16, bits)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %w", key, v, err)
+	}
+	return n, nil
+}
+
+// fhandle is the file handle the fields give (fhandle-bytes, fhandle-type,
+// f_handle); nil when there is none (a filesystem without file handles).
+func (vals markVals) fhandle() (*pb.FhEntry, error) {
+	if _, ok := vals["f_handle"]; !ok {
+		return nil, nil
+	}
+	size, err := vals.hex("fhandle-bytes", 32)
 	if err != nil {
 		return nil, err
 	}
-	typ, err := num("fhandle-type", 32)
+	typ, err := vals.hex("fhandle-type", 32)
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +129,7 @@ func parseInotifyWd(line string) (*pb.InotifyWdEntry, error) {
 	if uint64(len(raw)) != size || size == 0 || size > fhandleWords*8 {
 		return nil, fmt.Errorf("f_handle of %d bytes, fhandle-bytes %d (at most %d)", len(raw), size, fhandleWords*8)
 	}
-	w.FHandle = &pb.FhEntry{Bytes: proto.Uint32(uint32(size)), Type: proto.Uint32(uint32(typ)), Handle: handleWords(raw)}
-	return w, nil
+	return &pb.FhEntry{Bytes: proto.Uint32(uint32(size)), Type: proto.Uint32(uint32(typ)), Handle: handleWords(raw)}, nil
 }
 
 // handleWords packs handle bytes into CRIU's 16 little-endian words.
@@ -195,43 +217,48 @@ func closeMounts(m map[uint32]*os.File) {
 	}
 }
 
-// openWatched opens the file a watch is on by its file handle (O_PATH),
+// openWatched opens the file a watch is on.
+func openWatched(mounts map[uint32]*os.File, w *pb.InotifyWdEntry) (*os.File, error) {
+	return openInode(mounts, w.GetSDev(), w.GetIIno(), w.GetFHandle())
+}
+
+// openInode opens inode ino of device dev by its file handle (O_PATH),
 // through a mount of its filesystem found by the device number; failing
 // that (an image of CRIU's from another boot of a tmpfs), by the path the
 // image gives, if it is the same inode.
-func openWatched(mounts map[uint32]*os.File, w *pb.InotifyWdEntry) (*os.File, error) {
-	f, err := openWatchedByHandle(mounts, w)
-	if err == nil || w.GetFHandle().GetPath() == "" {
+func openInode(mounts map[uint32]*os.File, dev uint32, ino uint64, fh *pb.FhEntry) (*os.File, error) {
+	f, err := openByHandle(mounts, dev, ino, fh)
+	if err == nil || fh.GetPath() == "" {
 		return f, err
 	}
-	fd, perr := unix.Open(w.GetFHandle().GetPath(), unix.O_PATH|unix.O_CLOEXEC, 0)
+	fd, perr := unix.Open(fh.GetPath(), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if perr != nil {
 		return nil, err
 	}
 	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Ino != w.GetIIno() {
+	if unix.Fstat(fd, &st) != nil || st.Ino != ino {
 		unix.Close(fd)
-		return nil, fmt.Errorf("%w; %s is another file (inode %d)", err, w.GetFHandle().GetPath(), st.Ino)
+		return nil, fmt.Errorf("%w; %s is another file (inode %d)", err, fh.GetPath(), st.Ino)
 	}
 	return os.NewFile(uintptr(fd), "watched"), nil
 }
 
-func openWatchedByHandle(mounts map[uint32]*os.File, w *pb.InotifyWdEntry) (*os.File, error) {
-	h, err := handleBytes(w.GetFHandle())
+func openByHandle(mounts map[uint32]*os.File, dev uint32, ino uint64, fh *pb.FhEntry) (*os.File, error) {
+	h, err := handleBytes(fh)
 	if err != nil {
 		return nil, fmt.Errorf("its filesystem gives no file handle")
 	}
-	m, err := mountOf(mounts, w.GetSDev())
+	m, err := mountOf(mounts, dev)
 	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.OpenByHandleAt(int(m.Fd()), unix.NewFileHandle(int32(w.GetFHandle().GetType()), h), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := unix.OpenByHandleAt(int(m.Fd()), unix.NewFileHandle(int32(fh.GetType()), h), unix.O_PATH|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("open_by_handle_at: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "watched")
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != w.GetIIno() {
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != ino {
 		f.Close()
 		return nil, fmt.Errorf("its file handle opens inode %d", st.Ino)
 	}

@@ -70,6 +70,7 @@ var kindTable = []func() Kind{
 	newSignalfdKind,
 	newTimerfdKind,
 	newInotifyKind,
+	newFanotifyKind,
 	newPipeKind,
 	newMemfdKind,
 	newFifoKind,

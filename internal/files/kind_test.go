@@ -55,6 +55,7 @@ func TestKindMatch(t *testing.T) {
 		{"pidfd:[1]", st(unix.S_IFREG, 0), unix.O_RDWR, pb.FdTypes_PIDFD},
 		{"anon_inode:[timerfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_TIMERFD},
 		{"anon_inode:[signalfd]", st(0, 0), unix.O_RDWR, pb.FdTypes_SIGNALFD},
+		{"anon_inode:[fanotify]", st(0, 0), unix.O_RDWR, pb.FdTypes_FANOTIFY},
 		{"anon_inode:[userfaultfd]", st(0, 0), unix.O_RDWR, 0},
 		{"socket:[99]", st(unix.S_IFSOCK, 0), unix.O_RDWR, 0}, // no such socket: no protocol name
 	} {

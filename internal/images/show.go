@@ -268,6 +268,8 @@ func describeFile(f *pb.FileEntry, describe Describer) string {
 		return fmt.Sprintf("signalfd mask %#x", f.GetSgfd().GetSigmask())
 	case f.GetIfy() != nil:
 		return fmt.Sprintf("inotify, %d watches", len(f.GetIfy().GetWd()))
+	case f.GetFfy() != nil:
+		return fmt.Sprintf("fanotify, %d marks", len(f.GetFfy().GetMark()))
 	}
 	return ""
 }

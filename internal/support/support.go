@@ -71,18 +71,23 @@ const (
 	// InotifyUnreachable: an inotify watch on a file restore cannot open
 	// again by file handle.
 	InotifyUnreachable Kind = "inotify-unreachable-watches"
-	Userfaultfd        Kind = "userfaultfd"
-	Pidfd              Kind = "pidfd"
-	IOUring            Kind = "io_uring"
-	BPF                Kind = "bpf"
-	OtherAnonInode     Kind = "other-anon-inodes"
-	SpecialFiles       Kind = "special-files"
-	Namespaces         Kind = "other-namespaces"
-	AsyncIO            Kind = "aio"
-	Hugetlb            Kind = "hugetlb"
-	DeviceMaps         Kind = "device-mappings"
-	Uprobes            Kind = "uprobes"
-	SigioOwner         Kind = "sigio-owner-outside"
+	// FanotifyQueued: a fanotify group with events not read yet.
+	FanotifyQueued Kind = "fanotify-queued-events"
+	// FanotifyUnkeptMarks: a fanotify mark CRIU's image has no place for
+	// (filesystem, mount namespace) or restore could not set again.
+	FanotifyUnkeptMarks Kind = "fanotify-unkept-marks"
+	Userfaultfd         Kind = "userfaultfd"
+	Pidfd               Kind = "pidfd"
+	IOUring             Kind = "io_uring"
+	BPF                 Kind = "bpf"
+	OtherAnonInode      Kind = "other-anon-inodes"
+	SpecialFiles        Kind = "special-files"
+	Namespaces          Kind = "other-namespaces"
+	AsyncIO             Kind = "aio"
+	Hugetlb             Kind = "hugetlb"
+	DeviceMaps          Kind = "device-mappings"
+	Uprobes             Kind = "uprobes"
+	SigioOwner          Kind = "sigio-owner-outside"
 	// EpollClosedTargets: an epoll set watching a file the task no
 	// longer has an fd on.
 	EpollClosedTargets Kind = "epoll-closed-targets"
@@ -164,6 +169,7 @@ var Objects = []Object{
 	{Signalfd, "signalfd", true, "signal mask and flags", ""},
 	{Timerfd, "timerfd", true, "clock, interval, time left (restore re-arms with it, as CRIU does: the time between dump and restore does not count), unread expirations, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET", ""},
 	{Inotify, "inotify", true, "flags and watches (mask, watch descriptor), each set again on the file its file handle opens", ""},
+	{Fanotify, "fanotify", true, "group flags and event flags; inode marks, each set again on the file its file handle opens, and mount marks, on the mount of the same ID; their masks, ignored masks and mark flags (FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_IGNORE, FAN_MARK_EVICTABLE)", ""},
 	{Memfd, "memfd files", true, "held as fds and mapped (shared or private): name, contents (holes kept), size, seals, owner and mode, position and flags of each open file description; one inode however many fds, mappings and tasks share it", ""},
 	{UTSNamespace, "UTS namespaces", true, "host and domain name", ""},
 	{PtyPairs, "pseudo-terminal pairs inside the tree", true, "both ends at the same index (where it is free), termios, window size, packet mode, lock and exclusive mode, the session whose controlling terminal the slave is, and its foreground group", ""},
@@ -197,7 +203,8 @@ var Objects = []Object{
 	{TimerfdCancelTicks, "timerfds set with TFD_TIMER_CANCEL_ON_SET that have unread expirations", false, "read the timerfd before dumping (a clock change and an expiration look the same from outside)", ""},
 	{InotifyQueued, "inotify instances with unread events", false, "read the pending events (until read(2) fails with EAGAIN) before dumping", ""},
 	{InotifyUnreachable, "inotify watches on files that cannot be opened again by file handle", false, "remove the watch (inotify_rm_watch) before dumping", ""},
-	{Fanotify, "fanotify", false, "close it before dumping", ""},
+	{FanotifyQueued, "fanotify groups with unread events", false, "read the pending events (until read(2) fails with EAGAIN) and answer the permission events among them before dumping", ""},
+	{FanotifyUnkeptMarks, "fanotify filesystem and mount-namespace marks, and marks on files or mounts that cannot be opened again", false, "remove the mark (fanotify_mark FAN_MARK_REMOVE) before dumping", ""},
 	{Userfaultfd, "userfaultfd", false, "close it before dumping", ""},
 	{Pidfd, "pidfds of processes outside the dumped tree", false, "close it before dumping, or dump the tree that contains the process", ""},
 	{IOUring, "io_uring", false, "close the ring before dumping", ""},

@@ -3,6 +3,7 @@
  * sleeps. The first fd it opens is 3.
  * Usage: holdfd DIR KIND [ARG]
  * KIND: socket eventfd epoll timerfd timerfd-cancel inotify signalfd deleted [SIZE]
+ *   fanotify fanotify-fs fanotify-perm
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH unix-dgram-ext PATH
  *   unix-listen unix-scm unix-creds tcp-listen
  *   tcp-est tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
@@ -30,6 +31,8 @@
 #include <sys/file.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/fanotify.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -100,6 +103,43 @@ int main(int argc, char **argv) {
 		fd = inotify_init1(0);
 		if (fd < 0 || mkdir(w, 0700) || inotify_add_watch(fd, w, IN_CREATE) != 1) return 3;
 		close(open(x, O_CREAT | O_WRONLY, 0600));
+	}
+	else if (!strcmp(k, "fanotify")) {
+		/* one event queued: FAN_CLOSE_WRITE of DIR/f (24 bytes) */
+		char f[4200];
+		snprintf(f, sizeof f, "%s/f", argv[1]);
+		close(open(f, O_CREAT | O_WRONLY, 0600));
+		fd = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+		if (fd < 0 || fanotify_mark(fd, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, f)) return 3;
+		close(open(f, O_WRONLY));
+	}
+	else if (!strcmp(k, "fanotify-fs")) {
+		/* a filesystem mark on DIR's filesystem */
+		struct stat st;
+		fd = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+		if (fd < 0 || stat(argv[1], &st) || fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_CLOSE_WRITE, AT_FDCWD, argv[1])) return 3;
+		fprintf(out = fopen(path, "w"), "dev %u:%u\n", major(st.st_dev), minor(st.st_dev));
+	}
+	else if (!strcmp(k, "fanotify-perm")) {
+		/* a child waits for its open of DIR/f to be allowed */
+		char f[4200];
+		int q = 0;
+		snprintf(f, sizeof f, "%s/f", argv[1]);
+		close(open(f, O_CREAT | O_WRONLY, 0600));
+		fd = fanotify_init(FAN_CLASS_CONTENT, O_RDONLY);
+		if (fd < 0 || fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN_PERM, AT_FDCWD, f)) return 3;
+		pid_t c = fork();
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(open(f, O_RDONLY));
+			for (;;) pause();
+		}
+		for (int i = 0; i < 5000 && q == 0; i++) {
+			if (ioctl(fd, FIONREAD, &q)) return 3;
+			usleep(1000);
+		}
+		if (q == 0) return 3;
+		fprintf(out = fopen(path, "w"), "child %d\n", c);
 	}
 	else if (!strcmp(k, "signalfd")) {
 		sigset_t m;
