@@ -184,6 +184,9 @@ func TestRefusals(t *testing.T) {
 			return fmt.Sprintf("task %d (%s): its fd table, shared with task %d (%s) but not with its parent task %d (%s): gockpt does not dump fd tables shared other than by a parent and its CLONE_FILES children; let each task share its fd table with its parent only (clone CLONE_FILES from the task whose table it is), or unshare it (unshare CLONE_FILES) before dumping",
 				b, comm(b), h.Pid, comm(h.Pid), a, comm(a))
 		}},
+		{"console", nil, func(h *holder) string {
+			return who(h, "fd 3") + "/dev/console: the system console, which gockpt does not restore: gockpt does not dump terminals; send the task's output elsewhere (a file, the journal) instead of /dev/console before dumping"
+		}},
 		{"pty", nil, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("/dev/ptmx (master of /dev/pts/%s): 5 bytes written to /dev/pts/%s wait to be read from its master: gockpt does not dump terminals; let the terminal's programs read what waits for them before dumping", h.info["index"], h.info["index"])
 		}},

@@ -134,6 +134,11 @@ func (*ttyKind) Check(c *Checker, s *fdState) error {
 				"dump with --shell-job, and restore with --shell-job on a terminal; or start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)")
 		}
 		return refuse("the task's controlling terminal is not one gockpt keeps (no pseudo-terminal of the tree, no shell job's)", "")
+	case unix.Major(rdev) == ttyMajor && unix.Minor(rdev) == 1:
+		r := c.refuse(s, support.Terminals, s.target)
+		r.Detail, r.CRIU = "the system console, which gockpt does not restore", "-"
+		r.Advice = "send the task's output elsewhere (a file, the journal) instead of /dev/console before dumping"
+		return r
 	}
 	return refuse("", "")
 }

@@ -338,6 +338,8 @@ int main(int argc, char **argv) {
 		if (read(p[0], &b, sizeof b) != sizeof b) return 3;
 		fprintf(out = fopen(path, "w"), "child %d\ngrandchild %d\n", a, b);
 		fd = 0;
+	} else if (!strcmp(k, "console")) {
+		fd = open("/dev/console", O_RDWR | O_NOCTTY);
 	} else if (!strcmp(k, "pty")) {
 		/* a pty pair (3, 4) with 5 bytes the slave wrote, unread */
 		int n;
