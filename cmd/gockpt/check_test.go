@@ -159,7 +159,7 @@ func TestCheckObjects(t *testing.T) {
 		"\ngockpt dumps:\n  processes and threads: ",
 		"\n  pipes: ",
 		"\n\ngockpt refuses (and what to do):\n  ",
-		"\n  TCP sockets (CRIU: --tcp-established): close the socket before dumping (stop listening, or end the connection)\n",
+		"\n  established TCP connections (CRIU: --tcp-established): end the connection before dumping\n",
 		"\n  file locks: with --file-locks (dump and restore): flock, POSIX",
 		"\n  file leases (CRIU: --file-locks): release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping\n",
 	} {
@@ -186,8 +186,8 @@ func TestCheckAllAcceptance(t *testing.T) {
 	}
 	// The kernel has TCP repair here (root, Linux 3.5+), which gockpt does
 	// not use: the line must say so.
-	if os.Geteuid() == 0 && !strings.Contains(out, "\nTCP repair: yes (the kernel has it; gockpt does not dump TCP sockets)\n") {
-		t.Error("want `TCP repair: yes (the kernel has it; gockpt does not dump TCP sockets)`")
+	if os.Geteuid() == 0 && !strings.Contains(out, "\nTCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)\n") {
+		t.Error("want `TCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)`")
 	}
 	if strings.Contains(out, "\nsocket diag: yes") && !strings.Contains(out, "\nsocket diag: yes\n") {
 		t.Error("want `socket diag: yes` (unix sockets are dumped with it)")
@@ -254,7 +254,7 @@ func TestCheckJSON(t *testing.T) {
 		t.Errorf("objects in JSON:\n%+v\nwant support.Objects:\n%+v", got.Objects, support.Objects)
 	}
 	for name, want := range map[string]string{
-		"tcp_repair": "gockpt does not dump TCP sockets",
+		"tcp_repair": "gockpt does not dump established TCP connections",
 		"sock_diag":  "",
 		"memfd":      "",
 	} {
@@ -320,9 +320,9 @@ func TestCheckLine(t *testing.T) {
 		{kerndat.Result{Name: "soft_dirty", Detail: "why", Requires: "CONFIG_X"}, false, "soft-dirty: no (why; requires CONFIG_X)"},
 		{kerndat.Result{Name: "selinux", State: "not active", Detail: "why", Requires: "r"}, false, "SELinux: not active (why)"},
 		{kerndat.Result{Name: "mem_dirty_track", Supported: true, Summary: "uffd-wp", Detail: "d"}, false, "dirty memory tracking: yes (uffd-wp)"},
-		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, false, "TCP repair: yes (the kernel has it; gockpt does not dump TCP sockets)"},
-		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, true, "TCP repair: yes (d; gockpt does not dump TCP sockets)"},
-		{kerndat.Result{Name: "tcp_repair", Detail: "why", Requires: "CAP_NET_ADMIN"}, false, "TCP repair: no (why; requires CAP_NET_ADMIN; gockpt does not dump TCP sockets)"},
+		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, false, "TCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)"},
+		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, true, "TCP repair: yes (d; gockpt does not dump established TCP connections)"},
+		{kerndat.Result{Name: "tcp_repair", Detail: "why", Requires: "CAP_NET_ADMIN"}, false, "TCP repair: no (why; requires CAP_NET_ADMIN; gockpt does not dump established TCP connections)"},
 		{kerndat.Result{Name: "sock_diag", Supported: true, Detail: "d"}, false, "socket diag: yes"},
 	} {
 		if got := checkLine(c.r, c.verbose); got != c.want {

@@ -304,3 +304,46 @@ func TestInheritFd(t *testing.T) {
 		t.Fatalf("the inherited pipe got %q, want after", line[:n])
 	}
 }
+
+// TestRestorePortTaken: a TCP listener is dumped; when its port is taken
+// by the time of restore, restore names the address and the port, and
+// leaves nothing running; once the port is free, restore brings the
+// listener back on it.
+func TestRestorePortTaken(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/listener.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir)
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	b, _ := os.ReadFile(filepath.Join(dir, "port"))
+	port := strings.TrimSpace(string(b))
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs}, &out, &errOut); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errOut.String())
+	}
+	p.Cmd.Wait()
+	squat, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatalf("take the port back: %v", err)
+	}
+	errOut.Reset()
+	want := fmt.Sprintf("TCP 127.0.0.1:%s listening: bind to 127.0.0.1:%s: address already in use (the address is not on this machine, or the port is taken)", port, port)
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), want) {
+		squat.Close()
+		t.Fatalf("restore with the port taken: exit %d: %s\nwant it to say %q", code, errOut.String(), want)
+	}
+	if testproc.Alive(p.Pid) {
+		t.Fatal("a refused restore left the task")
+	}
+	squat.Close()
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code != 0 {
+		t.Fatalf("restore exit %d: %s", code, errOut.String())
+	}
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatalf("the restored listener does not answer: %v", err)
+	}
+	c.Close()
+}

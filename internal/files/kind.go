@@ -76,6 +76,7 @@ var kindTable = []func() Kind{
 	newFifoKind,
 	newUnixKind,
 	newNetlinkKind,
+	newInetKind,
 	newTTYKind,
 	newRegKind, // by path: regular files, directories, devices; last
 }

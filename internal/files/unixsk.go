@@ -489,8 +489,8 @@ func unixOpts(fd int) (*pb.SkOptsEntry, error) {
 		{unix.SO_PEEK_OFF, func(v int) { o.SoPeekOff = proto.Int32(int32(v)) }},
 	} {
 		x, err := get(v.opt)
-		if err != nil && v.opt == unix.SO_PEEK_OFF && errors.Is(err, unix.EOPNOTSUPP) {
-			continue // a netlink socket has none
+		if err != nil && (v.opt == unix.SO_PEEK_OFF || v.opt == unix.SO_PASSCRED || v.opt == unix.SO_PASSSEC) && errors.Is(err, unix.EOPNOTSUPP) {
+			continue // not of this family (netlink, inet)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt %d: %w", v.opt, err)
@@ -1157,12 +1157,6 @@ func setUnixOpts(fd int, o *pb.SkOptsEntry) error {
 		}
 		return nil
 	}
-	b2i := func(b bool) int {
-		if b {
-			return 1
-		}
-		return 0
-	}
 	if err := set("SO_SNDBUFFORCE", unix.SO_SNDBUFFORCE, int(o.GetSoSndbuf()/2)); err != nil {
 		return err
 	}
@@ -1184,8 +1178,10 @@ func setUnixOpts(fd int, o *pb.SkOptsEntry) error {
 			return err
 		}
 	}
-	if err := set("SO_PASSCRED", unix.SO_PASSCRED, b2i(o.GetSoPasscred())); err != nil {
-		return err
+	if o.GetSoPasscred() {
+		if err := set("SO_PASSCRED", unix.SO_PASSCRED, 1); err != nil {
+			return err
+		}
 	}
 	if o.GetSoPasssec() {
 		if err := set("SO_PASSSEC", unix.SO_PASSSEC, 1); err != nil {

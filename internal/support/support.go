@@ -46,8 +46,12 @@ const (
 	// ShellJobs: a job of a shell, on the shell's terminal.
 	ShellJobs Kind = "shell-jobs"
 	// PtyPairs: pseudo-terminals whose master the tree holds.
-	PtyPairs     Kind = "pty-pairs"
-	TCPSockets   Kind = "tcp-sockets"
+	PtyPairs   Kind = "pty-pairs"
+	TCPSockets Kind = "tcp-sockets"
+	// InetSockets: TCP listeners and unconnected TCP sockets, UDP
+	// sockets; TCPPending: connections a listener has not accepted.
+	InetSockets  Kind = "inet-sockets"
+	TCPPending   Kind = "tcp-pending-connections"
 	UDPSockets   Kind = "udp-sockets"
 	OtherSockets Kind = "other-sockets"
 	Terminals    Kind = "terminals"
@@ -175,6 +179,7 @@ var Objects = []Object{
 	{PtyPairs, "pseudo-terminal pairs inside the tree", true, "both ends at the same index (where it is free), termios, window size, packet mode, lock and exclusive mode, the session whose controlling terminal the slave is, and its foreground group", ""},
 	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
 	{SharedAnon, "shared anonymous memory", true, "MAP_SHARED|MAP_ANONYMOUS and MAP_SHARED /dev/zero areas: one object across the tasks that map it (a write of one is seen by the others after restore), its pages written once", ""},
+	{InetSockets, "TCP listeners and UDP sockets (IPv4, IPv6)", true, "address and port (bound again at restore, which names the address when it is missing or the port taken), listen backlog, UDP peer, SO_REUSEADDR/REUSEPORT, keepalive and its timers, TCP_NODELAY/CORK, buffer sizes, timeouts, IP_TOS/TTL (IPv6 traffic class and hops), IPV6_V6ONLY, SO_BINDTODEVICE, SO_MARK, SO_PRIORITY, linger", ""},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
 	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
 	{FileLocks, "file locks", true, "with --file-locks (dump and restore): flock, POSIX (per process, byte ranges, read and write) and OFD locks, each taken again through the fd and by the task that held it, before any task of the tree runs", "--file-locks"},
@@ -183,8 +188,9 @@ var Objects = []Object{
 	{UnixPending, "unix connections waiting in a backlog that restore cannot make again", false, "let the listener accept the connection before dumping", ""},
 	{UnixQueueExtras, "fds in flight (SCM_RIGHTS) and credentials queued in unix sockets", false, "let the task read its queue before dumping", ""},
 	{UnixOddState, "unix sockets bound to relative paths or connected to sockets that are gone", false, "close the socket before dumping", ""},
-	{TCPSockets, "TCP sockets", false, "close the socket before dumping (stop listening, or end the connection)", "--tcp-established"},
-	{UDPSockets, "UDP sockets", false, "close the socket before dumping", ""},
+	{TCPSockets, "established TCP connections", false, "end the connection before dumping", "--tcp-established"},
+	{TCPPending, "TCP connections waiting to be accepted", false, "let the listener accept them before dumping", ""},
+	{UDPSockets, "datagrams waiting in UDP sockets", false, "let the task read its socket before dumping", ""},
 	{OtherSockets, "packet and raw sockets", false, "close the socket before dumping", ""},
 	{NetlinkQueues, "messages queued to netlink sockets", false, "let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)", ""},
 	{Terminals, "terminals", false, "start the tree with setsid and its stdio away from the terminal (</dev/null >log 2>&1)", "--shell-job"},

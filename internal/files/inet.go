@@ -1,0 +1,348 @@
+package files
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gockpt/gockpt/internal/support"
+	pb "github.com/gockpt/gockpt/proto"
+)
+
+// inetKind is an IPv4 or IPv6 TCP or UDP socket that holds no connection:
+// a TCP listener (its backlog empty) or a TCP socket not connected, and a
+// UDP socket, bound or not, connected or not, its receive queue empty.
+// Its addresses, listen backlog and the options that change behaviour
+// are kept, as CRIU's InetSkEntry holds them; restore binds the same
+// address and port, and says which one when it cannot. An established
+// connection, a TCP socket in any other state and queued datagrams are
+// refused, each named as ss shows it.
+type inetKind struct{ kindBase }
+
+func newInetKind() Kind { return &inetKind{} }
+
+func (*inetKind) Type() pb.FdTypes { return pb.FdTypes_INETSK }
+
+func (*inetKind) Match(s *fdState) bool {
+	if !strings.HasPrefix(s.target, "socket:[") {
+		return false
+	}
+	switch sockProto(s.link) {
+	case "TCP", "TCPv6", "UDP", "UDPv6":
+		return true
+	}
+	return false
+}
+
+// TCP states (include/net/tcp_states.h) gockpt keeps.
+const tcpClose = 7
+
+// Check refuses what is not kept: a TCP socket in a connection (the
+// refusal says --tcp-established, as CRIU's), connections waiting to be
+// accepted, datagrams waiting to be read.
+func (*inetKind) Check(c *Checker, s *fdState) error {
+	dup, err := c.dup(s.pid, s.fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	domain, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soDomain)
+	typ, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE)
+	protocol, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soProtocol)
+	desc, _, criu := describeInet(dup, domain, typ, protocol)
+	if typ == unix.SOCK_STREAM {
+		ti, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return fmt.Errorf("task %d fd %d: TCP_INFO: %w", s.pid, s.fd, err)
+		}
+		switch ti.State {
+		case tcpListen:
+			if ti.Unacked > 0 {
+				r := c.refuse(s, support.TCPPending, desc)
+				r.Detail = fmt.Sprintf("%d connections wait to be accepted", ti.Unacked)
+				return r
+			}
+			return nil
+		case tcpClose:
+			return nil
+		}
+		r := c.refuse(s, support.TCPSockets, desc)
+		r.CRIU = criu
+		return r
+	}
+	if n, err := unix.IoctlGetInt(dup, unix.SIOCINQ); err == nil && n > 0 {
+		r := c.refuse(s, support.UDPSockets, desc)
+		r.Detail = fmt.Sprintf("a datagram of %d bytes waits to be read", n)
+		return r
+	}
+	return nil
+}
+
+func (*inetKind) Dump(d *Dumper, o object) error {
+	dup, err := d.Checker.dup(o.pid, o.fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	fail := func(what string, err error) error {
+		return fmt.Errorf("task %d fd %d: %s: %s: %w", o.pid, o.fd, o.target, what, err)
+	}
+	get := func(level, opt int) int {
+		v, _ := unix.GetsockoptInt(dup, level, opt)
+		return v
+	}
+	domain := get(unix.SOL_SOCKET, soDomain)
+	typ := get(unix.SOL_SOCKET, unix.SO_TYPE)
+	protocol := get(unix.SOL_SOCKET, soProtocol)
+	e := &pb.InetSkEntry{Id: proto.Uint32(o.id), Ino: proto.Uint32(uint32(o.st.Ino)), Family: proto.Uint32(uint32(domain)),
+		Type: proto.Uint32(uint32(typ)), Proto: proto.Uint32(uint32(protocol)), State: proto.Uint32(tcpClose),
+		SrcPort: proto.Uint32(0), DstPort: proto.Uint32(0), Flags: proto.Uint32(o.flags()), Backlog: proto.Uint32(0), Fown: o.own}
+	if typ == unix.SOCK_STREAM {
+		ti, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return fail("TCP_INFO", err)
+		}
+		e.State = proto.Uint32(uint32(ti.State))
+		if ti.State == tcpListen {
+			e.Backlog = proto.Uint32(ti.Sacked) // a listener's sk_max_ack_backlog
+		}
+		e.TcpOpts = &pb.TcpOptsEntry{Nodelay: proto.Bool(get(unix.IPPROTO_TCP, unix.TCP_NODELAY) != 0),
+			Cork: proto.Bool(get(unix.IPPROTO_TCP, unix.TCP_CORK) != 0), Keepcnt: proto.Uint32(uint32(get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT))),
+			Keepidle: proto.Uint32(uint32(get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE))), Keepintvl: proto.Uint32(uint32(get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)))}
+	}
+	if sa, err := unix.Getsockname(dup); err == nil {
+		var port uint32
+		e.SrcAddr, port = inetAddr(sa)
+		e.SrcPort = proto.Uint32(port)
+	}
+	if sa, err := unix.Getpeername(dup); err == nil {
+		var port uint32
+		e.DstAddr, port = inetAddr(sa)
+		e.DstPort = proto.Uint32(port)
+		if typ == unix.SOCK_DGRAM {
+			e.State = proto.Uint32(tcpEstablished)
+		}
+	} else {
+		e.DstAddr = make([]uint32, len(e.SrcAddr))
+	}
+	if e.Opts, err = unixOpts(dup); err != nil {
+		return fail("options", err)
+	}
+	e.Opts.Reuseaddr = proto.Bool(get(unix.SOL_SOCKET, unix.SO_REUSEADDR) != 0)
+	e.Opts.SoReuseport = proto.Bool(get(unix.SOL_SOCKET, unix.SO_REUSEPORT) != 0)
+	e.Opts.SoBroadcast = proto.Bool(get(unix.SOL_SOCKET, unix.SO_BROADCAST) != 0)
+	e.Opts.SoKeepalive = proto.Bool(get(unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0)
+	e.Opts.SoDontroute = proto.Bool(get(unix.SOL_SOCKET, unix.SO_DONTROUTE) != 0)
+	e.Opts.SoOobinline = proto.Uint32(uint32(get(unix.SOL_SOCKET, unix.SO_OOBINLINE)))
+	if l, err := unix.GetsockoptLinger(dup, unix.SOL_SOCKET, unix.SO_LINGER); err == nil && l.Onoff != 0 {
+		e.Opts.SoLinger = proto.Uint32(uint32(l.Linger))
+	}
+	if dev, err := unix.GetsockoptString(dup, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err == nil && dev != "" {
+		e.Opts.SoBoundDev = proto.String(dev)
+	}
+	ip := &pb.IpOptsEntry{Freebind: proto.Bool(get(unix.SOL_IP, unix.IP_FREEBIND) != 0)}
+	if domain == unix.AF_INET6 {
+		e.V6Only = proto.Bool(get(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY) != 0)
+		ip.Tos = proto.Uint32(uint32(get(unix.IPPROTO_IPV6, unix.IPV6_TCLASS)))
+		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS)))
+	} else {
+		ip.Tos = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TOS)))
+		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TTL)))
+	}
+	e.IpOpts = ip
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: proto.Uint32(o.id), Isk: e})
+	return nil
+}
+
+// inetAddr is an address as CRIU's image holds it: the in_addr bytes as
+// 32-bit words in memory order, and the port.
+func inetAddr(sa unix.Sockaddr) ([]uint32, uint32) {
+	var b []byte
+	var port int
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		b, port = a.Addr[:], a.Port
+	case *unix.SockaddrInet6:
+		b, port = a.Addr[:], a.Port
+	default:
+		return nil, 0
+	}
+	out := make([]uint32, len(b)/4)
+	for i := range out {
+		out[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return out, uint32(port)
+}
+
+// inetSockaddr turns an image address back into a sockaddr.
+func inetSockaddr(family uint32, addr []uint32, port uint32) unix.Sockaddr {
+	b := make([]byte, 16)
+	for i, w := range addr {
+		if 4*i+4 <= len(b) {
+			binary.NativeEndian.PutUint32(b[4*i:], w)
+		}
+	}
+	if family == unix.AF_INET6 {
+		sa := &unix.SockaddrInet6{Port: int(port)}
+		copy(sa.Addr[:], b)
+		return sa
+	}
+	sa := &unix.SockaddrInet4{Port: int(port)}
+	copy(sa.Addr[:], b)
+	return sa
+}
+
+// Open makes the socket, binds it to the same address and port, listens
+// or connects as it did, and sets its options.
+func (*inetKind) Open(_ *Opener, fe *pb.FileEntry) (*os.File, error) {
+	e := fe.GetIsk()
+	what := describeInetEntry(e)
+	fd, err := unix.Socket(int(e.GetFamily()), int(e.GetType())|unix.SOCK_CLOEXEC, int(e.GetProto()))
+	if err != nil {
+		return nil, fmt.Errorf("%s: socket: %w", what, err)
+	}
+	f := os.NewFile(uintptr(fd), "inet")
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	o := e.GetOpts()
+	setInt := func(level, opt int, v int, name string) error {
+		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			return fmt.Errorf("%s %d: %w", name, v, err)
+		}
+		return nil
+	}
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	if e.GetFamily() == unix.AF_INET6 {
+		if err := setInt(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, b2i(e.GetV6Only()), "IPV6_V6ONLY"); err != nil {
+			return fail(err)
+		}
+	}
+	if dev := o.GetSoBoundDev(); dev != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev); err != nil {
+			return fail(fmt.Errorf("SO_BINDTODEVICE %s: %w", dev, err))
+		}
+	}
+	for _, x := range []struct {
+		opt  int
+		on   bool
+		name string
+	}{{unix.SO_REUSEADDR, o.GetReuseaddr(), "SO_REUSEADDR"}, {unix.SO_REUSEPORT, o.GetSoReuseport(), "SO_REUSEPORT"},
+		{unix.SO_BROADCAST, o.GetSoBroadcast(), "SO_BROADCAST"}, {unix.SO_KEEPALIVE, o.GetSoKeepalive(), "SO_KEEPALIVE"},
+		{unix.SO_DONTROUTE, o.GetSoDontroute(), "SO_DONTROUTE"}} {
+		if err := setInt(unix.SOL_SOCKET, x.opt, b2i(x.on), x.name); err != nil {
+			return fail(err)
+		}
+	}
+	if o.GetSoOobinline() != 0 {
+		if err := setInt(unix.SOL_SOCKET, unix.SO_OOBINLINE, 1, "SO_OOBINLINE"); err != nil {
+			return fail(err)
+		}
+	}
+	if o.SoLinger != nil {
+		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: int32(o.GetSoLinger())}); err != nil {
+			return fail(fmt.Errorf("SO_LINGER: %w", err))
+		}
+	}
+	if ip := e.GetIpOpts(); ip != nil {
+		if err := setInt(unix.SOL_IP, unix.IP_FREEBIND, b2i(ip.GetFreebind()), "IP_FREEBIND"); err != nil {
+			return fail(err)
+		}
+		tosLevel, tos, ttl := unix.IPPROTO_IP, unix.IP_TOS, unix.IP_TTL
+		if e.GetFamily() == unix.AF_INET6 {
+			tosLevel, tos, ttl = unix.IPPROTO_IPV6, unix.IPV6_TCLASS, unix.IPV6_UNICAST_HOPS
+		}
+		if ip.Tos != nil {
+			if err := setInt(tosLevel, tos, int(ip.GetTos()), "TOS"); err != nil {
+				return fail(err)
+			}
+		}
+		if ip.Ttl != nil {
+			if err := setInt(tosLevel, ttl, int(ip.GetTtl()), "TTL"); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if t := e.GetTcpOpts(); t != nil && e.GetType() == unix.SOCK_STREAM {
+		for _, x := range []struct {
+			opt  int
+			v    int
+			set  bool
+			name string
+		}{{unix.TCP_NODELAY, b2i(t.GetNodelay()), true, "TCP_NODELAY"}, {unix.TCP_CORK, b2i(t.GetCork()), true, "TCP_CORK"},
+			{unix.TCP_KEEPCNT, int(t.GetKeepcnt()), t.GetKeepcnt() != 0, "TCP_KEEPCNT"},
+			{unix.TCP_KEEPIDLE, int(t.GetKeepidle()), t.GetKeepidle() != 0, "TCP_KEEPIDLE"},
+			{unix.TCP_KEEPINTVL, int(t.GetKeepintvl()), t.GetKeepintvl() != 0, "TCP_KEEPINTVL"}} {
+			if x.set {
+				if err := setInt(unix.IPPROTO_TCP, x.opt, x.v, x.name); err != nil {
+					return fail(err)
+				}
+			}
+		}
+	}
+	src := inetSockaddr(e.GetFamily(), e.GetSrcAddr(), e.GetSrcPort())
+	if e.GetSrcPort() != 0 || !allZero(e.GetSrcAddr()) {
+		if err := unix.Bind(fd, src); err != nil {
+			return fail(fmt.Errorf("bind to %s: %w (the address is not on this machine, or the port is taken)", addrString(src), err))
+		}
+	}
+	if e.GetState() == tcpListen {
+		if err := unix.Listen(fd, int(e.GetBacklog())); err != nil {
+			return fail(fmt.Errorf("listen: %w", err))
+		}
+	}
+	if e.GetType() == unix.SOCK_DGRAM && e.GetDstPort() != 0 {
+		dst := inetSockaddr(e.GetFamily(), e.GetDstAddr(), e.GetDstPort())
+		if err := unix.Connect(fd, dst); err != nil {
+			return fail(fmt.Errorf("connect to %s: %w", addrString(dst), err))
+		}
+	}
+	if err := setUnixOpts(fd, o); err != nil {
+		return fail(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(e.GetFlags()&(unix.O_NONBLOCK|unix.O_ASYNC))); err != nil {
+		return fail(fmt.Errorf("F_SETFL: %w", err))
+	}
+	return f, nil
+}
+
+func allZero(a []uint32) bool {
+	for _, w := range a {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (*inetKind) Owner(e *pb.FileEntry, _ map[uint32]*pb.FileEntry) (*pb.FownEntry, uint32) {
+	return e.GetIsk().GetFown(), e.GetIsk().GetFlags()
+}
+
+func (*inetKind) Describe(e *pb.FileEntry) string { return describeInetEntry(e.GetIsk()) }
+
+// describeInetEntry names a socket of the images as ss does.
+func describeInetEntry(e *pb.InetSkEntry) string {
+	name := "UDP"
+	if e.GetType() == unix.SOCK_STREAM {
+		name = "TCP"
+	}
+	s := name + " " + addrString(inetSockaddr(e.GetFamily(), e.GetSrcAddr(), e.GetSrcPort()))
+	if e.GetDstPort() != 0 {
+		s += " -> " + addrString(inetSockaddr(e.GetFamily(), e.GetDstAddr(), e.GetDstPort()))
+	}
+	if e.GetState() == tcpListen {
+		s += " listening"
+	}
+	return s
+}
