@@ -64,6 +64,9 @@ it running as it was.`,
 			if opts.PrevImagesDir != "" {
 				summary += fmt.Sprintf("; %d pages left in the parent images", st.PagesSkippedParent)
 			}
+			if st.DroppedDatagrams > 0 {
+				summary += fmt.Sprintf("; %d UDP datagrams (%d bytes) waiting to be read were dropped", st.DroppedDatagrams, st.DroppedBytes)
+			}
 			log.Infof("%s", summary)
 			fmt.Fprintln(cmd.OutOrStdout(), summary)
 			if opts.DisplayStats {
@@ -126,6 +129,9 @@ func printDumpStats(cmd *cobra.Command, st *dump.Stats) {
 	fmt.Fprintf(w, "Memory pages skipped from parent: %d (0x%x)\n", st.PagesSkippedParent, st.PagesSkippedParent)
 	fmt.Fprintf(w, "Memory pages written: %d (0x%x)\n", st.PagesWritten, st.PagesWritten)
 	fmt.Fprintf(w, "Lazy memory pages: 0 (0x0)\n")
+	if st.DroppedDatagrams > 0 {
+		fmt.Fprintf(w, "UDP datagrams dropped: %d (%d bytes)\n", st.DroppedDatagrams, st.DroppedBytes)
+	}
 }
 
 // addExtUnixSkFlag registers --ext-unix-sk and --shell-job, which dump

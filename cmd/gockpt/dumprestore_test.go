@@ -347,3 +347,62 @@ func TestRestorePortTaken(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestUDPDropped: datagrams waiting in a UDP socket cannot be put back:
+// dump drops them, and says how many in its summary and with
+// --display-stats; the restored socket has an empty queue and receives
+// what is sent to it next.
+func TestUDPDropped(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/udprecv.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir)
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	b, _ := os.ReadFile(filepath.Join(dir, "port"))
+	addr := "127.0.0.1:" + strings.TrimSpace(string(b))
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range []string{"one", "seven"} {
+		if _, err := c.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs, "--display-stats"}, &out, &errOut); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "; 2 UDP datagrams (8 bytes) waiting to be read were dropped\n") || !strings.HasSuffix(out.String(), "UDP datagrams dropped: 2 (8 bytes)\n") {
+		t.Fatalf("dump printed %q", out.String())
+	}
+	p.Cmd.Wait()
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code != 0 {
+		t.Fatalf("restore exit %d: %s", code, errOut.String())
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	testproc.WaitFile(t, filepath.Join(dir, "checked"), 10*time.Second)
+	for i := 0; i < 200; i++ {
+		if b, _ := os.ReadFile(filepath.Join(dir, "checked")); len(b) > 0 {
+			if string(b) != "empty" {
+				t.Fatalf("the restored socket's queue is %s, want empty", b)
+			}
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 0; i < 400; i++ {
+		c.Write([]byte("after"))
+		if b, _ := os.ReadFile(filepath.Join(dir, "got")); len(b) > 0 {
+			if string(b) != "after" {
+				t.Fatalf("the restored socket got %q, want after", b)
+			}
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("the restored socket never got the next datagram")
+}

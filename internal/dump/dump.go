@@ -96,6 +96,9 @@ type Stats struct {
 	FrozenTime         time.Duration
 	MemdumpTime        time.Duration
 	MemwriteTime       time.Duration
+	// DroppedDatagrams (and their bytes) were waiting in UDP sockets:
+	// restore cannot put them back.
+	DroppedDatagrams, DroppedBytes int
 }
 
 // Run dumps the tree rooted at o.Pid into o.ImagesDir.
@@ -166,6 +169,7 @@ func (d *dumper) frozen(tracer *ptrace.Tracer) (finishErr, err error) {
 		return nil, err
 	}
 	d.stats.FrozenTime = time.Since(frozenAt)
+	d.stats.DroppedDatagrams, d.stats.DroppedBytes = d.files.DroppedDatagrams, d.files.DroppedBytes
 	if err := d.writeStats(); err != nil {
 		d.cleanup()
 		return nil, err

@@ -68,6 +68,9 @@ type Dumper struct {
 	kinds *kindSet
 	// locks are the file locks seen (with Checker.FileLocks).
 	locks lockSet
+	// DroppedDatagrams and DroppedBytes count what was waiting in UDP
+	// sockets, which restore cannot put back.
+	DroppedDatagrams, DroppedBytes int
 }
 
 type inodeKey struct{ dev, ino uint64 }

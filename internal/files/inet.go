@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/support"
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -74,12 +75,34 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 		r.CRIU = criu
 		return r
 	}
-	if n, err := unix.IoctlGetInt(dup, unix.SIOCINQ); err == nil && n > 0 {
-		r := c.refuse(s, support.UDPSockets, desc)
-		r.Detail = fmt.Sprintf("a datagram of %d bytes waits to be read", n)
-		return r
-	}
+	// Datagrams waiting to be read are dropped and counted (Dump): a
+	// receive queue cannot be filled again from its original senders.
 	return nil
+}
+
+// countQueue counts the datagrams waiting in a UDP socket and their bytes,
+// peeking from offset 0 (the socket's peek offset is put back after).
+func countQueue(fd int) (n, bytes int, err error) {
+	if q, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err != nil || q == 0 {
+		return 0, 0, err
+	}
+	orig, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
+	if err != nil {
+		return 0, 0, fmt.Errorf("SO_PEEK_OFF: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
+		return 0, 0, fmt.Errorf("set SO_PEEK_OFF: %w", err)
+	}
+	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, orig)
+	buf := make([]byte, 64<<10)
+	for n < 1<<20 {
+		m, _, err := unix.Recvfrom(fd, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		if err != nil {
+			break
+		}
+		n, bytes = n+1, bytes+m
+	}
+	return n, bytes, nil
 }
 
 func (*inetKind) Dump(d *Dumper, o object) error {
@@ -154,6 +177,18 @@ func (*inetKind) Dump(d *Dumper, o object) error {
 		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TTL)))
 	}
 	e.IpOpts = ip
+	if typ == unix.SOCK_DGRAM {
+		n, b, err := countQueue(dup)
+		if err != nil {
+			return fail("count the datagrams waiting", err)
+		}
+		if n > 0 {
+			log.Warnf("task %d (%s) fd %d: %s: %d datagrams (%d bytes) waiting to be read are dropped: a receive queue cannot be filled again",
+				o.pid, d.Checker.Comm(o.pid), o.fd, describeInetEntry(e), n, b)
+			d.DroppedDatagrams += n
+			d.DroppedBytes += b
+		}
+	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: proto.Uint32(o.id), Isk: e})
 	return nil
 }
