@@ -189,6 +189,14 @@ func TestCheckAllAcceptance(t *testing.T) {
 	if os.Geteuid() == 0 && !strings.Contains(out, "\nTCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)\n") {
 		t.Error("want `TCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)`")
 	}
+	// nftables works for root here (Linux with CONFIG_NF_TABLES_INET);
+	// the lock serves established TCP connections only, which gockpt
+	// refuses for now.
+	if os.Geteuid() == 0 {
+		if on, ok := kernelConfigSays(t, "CONFIG_NF_TABLES_INET=y"); ok && on && !strings.Contains(out, "\nnetwork lock with nftables (for --tcp-established): yes (the kernel has it; gockpt does not dump established TCP connections)\n") {
+			t.Error("want `network lock with nftables (for --tcp-established): yes (the kernel has it; gockpt does not dump established TCP connections)`")
+		}
+	}
 	if strings.Contains(out, "\nsocket diag: yes") && !strings.Contains(out, "\nsocket diag: yes\n") {
 		t.Error("want `socket diag: yes` (unix sockets are dumped with it)")
 	}
@@ -255,6 +263,7 @@ func TestCheckJSON(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"tcp_repair": "gockpt does not dump established TCP connections",
+		"nftables":   "gockpt does not dump established TCP connections",
 		"sock_diag":  "",
 		"memfd":      "",
 	} {
@@ -281,6 +290,15 @@ func TestCheckFeature(t *testing.T) {
 		out, _, code := runCheckCmd(t, "--feature", "soft-dirty")
 		if code != 1 || !strings.HasPrefix(out, "soft-dirty: no (CONFIG_MEM_SOFT_DIRTY is not set in this kernel; ") {
 			t.Errorf("--feature soft-dirty without the config: exit %d, %q", code, out)
+		}
+	}
+	if os.Geteuid() == 0 {
+		if on, ok := kernelConfigSays(t, "CONFIG_NF_TABLES_INET=y"); ok && on {
+			out, _, code := runCheckCmd(t, "--feature", "nftables")
+			want := "network lock with nftables (for --tcp-established): yes (made and deleted a scratch table inet gockpt-probe-*: sets with concatenated keys, input and output chains, the lock's rules; gockpt does not dump established TCP connections)\n"
+			if code != 0 || out != want {
+				t.Errorf("--feature nftables: exit %d, %q; want exit 0, %q", code, out, want)
+			}
 		}
 	}
 	out, _, code = runCheckCmd(t, "--feature", "memfd", "--json")
@@ -323,6 +341,9 @@ func TestCheckLine(t *testing.T) {
 		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, false, "TCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)"},
 		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, true, "TCP repair: yes (d; gockpt does not dump established TCP connections)"},
 		{kerndat.Result{Name: "tcp_repair", Detail: "why", Requires: "CAP_NET_ADMIN"}, false, "TCP repair: no (why; requires CAP_NET_ADMIN; gockpt does not dump established TCP connections)"},
+		{kerndat.Result{Name: "nftables", Supported: true, Detail: "d"}, false, "network lock with nftables (for --tcp-established): yes (the kernel has it; gockpt does not dump established TCP connections)"},
+		{kerndat.Result{Name: "nftables", Detail: "nftables: create table inet gockpt-probe-1-ab: operation not permitted (CAP_NET_ADMIN needed)", Requires: "CAP_NET_ADMIN"}, false,
+			"network lock with nftables (for --tcp-established): no (nftables: create table inet gockpt-probe-1-ab: operation not permitted (CAP_NET_ADMIN needed); requires CAP_NET_ADMIN; gockpt does not dump established TCP connections)"},
 		{kerndat.Result{Name: "sock_diag", Supported: true, Detail: "d"}, false, "socket diag: yes"},
 	} {
 		if got := checkLine(c.r, c.verbose); got != c.want {

@@ -10,7 +10,7 @@
 //	kerndat.Features()      the feature table: names, labels, classes, requirements
 //	kerndat.Verdict(rs)     can dump and restore work here, and if not, what is missing
 //	kerndat.HasUffdWPAsync(), HasPagemapScan(), HasSoftDirty(), HasClone3SetTid(),
-//	HasNsLastPid(), HasPidfdGetfd(), DirtyTrackers(), UffdFeatures(), ...
+//	HasNsLastPid(), HasPidfdGetfd(), HasNftables(), DirtyTrackers(), UffdFeatures(), ...
 //	                        cached answers for code that picks a strategy
 //
 // Results are cached for the life of the process: the kernel does not change
@@ -182,6 +182,10 @@ var features = []*Feature{
 		Requires: "Linux 3.5+; CAP_NET_ADMIN in the socket's network namespace",
 		For:      []support.Kind{support.TCPSockets},
 		probe:    probeTCPRepair},
+	{Name: "nftables", Label: "network lock with nftables (for --tcp-established)", Class: Optional,
+		Requires: "CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (Linux 3.14+); CAP_NET_ADMIN in the network namespace",
+		For:      []support.Kind{support.TCPSockets},
+		probe:    probeNftables},
 	{Name: "sock_diag", Label: "socket diag", Class: Optional,
 		Requires: "CONFIG_UNIX_DIAG and CONFIG_INET_DIAG (CONFIG_INET_TCP_DIAG)",
 		For:      []support.Kind{support.UnixSockets, support.TCPSockets, support.UDPSockets},
@@ -413,6 +417,10 @@ func HasSeccompGetFilter() bool { return supported("seccomp_get_filter") }
 
 // HasTCPRepair reports whether TCP_REPAIR works.
 func HasTCPRepair() bool { return supported("tcp_repair") }
+
+// HasNftables reports whether the network lock (internal/netlock) can be
+// set: nftables tables can be made and deleted over netlink.
+func HasNftables() bool { return supported("nftables") }
 
 // HasCapSysResource reports whether gockpt holds CAP_SYS_RESOURCE.
 func HasCapSysResource() bool { return supported("cap_sys_resource") }

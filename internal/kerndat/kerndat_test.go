@@ -269,6 +269,16 @@ func TestTCPRepair(t *testing.T) {
 	mustHave(t, "tcp_repair", kernelAtLeast(3, 5), hasCap(capNetAdmin, "CAP_NET_ADMIN"))
 }
 
+func TestNftables(t *testing.T) {
+	r := mustHave(t, "nftables", hasCap(capNetAdmin, "CAP_NET_ADMIN"), configSet("CONFIG_NF_TABLES"), configSet("CONFIG_NF_TABLES_INET"))
+	if want := "made and deleted a scratch table inet gockpt-probe-*: sets with concatenated keys, input and output chains, the lock's rules"; r.Detail != want {
+		t.Errorf("detail %q, want %q", r.Detail, want)
+	}
+	if !HasNftables() {
+		t.Error("HasNftables disagrees with Probe")
+	}
+}
+
 func TestSockDiag(t *testing.T) {
 	mustHave(t, "sock_diag", configSet("CONFIG_UNIX_DIAG"), configSet("CONFIG_INET_DIAG"))
 }
@@ -391,6 +401,7 @@ func TestParseVersion(t *testing.T) {
 func TestRefused(t *testing.T) {
 	for name, want := range map[string][]support.Kind{
 		"tcp_repair":   {support.TCPSockets},
+		"nftables":     {support.TCPSockets},
 		"sock_diag":    nil, // unix sockets are dumped with it
 		"memfd":        nil,
 		"pagemap_scan": nil,

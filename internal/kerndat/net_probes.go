@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/netlock"
 	"github.com/gockpt/gockpt/internal/proc"
 )
 
@@ -92,6 +93,15 @@ func probeTCPRepair() Result {
 		return failf("TCP_REPAIR on a loopback connection: client send sequence %d, server receive sequence %d", snd, rcv)
 	}
 	return ok("loopback connection in repair mode; send and receive queue sequences agree (%d)", snd)
+}
+
+// probeNftables makes and deletes a scratch table laid out like the
+// network lock's, in gockpt's network namespace.
+func probeNftables() Result {
+	if err := netlock.Probe(); err != nil {
+		return fail(err)
+	}
+	return ok("made and deleted a scratch table inet %sprobe-*: sets with concatenated keys, input and output chains, the lock's rules", netlock.TablePrefix)
 }
 
 // sock_diag request flags and TCP states (linux/unix_diag.h, tcp_states.h).
