@@ -159,7 +159,8 @@ func TestCheckObjects(t *testing.T) {
 		"\ngockpt dumps:\n  processes and threads: ",
 		"\n  pipes: ",
 		"\n\ngockpt refuses (and what to do):\n  ",
-		"\n  established TCP connections (CRIU: --tcp-established): end the connection before dumping\n",
+		"\n  established TCP connections: with --tcp-established (dump and restore), IPv4 and IPv6",
+		"\n  TCP connections waiting to be accepted (CRIU: --skip-in-flight): let the listener accept them before dumping, or leave them out with --skip-in-flight (their clients see them reset)\n",
 		"\n  file locks: with --file-locks (dump and restore): flock, POSIX",
 		"\n  file leases (CRIU: --file-locks): release the lease (fcntl F_SETLEASE, F_UNLCK) before dumping\n",
 	} {
@@ -184,17 +185,16 @@ func TestCheckAllAcceptance(t *testing.T) {
 	if objects != objectsText() {
 		t.Errorf("--all objects part:\n%s\nwant:\n%s", objects, objectsText())
 	}
-	// The kernel has TCP repair here (root, Linux 3.5+), which gockpt does
-	// not use: the line must say so.
-	if os.Geteuid() == 0 && !strings.Contains(out, "\nTCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)\n") {
-		t.Error("want `TCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)`")
+	// The kernel has TCP repair here (root, Linux 3.5+), which
+	// --tcp-established uses.
+	if os.Geteuid() == 0 && !strings.Contains(out, "\nTCP repair: yes\n") {
+		t.Error("want `TCP repair: yes`")
 	}
-	// nftables works for root here (Linux with CONFIG_NF_TABLES_INET);
-	// the lock serves established TCP connections only, which gockpt
-	// refuses for now.
+	// nftables works for root here (Linux with CONFIG_NF_TABLES_INET),
+	// for the network lock of --tcp-established.
 	if os.Geteuid() == 0 {
-		if on, ok := kernelConfigSays(t, "CONFIG_NF_TABLES_INET=y"); ok && on && !strings.Contains(out, "\nnetwork lock with nftables (for --tcp-established): yes (the kernel has it; gockpt does not dump established TCP connections)\n") {
-			t.Error("want `network lock with nftables (for --tcp-established): yes (the kernel has it; gockpt does not dump established TCP connections)`")
+		if on, ok := kernelConfigSays(t, "CONFIG_NF_TABLES_INET=y"); ok && on && !strings.Contains(out, "\nnetwork lock with nftables (for --tcp-established): yes\n") {
+			t.Error("want `network lock with nftables (for --tcp-established): yes`")
 		}
 	}
 	if strings.Contains(out, "\nsocket diag: yes") && !strings.Contains(out, "\nsocket diag: yes\n") {
@@ -262,8 +262,8 @@ func TestCheckJSON(t *testing.T) {
 		t.Errorf("objects in JSON:\n%+v\nwant support.Objects:\n%+v", got.Objects, support.Objects)
 	}
 	for name, want := range map[string]string{
-		"tcp_repair": "gockpt does not dump established TCP connections",
-		"nftables":   "gockpt does not dump established TCP connections",
+		"tcp_repair": "",
+		"nftables":   "",
 		"sock_diag":  "",
 		"memfd":      "",
 	} {
@@ -295,7 +295,7 @@ func TestCheckFeature(t *testing.T) {
 	if os.Geteuid() == 0 {
 		if on, ok := kernelConfigSays(t, "CONFIG_NF_TABLES_INET=y"); ok && on {
 			out, _, code := runCheckCmd(t, "--feature", "nftables")
-			want := "network lock with nftables (for --tcp-established): yes (made and deleted a scratch table inet gockpt-probe-*: sets with concatenated keys, input and output chains, the lock's rules; gockpt does not dump established TCP connections)\n"
+			want := "network lock with nftables (for --tcp-established): yes (made and deleted a scratch table inet gockpt-probe-*: sets with concatenated keys, input and output chains, the lock's rules)\n"
 			if code != 0 || out != want {
 				t.Errorf("--feature nftables: exit %d, %q; want exit 0, %q", code, out, want)
 			}
@@ -338,12 +338,12 @@ func TestCheckLine(t *testing.T) {
 		{kerndat.Result{Name: "soft_dirty", Detail: "why", Requires: "CONFIG_X"}, false, "soft-dirty: no (why; requires CONFIG_X)"},
 		{kerndat.Result{Name: "selinux", State: "not active", Detail: "why", Requires: "r"}, false, "SELinux: not active (why)"},
 		{kerndat.Result{Name: "mem_dirty_track", Supported: true, Summary: "uffd-wp", Detail: "d"}, false, "dirty memory tracking: yes (uffd-wp)"},
-		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, false, "TCP repair: yes (the kernel has it; gockpt does not dump established TCP connections)"},
-		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, true, "TCP repair: yes (d; gockpt does not dump established TCP connections)"},
-		{kerndat.Result{Name: "tcp_repair", Detail: "why", Requires: "CAP_NET_ADMIN"}, false, "TCP repair: no (why; requires CAP_NET_ADMIN; gockpt does not dump established TCP connections)"},
-		{kerndat.Result{Name: "nftables", Supported: true, Detail: "d"}, false, "network lock with nftables (for --tcp-established): yes (the kernel has it; gockpt does not dump established TCP connections)"},
+		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, false, "TCP repair: yes"},
+		{kerndat.Result{Name: "tcp_repair", Supported: true, Detail: "d"}, true, "TCP repair: yes (d)"},
+		{kerndat.Result{Name: "tcp_repair", Detail: "why", Requires: "CAP_NET_ADMIN"}, false, "TCP repair: no (why; requires CAP_NET_ADMIN)"},
+		{kerndat.Result{Name: "nftables", Supported: true, Detail: "d"}, false, "network lock with nftables (for --tcp-established): yes"},
 		{kerndat.Result{Name: "nftables", Detail: "nftables: create table inet gockpt-probe-1-ab: operation not permitted (CAP_NET_ADMIN needed)", Requires: "CAP_NET_ADMIN"}, false,
-			"network lock with nftables (for --tcp-established): no (nftables: create table inet gockpt-probe-1-ab: operation not permitted (CAP_NET_ADMIN needed); requires CAP_NET_ADMIN; gockpt does not dump established TCP connections)"},
+			"network lock with nftables (for --tcp-established): no (nftables: create table inet gockpt-probe-1-ab: operation not permitted (CAP_NET_ADMIN needed); requires CAP_NET_ADMIN)"},
 		{kerndat.Result{Name: "sock_diag", Supported: true, Detail: "d"}, false, "socket diag: yes"},
 	} {
 		if got := checkLine(c.r, c.verbose); got != c.want {

@@ -31,7 +31,10 @@ it running as it was.`,
 			if opts.GhostLimit < 0 {
 				return usagef("--ghost-limit %d is negative: give the largest deleted file to save, in bytes (0 saves none)", opts.GhostLimit)
 			}
-			return checkDumpValues(opts)
+			if err := checkDumpValues(opts); err != nil {
+				return err
+			}
+			return checkNetworkLock(opts)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			backend, err := dump.ParseBackend(opts.TrackMemBackend)
@@ -40,20 +43,24 @@ it running as it was.`,
 			}
 			bar := startProgress(cmd, "Dumping")
 			st, err := dump.Run(dump.Options{
-				Pid:           opts.Pid,
-				ImagesDir:     opts.ImagesDir,
-				LeaveRunning:  opts.LeaveRunning,
-				LeaveStopped:  opts.LeaveStopped,
-				Timeout:       time.Duration(opts.Timeout) * time.Second,
-				GhostLimit:    opts.GhostLimit,
-				ExtUnixSk:     opts.ExtUnixSk,
-				ShellJob:      opts.ShellJob,
-				FileLocks:     opts.FileLocks,
-				WatchdogArgs:  watchdogArgs(),
-				TrackMem:      opts.TrackMem,
-				PrevImagesDir: opts.PrevImagesDir,
-				TrackBackend:  backend,
-				Progress:      bar.Sink(),
+				Pid:            opts.Pid,
+				ImagesDir:      opts.ImagesDir,
+				LeaveRunning:   opts.LeaveRunning,
+				LeaveStopped:   opts.LeaveStopped,
+				Timeout:        time.Duration(opts.Timeout) * time.Second,
+				GhostLimit:     opts.GhostLimit,
+				ExtUnixSk:      opts.ExtUnixSk,
+				ShellJob:       opts.ShellJob,
+				FileLocks:      opts.FileLocks,
+				TCPEstablished: opts.TCPEstablished,
+				TCPClose:       opts.TCPClose,
+				SkipInFlight:   opts.SkipInFlight,
+				NetworkLock:    opts.NetworkLock,
+				WatchdogArgs:   watchdogArgs(),
+				TrackMem:       opts.TrackMem,
+				PrevImagesDir:  opts.PrevImagesDir,
+				TrackBackend:   backend,
+				Progress:       bar.Sink(),
 			})
 			bar.Finish()
 			if err != nil {
@@ -84,6 +91,8 @@ it running as it was.`,
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the dump statistics (as the stats-dump image holds them)")
 	addExtUnixSkFlag(cmd, opts)
 	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "keep the tree's flock, POSIX and OFD locks (restore needs --file-locks too); without it a tree holding one is refused")
+	addTCPFlags(cmd, opts, true)
+	f.BoolVar(&opts.SkipInFlight, "skip-in-flight", false, "leave out TCP connections a listener has not accepted yet (their clients see them reset); without it a listener holding one is refused")
 	addTrackFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd
@@ -108,6 +117,28 @@ func checkDumpValues(opts *config.Options) error {
 		return usagef("--track-mem-backend: %v", err)
 	}
 	return nil
+}
+
+// checkNetworkLock checks --network-lock, which dump and restore share.
+func checkNetworkLock(opts *config.Options) error {
+	if opts.NetworkLock != dump.NetworkLockNftables && opts.NetworkLock != dump.NetworkLockSkip {
+		return usagef("--network-lock %q: give nftables or skip", opts.NetworkLock)
+	}
+	return nil
+}
+
+// addTCPFlags registers the options of established TCP connections,
+// which dump and restore share.
+func addTCPFlags(cmd *cobra.Command, opts *config.Options, dumping bool) {
+	f := cmd.Flags()
+	if dumping {
+		f.BoolVar(&opts.TCPEstablished, "tcp-established", false, "keep established TCP connections, through TCP repair mode (restore needs --tcp-established too); without it a tree holding one is refused")
+		f.BoolVar(&opts.TCPClose, "tcp-close", false, "keep established TCP connections without their data, for restore to make them closed")
+	} else {
+		f.BoolVar(&opts.TCPEstablished, "tcp-established", false, "make the images' established TCP connections again; without it restore refuses images that hold one")
+		f.BoolVar(&opts.TCPClose, "tcp-close", false, "make the images' established TCP connections closed: the program finds them ended")
+	}
+	f.StringVar(&opts.NetworkLock, "network-lock", dump.NetworkLockNftables, "how the packets of established connections are held back while they are dumped and restored: nftables (a table of gockpt's own, no nft binary needed), or skip")
 }
 
 // addTrackFlags registers the options of incremental dumps.

@@ -54,6 +54,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dump", "-t", "1", "-D", imgs, "--ghost-limit", "-1"}, "Error: --ghost-limit -1 is negative: give the largest deleted file to save, in bytes (0 saves none)\n" + help("dump")},
 		{[]string{"dump", "-t", "1", "-D", imgs, "--track-mem-backend", "dirty"},
 			"Error: --track-mem-backend: unknown memory tracker \"dirty\": use auto, uffd-wp, soft-dirty or hashes\n" + help("dump")},
+		{[]string{"dump", "-t", "1", "-D", imgs, "--network-lock", "iptables"}, "Error: --network-lock \"iptables\": give nftables or skip\n" + help("dump")},
+		{[]string{"restore", "-D", imgs, "--network-lock", ""}, "Error: --network-lock \"\": give nftables or skip\n" + help("restore")},
 		{[]string{"dump", "-t", "1", "-D", imgs, "extra"}, "Error: unknown command \"extra\" for \"gockpt dump\"\n" + help("dump")},
 		{[]string{"dumpp", "-t", "1"}, "Error: unknown command \"dumpp\" for \"gockpt\"\n\nDid you mean this?\n\tdump\n\n" + "Run 'gockpt --help' for usage.\n"},
 		{[]string{"image", "decode", "-D", imgs}, "Error: required flag(s) \"input\" not set\n" + help("image decode")},

@@ -30,7 +30,7 @@ restore leaves nothing running and the images unchanged.`,
 					return usagef("%v", err)
 				}
 			}
-			return nil
+			return checkNetworkLock(opts)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var inherit []files.InheritFd
@@ -40,15 +40,18 @@ restore leaves nothing running and the images unchanged.`,
 			}
 			bar := startProgress(cmd, "Restoring")
 			res, err := restore.Run(restore.Options{
-				ImagesDir:    opts.ImagesDir,
-				LeaveStopped: opts.LeaveStopped,
-				PidFile:      opts.PidFile,
-				UseNsLastPid: opts.UseNsLastPid,
-				ExtUnixSk:    opts.ExtUnixSk,
-				ShellJob:     opts.ShellJob,
-				InheritFds:   inherit,
-				FileLocks:    opts.FileLocks,
-				Progress:     bar.Sink(),
+				ImagesDir:      opts.ImagesDir,
+				LeaveStopped:   opts.LeaveStopped,
+				PidFile:        opts.PidFile,
+				UseNsLastPid:   opts.UseNsLastPid,
+				ExtUnixSk:      opts.ExtUnixSk,
+				ShellJob:       opts.ShellJob,
+				InheritFds:     inherit,
+				FileLocks:      opts.FileLocks,
+				TCPEstablished: opts.TCPEstablished,
+				TCPClose:       opts.TCPClose,
+				NetworkLock:    opts.NetworkLock,
+				Progress:       bar.Sink(),
 			})
 			bar.Finish()
 			if err != nil {
@@ -78,6 +81,7 @@ restore leaves nothing running and the images unchanged.`,
 	addExtUnixSkFlag(cmd, opts)
 	f.StringArrayVar(&opts.InheritFds, "inherit-fd", nil, "fd[N]:KEY: restore's fd N stands for the file the images name KEY (pipe:[ID], socket:[INO], a path without its leading /, tty[RDEV:DEV]); repeatable")
 	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "take the file locks of the images (filelocks.img) again; without it restore refuses images that hold locks")
+	addTCPFlags(cmd, opts, false)
 	return cmd
 }
 

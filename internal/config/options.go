@@ -46,6 +46,13 @@ type Options struct {
 	ShellJob bool
 	// FileLocks (dump and restore, CRIU's --file-locks) keeps file locks.
 	FileLocks bool
+	// TCPEstablished (dump and restore, CRIU's --tcp-established) keeps
+	// established TCP connections; TCPClose (--tcp-close) has restore
+	// make them closed; SkipInFlight (dump, --skip-in-flight) leaves out
+	// connections not accepted yet; NetworkLock (--network-lock) is
+	// nftables or skip.
+	TCPEstablished, TCPClose, SkipInFlight bool
+	NetworkLock                            string
 	// pre-dump and incremental dump
 	TrackMem        bool
 	PrevImagesDir   string

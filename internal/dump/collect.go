@@ -49,6 +49,8 @@ type dumper struct {
 	memJobs memJobs
 	// shmem are the shared anonymous objects the tree maps, by shmid.
 	shmem map[uint64]*shmemObject
+	// netLocked: the network lock of the tree's connections holds.
+	netLocked bool
 }
 
 func (d *dumper) checkTimeout() error {

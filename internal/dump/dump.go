@@ -51,6 +51,14 @@ type Options struct {
 	// FileLocks keeps the tree's file locks (CRIU's --file-locks) in
 	// filelocks.img; without it dump refuses a tree holding one.
 	FileLocks bool
+	// TCPEstablished keeps established TCP connections (CRIU's
+	// --tcp-established); TCPClose keeps them for restore to make closed
+	// (--tcp-close); SkipInFlight leaves out connections not accepted
+	// yet (--skip-in-flight).
+	TCPEstablished, TCPClose, SkipInFlight bool
+	// NetworkLock is how established connections are locked while the
+	// tree is dumped: NetworkLockNftables (default) or NetworkLockSkip.
+	NetworkLock string
 	// PageReader chooses how memory is read (default: by the parasite).
 	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
@@ -155,7 +163,10 @@ func (d *dumper) frozen(tracer *ptrace.Tracer) (finishErr, err error) {
 		defer timer.Stop()
 	}
 
-	err = d.run()
+	err = d.lockNetwork()
+	if err == nil {
+		err = d.run()
+	}
 	if err == nil && o.AfterImages != nil {
 		err = o.AfterImages()
 	}
@@ -197,6 +208,7 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 	checker := files.NewChecker(o.GhostLimit, treePids(o.Pid))
 	checker.ExtUnixSk, checker.ShellJob = o.ExtUnixSk, o.ShellJob
 	checker.FileLocks = o.FileLocks && !preDump
+	checker.TCPEstablished, checker.TCPClose, checker.SkipInFlight = o.TCPEstablished, o.TCPClose, o.SkipInFlight
 	if err := inspect(checker, preDump); err != nil {
 		checker.Close()
 		return nil, err
@@ -211,6 +223,7 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 	}
 	d := &dumper{opts: o, dir: dir, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}
 	d.files.PagesID = func() uint32 { d.pages++; return d.pages }
+	d.files.OnRepair = func(pid, fd int, ino uint64, reuse bool) error { return d.watchdog.Repair(pid, fd, ino, reuse) }
 	return d, nil
 }
 
@@ -373,9 +386,23 @@ func (d *dumper) registerThreads() error {
 func (d *dumper) finish() error {
 	switch {
 	case d.opts.LeaveStopped:
-		return d.detachAll(true)
+		err := d.unlockNetwork()
+		if derr := d.detachAll(true); derr != nil {
+			err = derr
+		}
+		return err
 	case d.opts.LeaveRunning:
-		return d.detachAll(false)
+		err := d.unlockNetwork()
+		if derr := d.detachAll(false); derr != nil {
+			err = derr
+		}
+		return err
+	}
+	// The connections go back into repair mode, to close without a word
+	// to their peers when gockpt lets go of its copies; the network lock
+	// stays until restore lifts it.
+	if err := d.files.EnterRepair(); err != nil {
+		log.Errorf("before the kill: %v (the peers of these connections may see them reset)", err)
 	}
 	// SIGKILL first, while everything is still stopped under ptrace, so no
 	// task runs another instruction after its state was saved.
@@ -384,6 +411,7 @@ func (d *dumper) finish() error {
 			unix.Kill(t.Pid, unix.SIGKILL)
 		}
 	}
+	d.watchdog.KeepNetwork()
 	d.tree.Detach()
 	// Return once they are dead, so that a restore started right after
 	// finds them gone (or zombies for their parents to reap), not dying.
@@ -427,6 +455,7 @@ func (d *dumper) cleanup() {
 		}
 	}
 	d.cures = nil
+	d.unlockNetwork()
 	d.files.RemoveLinks()
 	if err := d.detachAll(false); err != nil {
 		log.Errorf("detach after failed dump: %v", err)

@@ -18,6 +18,35 @@ import (
 	"github.com/gockpt/gockpt/internal/testproc"
 )
 
+// fullPort is the port of fullListener.
+var fullPort string
+
+// fullListener listens on 127.0.0.1 with a backlog of one, filled at once:
+// the kernel drops the next connection's SYNs, so its client stays in
+// SYN-SENT.
+func fullListener(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	fullPort = strconv.Itoa(sa.(*unix.SockaddrInet4).Port)
+	c, err := net.Dial("tcp", "127.0.0.1:"+fullPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return fullPort
+}
+
 // holder is a holdfd process keeping one object.
 type holder struct {
 	*testproc.Proc
@@ -130,8 +159,14 @@ func TestRefusals(t *testing.T) {
 			return who(h, "fd 3") + fmt.Sprintf("unix stream %s/listen listening: a connection from socket inode %d (fd %d of task %d (%s)), outside the dumped tree, waits in its backlog: gockpt does not dump unix connections waiting in a backlog that restore cannot make again; let the listener accept the connection, or dump the client's tree too, before dumping",
 				h.dir, st.Ino, ownSocketFd(t, st.Ino), os.Getpid(), comm(os.Getpid()))
 		}},
+		{"tcp-pending", nil, func(h *holder) string {
+			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s listening: 1 connection waits to be accepted: gockpt does not dump TCP connections waiting to be accepted (CRIU: --skip-in-flight); let the listener accept them before dumping, or leave them out with --skip-in-flight (their clients see them reset)", h.info["port"])
+		}},
+		{"tcp-synsent", []string{fullListener(t)}, func(h *holder) string {
+			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s SYN-SENT: gockpt does not dump TCP connections being opened (SYN-SENT); dump once the connection is established, or has failed", h.info["local"], fullPort)
+		}},
 		{"tcp-est", nil, func(h *holder) string {
-			return who(h, "fd 4") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s: gockpt does not dump established TCP connections (CRIU: --tcp-established); end the connection before dumping", h.info["local"], h.info["port"])
+			return who(h, "fd 4") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s: gockpt dumps established TCP connections only with --tcp-established; end the connection before dumping, or dump and restore with --tcp-established", h.info["local"], h.info["port"])
 		}},
 		{"netlink", nil, func(h *holder) string {
 			return who(h, "fd 3") + "netlink socket (NETLINK_ROUTE): messages are queued to it (" + h.info["queued"] + " bytes of its receive buffer): gockpt does not dump messages queued to netlink sockets; let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)"

@@ -40,6 +40,13 @@ type Checker struct {
 	ExtUnixSk bool
 	// ShellJob keeps a shell job's terminal (--shell-job).
 	ShellJob bool
+	// TCPEstablished keeps established TCP connections through repair
+	// mode (--tcp-established); TCPClose keeps them without their
+	// stream, for restore to make them closed (--tcp-close).
+	TCPEstablished, TCPClose bool
+	// SkipInFlight leaves out the connections a listener has not
+	// accepted yet (--skip-in-flight) instead of refusing them.
+	SkipInFlight bool
 
 	commMu sync.Mutex // Comm is asked from several goroutines
 	comms  map[int]string

@@ -41,6 +41,10 @@ type Ghost struct {
 type Dumper struct {
 	// Checker refuses what cannot be kept; it knows the tree.
 	Checker *Checker
+	// OnRepair, when set, hears of each socket about to be put in repair
+	// mode (task, fd, inode, SO_REUSEADDR) before it is: the watchdog
+	// takes it out again if gockpt dies.
+	OnRepair func(pid, fd int, ino uint64, reuse bool) error
 	// PagesID numbers a new pages-N.img, from the same count as the
 	// tasks' memory images: memfd contents go in one of their own.
 	PagesID func() uint32
@@ -177,8 +181,15 @@ func (d *Dumper) ofd(pid, fd int, st *unix.Stat_t) (id uint32, seen bool) {
 	return set.FindOrAdd(pid, uintptr(fd), d.newID)
 }
 
-// Close releases what the dumper's checker opened.
-func (d *Dumper) Close() { d.Checker.Close() }
+// Close releases what the dumper's kinds and checker opened (after a dump
+// that killed the tree, the copies of its connections close in repair
+// mode: without a word to their peers).
+func (d *Dumper) Close() {
+	for _, k := range d.kinds.list {
+		k.Close()
+	}
+	d.Checker.Close()
+}
 
 // WriteImages writes files.img, the deleted files kept (remap-fpath.img,
 // ghost files), the file locks (filelocks.img, with Checker.FileLocks)

@@ -2,13 +2,17 @@ package files
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/support"
 	pb "github.com/gockpt/gockpt/proto"
@@ -22,7 +26,14 @@ import (
 // address and port, and says which one when it cannot. An established
 // connection, a TCP socket in any other state and queued datagrams are
 // refused, each named as ss shows it.
-type inetKind struct{ kindBase }
+type inetKind struct {
+	kindBase
+	// repaired are the sockets in repair mode: dump's copies of
+	// established connections, or restore's new ones.
+	repaired []tcpSock
+	// streams are what dump read of them.
+	streams []*tcpStream
+}
 
 func newInetKind() Kind { return &inetKind{} }
 
@@ -60,18 +71,33 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 		if err != nil {
 			return fmt.Errorf("task %d fd %d: TCP_INFO: %w", s.pid, s.fd, err)
 		}
-		switch ti.State {
-		case tcpListen:
-			if ti.Unacked > 0 {
+		switch {
+		case ti.State == tcpListen:
+			if ti.Unacked > 0 && !c.SkipInFlight {
 				r := c.refuse(s, support.TCPPending, desc)
 				r.Detail = fmt.Sprintf("%d connections wait to be accepted", ti.Unacked)
+				if ti.Unacked == 1 {
+					r.Detail = "1 connection waits to be accepted"
+				}
 				return r
 			}
 			return nil
-		case tcpClose:
+		case ti.State == tcpClose:
 			return nil
+		case tcpConnected(uint32(ti.State)) && (c.TCPEstablished || c.TCPClose):
+			return nil
+		case tcpConnected(uint32(ti.State)):
+			return c.refuse(s, support.TCPSockets, desc)
+		case ti.State == tcpSynSent:
+			// Not connected yet, the socket has no peer name: the
+			// kernel's table says whom it calls.
+			if peer := procNetPeer(s.pid, s.st.Ino, domain == unix.AF_INET6); peer != "" {
+				local, _ := unix.Getsockname(dup)
+				desc = "TCP " + addrString(local) + " -> " + peer + " SYN-SENT"
+			}
+			return c.refuse(s, support.TCPConnecting, desc)
 		}
-		r := c.refuse(s, support.TCPSockets, desc)
+		r := c.refuse(s, support.TCPOddState, desc)
 		r.CRIU = criu
 		return r
 	}
@@ -105,7 +131,7 @@ func countQueue(fd int) (n, bytes int, err error) {
 	return n, bytes, nil
 }
 
-func (*inetKind) Dump(d *Dumper, o object) error {
+func (k *inetKind) Dump(d *Dumper, o object) error {
 	dup, err := d.Checker.dup(o.pid, o.fd)
 	if err != nil {
 		return err
@@ -132,6 +158,10 @@ func (*inetKind) Dump(d *Dumper, o object) error {
 		e.State = proto.Uint32(uint32(ti.State))
 		if ti.State == tcpListen {
 			e.Backlog = proto.Uint32(ti.Sacked) // a listener's sk_max_ack_backlog
+			if ti.Unacked > 0 {
+				log.Warnf("task %d (%s) fd %d: %s: %d connections waiting to be accepted are left out (--skip-in-flight): their clients will see them reset",
+					o.pid, d.Checker.Comm(o.pid), o.fd, describeInetEntry(e), ti.Unacked)
+			}
 		}
 		e.TcpOpts = &pb.TcpOptsEntry{Nodelay: proto.Bool(get(unix.IPPROTO_TCP, unix.TCP_NODELAY) != 0),
 			Cork: proto.Bool(get(unix.IPPROTO_TCP, unix.TCP_CORK) != 0), Keepcnt: proto.Uint32(uint32(get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT))),
@@ -189,8 +219,28 @@ func (*inetKind) Dump(d *Dumper, o object) error {
 			d.DroppedBytes += b
 		}
 	}
+	if typ == unix.SOCK_STREAM && tcpConnected(e.GetState()) {
+		if d.Checker.TCPClose {
+			log.Infof("task %d fd %d: %s: kept without its stream (--tcp-close): restore makes it closed", o.pid, o.fd, describeInetEntry(e))
+		} else if err := k.dumpStream(d, o, e); err != nil {
+			return err
+		}
+	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: proto.Uint32(o.id), Isk: e})
 	return nil
+}
+
+func (k *inetKind) WriteImages(dir *images.Dir) error { return k.writeStreams(dir) }
+
+// Close lets go of the sockets still held in repair mode: after a dump
+// that killed the tree, they close without a word to the peer.
+func (k *inetKind) Close() {
+	for _, s := range k.repaired {
+		if s.own {
+			unix.Close(s.fd)
+		}
+	}
+	k.repaired = nil
 }
 
 // inetAddr is an address as CRIU's image holds it: the in_addr bytes as
@@ -233,9 +283,16 @@ func inetSockaddr(family uint32, addr []uint32, port uint32) unix.Sockaddr {
 
 // Open makes the socket, binds it to the same address and port, listens
 // or connects as it did, and sets its options.
-func (*inetKind) Open(_ *Opener, fe *pb.FileEntry) (*os.File, error) {
+func (k *inetKind) Open(op *Opener, fe *pb.FileEntry) (*os.File, error) {
 	e := fe.GetIsk()
 	what := describeInetEntry(e)
+	var stream *tcpStream
+	if e.GetType() == unix.SOCK_STREAM && tcpConnected(e.GetState()) && !op.TCPClose {
+		var err error
+		if stream, err = op.stream(e); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	fd, err := unix.Socket(int(e.GetFamily()), int(e.GetType())|unix.SOCK_CLOEXEC, int(e.GetProto()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: socket: %w", what, err)
@@ -326,7 +383,28 @@ func (*inetKind) Open(_ *Opener, fe *pb.FileEntry) (*os.File, error) {
 		}
 	}
 	src := inetSockaddr(e.GetFamily(), e.GetSrcAddr(), e.GetSrcPort())
-	if e.GetSrcPort() != 0 || !allZero(e.GetSrcAddr()) {
+	switch {
+	case stream != nil:
+		if err := repairMode(fd, 1); err != nil {
+			return fail(err)
+		}
+		if err := restoreStream(fd, e, stream); err != nil {
+			return fail(err)
+		}
+		k.repaired = append(k.repaired, tcpSock{fd: fd, what: what, reuse: o.GetReuseaddr(), conn: connOf(e), state: e.GetState()})
+	case e.GetType() == unix.SOCK_STREAM && tcpConnected(e.GetState()):
+		// --tcp-close, or a dump made with it: the socket is made
+		// closed, its options set, as CRIU does.
+		log.Infof("%s: restored closed (--tcp-close)", what)
+	case e.GetSrcPort() != 0 || !allZero(e.GetSrcAddr()):
+		// A listener shares its port with the connections it accepted,
+		// which may be made first: SO_REUSEADDR lets it bind next to
+		// them (never next to another listener), until it listens.
+		if e.GetState() == tcpListen && !o.GetReuseaddr() {
+			if err := setInt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"); err != nil {
+				return fail(err)
+			}
+		}
 		if err := unix.Bind(fd, src); err != nil {
 			return fail(fmt.Errorf("bind to %s: %w (the address is not on this machine, or the port is taken)", addrString(src), err))
 		}
@@ -334,6 +412,11 @@ func (*inetKind) Open(_ *Opener, fe *pb.FileEntry) (*os.File, error) {
 	if e.GetState() == tcpListen {
 		if err := unix.Listen(fd, int(e.GetBacklog())); err != nil {
 			return fail(fmt.Errorf("listen: %w", err))
+		}
+		if !o.GetReuseaddr() {
+			if err := setInt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 0, "SO_REUSEADDR"); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	if e.GetType() == unix.SOCK_DGRAM && e.GetDstPort() != 0 {
@@ -380,4 +463,45 @@ func describeInetEntry(e *pb.InetSkEntry) string {
 		s += " listening"
 	}
 	return s
+}
+
+// procNetPeer is the remote address of TCP socket ino as the task's
+// /proc/PID/net/tcp (tcp6) lists it, printed as ss does; "" if absent.
+func procNetPeer(pid int, ino uint64, v6 bool) string {
+	name := "tcp"
+	if v6 {
+		name = "tcp6"
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, name))
+	if err != nil {
+		return ""
+	}
+	want := strconv.FormatUint(ino, 10)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[9] != want {
+			continue
+		}
+		host, port, ok := strings.Cut(f[2], ":")
+		raw, err := hex.DecodeString(host)
+		p, perr := strconv.ParseUint(port, 16, 16)
+		if !ok || err != nil || perr != nil || (len(raw) != 4 && len(raw) != 16) {
+			return ""
+		}
+		// The address is printed as 32-bit words in host order.
+		for i := 0; i+4 <= len(raw); i += 4 {
+			binary.BigEndian.PutUint32(raw[i:], binary.NativeEndian.Uint32(raw[i:]))
+		}
+		a, _ := netip.AddrFromSlice(raw)
+		return addrString(sockaddrOf(netip.AddrPortFrom(a, uint16(p))))
+	}
+	return ""
+}
+
+// sockaddrOf turns an address and port into a sockaddr.
+func sockaddrOf(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	}
+	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
 }

@@ -28,6 +28,9 @@ type Opener struct {
 	// ShellJob gives a shell job's terminal fds restore's own terminal
 	// (--shell-job).
 	ShellJob bool
+	// TCPEstablished makes established TCP connections again
+	// (--tcp-established); TCPClose makes them closed (--tcp-close).
+	TCPEstablished, TCPClose bool
 
 	kinds *kindSet
 	open  map[uint32]*os.File

@@ -400,8 +400,8 @@ func TestParseVersion(t *testing.T) {
 // a feature gockpt uses names none.
 func TestRefused(t *testing.T) {
 	for name, want := range map[string][]support.Kind{
-		"tcp_repair":   {support.TCPSockets},
-		"nftables":     {support.TCPSockets},
+		"tcp_repair":   nil, // --tcp-established dumps with it
+		"nftables":     nil, // the network lock of --tcp-established
 		"sock_diag":    nil, // unix sockets are dumped with it
 		"memfd":        nil,
 		"pagemap_scan": nil,
@@ -414,5 +414,10 @@ func TestRefused(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: Refused() = %v, want %v", name, got, want)
 		}
+	}
+	// A feature for refused kinds alone names them.
+	f := Feature{For: []support.Kind{support.SysVShm, support.Hugetlb}}
+	if got := f.Refused(); len(got) != 2 || got[0].Kind != support.SysVShm || got[1].Kind != support.Hugetlb {
+		t.Errorf("Refused() = %v, want sysv-shm and hugetlb", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gockpt/gockpt/internal/netlock"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
@@ -33,9 +34,16 @@ import (
 //	                          any syscall is injected into it
 //	map PID ADDR LEN          a parasite area is about to be mapped at ADDR
 //	unmap PID                 it is gone (cured normally)
+//	netlock TABLE             the network lock (nftables table TABLE) is
+//	                          about to be taken
+//	repair PID FD INO REUSE   the task's socket is about to be put in TCP
+//	                          repair mode (REUSE: its SO_REUSEADDR)
+//	keepnet                   the lock and the sockets stay as they are
+//	                          (the tree is being killed after a dump)
 //	bye                       gockpt is done: nothing to clean
 //
-// EOF without "bye" means gockpt died. Then a thread found parked in the
+// EOF without "bye" means gockpt died. Then the network lock is lifted and
+// the sockets leave repair mode (unless keepnet came), a thread found parked in the
 // parking code of injected syscalls (see ptrace) gets its state back, and
 // parasite leftovers are removed. A nil *Watchdog does nothing.
 type Watchdog struct {
@@ -121,6 +129,33 @@ func (wd *Watchdog) UffdPending(pid int) error {
 // FdClosed says the fd registered with TempFd (or UffdPending) is closed.
 func (wd *Watchdog) FdClosed(pid int) { wd.send(fmt.Sprintf("nofd %d", pid)) }
 
+// NetLock registers the nftables table of a network lock about to be
+// taken: if gockpt dies, the watchdog deletes it.
+func (wd *Watchdog) NetLock(table string) error {
+	if wd == nil {
+		return nil
+	}
+	return wd.send("netlock " + table)
+}
+
+// Repair registers a socket of task pid (fd, inode ino) about to be put
+// in TCP repair mode: if gockpt dies, the watchdog takes it out again
+// and sets SO_REUSEADDR back when reuse.
+func (wd *Watchdog) Repair(pid, fd int, ino uint64, reuse bool) error {
+	if wd == nil {
+		return nil
+	}
+	r := 0
+	if reuse {
+		r = 1
+	}
+	return wd.send(fmt.Sprintf("repair %d %d %d %d", pid, fd, ino, r))
+}
+
+// KeepNetwork says the lock and the sockets in repair mode are to stay:
+// the dumped tree is being killed, and restore lifts the lock.
+func (wd *Watchdog) KeepNetwork() { wd.send("keepnet") }
+
 // Close tells the watchdog that all is well and waits for it to exit.
 func (wd *Watchdog) Close() error {
 	if wd == nil {
@@ -143,6 +178,8 @@ func ServeWatchdog(r io.Reader) (string, error) {
 	fds := map[int][2]uint64{} // pid: fd, inode
 	pendingUffd := map[int]bool{}
 	var threads []threadState
+	var lockTable string
+	var repairs [][4]uint64 // pid, fd, inode, reuse
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -178,6 +215,16 @@ func ServeWatchdog(r io.Reader) (string, error) {
 			fd, _ := strconv.ParseUint(f[2], 10, 32)
 			ino, _ := strconv.ParseUint(f[3], 10, 64)
 			fds[pid] = [2]uint64{fd, ino}
+		case f[0] == "netlock" && len(f) == 2:
+			lockTable = f[1]
+		case f[0] == "repair" && len(f) == 5:
+			var v [4]uint64
+			for i := range v {
+				v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+			}
+			repairs = append(repairs, v)
+		case f[0] == "keepnet" && len(f) == 1:
+			lockTable, repairs = "", nil
 		case f[0] == "uffd" && len(f) == 2:
 			pid, _ := strconv.Atoi(f[1])
 			pendingUffd[pid] = true
@@ -191,7 +238,23 @@ func ServeWatchdog(r io.Reader) (string, error) {
 	}
 	var done []string
 	var errs []error
-	// Fds first, while a thread that died in the middle of an injected
+	// The connections first: the lock goes, then repair mode, whose
+	// window probe then reaches the peer.
+	if lockTable != "" {
+		if err := netlock.Unlock(strings.TrimPrefix(lockTable, netlock.TablePrefix)); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "lifted the network lock (nftables table inet "+lockTable+")")
+		}
+	}
+	for _, r := range repairs {
+		if err := endRepair(int(r[0]), int(r[1]), r[2], r[3] != 0); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, fmt.Sprintf("task %d fd %d: the TCP connection left repair mode", r[0], r[1]))
+		}
+	}
+	// Fds next, while a thread that died in the middle of an injected
 	// syscall is still parked and cannot make files of its own.
 	for pid, fi := range fds {
 		delete(pendingUffd, pid)
@@ -226,6 +289,38 @@ func ServeWatchdog(r io.Reader) (string, error) {
 		}
 	}
 	return strings.Join(done, "\n"), errors.Join(errs...)
+}
+
+// endRepair takes task pid's socket fd (inode ino) out of TCP repair mode,
+// with a window probe, and sets SO_REUSEADDR again (repair mode clears
+// it). A task or socket gone is nothing to do.
+func endRepair(pid, fd int, ino uint64, reuse bool) error {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(pfd)
+	s, err := unix.PidfdGetfd(pfd, fd, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(s)
+	var st unix.Stat_t
+	if unix.Fstat(s, &st) != nil || st.Ino != ino {
+		return nil
+	}
+	if v, err := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR); err == nil && v == 0 {
+		return nil
+	}
+	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, 0); err != nil {
+		return fmt.Errorf("task %d fd %d: leave TCP repair mode: %w", pid, fd, err)
+	}
+	if reuse {
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return fmt.Errorf("task %d fd %d: SO_REUSEADDR: %w", pid, fd, err)
+		}
+	}
+	return nil
 }
 
 // cleanLeftover waits for the self-cured task to be out of the blob, then

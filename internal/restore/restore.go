@@ -39,6 +39,11 @@ type Options struct {
 	// ShellJob restores a shell job: into restore's session (and process
 	// group, unless the job's root leads its own), on restore's terminal.
 	ShellJob bool
+	// TCPEstablished makes the images' established TCP connections again
+	// (CRIU's --tcp-established); TCPClose makes them closed
+	// (--tcp-close). NetworkLock "skip" takes no network lock.
+	TCPEstablished, TCPClose bool
+	NetworkLock              string
 	// FileLocks takes the images' file locks again (CRIU's --file-locks);
 	// without it, images holding locks are refused.
 	FileLocks bool
@@ -128,6 +133,9 @@ type restorer struct {
 	// standIns stand in for processes reaped before the dump that pidfds
 	// of the tree refer to.
 	standIns []*standIn
+	// netLocked: restore holds the network lock of the tree's
+	// connections; netLockOwn: restore took it (no dump's was there).
+	netLocked, netLockOwn bool
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -163,6 +171,10 @@ func Run(o Options) (*Result, error) {
 	}()
 	rs.opener.InTree = plan.inTree()
 	rs.opener.ExtUnixSk, rs.opener.ShellJob = o.ExtUnixSk, o.ShellJob
+	rs.opener.TCPEstablished, rs.opener.TCPClose = o.TCPEstablished, o.TCPClose
+	if err := rs.opener.CheckTCP(); err != nil {
+		return nil, err
+	}
 	if err := rs.opener.Inherit(o.InheritFds); err != nil {
 		return nil, err
 	}
@@ -179,10 +191,18 @@ func Run(o Options) (*Result, error) {
 	// Every ptrace request of the restore is made from the tracer's
 	// thread: running the whole restore there saves a hop between threads
 	// per request.
+	if err := rs.lockNetwork(); err != nil {
+		return nil, err
+	}
 	err = rs.tracer.Do(func() error {
 		if err := rs.run(); err != nil {
 			rs.killAll()
 			rs.abandonPages()
+			if rs.netLocked && rs.netLockOwn {
+				if uerr := rs.liftLock(); uerr != nil {
+					log.Errorf("%v", uerr)
+				}
+			}
 			return err
 		}
 		return nil
@@ -811,6 +831,9 @@ func (rs *restorer) finish() error {
 				return fmt.Errorf("task %d thread %d: registers: %w", l.t.Pid, te.Tid, err)
 			}
 		}
+	}
+	if err := rs.unlockNetwork(); err != nil {
+		return err
 	}
 	for _, l := range rs.tasks {
 		if l.t.Zombie {

@@ -50,14 +50,18 @@ const (
 	TCPSockets Kind = "tcp-sockets"
 	// InetSockets: TCP listeners and unconnected TCP sockets, UDP
 	// sockets; TCPPending: connections a listener has not accepted.
-	InetSockets  Kind = "inet-sockets"
-	TCPPending   Kind = "tcp-pending-connections"
-	UDPSockets   Kind = "udp-sockets"
-	OtherSockets Kind = "other-sockets"
-	Terminals    Kind = "terminals"
-	FileLocks    Kind = "file-locks"
-	Leases       Kind = "file-leases"
-	SharedAnon   Kind = "shared-anonymous-memory"
+	InetSockets Kind = "inet-sockets"
+	TCPPending  Kind = "tcp-pending-connections"
+	// TCPConnecting: a connection still being opened (SYN_SENT);
+	// TCPOddState: a TCP socket in a state repair mode cannot make.
+	TCPConnecting Kind = "tcp-connecting"
+	TCPOddState   Kind = "tcp-other-states"
+	UDPSockets    Kind = "udp-sockets"
+	OtherSockets  Kind = "other-sockets"
+	Terminals     Kind = "terminals"
+	FileLocks     Kind = "file-locks"
+	Leases        Kind = "file-leases"
+	SharedAnon    Kind = "shared-anonymous-memory"
 	// SharedAnonNamed: shared anonymous memory named with
 	// PR_SET_VMA_ANON_NAME ([anon_shmem:NAME]).
 	SharedAnonNamed Kind = "named-shared-anonymous-memory"
@@ -147,7 +151,8 @@ type Optional struct {
 
 // optional are the dumped kinds dump keeps only when asked.
 var optional = map[Kind]Optional{
-	FileLocks: {"--file-locks", "release the lock before dumping, or dump and restore with --file-locks"},
+	FileLocks:  {"--file-locks", "release the lock before dumping, or dump and restore with --file-locks"},
+	TCPSockets: {"--tcp-established", "end the connection before dumping, or dump and restore with --tcp-established"},
 }
 
 // OptionOf says which option dump needs to keep objects of kind k; ok is
@@ -182,14 +187,16 @@ var Objects = []Object{
 	{InetSockets, "TCP listeners and UDP sockets (IPv4, IPv6)", true, "address and port (bound again at restore, which names the address when it is missing or the port taken), listen backlog, UDP peer (datagrams waiting to be read are dropped and counted: a receive queue cannot be filled again), SO_REUSEADDR/REUSEPORT, keepalive and its timers, TCP_NODELAY/CORK, buffer sizes, timeouts, IP_TOS/TTL (IPv6 traffic class and hops), IPV6_V6ONLY, SO_BINDTODEVICE, SO_MARK, SO_PRIORITY, linger", ""},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
 	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
+	{TCPSockets, "established TCP connections", true, "with --tcp-established (dump and restore), IPv4 and IPv6, either end in the tree or both: sequence numbers, unread and unacked data, data not sent yet, MSS, window scale, SACK, timestamps, the window, half-closed states (FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK, CLOSING), options; the network lock (nftables) drops their packets from the freeze until restore lets them go; --tcp-close makes them closed instead", "--tcp-established"},
 	{FileLocks, "file locks", true, "with --file-locks (dump and restore): flock, POSIX (per process, byte ranges, read and write) and OFD locks, each taken again through the fd and by the task that held it, before any task of the tree runs", "--file-locks"},
 
 	{UnixExternal, "unix sockets connected outside the dumped tree", false, "dump the tree that holds the peer too, or close the socket before dumping", "--ext-unix-sk"},
 	{UnixPending, "unix connections waiting in a backlog that restore cannot make again", false, "let the listener accept the connection before dumping", ""},
 	{UnixQueueExtras, "fds in flight (SCM_RIGHTS) and credentials queued in unix sockets", false, "let the task read its queue before dumping", ""},
 	{UnixOddState, "unix sockets bound to relative paths or connected to sockets that are gone", false, "close the socket before dumping", ""},
-	{TCPSockets, "established TCP connections", false, "end the connection before dumping", "--tcp-established"},
-	{TCPPending, "TCP connections waiting to be accepted", false, "let the listener accept them before dumping", ""},
+	{TCPPending, "TCP connections waiting to be accepted", false, "let the listener accept them before dumping, or leave them out with --skip-in-flight (their clients see them reset)", "--skip-in-flight"},
+	{TCPConnecting, "TCP connections being opened (SYN-SENT)", false, "dump once the connection is established, or has failed", ""},
+	{TCPOddState, "TCP sockets in other states", false, "close the socket before dumping", ""},
 	{UDPSockets, "UDP sockets gockpt cannot read", false, "close the socket before dumping", ""},
 	{OtherSockets, "packet and raw sockets", false, "close the socket before dumping", ""},
 	{NetlinkQueues, "messages queued to netlink sockets", false, "let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)", ""},

@@ -29,7 +29,7 @@ func TestObjectsUnique(t *testing.T) {
 
 func TestRefusalText(t *testing.T) {
 	r := &Refusal{Pid: 12, Comm: "prog", Where: "fd 5", Object: "TCP 127.0.0.1:41234 -> 127.0.0.1:10000", Kind: TCPSockets}
-	want := "task 12 (prog) fd 5: TCP 127.0.0.1:41234 -> 127.0.0.1:10000: gockpt does not dump established TCP connections (CRIU: --tcp-established); end the connection before dumping"
+	want := "task 12 (prog) fd 5: TCP 127.0.0.1:41234 -> 127.0.0.1:10000: gockpt dumps established TCP connections only with --tcp-established; end the connection before dumping, or dump and restore with --tcp-established"
 	if got := r.Error(); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -6,7 +6,7 @@
  *   fanotify fanotify-fs fanotify-perm
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH unix-dgram-ext PATH
  *   unix-listen unix-scm unix-creds tcp-listen
- *   tcp-est tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
+ *   tcp-est tcp-pending tcp-synsent PORT tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
  *   deleted-map
  *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
@@ -43,6 +43,7 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <errno.h>
 #include <unistd.h>
 
 static int port_of(int fd) {
@@ -229,6 +230,21 @@ int main(int argc, char **argv) {
 		close(l);
 		fd = c;
 		fprintf(out = fopen(path, "w"), "port %d\nlocal %d\n", ntohs(a.sin_port), port_of(c));
+	} else if (!strcmp(k, "tcp-pending")) {
+		int l = tcp_listener(AF_INET, "127.0.0.1");           /* fd 3 */
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port_of(l))};
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		int c = socket(AF_INET, SOCK_STREAM, 0);              /* fd 4, never accepted */
+		if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+		fd = l;
+		fprintf(out = fopen(path, "w"), "port %d\n", ntohs(a.sin_port));
+	} else if (!strcmp(k, "tcp-synsent")) {
+		/* argv[3]: a port whose listener drops new connections */
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0); /* fd 3 */
+		if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 || errno != EINPROGRESS) return 3;
+		fprintf(out = fopen(path, "w"), "local %d\n", port_of(fd));
 	} else if (!strcmp(k, "udp")) {
 		fd = socket(AF_INET, SOCK_DGRAM, 0);
 		struct sockaddr_in a = {.sin_family = AF_INET};

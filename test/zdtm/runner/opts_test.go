@@ -17,7 +17,7 @@ func TestParseHeaderOpts(t *testing.T) {
 	if !reflect.DeepEqual(tt.Opts, []string{"--file-locks"}) {
 		t.Errorf("opts %v", tt.Opts)
 	}
-	if err := ParseHeader(strings.NewReader("// zdtm: desc: d\n// zdtm: opts: --tcp-established\n"), &Test{Source: "x.c"}); err == nil {
+	if err := ParseHeader(strings.NewReader("// zdtm: desc: d\n// zdtm: opts: --leave-running\n"), &Test{Source: "x.c"}); err == nil {
 		t.Error("accepted an option not both tools take")
 	}
 }

@@ -8,11 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/netlock"
 )
 
 // Config is what every run shares.
@@ -75,6 +78,17 @@ func (r *Run) Execute() (err error) {
 	defer func() {
 		if kerr := killAll(startTimes(r.last), time.Now().Add(10*time.Second)); kerr != nil && err == nil {
 			err = fmt.Errorf("cleanup: %w", kerr)
+		}
+		// A network lock left by the tree's dump (gockpt's nftables
+		// table, named after the root) goes too; after a passing run
+		// there must be none.
+		if r.root > 0 && slices.Contains(r.test.Opts, "--tcp-established") {
+			if tables, _ := netlock.Tables(); slices.Contains(tables, netlock.TablePrefix+strconv.Itoa(r.root)) {
+				netlock.Unlock(strconv.Itoa(r.root))
+				if err == nil {
+					err = fmt.Errorf("the network lock (nftables table inet %s%d) was left behind", netlock.TablePrefix, r.root)
+				}
+			}
 		}
 	}()
 	if err := r.start(); err != nil {

@@ -39,7 +39,7 @@ var defaultModes = []string{"restore", "snapshot", "twice", "predump"}
 
 // knownOpts are the options an "opts:" line may name: those gockpt and
 // CRIU both take, with one meaning, at dump and at restore.
-var knownOpts = map[string]bool{"--file-locks": true}
+var knownOpts = map[string]bool{"--file-locks": true, "--tcp-established": true}
 
 var headerLine = regexp.MustCompile(`^\s*(?://|#)\s*zdtm:\s*([a-z_]+):\s*(.*?)\s*$`)
 

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gockpt/gockpt/internal/netlock"
+	"github.com/gockpt/gockpt/internal/testproc"
+)
+
+// echoServer is a TCP echo server on 127.0.0.1, outside any dumped tree:
+// it counts the connections it accepted and keeps the first error one
+// of them met (a reset, say).
+type echoServer struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns int
+	err   error
+}
+
+func startEchoServer(t *testing.T) *echoServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &echoServer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+			go func() {
+				defer c.Close()
+				if _, err := io.Copy(c, c); err != nil {
+					s.mu.Lock()
+					if s.err == nil {
+						s.err = err
+					}
+					s.mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *echoServer) port() string { return strconv.Itoa(s.ln.Addr().(*net.TCPAddr).Port) }
+
+func (s *echoServer) state() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns, s.err
+}
+
+// tcpClient starts testdata/tcpclient.c against the server and returns it
+// and its directory.
+func tcpClient(t *testing.T, srv *echoServer) (*testproc.Proc, string) {
+	t.Helper()
+	bin := testproc.BuildC(t, "testdata/tcpclient.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir, srv.port())
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	return p, dir
+}
+
+func clientCount(dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, "count"))
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// clientRuns waits until the client's counter passes from+10 and fails the
+// test with what the client and server said otherwise.
+func clientRuns(t *testing.T, dir string, pid int, from int, srv *echoServer, what string) {
+	t.Helper()
+	pollUntil(t, 10*time.Second, func() (bool, string) {
+		if b, err := os.ReadFile(filepath.Join(dir, "error")); err == nil {
+			t.Fatalf("%s: the client failed: %s", what, b)
+		}
+		if _, err := srv.state(); err != nil {
+			t.Fatalf("%s: the server's side of the connection failed: %v", what, err)
+		}
+		n := clientCount(dir)
+		return n > from+10, fmt.Sprintf("%s: the client's counter is %d, not past %d (alive: %v)", what, n, from+10, testproc.Alive(pid))
+	})
+}
+
+// gockptTables lists the network lock tables left for the tree of pid.
+func gockptTables(t *testing.T, pid int) []string {
+	t.Helper()
+	all, err := netlock.Tables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, n := range all {
+		if n == netlock.TablePrefix+strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestTCPEstablishedOutside: a client whose server is outside the tree is
+// refused without --tcp-established, naming the connection as ss does
+// and the option; with it, the client is dumped, killed and restored, and
+// goes on on the same connection: the server saw one connection and no
+// reset, and no network lock is left.
+func TestTCPEstablishedOutside(t *testing.T) {
+	srv := startEchoServer(t)
+	p, dir := tcpClient(t, srv)
+	t.Cleanup(func() { netlock.Unlock(strconv.Itoa(p.Pid)) })
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs}, &out, &errOut); code == 0 {
+		t.Fatal("dump of an established connection without --tcp-established succeeded")
+	}
+	want := fmt.Sprintf(": TCP 127.0.0.1:%s -> 127.0.0.1:%s: gockpt dumps established TCP connections only with --tcp-established; end the connection before dumping, or dump and restore with --tcp-established\n",
+		clientPort(t, p.Pid), srv.port())
+	if first, _, _ := strings.Cut(errOut.String(), "(see "); !strings.HasPrefix(first, fmt.Sprintf("Error: task %d (", p.Pid)) || !strings.HasSuffix(first, ") fd 3"+want) {
+		t.Fatalf("refusal %q, want task %d (...) fd 3%q", errOut.String(), p.Pid, want)
+	}
+	before := clientCount(dir)
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs, "--tcp-established"}, &out, &errOut); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errOut.String())
+	}
+	p.Cmd.Wait()
+	if tabs := gockptTables(t, p.Pid); len(tabs) != 1 {
+		t.Fatalf("after the dump the network lock should hold until restore: tables %v", tabs)
+	}
+	waitPidsFree(t, []int{p.Pid})
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code == 0 {
+		killRestored(p.Pid)
+		t.Fatal("restore of an established connection without --tcp-established succeeded")
+	} else if want := fmt.Sprintf("Error: the images hold the established connection TCP 127.0.0.1:%s -> 127.0.0.1:%s: restore it with --tcp-established, or closed with --tcp-close\n", clientPortFromImages(t, imgs), srv.port()); !strings.HasPrefix(errOut.String(), want) {
+		t.Fatalf("restore said %q, want %q", errOut.String(), want)
+	}
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs, "-d", "--tcp-established"}, &out, &errOut); code != 0 {
+		t.Fatalf("restore exit %d: %s", code, errOut.String())
+	}
+	t.Cleanup(func() { killRestored(p.Pid) })
+	clientRuns(t, dir, p.Pid, before, srv, "after restore")
+	if conns, _ := srv.state(); conns != 1 {
+		t.Errorf("the server saw %d connections, want 1", conns)
+	}
+	if tabs := gockptTables(t, p.Pid); len(tabs) != 0 {
+		t.Errorf("network lock tables left after restore: %v", tabs)
+	}
+}
+
+// clientPort is the local port of the client's connection (its fd 3).
+func clientPort(t *testing.T, pid int) string {
+	t.Helper()
+	ln, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := strings.TrimSuffix(strings.TrimPrefix(ln, "socket:["), "]")
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[9] == ino {
+			port, _ := strconv.ParseUint(f[1][strings.IndexByte(f[1], ':')+1:], 16, 16)
+			return strconv.FormatUint(port, 10)
+		}
+	}
+	t.Fatalf("socket %s of task %d is not in /proc/net/tcp", ino, pid)
+	return ""
+}
+
+// clientPortFromImages reads the client's port back from the images.
+func clientPortFromImages(t *testing.T, imgs string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"image", "show", imgs}, &out, &errOut); code != 0 {
+		t.Fatalf("image show: %s", errOut.String())
+	}
+	i := strings.Index(out.String(), "TCP 127.0.0.1:")
+	if i < 0 {
+		t.Fatalf("image show lists no TCP connection:\n%s", out.String())
+	}
+	rest := out.String()[i+len("TCP 127.0.0.1:"):]
+	return rest[:strings.IndexByte(rest, ' ')]
+}
+
+// TestKilledTCPDumpNeverHarms: gockpt is SIGKILLed 20 times at random
+// moments of a --tcp-established --leave-running dump of a client talking
+// to a server outside the tree. Every time the connection goes on with no
+// reset (the watchdog lifts the network lock and takes the socket out of
+// repair mode), and no lock table is left behind.
+func TestKilledTCPDumpNeverHarms(t *testing.T) {
+	gockptBin := testproc.BuildGockpt(t)
+	srv := startEchoServer(t)
+	p, dir := tcpClient(t, srv)
+	t.Cleanup(func() { netlock.Unlock(strconv.Itoa(p.Pid)) })
+	work := t.TempDir()
+	dump := func(i int) *exec.Cmd {
+		img := filepath.Join(work, fmt.Sprintf("img-%d", i))
+		cmd := exec.Command(gockptBin, "dump", "-t", strconv.Itoa(p.Pid), "-D", img, "--tcp-established", "--leave-running", "--no-default-config")
+		cmd.Stderr = &bytes.Buffer{}
+		return cmd
+	}
+	// How long a whole dump takes here (the quickest of three) sets the
+	// range of the kills.
+	var full time.Duration
+	for i := range 3 {
+		start := time.Now()
+		if err := dump(-i).Run(); err != nil {
+			t.Fatalf("uninterrupted dump: %v", err)
+		}
+		if d := time.Since(start); i == 0 || d < full {
+			full = d
+		}
+		clientRuns(t, dir, p.Pid, clientCount(dir), srv, "after an uninterrupted dump")
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	killed := 0
+	for i := 1; i <= 20; i++ {
+		cmd := dump(i)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(rng.Int64N(int64(full)))
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
+			killed++
+		}
+		what := fmt.Sprintf("kill %d after %v (gockpt said %q)", i, delay, cmd.Stderr.(*bytes.Buffer).String())
+		pollUntil(t, 10*time.Second, func() (bool, string) {
+			tabs := gockptTables(t, p.Pid)
+			return len(tabs) == 0, fmt.Sprintf("%s: network lock tables left: %v", what, tabs)
+		})
+		clientRuns(t, dir, p.Pid, clientCount(dir), srv, what)
+	}
+	if conns, err := srv.state(); conns != 1 || err != nil {
+		t.Errorf("the server saw %d connections (error %v), want 1 and none", conns, err)
+	}
+	t.Logf("%d of 20 dumps killed midway (a whole dump took %v)", killed, full)
+	if killed < 10 {
+		t.Errorf("only %d of 20 dumps were killed before they finished", killed)
+	}
+}
