@@ -152,6 +152,33 @@ static void drain(int fd, long n, int salt, int eof, const char *who)
 	}
 }
 
+static int iopt(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof v;
+	getsockopt(fd, level, name, &v, &l);
+	return v;
+}
+
+static const char *optNames[10] = {"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "IP_TOS", "IP_TTL", "SO_PRIORITY", "SO_MARK", "SO_SNDTIMEO (s)", "server SO_REUSEADDR"};
+
+static void sockopts(struct conn *k, int *v)
+{
+	struct timeval tv;
+	socklen_t l = sizeof tv;
+	v[0] = iopt(k->c, SOL_SOCKET, SO_KEEPALIVE);
+	v[1] = iopt(k->c, IPPROTO_TCP, TCP_KEEPIDLE);
+	v[2] = iopt(k->c, IPPROTO_TCP, TCP_KEEPINTVL);
+	v[3] = iopt(k->c, IPPROTO_TCP, TCP_KEEPCNT);
+	v[4] = iopt(k->c, IPPROTO_IP, IP_TOS);
+	v[5] = iopt(k->c, IPPROTO_IP, IP_TTL);
+	v[6] = iopt(k->c, SOL_SOCKET, SO_PRIORITY);
+	v[7] = iopt(k->c, SOL_SOCKET, SO_MARK);
+	getsockopt(k->c, SOL_SOCKET, SO_SNDTIMEO, &tv, &l);
+	v[8] = tv.tv_sec;
+	v[9] = iopt(k->s, SOL_SOCKET, SO_REUSEADDR);
+}
+
 static void exchange(struct conn *k)
 {
 	char buf[8];
@@ -167,9 +194,23 @@ int main(int argc, char **argv)
 	zt_init(argc, argv);
 	struct conn *k;
 
-	/* Unread data both ways. */
+	/* Unread data both ways, and options that change behaviour. */
 	k = &conns[ESTAB];
 	pair(k, AF_INET, "127.0.0.1", 0);
+	int on = 1, idle = 33, intvl = 7, cnt = 4, tos = 0x10, ttl = 9, prio = 3, mark = 77;
+	struct timeval rto = {4, 500000};
+	setsockopt(k->c, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+	setsockopt(k->c, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+	setsockopt(k->c, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+	setsockopt(k->c, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+	setsockopt(k->c, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+	setsockopt(k->c, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+	setsockopt(k->c, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+	setsockopt(k->c, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+	setsockopt(k->c, SOL_SOCKET, SO_SNDTIMEO, &rto, sizeof rto);
+	setsockopt(k->s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+	int optsBefore[10];
+	sockopts(k, optsBefore);
 	k->c_sent = write(k->c, "from-client", 11);
 	k->s_sent = write(k->s, "from-server-x", 13);
 
@@ -237,6 +278,11 @@ int main(int argc, char **argv)
 	}
 	char buf[32];
 	k = &conns[ESTAB];
+	int optsAfter[10];
+	sockopts(k, optsAfter);
+	for (int i = 0; i < 10; i++)
+		if (optsAfter[i] != optsBefore[i])
+			zt_fail("%s: %s is %d, want %d", k->name, optNames[i], optsAfter[i], optsBefore[i]);
 	fcntl(k->s, F_SETFL, 0);
 	fcntl(k->c, F_SETFL, 0);
 	if (read(k->s, buf, 11) != 11 || memcmp(buf, "from-client", 11))
