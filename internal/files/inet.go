@@ -202,9 +202,11 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 		e.V6Only = proto.Bool(get(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY) != 0)
 		ip.Tos = proto.Uint32(uint32(get(unix.IPPROTO_IPV6, unix.IPV6_TCLASS)))
 		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS)))
+		ip.Pktinfo = proto.Bool(get(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO) != 0)
 	} else {
 		ip.Tos = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TOS)))
 		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TTL)))
+		ip.Pktinfo = proto.Bool(get(unix.IPPROTO_IP, unix.IP_PKTINFO) != 0)
 	}
 	e.IpOpts = ip
 	if typ == unix.SOCK_DGRAM {
@@ -350,9 +352,14 @@ func (k *inetKind) Open(op *Opener, fe *pb.FileEntry) (*os.File, error) {
 		if err := setInt(unix.SOL_IP, unix.IP_FREEBIND, b2i(ip.GetFreebind()), "IP_FREEBIND"); err != nil {
 			return fail(err)
 		}
-		tosLevel, tos, ttl := unix.IPPROTO_IP, unix.IP_TOS, unix.IP_TTL
+		tosLevel, tos, ttl, pktinfo := unix.IPPROTO_IP, unix.IP_TOS, unix.IP_TTL, unix.IP_PKTINFO
 		if e.GetFamily() == unix.AF_INET6 {
-			tosLevel, tos, ttl = unix.IPPROTO_IPV6, unix.IPV6_TCLASS, unix.IPV6_UNICAST_HOPS
+			tosLevel, tos, ttl, pktinfo = unix.IPPROTO_IPV6, unix.IPV6_TCLASS, unix.IPV6_UNICAST_HOPS, unix.IPV6_RECVPKTINFO
+		}
+		if ip.GetPktinfo() {
+			if err := setInt(tosLevel, pktinfo, 1, "PKTINFO"); err != nil {
+				return fail(err)
+			}
 		}
 		if ip.Tos != nil {
 			if err := setInt(tosLevel, tos, int(ip.GetTos()), "TOS"); err != nil {

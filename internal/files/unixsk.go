@@ -507,6 +507,12 @@ func unixOpts(fd int) (*pb.SkOptsEntry, error) {
 	}
 	o.SoSndTmoSec, o.SoSndTmoUsec = proto.Uint64(uint64(snd.Sec)), proto.Uint64(uint64(snd.Usec))
 	o.SoRcvTmoSec, o.SoRcvTmoUsec = proto.Uint64(uint64(rcv.Sec)), proto.Uint64(uint64(rcv.Usec))
+	// Which buffer sizes the program fixed (SO_SNDBUF, SO_RCVBUF lock
+	// them): restore sets both sizes, which locks both, and puts this
+	// back, so that sizes the kernel tuned stay tunable (Linux 5.14+).
+	if v, err := get(unix.SO_BUF_LOCK); err == nil {
+		o.SoBufLock = proto.Uint32(uint32(v))
+	}
 	if v, err := get(unix.SO_PASSPIDFD); err == nil && v != 0 {
 		return nil, &queueError{detail: "SO_PASSPIDFD is on", advice: "turn SO_PASSPIDFD off before dumping"}
 	}
@@ -1162,6 +1168,11 @@ func setUnixOpts(fd int, o *pb.SkOptsEntry) error {
 	}
 	if err := set("SO_RCVBUFFORCE", unix.SO_RCVBUFFORCE, int(o.GetSoRcvbuf()/2)); err != nil {
 		return err
+	}
+	if o.SoBufLock != nil {
+		if err := set("SO_BUF_LOCK", unix.SO_BUF_LOCK, int(o.GetSoBufLock())); err != nil {
+			return err
+		}
 	}
 	if o.SoPriority != nil {
 		if err := set("SO_PRIORITY", unix.SO_PRIORITY, int(o.GetSoPriority())); err != nil {

@@ -55,6 +55,27 @@ func BuildC(t testing.TB, src string, extra ...string) string {
 	return out
 }
 
+// BuildGo builds the Go main package in dir (a path go build takes, such
+// as ./testdata/prog) once per test binary, statically (CGO_ENABLED=0),
+// and returns the executable's path.
+func BuildGo(t testing.TB, dir string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	key := "\x00go\x00" + dir
+	if p, ok := built[key]; ok {
+		return p
+	}
+	out := filepath.Join(binDir(t), fmt.Sprintf("%s-%d", filepath.Base(dir), len(built)))
+	cmd := exec.Command("go", "build", "-o", out, dir)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", dir, err, b)
+	}
+	built[key] = out
+	return out
+}
+
 // Proc is a started process.
 type Proc struct {
 	Pid int
