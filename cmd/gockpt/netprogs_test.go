@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/http"
@@ -223,33 +224,72 @@ func testPythonHTTPServer(t *testing.T, python, host string) {
 // TestNetGoHTTPServer: a Go net/http server (several threads, an epoll
 // instance, an eventfd) serves files and counts the requests to /count
 // in memory; after dump and restore -d the same process, with all its
-// threads, serves the file and counts on.
+// threads, serves the file and counts on. Go (1.24 on) listens with
+// Multipath TCP where the kernel has it, as here: the listener is made
+// again as one; with GODEBUG=multipathtcp=0 it is plain TCP.
 func TestNetGoHTTPServer(t *testing.T) {
-	bin := testproc.BuildGo(t, "./testdata/httpserve")
-	dir := t.TempDir()
-	want := content("go", 50000)
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(want), 0o644); err != nil {
+	for _, c := range []struct{ name, godebug, proto string }{{"mptcp", "", "MPTCP"}, {"tcp", "multipathtcp=0", "TCP"}} {
+		t.Run(c.name, func(t *testing.T) {
+			bin := testproc.BuildGo(t, "./testdata/httpserve")
+			dir := t.TempDir()
+			want := content("go", 50000)
+			if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			port := freePort(t, "127.0.0.1")
+			out, logs := outputFile(t, dir)
+			cmd := testproc.Command(bin, fmt.Sprintf("127.0.0.1:%d", port), dir)
+			cmd.Stdout, cmd.Stderr = out, out
+			cmd.Env = append(os.Environ(), "GODEBUG="+c.godebug)
+			p := testproc.StartCmd(t, cmd)
+			out.Close()
+			t.Cleanup(func() { killRestored(p.Pid) })
+			base := fmt.Sprintf("http://127.0.0.1:%d", port)
+			waitServes(t, base+"/hello.txt", want, logs)
+			mustFetch(t, base+"/count", "1\n")
+			waitNoConnections(t, port)
+			if got := listenerProto(t, p.Pid, port); got != c.proto {
+				t.Fatalf("the server listens with %s, want %s", got, c.proto)
+			}
+
+			dumpRestore(t, p, nil)
+			if got := listenerProto(t, p.Pid, port); got != c.proto {
+				t.Fatalf("the restored server listens with %s, want %s", got, c.proto)
+			}
+			mustFetch(t, base+"/hello.txt", want)
+			mustFetch(t, base+"/count", "2\n")
+			mustFetch(t, base+"/count", "3\n")
+		})
+	}
+}
+
+// listenerProto is the protocol (TCP, MPTCP) of task pid's socket
+// listening on port, as its system.sockprotoname says.
+func listenerProto(t *testing.T, pid, port int) string {
+	t.Helper()
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t, "127.0.0.1")
-	out, logs := outputFile(t, dir)
-	cmd := testproc.Command(bin, fmt.Sprintf("127.0.0.1:%d", port), dir)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Go 1.24+ listens with MPTCP (IPPROTO_MPTCP) where the kernel has
-	// it, and gockpt refuses MPTCP sockets for now: plain TCP here.
-	cmd.Env = append(os.Environ(), "GODEBUG=multipathtcp=0")
-	p := testproc.StartCmd(t, cmd)
-	out.Close()
-	t.Cleanup(func() { killRestored(p.Pid) })
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitServes(t, base+"/hello.txt", want, logs)
-	mustFetch(t, base+"/count", "1\n")
-	waitNoConnections(t, port)
-
-	dumpRestore(t, p, nil)
-	mustFetch(t, base+"/hello.txt", want)
-	mustFetch(t, base+"/count", "2\n")
-	mustFetch(t, base+"/count", "3\n")
+	defer unix.Close(pfd)
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range fds {
+		n, _ := strconv.Atoi(e.Name())
+		fd, err := unix.PidfdGetfd(pfd, n, 0)
+		if err != nil {
+			continue
+		}
+		b := make([]byte, 32)
+		l, _ := unix.Getxattr(fmt.Sprintf("/proc/self/fd/%d", fd), "system.sockprotoname", b)
+		acc, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		sa, _ := unix.Getsockname(fd)
+		unix.Close(fd)
+		if a, ok := sa.(*unix.SockaddrInet4); ok && acc == 1 && a.Port == port && l > 0 {
+			return strings.TrimRight(string(b[:l]), "\x00 ")
+		}
+	}
+	t.Fatalf("task %d has no socket listening on port %d", pid, port)
+	return ""
 }
 
 // TestNetNginx: nginx, a master and two worker processes (workers as

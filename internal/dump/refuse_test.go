@@ -165,6 +165,9 @@ func TestRefusals(t *testing.T) {
 		{"tcp-synsent", []string{fullListener(t)}, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s SYN-SENT: gockpt does not dump TCP connections being opened (SYN-SENT); dump once the connection is established, or has failed", h.info["local"], fullPort)
 		}},
+		{"mptcp-est", nil, func(h *holder) string {
+			return who(h, "fd 4") + fmt.Sprintf("MPTCP 127.0.0.1:%s -> 127.0.0.1:%s: gockpt does not dump Multipath TCP connections; end the connection before dumping, or run the program without Multipath TCP (a Go program: GODEBUG=multipathtcp=0)", h.info["local"], h.info["port"])
+		}},
 		{"tcp-est", nil, func(h *holder) string {
 			return who(h, "fd 4") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s: gockpt dumps established TCP connections only with --tcp-established; end the connection before dumping, or dump and restore with --tcp-established", h.info["local"], h.info["port"])
 		}},

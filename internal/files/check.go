@@ -509,21 +509,25 @@ func describeInet(fd, domain, typ, protocol int) (string, support.Kind, string) 
 		addrs += " -> " + p
 	}
 	switch {
-	case typ == unix.SOCK_STREAM && (protocol == unix.IPPROTO_TCP || protocol == 0):
+	case typ == unix.SOCK_STREAM && (protocol == unix.IPPROTO_TCP || protocol == 0 || protocol == ipprotoMPTCP):
+		name := "TCP "
+		if protocol == ipprotoMPTCP {
+			name = "MPTCP "
+		}
 		state := 0
 		if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
 			state = int(ti.State)
 		}
 		switch state {
 		case tcpListen:
-			return "TCP " + addrs + " listening", support.TCPSockets, "-"
+			return name + addrs + " listening", support.TCPSockets, "-"
 		case tcpEstablished:
-			return "TCP " + addrs, support.TCPSockets, ""
+			return name + addrs, support.TCPSockets, ""
 		}
 		if state > 0 && state < len(tcpStates) {
-			return "TCP " + addrs + " " + tcpStates[state], support.TCPSockets, ""
+			return name + addrs + " " + tcpStates[state], support.TCPSockets, ""
 		}
-		return "TCP " + addrs, support.TCPSockets, ""
+		return name + addrs, support.TCPSockets, ""
 	case typ == unix.SOCK_DGRAM && (protocol == unix.IPPROTO_UDP || protocol == 0):
 		return "UDP " + addrs, support.UDPSockets, ""
 	case typ == unix.SOCK_DGRAM && (protocol == unix.IPPROTO_ICMP || protocol == unix.IPPROTO_ICMPV6):

@@ -44,11 +44,16 @@ func (*inetKind) Match(s *fdState) bool {
 		return false
 	}
 	switch sockProto(s.link) {
-	case "TCP", "TCPv6", "UDP", "UDPv6":
+	case "TCP", "TCPv6", "UDP", "UDPv6", "MPTCP", "MPTCPv6":
 		return true
 	}
 	return false
 }
+
+// ipprotoMPTCP is IPPROTO_MPTCP: Multipath TCP, which Go (1.24 on) asks
+// for when it listens. A listener or a socket not connected is made
+// again as one; a connection is refused (repair mode is TCP's only).
+const ipprotoMPTCP = 262
 
 // TCP states (include/net/tcp_states.h) gockpt keeps.
 const tcpClose = 7
@@ -84,6 +89,8 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 			return nil
 		case ti.State == tcpClose:
 			return nil
+		case protocol == ipprotoMPTCP:
+			return c.refuse(s, support.MPTCPConnections, desc)
 		case tcpConnected(uint32(ti.State)) && (c.TCPEstablished || c.TCPClose):
 			return nil
 		case tcpConnected(uint32(ti.State)):
@@ -197,15 +204,24 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 	if dev, err := unix.GetsockoptString(dup, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err == nil && dev != "" {
 		e.Opts.SoBoundDev = proto.String(dev)
 	}
+	// An option the socket does not answer (an MPTCP socket takes fewer
+	// than a TCP one) is left out of the image: restore leaves it alone.
+	getOpt := func(level, opt int) *uint32 {
+		v, err := unix.GetsockoptInt(dup, level, opt)
+		if err != nil {
+			return nil
+		}
+		return proto.Uint32(uint32(v))
+	}
 	ip := &pb.IpOptsEntry{Freebind: proto.Bool(get(unix.SOL_IP, unix.IP_FREEBIND) != 0)}
 	if domain == unix.AF_INET6 {
 		e.V6Only = proto.Bool(get(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY) != 0)
-		ip.Tos = proto.Uint32(uint32(get(unix.IPPROTO_IPV6, unix.IPV6_TCLASS)))
-		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS)))
+		ip.Tos = getOpt(unix.IPPROTO_IPV6, unix.IPV6_TCLASS)
+		ip.Ttl = getOpt(unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS)
 		ip.Pktinfo = proto.Bool(get(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO) != 0)
 	} else {
-		ip.Tos = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TOS)))
-		ip.Ttl = proto.Uint32(uint32(get(unix.IPPROTO_IP, unix.IP_TTL)))
+		ip.Tos = getOpt(unix.IPPROTO_IP, unix.IP_TOS)
+		ip.Ttl = getOpt(unix.IPPROTO_IP, unix.IP_TTL)
 		ip.Pktinfo = proto.Bool(get(unix.IPPROTO_IP, unix.IP_PKTINFO) != 0)
 	}
 	e.IpOpts = ip
@@ -307,6 +323,11 @@ func (k *inetKind) Open(op *Opener, fe *pb.FileEntry) (*os.File, error) {
 	o := e.GetOpts()
 	setInt := func(level, opt int, v int, name string) error {
 		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			// An MPTCP socket takes fewer options than a TCP one: one
+			// it does not take but already has as asked is no loss.
+			if cur, gerr := unix.GetsockoptInt(fd, level, opt); e.GetProto() == ipprotoMPTCP && gerr == nil && cur == v {
+				return nil
+			}
 			return fmt.Errorf("%s %d: %w", name, v, err)
 		}
 		return nil
@@ -459,7 +480,10 @@ func (*inetKind) Describe(e *pb.FileEntry) string { return describeInetEntry(e.G
 // describeInetEntry names a socket of the images as ss does.
 func describeInetEntry(e *pb.InetSkEntry) string {
 	name := "UDP"
-	if e.GetType() == unix.SOCK_STREAM {
+	switch {
+	case e.GetProto() == ipprotoMPTCP:
+		name = "MPTCP"
+	case e.GetType() == unix.SOCK_STREAM:
 		name = "TCP"
 	}
 	s := name + " " + addrString(inetSockaddr(e.GetFamily(), e.GetSrcAddr(), e.GetSrcPort()))

@@ -1159,15 +1159,28 @@ func setUnixOpts(fd int, o *pb.SkOptsEntry) error {
 	}
 	set := func(name string, opt, v int) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, v); err != nil {
+			// A socket that does not take the option (MPTCP takes
+			// fewer) but has the value asked loses nothing.
+			if cur, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt); errors.Is(err, unix.EOPNOTSUPP) && gerr == nil && cur == v {
+				return nil
+			}
 			return fmt.Errorf("%s %d: %w", name, v, err)
 		}
 		return nil
 	}
-	if err := set("SO_SNDBUFFORCE", unix.SO_SNDBUFFORCE, int(o.GetSoSndbuf()/2)); err != nil {
-		return err
-	}
-	if err := set("SO_RCVBUFFORCE", unix.SO_RCVBUFFORCE, int(o.GetSoRcvbuf()/2)); err != nil {
-		return err
+	// A size the socket has already is not set: setting one locks it
+	// (SO_BUF_LOCK), which not every socket lets go again.
+	for _, b := range []struct {
+		name     string
+		get, set int
+		size     uint32
+	}{{"SO_SNDBUFFORCE", unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, o.GetSoSndbuf()}, {"SO_RCVBUFFORCE", unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, o.GetSoRcvbuf()}} {
+		if cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, b.get); err == nil && uint32(cur) == b.size {
+			continue
+		}
+		if err := set(b.name, b.set, int(b.size/2)); err != nil {
+			return err
+		}
 	}
 	if o.SoBufLock != nil {
 		if err := set("SO_BUF_LOCK", unix.SO_BUF_LOCK, int(o.GetSoBufLock())); err != nil {

@@ -56,6 +56,9 @@ const (
 	// TCPOddState: a TCP socket in a state repair mode cannot make.
 	TCPConnecting Kind = "tcp-connecting"
 	TCPOddState   Kind = "tcp-other-states"
+	// MPTCPConnections: a Multipath TCP connection (listeners and
+	// sockets not connected are kept).
+	MPTCPConnections Kind = "mptcp-connections"
 	UDPSockets    Kind = "udp-sockets"
 	OtherSockets  Kind = "other-sockets"
 	Terminals     Kind = "terminals"
@@ -184,7 +187,7 @@ var Objects = []Object{
 	{PtyPairs, "pseudo-terminal pairs inside the tree", true, "both ends at the same index (where it is free), termios, window size, packet mode, lock and exclusive mode, the session whose controlling terminal the slave is, and its foreground group", ""},
 	{ShellJobs, "shell jobs on their terminal (--shell-job)", true, "a job running in a shell's session: its fds on the terminal and /dev/tty with the terminal's modes; restore --shell-job puts it in restore's session and process group (its own if it led one) on restore's terminal, in the foreground if it was", "--shell-job"},
 	{SharedAnon, "shared anonymous memory", true, "MAP_SHARED|MAP_ANONYMOUS and MAP_SHARED /dev/zero areas: one object across the tasks that map it (a write of one is seen by the others after restore), its pages written once", ""},
-	{InetSockets, "TCP listeners and UDP sockets (IPv4, IPv6)", true, "address and port (bound again at restore, which names the address when it is missing or the port taken), listen backlog, UDP peer (datagrams waiting to be read are dropped and counted: a receive queue cannot be filled again), SO_REUSEADDR/REUSEPORT, keepalive and its timers, TCP_NODELAY/CORK, buffer sizes, timeouts, IP_TOS/TTL (IPv6 traffic class and hops), IPV6_V6ONLY, SO_BINDTODEVICE, SO_MARK, SO_PRIORITY, linger", ""},
+	{InetSockets, "TCP listeners and UDP sockets (IPv4, IPv6)", true, "Multipath TCP listeners too (Go listens with it); address and port (bound again at restore, which names the address when it is missing or the port taken), listen backlog, UDP peer (datagrams waiting to be read are dropped and counted: a receive queue cannot be filled again), SO_REUSEADDR/REUSEPORT, keepalive and its timers, TCP_NODELAY/CORK, buffer sizes, timeouts, IP_TOS/TTL (IPv6 traffic class and hops), IPV6_V6ONLY, SO_BINDTODEVICE, SO_MARK, SO_PRIORITY, linger", ""},
 	{NetlinkSockets, "netlink sockets", true, "protocol (route, uevent, generic, ...), socket type, bound port id, multicast groups, destination, NETLINK_* options, buffer sizes and timeouts", ""},
 	{UnixSockets, "unix sockets", true, "stream, dgram and seqpacket: socketpairs within and between tasks, names (path, abstract, deleted path, an accepted socket's) and unbound, listeners with the connections waiting in their backlog, queued data with datagram boundaries and senders, shutdown, options (buffer sizes, timeouts, SO_PASSCRED, SO_PEEK_OFF, SO_PRIORITY, SO_RCVLOWAT, SO_MARK); a dgram peer outside the tree with --ext-unix-sk", ""},
 	{TCPSockets, "established TCP connections", true, "with --tcp-established (dump and restore), IPv4 and IPv6, either end in the tree or both: sequence numbers, unread and unacked data, data not sent yet, MSS, window scale, SACK, timestamps, the window, half-closed states (FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK, CLOSING), options; the network lock (nftables) drops their packets from the freeze until restore lets them go; --tcp-close makes them closed instead", "--tcp-established"},
@@ -197,6 +200,7 @@ var Objects = []Object{
 	{TCPPending, "TCP connections waiting to be accepted", false, "let the listener accept them before dumping, or leave them out with --skip-in-flight (their clients see them reset)", "--skip-in-flight"},
 	{TCPConnecting, "TCP connections being opened (SYN-SENT)", false, "dump once the connection is established, or has failed", ""},
 	{TCPOddState, "TCP sockets in other states", false, "close the socket before dumping", ""},
+	{MPTCPConnections, "Multipath TCP connections", false, "end the connection before dumping, or run the program without Multipath TCP (a Go program: GODEBUG=multipathtcp=0)", ""},
 	{UDPSockets, "UDP sockets gockpt cannot read", false, "close the socket before dumping", ""},
 	{OtherSockets, "packet and raw sockets", false, "close the socket before dumping", ""},
 	{NetlinkQueues, "messages queued to netlink sockets", false, "let the task read its netlink socket before dumping (the kernel's messages cannot be sent again)", ""},

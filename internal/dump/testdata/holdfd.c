@@ -6,7 +6,7 @@
  *   fanotify fanotify-fs fanotify-perm
  *   unix-pair unix-abstract unix-path-conn unix-ext PATH unix-dgram-ext PATH
  *   unix-listen unix-scm unix-creds tcp-listen
- *   tcp-est tcp-pending tcp-synsent PORT tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
+ *   tcp-est tcp-pending tcp-synsent PORT mptcp-est tcp6-listen udp netlink memfd-hugetlb memfd-map shared-anon sysv-shm
  *   aio flock posix-lock ofd-lock lease sigio-parent pty pidfd pidfd-thread
  *   deleted-map
  *   deleted-fifo unlinked-linked epoll-closed files-grandchild */
@@ -226,6 +226,19 @@ int main(int argc, char **argv) {
 		int c = socket(AF_INET, SOCK_STREAM, 0);              /* fd 4 */
 		if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
 		int s = accept(l, 0, 0);                              /* fd 5 */
+		if (s < 0) return 3;
+		close(l);
+		fd = c;
+		fprintf(out = fopen(path, "w"), "port %d\nlocal %d\n", ntohs(a.sin_port), port_of(c));
+	} else if (!strcmp(k, "mptcp-est")) {
+		int l = socket(AF_INET, SOCK_STREAM, 262);           /* fd 3, IPPROTO_MPTCP */
+		struct sockaddr_in a = {.sin_family = AF_INET};
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1)) return 3;
+		a.sin_port = htons(port_of(l));
+		int c = socket(AF_INET, SOCK_STREAM, 262);            /* fd 4 */
+		if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+		int s = accept(l, 0, 0);                               /* fd 5 */
 		if (s < 0) return 3;
 		close(l);
 		fd = c;
