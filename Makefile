@@ -43,6 +43,7 @@ lint:
 bench: gockpt
 	$(GO) test -run XXX -bench '^Benchmark(Dump|Restore)1GiB$$' -benchtime 5x -count 1 ./internal/dump/ ./internal/restore/
 	$(GO) test -run XXX -bench '^BenchmarkMixedFds$$' -benchtime 5x -count 1 ./internal/restore/
+	$(GO) test -run XXX -bench '^BenchmarkTCP(Frozen|FirstEcho)$$' -benchtime 5x -count 1 ./internal/restore/
 	$(GO) test -run XXX -bench 'PreDump1GiB' -benchtime 3x -count 1 ./internal/dump/
 	$(GO) test -run XXX -bench . -benchtime 5x -count 1 ./internal/parasite/
 

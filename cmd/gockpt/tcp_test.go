@@ -270,3 +270,83 @@ func TestKilledTCPDumpNeverHarms(t *testing.T) {
 		t.Errorf("only %d of 20 dumps were killed before they finished", killed)
 	}
 }
+
+// TestTCPClose: --tcp-close keeps a connection without its stream (at
+// dump), or makes a dumped one closed (at restore): the restored client
+// finds its socket ended (a write says EPIPE), and no lock is left.
+func TestTCPClose(t *testing.T) {
+	for _, c := range []struct{ name, dumpFlag, restoreFlag string }{
+		{"dump", "--tcp-close", ""},
+		{"restore", "--tcp-established", "--tcp-close"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := startEchoServer(t)
+			p, dir := tcpClient(t, srv)
+			t.Cleanup(func() { netlock.Unlock(strconv.Itoa(p.Pid)) })
+			imgs := filepath.Join(t.TempDir(), "img")
+			var out, errOut bytes.Buffer
+			if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs, c.dumpFlag}, &out, &errOut); code != 0 {
+				t.Fatalf("dump exit %d: %s", code, errOut.String())
+			}
+			p.Cmd.Wait()
+			waitPidsFree(t, []int{p.Pid})
+			args := []string{"restore", "-D", imgs, "-d"}
+			if c.restoreFlag != "" {
+				args = append(args, c.restoreFlag)
+			}
+			if code := run(args, &out, &errOut); code != 0 {
+				t.Fatalf("restore exit %d: %s", code, errOut.String())
+			}
+			t.Cleanup(func() { killRestored(p.Pid) })
+			pollUntil(t, 10*time.Second, func() (bool, string) {
+				_, err := os.Stat(filepath.Join(dir, "error"))
+				return err == nil, "the restored client still talks on a connection restored closed"
+			})
+			// Restored writing, or waiting for the echo.
+			if b, _ := os.ReadFile(filepath.Join(dir, "error")); string(b) != "write: Broken pipe" && string(b) != "read: Transport endpoint is not connected" {
+				t.Errorf("the client said %q, want \"write: Broken pipe\" or \"read: Transport endpoint is not connected\"", b)
+			}
+			if tabs := gockptTables(t, p.Pid); len(tabs) != 0 {
+				t.Errorf("network lock tables left: %v", tabs)
+			}
+		})
+	}
+}
+
+// TestSkipInFlight: a listener with a connection it has not accepted is
+// dumped with --skip-in-flight, that connection left out: its client
+// sees it end, and the restored listener takes new connections.
+func TestSkipInFlight(t *testing.T) {
+	bin := testproc.BuildC(t, "testdata/listener.c")
+	dir := t.TempDir()
+	p := testproc.Start(t, bin, dir)
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	b, _ := os.ReadFile(filepath.Join(dir, "port"))
+	addr := "127.0.0.1:" + strings.TrimSpace(string(b))
+	pending, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pending.Close()
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", fmt.Sprint(p.Pid), "-D", imgs, "--skip-in-flight"}, &out, &errOut); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errOut.String())
+	}
+	p.Cmd.Wait()
+	pending.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := pending.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the connection left out still stands after the dump (read %d, %v)", n, err)
+	}
+	waitPidsFree(t, []int{p.Pid})
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code != 0 {
+		t.Fatalf("restore exit %d: %s", code, errOut.String())
+	}
+	t.Cleanup(func() { killRestored(p.Pid) })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("the restored listener does not answer: %v", err)
+	}
+	c.Close()
+}

@@ -401,6 +401,14 @@ func (d *dumper) finish() error {
 	// The connections go back into repair mode, to close without a word
 	// to their peers when gockpt lets go of its copies; the network lock
 	// stays until restore lifts it.
+	// The threads are parked first: should gockpt die before the kill,
+	// none runs with a socket in repair mode before the watchdog took it
+	// out again.
+	if d.files.TCPDumped() > 0 {
+		if _, err := d.parkAll(); err != nil {
+			log.Errorf("before the kill: %v", err)
+		}
+	}
 	if err := d.files.EnterRepair(); err != nil {
 		log.Errorf("before the kill: %v (the peers of these connections may see them reset)", err)
 	}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/netlock"
+	"github.com/gockpt/gockpt/internal/ptrace"
 )
 
 // Network locks, as CRIU spells --network-lock.
@@ -26,16 +28,20 @@ func (d *dumper) lockNetwork() error {
 	if !d.opts.TCPEstablished || d.opts.TCPClose {
 		return nil
 	}
-	conns, err := d.files.TCPConnections()
+	refs, err := d.files.TCPConnections()
 	if err != nil {
 		return err
 	}
-	if len(conns) == 0 {
+	if len(refs) == 0 {
 		return nil
 	}
 	if d.opts.NetworkLock == NetworkLockSkip {
-		log.Infof("%d established connections, not locked (--network-lock skip)", len(conns))
-		return nil
+		log.Infof("%d established connections, not locked (--network-lock skip)", len(refs))
+		return d.readStreams(refs)
+	}
+	conns := make([]netlock.Conn, len(refs))
+	for i, r := range refs {
+		conns[i] = r.Conn
 	}
 	id := lockID(d.opts.Pid)
 	// The watchdog hears of the lock first: if gockpt dies from here on,
@@ -48,7 +54,57 @@ func (d *dumper) lockNetwork() error {
 	}
 	d.netLocked = true
 	log.Infof("network locked: nftables table inet %s%s drops the packets of %d connections", netlock.TablePrefix, id, len(conns))
-	return nil
+	return d.readStreams(refs)
+}
+
+// readStreams reads the connections with every thread of the tree parked:
+// should gockpt die while a socket is in repair mode, no thread runs its
+// own code (and meets the socket failing) before the watchdog has taken
+// the socket out of repair mode.
+func (d *dumper) readStreams(refs []files.TCPRef) error {
+	unpark, err := d.parkAll()
+	if err != nil {
+		return err
+	}
+	err = d.files.ReadStreams(refs)
+	if uerr := unpark(); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// parkAll parks every thread of the tree (ptrace Park) and returns how to
+// put them back.
+func (d *dumper) parkAll() (func() error, error) {
+	var parked []*ptrace.Tracee
+	unpark := func() error {
+		var first error
+		for _, te := range parked {
+			if err := te.Unpark(); err != nil && first == nil {
+				first = fmt.Errorf("task %d thread %d: %w", te.Tgid, te.Tid, err)
+			}
+		}
+		return first
+	}
+	for _, t := range d.tree.Tasks() {
+		if t.Zombie {
+			continue
+		}
+		for _, te := range t.Threads {
+			if te.GroupStopped {
+				continue // it stays stopped whatever happens
+			}
+			ok, err := te.Park()
+			if err != nil {
+				unpark()
+				return nil, fmt.Errorf("task %d thread %d: %w", t.Pid, te.Tid, err)
+			}
+			if ok {
+				parked = append(parked, te)
+			}
+		}
+	}
+	return unpark, nil
 }
 
 // unlockNetwork lets the connections go again, after a dump that failed

@@ -161,6 +161,17 @@ type fdState struct {
 	target  string // what the link says
 	st      unix.Stat_t
 	info    *proc.Fdinfo
+	// proto caches sockProto: each socket kind's Match asks for it.
+	proto *string
+}
+
+// sockProto is the socket's protocol name (sockProto), read once.
+func (s *fdState) sockProto() string {
+	if s.proto == nil {
+		p := sockProto(s.link)
+		s.proto = &p
+	}
+	return *s.proto
 }
 
 // Task checks every fd of task pid; a nil error means dump keeps them

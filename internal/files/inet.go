@@ -31,7 +31,9 @@ type inetKind struct {
 	// repaired are the sockets in repair mode: dump's copies of
 	// established connections, or restore's new ones.
 	repaired []tcpSock
-	// streams are what dump read of them.
+	// pre are the connections ReadStreams read, by inode; streams,
+	// those dumped, for their images.
+	pre     map[uint64]*tcpStream
 	streams []*tcpStream
 }
 
@@ -43,7 +45,7 @@ func (*inetKind) Match(s *fdState) bool {
 	if !strings.HasPrefix(s.target, "socket:[") {
 		return false
 	}
-	switch sockProto(s.link) {
+	switch s.sockProto() {
 	case "TCP", "TCPv6", "UDP", "UDPv6", "MPTCP", "MPTCPv6":
 		return true
 	}
@@ -240,8 +242,10 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 	if typ == unix.SOCK_STREAM && tcpConnected(e.GetState()) {
 		if d.Checker.TCPClose {
 			log.Infof("task %d fd %d: %s: kept without its stream (--tcp-close): restore makes it closed", o.pid, o.fd, describeInetEntry(e))
-		} else if err := k.dumpStream(d, o, e); err != nil {
-			return err
+		} else if st := k.pre[o.st.Ino]; st != nil {
+			k.streams = append(k.streams, st)
+		} else {
+			return fmt.Errorf("task %d fd %d: %s: the connection was not read with the others (it is not in the tree's fd tables as they were listed)", o.pid, o.fd, describeInetEntry(e))
 		}
 	}
 	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: proto.Uint32(o.id), Isk: e})

@@ -44,7 +44,7 @@ const netlinkListMemberships = 9
 func (*netlinkKind) Type() pb.FdTypes { return pb.FdTypes_NETLINKSK }
 
 func (*netlinkKind) Match(s *fdState) bool {
-	return strings.HasPrefix(s.target, "socket:[") && sockProto(s.link) == "NETLINK"
+	return strings.HasPrefix(s.target, "socket:[") && s.sockProto() == "NETLINK"
 }
 
 // Check refuses a socket with messages queued to it (they came from the

@@ -12,6 +12,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/netlock"
+	"github.com/gockpt/gockpt/internal/par"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -167,48 +168,84 @@ func (w tcpRepairWindow) bytes() []byte {
 	return b
 }
 
-// dumpStream puts the socket o (dup, gockpt's copy) in repair mode and
-// reads what restore needs to make the connection again.
-func (k *inetKind) dumpStream(d *Dumper, o object, e *pb.InetSkEntry) error {
-	what := fmt.Sprintf("task %d fd %d: %s", o.pid, o.fd, describeInetEntry(e))
-	fail := func(err error) error { return fmt.Errorf("%s: %w", what, err) }
-	keep, err := d.Checker.dup(o.pid, o.fd)
+// TCPRef is an established connection of the tree: the first fd that
+// holds it, its socket's inode, and the connection as the lock matches it.
+type TCPRef struct {
+	Pid, Fd int
+	Ino     uint64
+	Conn    netlock.Conn
+}
+
+// ReadStreams reads every connection of refs, each in repair mode for
+// the few calls that need it: sequence numbers, the send queue, the
+// window. The caller has the tree's threads parked (ptrace Park) and the
+// network locked: should gockpt die meanwhile, no thread runs its own
+// code before the watchdog has taken the sockets out of repair mode, and
+// no packet changes the connections. What is read waits for Dump, by
+// inode.
+func (d *Dumper) ReadStreams(refs []TCPRef) error {
+	k := d.kinds.byType[pb.FdTypes_INETSK].(*inetKind)
+	if k.pre == nil {
+		k.pre = map[uint64]*tcpStream{}
+	}
+	for _, r := range refs {
+		if err := k.readStream(d, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k *inetKind) readStream(d *Dumper, r TCPRef) error {
+	keep, err := d.Checker.dup(r.Pid, r.Fd)
 	if err != nil {
 		return err
 	}
-	reuse := e.GetOpts().GetReuseaddr()
+	what := fmt.Sprintf("task %d fd %d: TCP %s -> %s", r.Pid, r.Fd, r.Conn.Local, r.Conn.Remote)
+	fail := func(err error) error { return fmt.Errorf("%s: %w", what, err) }
+	reuse, _ := unix.GetsockoptInt(keep, unix.SOL_SOCKET, unix.SO_REUSEADDR)
+	state := tcpState(keep)
 	if d.OnRepair != nil {
 		// The watchdog hears of it first: if gockpt dies from here on,
 		// it takes the socket out of repair mode.
-		if err := d.OnRepair(o.pid, o.fd, o.st.Ino, reuse); err != nil {
+		if err := d.OnRepair(r.Pid, r.Fd, r.Ino, reuse != 0); err != nil {
 			unix.Close(keep)
 			return err
 		}
+	}
+	// The queues' lengths, the options and the receive queue's bytes
+	// need no repair mode.
+	q, err := readQueues(keep, state)
+	if err != nil {
+		unix.Close(keep)
+		return fail(err)
 	}
 	if err := repairMode(keep, 1); err != nil {
 		unix.Close(keep)
 		return fail(err)
 	}
-	conn, _ := connOfFd(keep)
-	k.repaired = append(k.repaired, tcpSock{fd: keep, what: what, reuse: reuse, conn: conn, state: e.GetState(), own: true})
+	k.repaired = append(k.repaired, tcpSock{fd: keep, what: what, reuse: reuse != 0, conn: r.Conn, state: state, own: true})
 	sock := &k.repaired[len(k.repaired)-1]
-	s, err := readStream(keep, e.GetState())
+	s, err := readRepaired(keep, q)
+	// Out of repair mode again at once. The tree is frozen and the lock
+	// holds: the connection stays as it was read. The socket goes back
+	// into repair mode just before a dump kills the tree (EnterRepair),
+	// so that it closes without a word to the peer.
+	sock.ended = true
+	if rerr := sock.repairDone(false); err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return fail(err)
 	}
-	// Out of repair mode again at once: should gockpt die, the tree runs
-	// on the moment it is let go, and a socket in repair mode would fail
-	// its reads and writes until the watchdog came. The tree is frozen
-	// and the lock holds: the connection stays as it was read. The
-	// socket goes back into repair mode just before a dump kills the
-	// tree (EnterRepair), so that it closes without a word.
-	sock.ended = true
-	if err := sock.repairDone(false); err != nil {
-		return err
-	}
-	k.streams = append(k.streams, s)
-	s.ino = uint32(o.st.Ino)
+	s.ino = uint32(r.Ino)
+	k.pre[r.Ino] = s
 	return nil
+}
+
+// TCPDumped is how many established connections the dump read.
+func (d *Dumper) TCPDumped() int {
+	return len(d.kinds.byType[pb.FdTypes_INETSK].(*inetKind).repaired)
 }
 
 // EnterRepair puts the dumped connections back into repair mode before
@@ -234,32 +271,65 @@ type tcpStream struct {
 	in, out []byte
 }
 
-// readStream reads a socket in repair mode.
-func readStream(fd int, state uint32) (*tcpStream, error) {
+// tcpQueues is what readQueues finds out of repair mode.
+type tcpQueues struct {
+	state             uint32
+	inq, outq, unsent int
+	in                []byte
+	optMask           uint32
+	wscale            byte
+	mss, timestamp    int
+}
+
+// readQueues reads, out of repair mode, the queues' lengths, the receive
+// queue's bytes, the negotiated options and the timestamp.
+func readQueues(fd int, state uint32) (*tcpQueues, error) {
+	q := &tcpQueues{state: state}
 	ours, oursAcked, _, _ := tcpFins(state)
-	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-	if err != nil {
+	var err error
+	if q.inq, err = unix.IoctlGetInt(fd, unix.SIOCINQ); err != nil {
 		return nil, fmt.Errorf("SIOCINQ: %w", err)
 	}
-	outq, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
-	if err != nil {
+	if q.outq, err = unix.IoctlGetInt(fd, unix.SIOCOUTQ); err != nil {
 		return nil, fmt.Errorf("SIOCOUTQ: %w", err)
 	}
-	unsent, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD)
-	if err != nil {
+	if q.unsent, err = unix.IoctlGetInt(fd, unix.SIOCOUTQNSD); err != nil {
 		return nil, fmt.Errorf("SIOCOUTQNSD: %w", err)
 	}
 	// A FIN we sent and the peer has not acked yet counts in the send
 	// queue's length (and in the unsent part, until it goes out), but it
 	// is not a byte of it.
-	if ours && !oursAcked && outq > 0 {
-		outq--
-		if unsent > 0 {
-			unsent--
+	if ours && !oursAcked && q.outq > 0 {
+		q.outq--
+		if q.unsent > 0 {
+			q.unsent--
 		}
 	}
-	seq := func(q int) (uint32, error) {
-		if err := repairQueue(fd, q); err != nil {
+	if q.in, err = peekTCPQueue(fd, q.inq, "receive"); err != nil {
+		return nil, err
+	}
+	info := make([]byte, 8)
+	if _, err := getsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_INFO, info); err != nil {
+		return nil, fmt.Errorf("TCP_INFO: %w", err)
+	}
+	// tcpi_options, then the window scales: snd in the low nibble.
+	q.optMask, q.wscale = uint32(info[5]), info[6]
+	if q.mss, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG); err != nil {
+		return nil, fmt.Errorf("TCP_MAXSEG: %w", err)
+	}
+	if q.optMask&tcpiOptTimestamps != 0 {
+		if q.timestamp, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP); err != nil {
+			return nil, fmt.Errorf("TCP_TIMESTAMP: %w", err)
+		}
+	}
+	return q, nil
+}
+
+// readRepaired reads what only repair mode shows: the sequence numbers,
+// the send queue's bytes and the window.
+func readRepaired(fd int, q *tcpQueues) (*tcpStream, error) {
+	seq := func(which int) (uint32, error) {
+		if err := repairQueue(fd, which); err != nil {
 			return 0, err
 		}
 		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
@@ -272,41 +342,23 @@ func readStream(fd int, state uint32) (*tcpStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := peekTCPQueue(fd, inq, "receive")
-	if err != nil {
-		return nil, err
-	}
 	outSeq, err := seq(tcpSendQueue)
 	if err != nil {
 		return nil, err
 	}
-	out, err := peekTCPQueue(fd, outq, "send")
+	out, err := peekTCPQueue(fd, q.outq, "send")
 	if err != nil {
 		return nil, err
 	}
 	if err := repairQueue(fd, tcpNoQueue); err != nil {
 		return nil, err
 	}
-	info := make([]byte, 8)
-	if _, err := getsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_INFO, info); err != nil {
-		return nil, fmt.Errorf("TCP_INFO: %w", err)
-	}
-	// tcpi_options, then the window scales: snd in the low nibble.
-	optMask, wscale := uint32(info[5]), info[6]
-	mss, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG)
-	if err != nil {
-		return nil, fmt.Errorf("TCP_MAXSEG: %w", err)
-	}
-	e := &pb.TcpStreamEntry{InqLen: proto.Uint32(uint32(len(in))), InqSeq: proto.Uint32(inSeq),
-		OutqLen: proto.Uint32(uint32(len(out))), OutqSeq: proto.Uint32(outSeq), OptMask: proto.Uint32(optMask),
-		SndWscale: proto.Uint32(uint32(wscale & 0xf)), RcvWscale: proto.Uint32(uint32(wscale >> 4)),
-		MssClamp: proto.Uint32(uint32(mss)), UnsqLen: proto.Uint32(uint32(unsent))}
-	if optMask&tcpiOptTimestamps != 0 {
-		ts, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
-		if err != nil {
-			return nil, fmt.Errorf("TCP_TIMESTAMP: %w", err)
-		}
-		e.Timestamp = proto.Uint32(uint32(ts))
+	e := &pb.TcpStreamEntry{InqLen: proto.Uint32(uint32(len(q.in))), InqSeq: proto.Uint32(inSeq),
+		OutqLen: proto.Uint32(uint32(len(out))), OutqSeq: proto.Uint32(outSeq), OptMask: proto.Uint32(q.optMask),
+		SndWscale: proto.Uint32(uint32(q.wscale & 0xf)), RcvWscale: proto.Uint32(uint32(q.wscale >> 4)),
+		MssClamp: proto.Uint32(uint32(q.mss)), UnsqLen: proto.Uint32(uint32(q.unsent))}
+	if q.optMask&tcpiOptTimestamps != 0 {
+		e.Timestamp = proto.Uint32(uint32(q.timestamp))
 	}
 	w := make([]byte, 20)
 	if n, err := getsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, w); err != nil || n != 20 {
@@ -314,7 +366,7 @@ func readStream(fd int, state uint32) (*tcpStream, error) {
 	}
 	get := func(i int) *uint32 { return proto.Uint32(binary.NativeEndian.Uint32(w[4*i:])) }
 	e.SndWl1, e.SndWnd, e.MaxWindow, e.RcvWnd, e.RcvWup = get(0), get(1), get(2), get(3), get(4)
-	return &tcpStream{e: e, in: in, out: out}, nil
+	return &tcpStream{e: e, in: q.in, out: out}, nil
 }
 
 // peekTCPQueue reads n bytes of the queue chosen with TCP_REPAIR_QUEUE
@@ -352,27 +404,32 @@ func peekTCPQueue(fd, n int, which string) ([]byte, error) {
 }
 
 // writeStreams writes each stream's image.
+// One image per connection, as CRIU has it: with many connections they
+// are written several at a time.
 func (k *inetKind) writeStreams(dir *images.Dir) error {
-	for _, s := range k.streams {
+	errs := make([]error, len(k.streams))
+	par.Each(len(k.streams), 4, func(i int) {
+		s := k.streams[i]
 		w, err := dir.Create(tcpStreamFile(s.ino), images.KindTCPStream)
 		if err != nil {
-			return err
+			errs[i] = err
+			return
 		}
 		if err := w.WriteEntry(s.e); err != nil {
 			w.Close()
-			return err
+			errs[i] = err
+			return
 		}
 		for _, b := range [][]byte{s.in, s.out} {
 			if _, err := w.Write(b); err != nil {
 				w.Close()
-				return err
+				errs[i] = err
+				return
 			}
 		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
+		errs[i] = w.Close()
+	})
+	return errors.Join(errs...)
 }
 
 // readStream reads the stream image of socket ino.
@@ -651,10 +708,11 @@ func (o *Opener) EndRepair() error {
 }
 
 // TCPConnections lists the established connections of the tree's tasks
-// (each socket once), for the network lock, before any is dumped.
-func (d *Dumper) TCPConnections() ([]netlock.Conn, error) {
+// (each socket once, with the first fd that holds it), for the network
+// lock and ReadStreams, before any is dumped.
+func (d *Dumper) TCPConnections() ([]TCPRef, error) {
 	seen := map[uint64]bool{}
-	var out []netlock.Conn
+	var out []TCPRef
 	for _, pid := range d.Checker.Tasks {
 		fds, err := ListFds(pid)
 		if err != nil {
@@ -672,9 +730,10 @@ func (d *Dumper) TCPConnections() ([]netlock.Conn, error) {
 			}
 			typ, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE)
 			domain, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soDomain)
-			if typ == unix.SOCK_STREAM && (domain == unix.AF_INET || domain == unix.AF_INET6) && tcpConnected(tcpState(dup)) {
+			protocol, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soProtocol)
+			if typ == unix.SOCK_STREAM && (domain == unix.AF_INET || domain == unix.AF_INET6) && protocol != ipprotoMPTCP && tcpConnected(tcpState(dup)) {
 				if c, ok := connOfFd(dup); ok {
-					out = append(out, c)
+					out = append(out, TCPRef{Pid: pid, Fd: fd, Ino: st.Ino, Conn: c})
 				}
 			}
 			unix.Close(dup)

@@ -82,7 +82,7 @@ func (*unixKind) Type() pb.FdTypes { return pb.FdTypes_UNIXSK }
 // Match takes sockets whose protocol the socket file names UNIX or
 // UNIX-STREAM.
 func (*unixKind) Match(s *fdState) bool {
-	return strings.HasPrefix(s.target, "socket:[") && strings.HasPrefix(sockProto(s.link), "UNIX")
+	return strings.HasPrefix(s.target, "socket:[") && strings.HasPrefix(s.sockProto(), "UNIX")
 }
 
 // sockProto is the protocol name sockfs gives a socket file: "UNIX",

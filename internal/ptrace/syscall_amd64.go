@@ -521,3 +521,74 @@ func SleepingSyscall(pid, tid int, r *Regs) uint64 {
 	}
 	return ^uint64(0)
 }
+
+// parkedState is a parked thread's own registers and signal mask.
+type parkedState struct {
+	regs Regs
+	mask uint64
+}
+
+// Park readies the stopped thread for a moment during which gockpt must
+// not die with the thread free to run its own code (a socket of its
+// process in TCP repair mode would fail its reads and writes): without
+// resuming it, the thread is set to pause in its process's parking code
+// with every signal blocked. Should gockpt die before Unpark, the kernel
+// lets the thread go into that pause, where the parasite watchdog finds
+// it, does what must come first, and puts back its state. ok is false
+// where the process has no parking code (nothing was changed).
+func (te *Tracee) Park() (ok bool, err error) {
+	err = te.do("park", func() error {
+		if te.parked != nil {
+			ok = true
+			return nil
+		}
+		g, err := te.syscallGadget()
+		if err != nil {
+			return err
+		}
+		if te.gadget != 0 || te.t.parking[te.Tgid] != g {
+			return nil
+		}
+		var orig Regs
+		if err := unix.PtraceGetRegs(te.Tid, &orig); err != nil {
+			return err
+		}
+		mask, err := getSigmask(te.Tid)
+		if err != nil {
+			return err
+		}
+		if err := setSigmask(te.Tid, allSignals); err != nil {
+			return err
+		}
+		r := orig
+		r.Rip = g + 2 // the pause loop
+		ClearSyscall(&r)
+		if err := unix.PtraceSetRegs(te.Tid, &r); err != nil {
+			setSigmask(te.Tid, mask)
+			return err
+		}
+		te.parked = &parkedState{orig, mask}
+		ok = true
+		return nil
+	})
+	return ok, err
+}
+
+// Unpark puts back the registers and signal mask Park saved; a thread not
+// parked is left alone.
+func (te *Tracee) Unpark() error {
+	return te.do("unpark", func() error {
+		p := te.parked
+		if p == nil {
+			return nil
+		}
+		if err := unix.PtraceSetRegs(te.Tid, &p.regs); err != nil {
+			return fmt.Errorf("restore registers: %w", err)
+		}
+		if err := setSigmask(te.Tid, p.mask); err != nil {
+			return fmt.Errorf("restore sigmask: %w", err)
+		}
+		te.parked = nil
+		return nil
+	})
+}

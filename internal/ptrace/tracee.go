@@ -29,6 +29,8 @@ type Tracee struct {
 	gadget uint64
 	// children auto-attached during the last injected syscall.
 	children []int
+	// parked holds the state Park saved, until Unpark.
+	parked *parkedState
 }
 
 // Seize attaches to tid with PTRACE_SEIZE and stops it with PTRACE_INTERRUPT.
