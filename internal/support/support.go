@@ -59,12 +59,12 @@ const (
 	// MPTCPConnections: a Multipath TCP connection (listeners and
 	// sockets not connected are kept).
 	MPTCPConnections Kind = "mptcp-connections"
-	UDPSockets    Kind = "udp-sockets"
-	OtherSockets  Kind = "other-sockets"
-	Terminals     Kind = "terminals"
-	FileLocks     Kind = "file-locks"
-	Leases        Kind = "file-leases"
-	SharedAnon    Kind = "shared-anonymous-memory"
+	UDPSockets       Kind = "udp-sockets"
+	OtherSockets     Kind = "other-sockets"
+	Terminals        Kind = "terminals"
+	FileLocks        Kind = "file-locks"
+	Leases           Kind = "file-leases"
+	SharedAnon       Kind = "shared-anonymous-memory"
 	// SharedAnonNamed: shared anonymous memory named with
 	// PR_SET_VMA_ANON_NAME ([anon_shmem:NAME]).
 	SharedAnonNamed Kind = "named-shared-anonymous-memory"
