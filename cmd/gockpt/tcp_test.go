@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -349,4 +350,69 @@ func TestSkipInFlight(t *testing.T) {
 		t.Fatalf("the restored listener does not answer: %v", err)
 	}
 	c.Close()
+}
+
+// TestTCPEstablishedCRIU: the stream images are CRIU's. CRIU 4.2 restores
+// a connection gockpt dumped, and gockpt restores one CRIU dumped; the
+// client goes on on the same connection both times. CRIU's network lock
+// needs iptables, which this machine lacks: CRIU runs with
+// --network-lock skip, and the lock is gockpt's table all the same (the
+// test lifts it after CRIU's restore, and takes it before CRIU's dump, as
+// someone driving CRIU with --network-lock skip would). Skipped without
+// $GOCKPT_TEST_CRIU (.ci/run sets it).
+func TestTCPEstablishedCRIU(t *testing.T) {
+	criu := os.Getenv("GOCKPT_TEST_CRIU")
+	if criu == "" {
+		t.Skip("GOCKPT_TEST_CRIU names no CRIU binary")
+	}
+	srv := startEchoServer(t)
+	p, dir := tcpClient(t, srv)
+	pid := strconv.Itoa(p.Pid)
+	t.Cleanup(func() { netlock.Unlock(pid) })
+	local, _ := strconv.Atoi(clientPort(t, p.Pid))
+	remote, _ := strconv.Atoi(srv.port())
+	lo := netip.MustParseAddr("127.0.0.1")
+	conn := netlock.Conn{Local: netip.AddrPortFrom(lo, uint16(local)), Remote: netip.AddrPortFrom(lo, uint16(remote))}
+
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", pid, "-D", imgs, "--tcp-established"}, &out, &errOut); code != 0 {
+		t.Fatalf("gockpt dump exit %d: %s", code, errOut.String())
+	}
+	p.Cmd.Wait()
+	waitPidsFree(t, []int{p.Pid})
+	before := clientCount(dir)
+	if b, err := exec.Command(criu, "restore", "-D", imgs, "-d", "--tcp-established", "--network-lock", "skip", "-o", "criu-restore.log", "-v4").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(imgs, "criu-restore.log"))
+		t.Fatalf("CRIU restore of gockpt's images: %v: %s\n%s", err, b, log)
+	}
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	if err := netlock.Unlock(pid); err != nil {
+		t.Fatal(err)
+	}
+	clientRuns(t, dir, p.Pid, before, srv, "after CRIU restored gockpt's images")
+
+	if err := netlock.Lock(pid, []netlock.Conn{conn}); err != nil {
+		t.Fatal(err)
+	}
+	imgs2 := filepath.Join(t.TempDir(), "img")
+	os.Mkdir(imgs2, 0o700)
+	if b, err := exec.Command(criu, "dump", "-t", pid, "-D", imgs2, "--tcp-established", "--network-lock", "skip", "-o", "criu-dump.log", "-v4").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(imgs2, "criu-dump.log"))
+		t.Fatalf("CRIU dump: %v: %s\n%s", err, b, log)
+	}
+	waitPidsFree(t, []int{p.Pid})
+	before = clientCount(dir)
+	errOut.Reset()
+	if code := run([]string{"restore", "-D", imgs2, "-d", "--tcp-established"}, &out, &errOut); code != 0 {
+		t.Fatalf("gockpt restore of CRIU's images exit %d: %s", code, errOut.String())
+	}
+	t.Cleanup(func() { killRestored(p.Pid) })
+	clientRuns(t, dir, p.Pid, before, srv, "after gockpt restored CRIU's images")
+	if conns, _ := srv.state(); conns != 1 {
+		t.Errorf("the server saw %d connections, want 1", conns)
+	}
+	if tabs := gockptTables(t, p.Pid); len(tabs) != 0 {
+		t.Errorf("gockpt's restore left the lock: %v", tabs)
+	}
 }
