@@ -420,6 +420,10 @@ func (d *dumper) finish() error {
 		}
 	}
 	d.watchdog.KeepNetwork()
+	// gockpt's copies of the connections go now, so that once the tasks
+	// are dead (waited for below) their sockets are too, and a restore
+	// started right after finds the connections free.
+	d.files.CloseRepaired()
 	d.tree.Detach()
 	// Return once they are dead, so that a restore started right after
 	// finds them gone (or zombies for their parents to reap), not dying.

@@ -72,7 +72,10 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 	domain, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soDomain)
 	typ, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE)
 	protocol, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soProtocol)
-	desc, _, criu := describeInet(dup, domain, typ, protocol)
+	// Named only when refused: a frozen tree's sockets are all checked
+	// again, and each call counts.
+	var desc, criu string
+	describe := func() { desc, _, criu = describeInet(dup, domain, typ, protocol) }
 	if typ == unix.SOCK_STREAM {
 		ti, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
 		if err != nil {
@@ -81,6 +84,7 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 		switch {
 		case ti.State == tcpListen:
 			if ti.Unacked > 0 && !c.SkipInFlight {
+				describe()
 				r := c.refuse(s, support.TCPPending, desc)
 				r.Detail = fmt.Sprintf("%d connections wait to be accepted", ti.Unacked)
 				if ti.Unacked == 1 {
@@ -92,12 +96,15 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 		case ti.State == tcpClose:
 			return nil
 		case protocol == ipprotoMPTCP:
+			describe()
 			return c.refuse(s, support.MPTCPConnections, desc)
 		case tcpConnected(uint32(ti.State)) && (c.TCPEstablished || c.TCPClose):
 			return nil
 		case tcpConnected(uint32(ti.State)):
+			describe()
 			return c.refuse(s, support.TCPSockets, desc)
 		case ti.State == tcpSynSent:
+			describe()
 			// Not connected yet, the socket has no peer name: the
 			// kernel's table says whom it calls.
 			if peer := procNetPeer(s.pid, s.st.Ino, domain == unix.AF_INET6); peer != "" {
@@ -106,6 +113,7 @@ func (*inetKind) Check(c *Checker, s *fdState) error {
 			}
 			return c.refuse(s, support.TCPConnecting, desc)
 		}
+		describe()
 		r := c.refuse(s, support.TCPOddState, desc)
 		r.CRIU = criu
 		return r
@@ -141,11 +149,20 @@ func countQueue(fd int) (n, bytes int, err error) {
 }
 
 func (k *inetKind) Dump(d *Dumper, o object) error {
-	dup, err := d.Checker.dup(o.pid, o.fd)
-	if err != nil {
-		return err
+	// A connection ReadStreams read has gockpt's copy already.
+	dup := -1
+	for _, r := range k.repaired {
+		if r.ino == o.st.Ino {
+			dup = r.fd
+		}
 	}
-	defer unix.Close(dup)
+	if dup < 0 {
+		var err error
+		if dup, err = d.Checker.dup(o.pid, o.fd); err != nil {
+			return err
+		}
+		defer unix.Close(dup)
+	}
 	fail := func(what string, err error) error {
 		return fmt.Errorf("task %d fd %d: %s: %s: %w", o.pid, o.fd, o.target, what, err)
 	}
@@ -191,6 +208,7 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 	} else {
 		e.DstAddr = make([]uint32, len(e.SrcAddr))
 	}
+	var err error
 	if e.Opts, err = unixOpts(dup); err != nil {
 		return fail("options", err)
 	}
@@ -258,7 +276,7 @@ func (k *inetKind) WriteImages(dir *images.Dir) error { return k.writeStreams(di
 // that killed the tree, they close without a word to the peer.
 func (k *inetKind) Close() {
 	for _, s := range k.repaired {
-		if s.own {
+		if s.own && s.fd >= 0 {
 			unix.Close(s.fd)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/netlock"
 	"github.com/gockpt/gockpt/internal/par"
+	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -92,6 +93,7 @@ type tcpSock struct {
 	reuse bool // SO_REUSEADDR, which leaving repair mode clears
 	conn  netlock.Conn
 	state uint32
+	ino uint64
 	// own: the fd is the kind's to close (dump's copies); restore's
 	// belong to the Opener.
 	own   bool
@@ -188,18 +190,30 @@ func (d *Dumper) ReadStreams(refs []TCPRef) error {
 	if k.pre == nil {
 		k.pre = map[uint64]*tcpStream{}
 	}
-	for _, r := range refs {
-		if err := k.readStream(d, r); err != nil {
-			return err
+	// Two at a time: each is some twenty syscalls.
+	socks := make([]tcpSock, len(refs))
+	streams := make([]*tcpStream, len(refs))
+	errs := make([]error, len(refs))
+	par.Each(len(refs), 2, func(i int) {
+		socks[i], streams[i], errs[i] = readStream(d, refs[i])
+	})
+	for i := range refs {
+		if socks[i].what != "" {
+			k.repaired = append(k.repaired, socks[i])
+		}
+		if streams[i] != nil {
+			k.pre[refs[i].Ino] = streams[i]
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-func (k *inetKind) readStream(d *Dumper, r TCPRef) error {
+// readStream reads one connection; the socket it returns (what set) is
+// gockpt's copy, out of repair mode again, even when reading failed.
+func readStream(d *Dumper, r TCPRef) (tcpSock, *tcpStream, error) {
 	keep, err := d.Checker.dup(r.Pid, r.Fd)
 	if err != nil {
-		return err
+		return tcpSock{}, nil, err
 	}
 	what := fmt.Sprintf("task %d fd %d: TCP %s -> %s", r.Pid, r.Fd, r.Conn.Local, r.Conn.Remote)
 	fail := func(err error) error { return fmt.Errorf("%s: %w", what, err) }
@@ -210,7 +224,7 @@ func (k *inetKind) readStream(d *Dumper, r TCPRef) error {
 		// it takes the socket out of repair mode.
 		if err := d.OnRepair(r.Pid, r.Fd, r.Ino, reuse != 0); err != nil {
 			unix.Close(keep)
-			return err
+			return tcpSock{}, nil, err
 		}
 	}
 	// The queues' lengths, the options and the receive queue's bytes
@@ -218,15 +232,14 @@ func (k *inetKind) readStream(d *Dumper, r TCPRef) error {
 	q, err := readQueues(keep, state)
 	if err != nil {
 		unix.Close(keep)
-		return fail(err)
+		return tcpSock{}, nil, fail(err)
 	}
 	if err := repairMode(keep, 1); err != nil {
 		unix.Close(keep)
-		return fail(err)
+		return tcpSock{}, nil, fail(err)
 	}
-	k.repaired = append(k.repaired, tcpSock{fd: keep, what: what, reuse: reuse != 0, conn: r.Conn, state: state, own: true})
-	sock := &k.repaired[len(k.repaired)-1]
-	s, err := readRepaired(keep, q)
+	sock := tcpSock{fd: keep, ino: r.Ino, what: what, reuse: reuse != 0, conn: r.Conn, state: state, own: true}
+	st, err := readRepaired(keep, q)
 	// Out of repair mode again at once. The tree is frozen and the lock
 	// holds: the connection stays as it was read. The socket goes back
 	// into repair mode just before a dump kills the tree (EnterRepair),
@@ -236,11 +249,23 @@ func (k *inetKind) readStream(d *Dumper, r TCPRef) error {
 		err = rerr
 	}
 	if err != nil {
-		return fail(err)
+		return sock, nil, fail(err)
 	}
-	s.ino = uint32(r.Ino)
-	k.pre[r.Ino] = s
-	return nil
+	st.ino = uint32(r.Ino)
+	return sock, st, nil
+}
+
+// CloseRepaired lets go of gockpt's copies of the connections once the
+// tree is killed: the dying tasks hold the last references, and the
+// sockets are gone (closed in repair mode, silently) once they are dead.
+func (d *Dumper) CloseRepaired() {
+	k := d.kinds.byType[pb.FdTypes_INETSK].(*inetKind)
+	for i := range k.repaired {
+		if s := &k.repaired[i]; s.own && s.fd >= 0 {
+			unix.Close(s.fd)
+			s.fd = -1
+		}
+	}
 }
 
 // TCPDumped is how many established connections the dump read.
@@ -410,24 +435,7 @@ func (k *inetKind) writeStreams(dir *images.Dir) error {
 	errs := make([]error, len(k.streams))
 	par.Each(len(k.streams), 4, func(i int) {
 		s := k.streams[i]
-		w, err := dir.Create(tcpStreamFile(s.ino), images.KindTCPStream)
-		if err != nil {
-			errs[i] = err
-			return
-		}
-		if err := w.WriteEntry(s.e); err != nil {
-			w.Close()
-			errs[i] = err
-			return
-		}
-		for _, b := range [][]byte{s.in, s.out} {
-			if _, err := w.Write(b); err != nil {
-				w.Close()
-				errs[i] = err
-				return
-			}
-		}
-		errs[i] = w.Close()
+		errs[i] = dir.WriteSmall(tcpStreamFile(s.ino), images.KindTCPStream, s.e, s.in, s.out)
 	})
 	return errors.Join(errs...)
 }
@@ -711,6 +719,16 @@ func (o *Opener) EndRepair() error {
 // (each socket once, with the first fd that holds it), for the network
 // lock and ReadStreams, before any is dumped.
 func (d *Dumper) TCPConnections() ([]TCPRef, error) {
+	var mask uint32
+	for _, st := range []uint32{tcpEstablished, tcpFinWait1, tcpFinWait2, tcpCloseWait, tcpLastAck, tcpClosing} {
+		mask |= 1 << st
+	}
+	// One sock_diag dump says which sockets are TCP connections (MPTCP
+	// ones show as their subflows, whose inodes no fd holds).
+	conns, err := proc.TCPSockets(mask)
+	if err != nil {
+		return nil, fmt.Errorf("list the TCP connections: %w", err)
+	}
 	seen := map[uint64]bool{}
 	var out []TCPRef
 	for _, pid := range d.Checker.Tasks {
@@ -724,19 +742,9 @@ func (d *Dumper) TCPConnections() ([]TCPRef, error) {
 				continue
 			}
 			seen[st.Ino] = true
-			dup, err := d.Checker.dup(pid, fd)
-			if err != nil {
-				return nil, err
+			if c, ok := conns[st.Ino]; ok {
+				out = append(out, TCPRef{Pid: pid, Fd: fd, Ino: st.Ino, Conn: netlock.Conn{Local: c.Local, Remote: c.Remote}})
 			}
-			typ, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE)
-			domain, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soDomain)
-			protocol, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, soProtocol)
-			if typ == unix.SOCK_STREAM && (domain == unix.AF_INET || domain == unix.AF_INET6) && protocol != ipprotoMPTCP && tcpConnected(tcpState(dup)) {
-				if c, ok := connOfFd(dup); ok {
-					out = append(out, TCPRef{Pid: pid, Fd: fd, Ino: st.Ino, Conn: c})
-				}
-			}
-			unix.Close(dup)
 		}
 	}
 	return out, nil

@@ -318,7 +318,11 @@ type Writer struct {
 // NewWriter starts an image of kind k on w, writing its magic. name is used
 // in errors. If w is an io.Closer, Close closes it.
 func NewWriter(w io.Writer, name string, k *Kind) (*Writer, error) {
-	wr := &Writer{name: name, bw: bufio.NewWriterSize(w, 64<<10), kind: k}
+	size := 64 << 10
+	if _, ok := w.(*smallWriter); ok {
+		size = 256 // memory already: the buffer only gathers small writes
+	}
+	wr := &Writer{name: name, bw: bufio.NewWriterSize(w, size), kind: k}
 	if c, ok := w.(io.Closer); ok {
 		wr.c = c
 	}

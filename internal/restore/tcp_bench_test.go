@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,8 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gockpt/gockpt/internal/dump"
+	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/netlock"
 	"github.com/gockpt/gockpt/internal/testproc"
+	pb "github.com/gockpt/gockpt/proto"
 )
 
 // acceptor accepts every connection to a listener on 127.0.0.1 and keeps
@@ -58,8 +61,12 @@ func (a *acceptor) port() string { return strconv.Itoa(a.ln.Addr().(*net.TCPAddr
 // BenchmarkTCPFrozen is the frozen time a --tcp-established dump
 // (--leave-running) adds for 100 and for 1,000 established connections,
 // against the same program holding none, alternating the three round by
-// round; medians after an untimed warm-up round.
+// round; medians after an untimed warm-up round. With $GOCKPT_TEST_CRIU,
+// CRIU 4.2 dumps the same trees in the same rounds, both tools with
+// --network-lock skip (CRIU's lock needs iptables, which this machine
+// lacks), and the ratio of frozen times is reported too.
 func BenchmarkTCPFrozen(b *testing.B) {
+	criu := os.Getenv("GOCKPT_TEST_CRIU")
 	bin := testproc.BuildC(b, "testdata/tcpconns.c")
 	srv := newAcceptor(b)
 	counts := []int{0, 100, 1000}
@@ -72,6 +79,7 @@ func BenchmarkTCPFrozen(b *testing.B) {
 		pids[i] = p.Pid
 	}
 	frozen := make([][]time.Duration, len(counts))
+	var skipG, skipC []time.Duration // 1,000 connections, no lock
 	for round := -1; round < b.N; round++ {
 		for i, pid := range pids {
 			imgs, err := os.MkdirTemp("/dev/shm", "gockpt-bench-")
@@ -87,6 +95,29 @@ func BenchmarkTCPFrozen(b *testing.B) {
 				frozen[i] = append(frozen[i], st.FrozenTime)
 			}
 		}
+		if criu == "" {
+			continue
+		}
+		pid := pids[len(pids)-1]
+		imgs, _ := os.MkdirTemp("/dev/shm", "gockpt-bench-")
+		st, err := dump.Run(dump.Options{Pid: pid, ImagesDir: imgs, LeaveRunning: true, TCPEstablished: true, NetworkLock: dump.NetworkLockSkip})
+		os.RemoveAll(imgs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := criuFrozen(criu, pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if round >= 0 {
+			skipG, skipC = append(skipG, st.FrozenTime), append(skipC, c)
+		}
+	}
+	if len(skipC) > 0 {
+		g, c := median(skipG), median(skipC)
+		b.ReportMetric(float64(g.Microseconds())/1000, "nolock-1000-gockpt-ms")
+		b.ReportMetric(float64(c.Microseconds())/1000, "nolock-1000-criu-ms")
+		b.ReportMetric(g.Seconds()/c.Seconds(), "nolock-1000-gockpt/criu")
 	}
 	base := median(frozen[0])
 	b.ReportMetric(float64(base.Microseconds())/1000, "frozen-0-ms")
@@ -169,4 +200,28 @@ func BenchmarkTCPFirstEcho(b *testing.B) {
 	b.ReportMetric(float64(e.Microseconds())/1000, "first-echo-ms")
 	b.ReportMetric(float64(r.Microseconds())/1000, "restore-ms")
 	b.ReportMetric(e.Seconds()/r.Seconds(), "first-echo/restore")
+}
+
+// criuFrozen dumps pid with CRIU (--leave-running --tcp-established
+// --network-lock skip) and returns the frozen time its stats-dump says.
+func criuFrozen(criu string, pid int) (time.Duration, error) {
+	imgs, err := os.MkdirTemp("/dev/shm", "criu-bench-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(imgs)
+	cmd := exec.Command(criu, "dump", "-t", strconv.Itoa(pid), "-D", imgs, "-R", "--tcp-established", "--network-lock", "skip", "-o", "dump.log")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(imgs, "dump.log"))
+		return 0, fmt.Errorf("criu dump: %v: %s\n%s", err, out, log)
+	}
+	d, err := images.OpenDir(imgs)
+	if err != nil {
+		return 0, err
+	}
+	var st pb.StatsEntry
+	if err := d.ReadOne(images.StatsDumpFile, &st); err != nil {
+		return 0, err
+	}
+	return time.Duration(st.GetDump().GetFrozenTime()) * time.Microsecond, nil
 }
