@@ -93,7 +93,7 @@ type tcpSock struct {
 	reuse bool // SO_REUSEADDR, which leaving repair mode clears
 	conn  netlock.Conn
 	state uint32
-	ino uint64
+	ino   uint64
 	// own: the fd is the kind's to close (dump's copies); restore's
 	// belong to the Opener.
 	own   bool
