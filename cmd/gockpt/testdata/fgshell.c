@@ -4,8 +4,9 @@
  * DIR/job. When the job dies (dump kills it), it takes the terminal back,
  * turns ECHO and ICANON on again as shells do, says "job ended (STATUS)",
  * runs RESTORE... (gockpt restore --shell-job) in the foreground and exits
- * with its status.
- * Usage: fgshell DIR JOB... -- RESTORE... */
+ * with its status. With -w it first waits for a line typed on the terminal,
+ * as a user types the restore command once gockpt dump has returned.
+ * Usage: fgshell [-w] DIR JOB... -- RESTORE... */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,8 +42,13 @@ static void take_terminal_back(void) {
 }
 
 int main(int argc, char **argv) {
-	int st, sep = 0;
+	int st, sep = 0, wait_line = 0;
 	char path[4096], tmp[4096];
+	if (argc > 1 && strcmp(argv[1], "-w") == 0) {
+		wait_line = 1;
+		argv++;
+		argc--;
+	}
 	for (int i = 2; i < argc; i++)
 		if (strcmp(argv[i], "--") == 0) sep = i;
 	if (argc < 3 || sep < 3 || sep + 1 >= argc) return 2;
@@ -60,6 +66,13 @@ int main(int argc, char **argv) {
 	waitpid(j, &st, 0);
 	take_terminal_back();
 	dprintf(1, "job ended (%#x)\n", st);
+	if (wait_line) {
+		char c;
+		dprintf(1, "$ ");
+		do {
+			if (read(0, &c, 1) != 1) return 2;
+		} while (c != '\n');
+	}
 	pid_t r = spawn(argv + sep + 1);
 	waitpid(r, &st, 0);
 	take_terminal_back();
