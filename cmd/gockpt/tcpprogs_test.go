@@ -97,18 +97,6 @@ func (rc *respConn) must(t *testing.T, what, want string, args ...string) {
 	}
 }
 
-// freePort is a TCP port on 127.0.0.1 that nothing listened on a moment
-// ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // startRedis starts redis-server in a session of its own, on a free port,
 // without persistence, and returns it with a connection that got PONG.
 // Another program may take the port between freePort and redis's bind:
@@ -116,7 +104,7 @@ func freePort(t *testing.T) string {
 func startRedis(t *testing.T, bin, dir string) (*testproc.Proc, string, *respConn) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port := strconv.Itoa(freePort(t, "127.0.0.1"))
 		logPath := filepath.Join(dir, fmt.Sprintf("redis-%d.log", attempt))
 		logf, err := os.Create(logPath)
 		if err != nil {
@@ -206,11 +194,11 @@ func TestRealRedis(t *testing.T) {
 
 // TestTCPHowto follows CRIU's tcp-howto: a ping-pong client, started as
 // a job of a shell on a terminal, talks to a server outside the tree.
-// A plain dump is refused (the terminal is named first: gockpt checks a
-// task before its fds, where CRIU names the connection first); the
-// options come from a config file (--config): with tcp-established
-// alone the refusal names --shell-job, with shell-job alone it names
-// --tcp-established, and with both the dump succeeds. The shell restores
+// A plain dump is refused, naming the connection and --tcp-established
+// first, then the terminal (as CRIU's howto shows them, one after the
+// other); the options come from a config file (--config): with
+// tcp-established alone the refusal names --shell-job, with shell-job
+// alone it names --tcp-established, and with both the dump succeeds. The shell restores
 // the job with the same file on the same terminal, and the client goes
 // on on the same connection: its counter passes its value at the dump,
 // on its terminal too, and the server saw one connection.
@@ -295,7 +283,7 @@ func TestTCPHowto(t *testing.T) {
 		}
 		clientRuns(t, dir, job, clientCount(dir), srv, "after the refused dump "+what)
 	}
-	refused("without options", terminal)
+	refused("without options", connection+strings.TrimPrefix(terminal, "Error: "))
 	writeConf("tcp-established")
 	refused("with tcp-established in the config file", terminal, "--config", conf)
 	writeConf("shell-job")

@@ -34,7 +34,7 @@ import (
 func inspect(c *files.Checker, memoryOnly bool) error {
 	// What a task holds by itself is read for several tasks at once; its
 	// fds (c.Task, which remembers what it saw) one task after another.
-	// The refusal reported is the first task's in tree order.
+	// The refusals reported are the first refused task's in tree order.
 	errs := make([]error, len(c.Tasks))
 	zombie := make([]bool, len(c.Tasks))
 	par.Each(len(c.Tasks), runtime.GOMAXPROCS(0), func(i int) {
@@ -42,8 +42,11 @@ func inspect(c *files.Checker, memoryOnly bool) error {
 	})
 	for i, pid := range c.Tasks {
 		err := errs[i]
-		if err == nil && !memoryOnly && !zombie[i] {
-			err = c.Task(pid)
+		if (err == nil || files.IsRefusal(err)) && !memoryOnly && !zombie[i] {
+			// The task's fds are refused along with the task itself.
+			if ferr := c.Task(pid); files.IsRefusal(ferr) || err == nil {
+				err = files.JoinRefusals(err, ferr)
+			}
 		}
 		if err != nil {
 			if files.IsRefusal(err) {

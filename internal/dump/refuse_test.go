@@ -160,7 +160,9 @@ func TestRefusals(t *testing.T) {
 				h.dir, st.Ino, ownSocketFd(t, st.Ino), os.Getpid(), comm(os.Getpid()))
 		}},
 		{"tcp-pending", nil, func(h *holder) string {
-			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s listening: 1 connection waits to be accepted: gockpt does not dump TCP connections waiting to be accepted (CRIU: --skip-in-flight); let the listener accept them before dumping, or leave them out with --skip-in-flight (their clients see them reset)", h.info["port"])
+			// Every refusal of the task, one per kind: the client too.
+			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s listening: 1 connection waits to be accepted: gockpt does not dump TCP connections waiting to be accepted (CRIU: --skip-in-flight); let the listener accept them before dumping, or leave them out with --skip-in-flight (their clients see them reset)\n", h.info["port"]) +
+				who(h, "fd 4") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s: gockpt dumps established TCP connections only with --tcp-established; end the connection before dumping, or dump and restore with --tcp-established", h.info["local"], h.info["port"])
 		}},
 		{"tcp-synsent", []string{fullListener(t)}, func(h *holder) string {
 			return who(h, "fd 3") + fmt.Sprintf("TCP 127.0.0.1:%s -> 127.0.0.1:%s SYN-SENT: gockpt does not dump TCP connections being opened (SYN-SENT); dump once the connection is established, or has failed", h.info["local"], fullPort)

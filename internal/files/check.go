@@ -176,21 +176,78 @@ func (s *fdState) sockProto() string {
 
 // Task checks every fd of task pid; a nil error means dump keeps them
 // exactly. An fd closed while it is looked at has nothing to keep.
+//
+// Every refusal is reported, one per kind of object (the first fd of
+// each), not the first alone: a user learns at once all the options a
+// tree needs. Other errors end the look.
 func (c *Checker) Task(pid int) error {
 	fds, err := ListFds(pid)
 	if err != nil {
 		return err
 	}
-	return eachFdState(pid, fds, func(fd int, s *fdState, err error) error {
+	var refusals []error
+	err = eachFdState(pid, fds, func(fd int, s *fdState, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil
 			}
 			return err
 		}
-		_, _, err = c.check(s)
-		return err
+		if _, _, err = c.check(s); err != nil {
+			if !IsRefusal(err) {
+				return err
+			}
+			refusals = append(refusals, err)
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return JoinRefusals(refusals...)
+}
+
+// JoinRefusals joins refusals into one error, one per kind of object (the
+// first of each), those about terminals last: the terminal is how the
+// tree was started, and CRIU names it last too. nil for none.
+func JoinRefusals(errs ...error) error {
+	var flat []error
+	for _, err := range errs {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			flat = append(flat, j.Unwrap()...)
+		} else {
+			flat = append(flat, err)
+		}
+	}
+	var first, last []error
+	seen := map[support.Kind]bool{}
+	for _, err := range flat {
+		if err == nil {
+			continue
+		}
+		var r *support.Refusal
+		if !errors.As(err, &r) {
+			first = append(first, err)
+			continue
+		}
+		if seen[r.Kind] {
+			continue
+		}
+		seen[r.Kind] = true
+		if r.Kind == support.Terminals || r.Kind == support.ShellJobs {
+			last = append(last, err)
+		} else {
+			first = append(first, err)
+		}
+	}
+	all := append(first, last...)
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	return errors.Join(all...)
 }
 
 func (c *Checker) refuse(s *fdState, kind support.Kind, object string) *support.Refusal {

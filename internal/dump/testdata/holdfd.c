@@ -250,7 +250,7 @@ int main(int argc, char **argv) {
 		int c = socket(AF_INET, SOCK_STREAM, 0);              /* fd 4, never accepted */
 		if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
 		fd = l;
-		fprintf(out = fopen(path, "w"), "port %d\n", ntohs(a.sin_port));
+		fprintf(out = fopen(path, "w"), "port %d\nlocal %d\n", ntohs(a.sin_port), port_of(c));
 	} else if (!strcmp(k, "tcp-synsent")) {
 		/* argv[3]: a port whose listener drops new connections */
 		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
