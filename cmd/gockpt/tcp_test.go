@@ -416,3 +416,49 @@ func TestTCPEstablishedCRIU(t *testing.T) {
 		t.Errorf("gockpt's restore left the lock: %v", tabs)
 	}
 }
+
+// TestRestoreTimeWait: a listener without SO_REUSEADDR that closed a
+// connection itself leaves it in TIME-WAIT on its port, and the kernel
+// refuses to bind it there again for a minute: restore says so, not that
+// the port is taken.
+func TestRestoreTimeWait(t *testing.T) {
+	py := program(t, "python3")
+	dir := t.TempDir()
+	script := `import socket,sys,time
+s=socket.socket()
+s.bind(("127.0.0.1",0)); s.listen()
+open(sys.argv[1]+"/port","w").write(str(s.getsockname()[1]))
+c,_=s.accept(); c.close()
+open(sys.argv[1]+"/ready","w").close()
+while True: time.sleep(60)
+`
+	p := testproc.Start(t, py, "-c", script, dir)
+	t.Cleanup(func() { testproc.KillTree(p.Pid) })
+	testproc.WaitFile(t, filepath.Join(dir, "port"), 10*time.Second)
+	b, _ := os.ReadFile(filepath.Join(dir, "port"))
+	port := strings.TrimSpace(string(b))
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Read(make([]byte, 1)) // the server's close
+	c.Close()
+	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
+	imgs := filepath.Join(t.TempDir(), "img")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dump", "-t", strconv.Itoa(p.Pid), "-D", imgs}, &out, &errOut); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errOut.String())
+	}
+	p.Cmd.Wait()
+	waitPidsFree(t, []int{p.Pid})
+	want := fmt.Sprintf("TCP 127.0.0.1:%s listening: bind to 127.0.0.1:%s: address already in use (only connections in TIME-WAIT hold the port: a socket without SO_REUSEADDR cannot bind next to them until they end, within a minute; restore again then)", port, port)
+	if code := run([]string{"restore", "-D", imgs, "-d"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), want) {
+		if code == 0 {
+			killRestored(p.Pid)
+		}
+		t.Fatalf("restore next to TIME-WAIT: exit %d: %s\nwant it to say %q", code, errOut.String(), want)
+	}
+	if testproc.Alive(p.Pid) {
+		t.Fatal("a refused restore left the task")
+	}
+}

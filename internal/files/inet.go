@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -456,6 +457,9 @@ func (k *inetKind) Open(op *Opener, fe *pb.FileEntry) (*os.File, error) {
 			}
 		}
 		if err := unix.Bind(fd, src); err != nil {
+			if errors.Is(err, unix.EADDRINUSE) && onlyTimeWait(e.GetSrcPort()) {
+				return fail(fmt.Errorf("bind to %s: %w (only connections in TIME-WAIT hold the port: a socket without SO_REUSEADDR cannot bind next to them until they end, within a minute; restore again then)", addrString(src), err))
+			}
 			return fail(fmt.Errorf("bind to %s: %w (the address is not on this machine, or the port is taken)", addrString(src), err))
 		}
 	}
@@ -557,4 +561,30 @@ func sockaddrOf(ap netip.AddrPort) unix.Sockaddr {
 		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
 	}
 	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+}
+
+// onlyTimeWait tells whether the sockets of this network namespace on
+// local port port (/proc/net/tcp and tcp6) are all in TIME-WAIT: the
+// kernel then refuses the bind of a socket without SO_REUSEADDR, though
+// nothing listens there.
+func onlyTimeWait(port uint32) bool {
+	suffix := fmt.Sprintf(":%04X", port)
+	found := false
+	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || !strings.HasSuffix(f[1], suffix) {
+				continue
+			}
+			if f[3] != "06" {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
 }
