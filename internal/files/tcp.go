@@ -123,25 +123,6 @@ func connOf(e *pb.InetSkEntry) netlock.Conn {
 	return netlock.Conn{Local: ap(e.GetSrcAddr(), e.GetSrcPort()), Remote: ap(e.GetDstAddr(), e.GetDstPort())}
 }
 
-// connOfFd is the connection of a connected socket.
-func connOfFd(fd int) (netlock.Conn, bool) {
-	l, err1 := unix.Getsockname(fd)
-	r, err2 := unix.Getpeername(fd)
-	if err1 != nil || err2 != nil {
-		return netlock.Conn{}, false
-	}
-	ap := func(sa unix.Sockaddr) netip.AddrPort {
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-		case *unix.SockaddrInet6:
-			return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-		}
-		return netip.AddrPort{}
-	}
-	return netlock.Conn{Local: ap(l), Remote: ap(r)}, true
-}
-
 func repairMode(fd int, on int) error {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, on); err != nil {
 		if errors.Is(err, unix.EPERM) {
@@ -691,15 +672,6 @@ func (k *inetKind) endRepair(probe bool) error {
 		log.Errorf("leaving repair mode: %v", errors.Join(errs...))
 	}
 	return errors.Join(errs...)
-}
-
-// conns are the connections of the sockets in repair mode.
-func (k *inetKind) conns() []netlock.Conn {
-	var out []netlock.Conn
-	for _, s := range k.repaired {
-		out = append(out, s.conn)
-	}
-	return out
 }
 
 // EndRepair takes the established connections dump put in repair mode
