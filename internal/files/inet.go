@@ -1,9 +1,9 @@
 package files
 
 import (
-	"errors"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
