@@ -47,9 +47,11 @@ func (d *dumper) lockNetwork() error {
 	// The watchdog hears of the lock first: if gockpt dies from here on,
 	// it lifts it.
 	if err := d.watchdog.NetLock(netlock.TablePrefix + id); err != nil {
+		files.CloseRefs(refs)
 		return err
 	}
 	if err := netlock.Lock(id, conns); err != nil {
+		files.CloseRefs(refs)
 		return fmt.Errorf("network lock of %d established connections: %w (dump without the lock with --network-lock skip, if nothing can reach them meanwhile)", len(conns), err)
 	}
 	d.netLocked = true

@@ -47,6 +47,9 @@ type Checker struct {
 	// SkipInFlight leaves out the connections a listener has not
 	// accepted yet (--skip-in-flight) instead of refusing them.
 	SkipInFlight bool
+	// readConns are the connections ReadStreams read, by inode: checked
+	// already, on the frozen tree.
+	readConns map[uint64]bool
 
 	commMu sync.Mutex // Comm is asked from several goroutines
 	comms  map[int]string

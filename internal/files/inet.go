@@ -36,6 +36,8 @@ type inetKind struct {
 	// those dumped, for their images.
 	pre     map[uint64]*tcpStream
 	streams []*tcpStream
+	// preEntry are their image entries, read by ReadStreams too.
+	preEntry map[uint64]*pb.InetSkEntry
 }
 
 func newInetKind() Kind { return &inetKind{} }
@@ -65,6 +67,9 @@ const tcpClose = 7
 // refusal says --tcp-established, as CRIU's), connections waiting to be
 // accepted, datagrams waiting to be read.
 func (*inetKind) Check(c *Checker, s *fdState) error {
+	if c.readConns[s.st.Ino] {
+		return nil // an established connection, read with --tcp-established
+	}
 	dup, err := c.dup(s.pid, s.fd)
 	if err != nil {
 		return err
@@ -150,23 +155,55 @@ func countQueue(fd int) (n, bytes int, err error) {
 }
 
 func (k *inetKind) Dump(d *Dumper, o object) error {
-	// A connection ReadStreams read has gockpt's copy already.
-	dup := -1
-	for _, r := range k.repaired {
-		if r.ino == o.st.Ino {
-			dup = r.fd
-		}
-	}
-	if dup < 0 {
-		var err error
-		if dup, err = d.Checker.dup(o.pid, o.fd); err != nil {
-			return err
-		}
-		defer unix.Close(dup)
-	}
 	fail := func(what string, err error) error {
 		return fmt.Errorf("task %d fd %d: %s: %s: %w", o.pid, o.fd, o.target, what, err)
 	}
+	// A connection ReadStreams read has its entry read already.
+	e, unacked := k.preEntry[o.st.Ino], uint32(0)
+	if e == nil {
+		dup, err := d.Checker.dup(o.pid, o.fd)
+		if err != nil {
+			return err
+		}
+		e, unacked, err = inetEntry(dup)
+		if err == nil && e.GetType() == unix.SOCK_DGRAM {
+			n, b, qerr := countQueue(dup)
+			if qerr != nil {
+				err = fmt.Errorf("count the datagrams waiting: %w", qerr)
+			} else if n > 0 {
+				log.Warnf("task %d (%s) fd %d: %s: %d datagrams (%d bytes) waiting to be read are dropped: a receive queue cannot be filled again",
+					o.pid, d.Checker.Comm(o.pid), o.fd, describeInetEntry(e), n, b)
+				d.DroppedDatagrams += n
+				d.DroppedBytes += b
+			}
+		}
+		unix.Close(dup)
+		if err != nil {
+			return fail("read", err)
+		}
+	}
+	e.Id, e.Ino, e.Flags, e.Fown = proto.Uint32(o.id), proto.Uint32(uint32(o.st.Ino)), proto.Uint32(o.flags()), o.own
+	if unacked > 0 {
+		log.Warnf("task %d (%s) fd %d: %s: %d connections waiting to be accepted are left out (--skip-in-flight): their clients will see them reset",
+			o.pid, d.Checker.Comm(o.pid), o.fd, describeInetEntry(e), unacked)
+	}
+	if e.GetType() == unix.SOCK_STREAM && tcpConnected(e.GetState()) {
+		if d.Checker.TCPClose {
+			log.Infof("task %d fd %d: %s: kept without its stream (--tcp-close): restore makes it closed", o.pid, o.fd, describeInetEntry(e))
+		} else if st := k.pre[o.st.Ino]; st != nil {
+			k.streams = append(k.streams, st)
+		} else {
+			return fmt.Errorf("task %d fd %d: %s: the connection was not read with the others (it is not in the tree's fd tables as they were listed)", o.pid, o.fd, describeInetEntry(e))
+		}
+	}
+	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: proto.Uint32(o.id), Isk: e})
+	return nil
+}
+
+// inetEntry reads what the image keeps of socket fd, but for what the fd
+// table says (id, flags, owner): addresses, state, backlog (and, of a
+// listener, how many connections wait to be accepted), options.
+func inetEntry(dup int) (*pb.InetSkEntry, uint32, error) {
 	get := func(level, opt int) int {
 		v, _ := unix.GetsockoptInt(dup, level, opt)
 		return v
@@ -174,21 +211,19 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 	domain := get(unix.SOL_SOCKET, soDomain)
 	typ := get(unix.SOL_SOCKET, unix.SO_TYPE)
 	protocol := get(unix.SOL_SOCKET, soProtocol)
-	e := &pb.InetSkEntry{Id: proto.Uint32(o.id), Ino: proto.Uint32(uint32(o.st.Ino)), Family: proto.Uint32(uint32(domain)),
+	var unacked uint32
+	e := &pb.InetSkEntry{Family: proto.Uint32(uint32(domain)),
 		Type: proto.Uint32(uint32(typ)), Proto: proto.Uint32(uint32(protocol)), State: proto.Uint32(tcpClose),
-		SrcPort: proto.Uint32(0), DstPort: proto.Uint32(0), Flags: proto.Uint32(o.flags()), Backlog: proto.Uint32(0), Fown: o.own}
+		SrcPort: proto.Uint32(0), DstPort: proto.Uint32(0), Backlog: proto.Uint32(0)}
 	if typ == unix.SOCK_STREAM {
 		ti, err := unix.GetsockoptTCPInfo(dup, unix.IPPROTO_TCP, unix.TCP_INFO)
 		if err != nil {
-			return fail("TCP_INFO", err)
+			return nil, 0, fmt.Errorf("TCP_INFO: %w", err)
 		}
 		e.State = proto.Uint32(uint32(ti.State))
 		if ti.State == tcpListen {
 			e.Backlog = proto.Uint32(ti.Sacked) // a listener's sk_max_ack_backlog
-			if ti.Unacked > 0 {
-				log.Warnf("task %d (%s) fd %d: %s: %d connections waiting to be accepted are left out (--skip-in-flight): their clients will see them reset",
-					o.pid, d.Checker.Comm(o.pid), o.fd, describeInetEntry(e), ti.Unacked)
-			}
+			unacked = ti.Unacked
 		}
 		e.TcpOpts = &pb.TcpOptsEntry{Nodelay: proto.Bool(get(unix.IPPROTO_TCP, unix.TCP_NODELAY) != 0),
 			Cork: proto.Bool(get(unix.IPPROTO_TCP, unix.TCP_CORK) != 0), Keepcnt: proto.Uint32(uint32(get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT))),
@@ -211,7 +246,7 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 	}
 	var err error
 	if e.Opts, err = unixOpts(dup); err != nil {
-		return fail("options", err)
+		return nil, 0, fmt.Errorf("options: %w", err)
 	}
 	e.Opts.Reuseaddr = proto.Bool(get(unix.SOL_SOCKET, unix.SO_REUSEADDR) != 0)
 	e.Opts.SoReuseport = proto.Bool(get(unix.SOL_SOCKET, unix.SO_REUSEPORT) != 0)
@@ -246,29 +281,7 @@ func (k *inetKind) Dump(d *Dumper, o object) error {
 		ip.Pktinfo = proto.Bool(get(unix.IPPROTO_IP, unix.IP_PKTINFO) != 0)
 	}
 	e.IpOpts = ip
-	if typ == unix.SOCK_DGRAM {
-		n, b, err := countQueue(dup)
-		if err != nil {
-			return fail("count the datagrams waiting", err)
-		}
-		if n > 0 {
-			log.Warnf("task %d (%s) fd %d: %s: %d datagrams (%d bytes) waiting to be read are dropped: a receive queue cannot be filled again",
-				o.pid, d.Checker.Comm(o.pid), o.fd, describeInetEntry(e), n, b)
-			d.DroppedDatagrams += n
-			d.DroppedBytes += b
-		}
-	}
-	if typ == unix.SOCK_STREAM && tcpConnected(e.GetState()) {
-		if d.Checker.TCPClose {
-			log.Infof("task %d fd %d: %s: kept without its stream (--tcp-close): restore makes it closed", o.pid, o.fd, describeInetEntry(e))
-		} else if st := k.pre[o.st.Ino]; st != nil {
-			k.streams = append(k.streams, st)
-		} else {
-			return fmt.Errorf("task %d fd %d: %s: the connection was not read with the others (it is not in the tree's fd tables as they were listed)", o.pid, o.fd, describeInetEntry(e))
-		}
-	}
-	d.Files = append(d.Files, &pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: proto.Uint32(o.id), Isk: e})
-	return nil
+	return e, unacked, nil
 }
 
 func (k *inetKind) WriteImages(dir *images.Dir) error { return k.writeStreams(dir) }

@@ -13,7 +13,6 @@ import (
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/netlock"
 	"github.com/gockpt/gockpt/internal/par"
-	"github.com/gockpt/gockpt/internal/proc"
 	pb "github.com/gockpt/gockpt/proto"
 )
 
@@ -157,6 +156,7 @@ type TCPRef struct {
 	Pid, Fd int
 	Ino     uint64
 	Conn    netlock.Conn
+	dup     int // gockpt's copy, which ReadStreams takes over
 }
 
 // ReadStreams reads every connection of refs, each in repair mode for
@@ -169,22 +169,36 @@ type TCPRef struct {
 func (d *Dumper) ReadStreams(refs []TCPRef) error {
 	k := d.kinds.byType[pb.FdTypes_INETSK].(*inetKind)
 	if k.pre == nil {
-		k.pre = map[uint64]*tcpStream{}
+		k.pre, k.preEntry = map[uint64]*tcpStream{}, map[uint64]*pb.InetSkEntry{}
 	}
-	// Two at a time: each is some twenty syscalls.
+	// Two at a time: each is some fifty syscalls. The socket's image
+	// entry is read here too, while the copy is at hand.
 	socks := make([]tcpSock, len(refs))
 	streams := make([]*tcpStream, len(refs))
+	entries := make([]*pb.InetSkEntry, len(refs))
 	errs := make([]error, len(refs))
 	par.Each(len(refs), 2, func(i int) {
 		socks[i], streams[i], errs[i] = readStream(d, refs[i])
+		if errs[i] == nil {
+			if entries[i], _, errs[i] = inetEntry(socks[i].fd); errs[i] != nil {
+				errs[i] = fmt.Errorf("%s: %w", socks[i].what, errs[i])
+			}
+		}
 	})
 	for i := range refs {
 		if socks[i].what != "" {
 			k.repaired = append(k.repaired, socks[i])
 		}
-		if streams[i] != nil {
+		if streams[i] != nil && entries[i] != nil {
 			k.pre[refs[i].Ino] = streams[i]
+			k.preEntry[refs[i].Ino] = entries[i]
 		}
+	}
+	if d.Checker.readConns == nil {
+		d.Checker.readConns = map[uint64]bool{}
+	}
+	for ino := range k.pre {
+		d.Checker.readConns[ino] = true
 	}
 	return errors.Join(errs...)
 }
@@ -192,9 +206,12 @@ func (d *Dumper) ReadStreams(refs []TCPRef) error {
 // readStream reads one connection; the socket it returns (what set) is
 // gockpt's copy, out of repair mode again, even when reading failed.
 func readStream(d *Dumper, r TCPRef) (tcpSock, *tcpStream, error) {
-	keep, err := d.Checker.dup(r.Pid, r.Fd)
-	if err != nil {
-		return tcpSock{}, nil, err
+	keep := r.dup
+	if keep < 0 {
+		var err error
+		if keep, err = d.Checker.dup(r.Pid, r.Fd); err != nil {
+			return tcpSock{}, nil, err
+		}
 	}
 	what := fmt.Sprintf("task %d fd %d: TCP %s -> %s", r.Pid, r.Fd, r.Conn.Local, r.Conn.Remote)
 	fail := func(err error) error { return fmt.Errorf("%s: %w", what, err) }
@@ -691,35 +708,84 @@ func (o *Opener) EndRepair() error {
 // (each socket once, with the first fd that holds it), for the network
 // lock and ReadStreams, before any is dumped.
 func (d *Dumper) TCPConnections() ([]TCPRef, error) {
-	var mask uint32
-	for _, st := range []uint32{tcpEstablished, tcpFinWait1, tcpFinWait2, tcpCloseWait, tcpLastAck, tcpClosing} {
-		mask |= 1 << st
-	}
-	// One sock_diag dump says which sockets are TCP connections (MPTCP
-	// ones show as their subflows, whose inodes no fd holds).
-	conns, err := proc.TCPSockets(mask)
-	if err != nil {
-		return nil, fmt.Errorf("list the TCP connections: %w", err)
-	}
+	// The tree's TCP sockets by their protocol's name (no copy yet), each
+	// once...
+	var cands []TCPRef
 	seen := map[uint64]bool{}
-	var out []TCPRef
 	for _, pid := range d.Checker.Tasks {
 		fds, err := ListFds(pid)
 		if err != nil {
 			continue // a zombie, or gone: the dump finds out
 		}
 		for _, fd := range fds {
+			link := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
 			var st unix.Stat_t
-			if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || seen[st.Ino] {
+			if err := unix.Stat(link, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || seen[st.Ino] {
 				continue
 			}
 			seen[st.Ino] = true
-			if c, ok := conns[st.Ino]; ok {
-				out = append(out, TCPRef{Pid: pid, Fd: fd, Ino: st.Ino, Conn: netlock.Conn{Local: c.Local, Remote: c.Remote}})
+			if p := sockProto(link); p == "TCP" || p == "TCPv6" {
+				cands = append(cands, TCPRef{Pid: pid, Fd: fd, Ino: st.Ino, dup: -1})
 			}
 		}
 	}
+	// ...then, two at a time, a copy of each to see which are connected
+	// and between what; ReadStreams reads them through these copies.
+	errs := make([]error, len(cands))
+	par.Each(len(cands), 2, func(i int) {
+		r := &cands[i]
+		dup, err := d.Checker.dup(r.Pid, r.Fd)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		c, ok := connOf2(dup)
+		if !ok || !tcpConnected(tcpState(dup)) {
+			unix.Close(dup)
+			return
+		}
+		r.dup, r.Conn = dup, c
+	})
+	var out []TCPRef
+	for _, r := range cands {
+		if r.dup >= 0 {
+			out = append(out, r)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		CloseRefs(out)
+		return nil, err
+	}
 	return out, nil
+}
+
+// CloseRefs lets go of the copies TCPConnections made, when ReadStreams
+// will not (a lock that could not be taken).
+func CloseRefs(refs []TCPRef) {
+	for _, r := range refs {
+		if r.dup >= 0 {
+			unix.Close(r.dup)
+		}
+	}
+}
+
+// connOf2 is the connection of a connected socket, as its names say.
+func connOf2(fd int) (netlock.Conn, bool) {
+	l, err1 := unix.Getsockname(fd)
+	r, err2 := unix.Getpeername(fd)
+	if err1 != nil || err2 != nil {
+		return netlock.Conn{}, false
+	}
+	ap := func(sa unix.Sockaddr) netip.AddrPort {
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+		case *unix.SockaddrInet6:
+			return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+		}
+		return netip.AddrPort{}
+	}
+	return netlock.Conn{Local: ap(l), Remote: ap(r)}, true
 }
 
 // TCPConnections lists the connections restore makes in repair mode, for
