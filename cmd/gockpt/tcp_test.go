@@ -74,11 +74,11 @@ func (s *echoServer) state() (int, error) {
 
 // tcpClient starts testdata/tcpclient.c against the server and returns it
 // and its directory.
-func tcpClient(t *testing.T, srv *echoServer) (*testproc.Proc, string) {
+func tcpClient(t *testing.T, srv *echoServer, args ...string) (*testproc.Proc, string) {
 	t.Helper()
-	bin := testproc.BuildC(t, "testdata/tcpclient.c")
+	bin := testproc.BuildC(t, "testdata/tcpclient.c", "-pthread")
 	dir := t.TempDir()
-	p := testproc.Start(t, bin, dir, srv.port())
+	p := testproc.Start(t, bin, append([]string{dir, srv.port()}, args...)...)
 	t.Cleanup(func() { testproc.KillTree(p.Pid) })
 	testproc.WaitFile(t, filepath.Join(dir, "ready"), 10*time.Second)
 	return p, dir
@@ -216,10 +216,19 @@ func clientPortFromImages(t *testing.T, imgs string) string {
 // to a server outside the tree. Every time the connection goes on with no
 // reset (the watchdog lifts the network lock and takes the socket out of
 // repair mode), and no lock table is left behind.
+//
+// The client talks from its main thread, and then from a second thread:
+// every thread of the tree is kept from running while a socket is in
+// repair mode.
 func TestKilledTCPDumpNeverHarms(t *testing.T) {
+	t.Run("main-thread", func(t *testing.T) { killedTCPDump(t) })
+	t.Run("second-thread", func(t *testing.T) { killedTCPDump(t, "thread") })
+}
+
+func killedTCPDump(t *testing.T, clientArgs ...string) {
 	gockptBin := testproc.BuildGockpt(t)
 	srv := startEchoServer(t)
-	p, dir := tcpClient(t, srv)
+	p, dir := tcpClient(t, srv, clientArgs...)
 	t.Cleanup(func() { netlock.Unlock(strconv.Itoa(p.Pid)) })
 	work := t.TempDir()
 	dump := func(i int) *exec.Cmd {

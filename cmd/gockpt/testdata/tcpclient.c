@@ -1,11 +1,13 @@
-/* tcpclient connects to 127.0.0.1:PORT and sends a counter, reading each
- * echo back and checking it, every 2 ms. DIR/count holds the last echo;
- * DIR/error says what went wrong (then it exits 1). */
+/* tcpclient DIR PORT [thread] connects to 127.0.0.1:PORT and sends a
+ * counter, reading each echo back and checking it, every 2 ms (with
+ * thread, from a second thread while the main one waits). DIR/count holds
+ * the last echo; DIR/error says what went wrong (then it exits 1). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,8 @@ static void put(const char *name, const char *s)
 	rename(tmp, p);
 }
 
+static void *talk(void *arg);
+
 static void die(const char *what)
 {
 	char m[256];
@@ -47,6 +51,20 @@ int main(int argc, char **argv)
 	if (connect(s, (struct sockaddr *)&a, sizeof a))
 		die("connect");
 	put("ready", "");
+	if (argc > 3 && !strcmp(argv[3], "thread")) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, talk, (void *)(long)s))
+			return 3;
+		pthread_join(t, NULL);
+		return 0;
+	}
+	talk((void *)(long)s);
+	return 0;
+}
+
+static void *talk(void *arg)
+{
+	int s = (int)(long)arg;
 	char buf[32], got[32];
 	for (unsigned long i = 1;; i++) {
 		int n = snprintf(buf, sizeof buf, "%016lu", i);
@@ -73,4 +91,5 @@ int main(int argc, char **argv)
 		put("count", buf);
 		usleep(2000);
 	}
+	return NULL;
 }
