@@ -177,6 +177,26 @@ func (r *Reader) u32(what string) (uint32, error) {
 
 // readN reads exactly n bytes, growing the buffer as data arrives so that a
 // bogus size in a short file costs no more memory than the file holds.
+// readNth is readN of a numbered part (what holds one %d for index): the
+// name is made only for an error.
+func (r *Reader) readNth(n uint64, what string, index int) ([]byte, error) {
+	if n > 1<<20 {
+		return r.readN(n, fmt.Sprintf(what, index))
+	}
+	start := r.off
+	buf := make([]byte, n)
+	got, err := io.ReadFull(r.br, buf)
+	r.off += int64(got)
+	if err == nil {
+		return buf, nil
+	}
+	name := fmt.Sprintf(what, index)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, r.errf(start, "truncated %s: want %d bytes, file ends after %d", name, n, got)
+	}
+	return nil, fmt.Errorf("%s: reading %s at byte %d: %w", r.name, name, start, err)
+}
+
 func (r *Reader) readN(n uint64, what string) ([]byte, error) {
 	const chunk = 1 << 20
 	start := r.off
@@ -237,13 +257,14 @@ func (r *Reader) next(into proto.Message) (*Entry, error) {
 	if size > MaxEntrySize {
 		return nil, r.errf(e.Offset, "entry %d claims %d bytes, more than the %d-byte limit: the file is damaged", r.index, size, MaxEntrySize)
 	}
-	if e.Raw, err = r.readN(uint64(size), fmt.Sprintf("entry %d", r.index)); err != nil {
+	if e.Raw, err = r.readNth(uint64(size), "entry %d", r.index); err != nil {
 		return nil, err
 	}
-	if m := r.kind.entryMessage(r.index); m != nil {
-		if into != nil && into.ProtoReflect().Descriptor() == m.ProtoReflect().Descriptor() {
-			m = into
-		}
+	m := into
+	if into == nil || !r.kind.isEntryMessage(r.index, into) {
+		m = r.kind.entryMessage(r.index)
+	}
+	if m != nil {
 		if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(e.Raw, m); err != nil {
 			return nil, r.errf(e.Offset+4, "entry %d is not a valid %s: %v", r.index, m.ProtoReflect().Descriptor().Name(), err)
 		}
@@ -262,7 +283,7 @@ func (r *Reader) next(into proto.Message) (*Entry, error) {
 		case n > MaxExtraSize:
 			return nil, r.errf(e.Offset, "entry %d says %d bytes of data follow, more than the %d-byte limit: the file is damaged", r.index, n, MaxExtraSize)
 		case n >= 0:
-			if e.Extra, err = r.readN(uint64(n), fmt.Sprintf("data of entry %d", r.index)); err != nil {
+			if e.Extra, err = r.readNth(uint64(n), "data of entry %d", r.index); err != nil {
 				return nil, err
 			}
 		}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/gockpt/gockpt/proto"
 )
@@ -52,10 +54,32 @@ type Kind struct {
 	// has no payload, rest when it runs to the end of the file. Nil when no
 	// entry of the kind carries a payload.
 	extra func(index int, first proto.Message, m proto.Message) (n int64, rest bool)
+
+	// The message types of New and First, found once.
+	descOnce        sync.Once
+	desc, firstDesc protoreflect.MessageDescriptor
 }
 
 // HasSchema tells whether entries of this kind can be parsed.
 func (k *Kind) HasSchema() bool { return k.New != nil }
+
+// isEntryMessage tells whether m is of the type of the entry at index,
+// without making one.
+func (k *Kind) isEntryMessage(index int, m proto.Message) bool {
+	k.descOnce.Do(func() {
+		if k.New != nil {
+			k.desc = k.New().ProtoReflect().Descriptor()
+		}
+		if k.First != nil {
+			k.firstDesc = k.First().ProtoReflect().Descriptor()
+		}
+	})
+	want := k.desc
+	if index == 0 && k.First != nil {
+		want = k.firstDesc
+	}
+	return want != nil && m.ProtoReflect().Descriptor() == want
+}
 
 // entryMessage returns an empty message for the entry at index, or nil.
 func (k *Kind) entryMessage(index int) proto.Message {
