@@ -148,6 +148,12 @@ func Clone(parent *Task, req Request) (*Task, error) {
 		if err != nil {
 			return nil, err
 		}
+		// clone3 answered with the child's PID in the parent's namespace:
+		// when it is the one asked, the namespaces are the same and
+		// set_tid did its job; else /proc says (a nested namespace).
+		if child.parentNsPID == req.PID {
+			return child, nil
+		}
 		if err := child.checkPID(req.PID); err != nil {
 			discard(parent, child, req.Flags)
 			return nil, err
@@ -272,6 +278,7 @@ func cloneOnce(parent *Task, req Request, setTID bool, prepare func() error) (*T
 	if child == nil {
 		return nil, fmt.Errorf("task %d: clone PID %d: clone3 returned %d but no fork event came: is the parent traced with TRACECLONE?", parent.Tid, req.PID, int64(ret))
 	}
+	child.parentNsPID = int(ret)
 	return child, nil
 }
 

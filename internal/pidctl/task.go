@@ -22,14 +22,15 @@ type Task struct {
 	// its temporary PTRACE_O_TRACE* and gives them to the child.
 	// PTRACE_O_TRACESYSGOOD is always added: injections need it.
 	PtraceOptions int
+	// parentNsPID is what clone3 returned for a task Clone made: its PID
+	// in its parent's namespace.
+	parentNsPID int
 }
 
 // NewTask wraps a thread already attached to tracer and stopped. syscallAddr
 // must hold a syscall instruction (0f 05) mapped executable in the task.
 func NewTask(tracer *ptrace.Tracer, tid, tgid int, syscallAddr uint64) *Task {
-	te := tracer.Adopt(tid)
-	te.Tgid = tgid
-	return FromTracee(te, syscallAddr)
+	return FromTracee(tracer.AdoptIn(tid, tgid), syscallAddr)
 }
 
 // FromTracee wraps a thread seized by package ptrace; its injected

@@ -475,3 +475,9 @@ func (te *Tracee) RunToExit() (unix.WaitStatus, error) {
 func (t *Tracer) Adopt(tid int) *Tracee {
 	return &Tracee{Tid: tid, Tgid: tgidOf(tid), t: t}
 }
+
+// AdoptIn is Adopt of a thread whose thread group the caller knows (one
+// it just made): /proc is not read, which costs with many threads.
+func (t *Tracer) AdoptIn(tid, tgid int) *Tracee {
+	return &Tracee{Tid: tid, Tgid: tgid, t: t}
+}

@@ -1,6 +1,8 @@
 package restore
 
 import (
+	"golang.org/x/sys/unix"
+
 	"github.com/gockpt/gockpt/internal/pidctl"
 	"github.com/gockpt/gockpt/internal/ptrace"
 )
@@ -18,7 +20,11 @@ func (rs *restorer) clone(parent *remote, flags, exitSignal uint64, pid int) (*p
 	if err != nil {
 		return nil, err
 	}
-	te := rs.tracer.Adopt(child.Tid)
+	tgid := child.Tid
+	if flags&unix.CLONE_THREAD != 0 {
+		tgid = parent.te.Tgid
+	}
+	te := rs.tracer.AdoptIn(child.Tid, tgid)
 	te.UseSyscallAt(rs.area.syscallAddr)
 	return te, nil
 }
