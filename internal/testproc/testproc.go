@@ -117,12 +117,27 @@ func (p *Proc) Kill() {
 	}
 }
 
-// KillTree SIGKILLs pid and all its descendants, by PID, deepest first is
-// not needed: a killed parent's children are reparented, but we collected
-// their PIDs before killing anyone.
+// KillTree SIGKILLs pid and all its descendants, by PID. Every task is
+// stopped first, and the tree listed again until no new task shows up:
+// only then is anyone killed, so a parent that forks when a child dies
+// (nginx's master respawns its workers) leaves no orphan behind, and a
+// killed parent's children, reparented, are still on the list.
 func KillTree(pid int) {
-	all := append(Descendants(pid), pid)
-	for _, p := range all {
+	stopped := map[int]bool{}
+	for round := 0; round < 20; round++ {
+		fresh := 0
+		for _, p := range append([]int{pid}, Descendants(pid)...) {
+			if !stopped[p] {
+				syscall.Kill(p, syscall.SIGSTOP)
+				stopped[p] = true
+				fresh++
+			}
+		}
+		if fresh == 0 {
+			break
+		}
+	}
+	for p := range stopped {
 		syscall.Kill(p, syscall.SIGKILL)
 	}
 }
