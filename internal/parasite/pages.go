@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -70,11 +71,19 @@ func (p *Parasite) pagesChunk(rs []Range, rfd *int, wfd int, out *pageSink) (int
 		return 0, fmt.Errorf("task %d: parasite DumpPages: send: %w", p.pid, err)
 	}
 	// The reply comes once everything is in the pipe, which needs us
-	// draining: no deadline, the drain loop below watches progress.
-	p.conn.SetReadDeadline(time.Time{})
+	// draining: no deadline while pages flow (a chunk of gigabytes takes
+	// longer than any timeout); the drain loop below watches progress and
+	// sets one when it gives up or is done.
+	var replyBy atomic.Int64 // UnixNano; 0: none yet
+	deadline := func() time.Time {
+		if v := replyBy.Load(); v != 0 {
+			return time.Unix(0, v)
+		}
+		return time.Now().Add(time.Hour)
+	}
 	replies := make(chan pagesReply, 1)
 	go func() {
-		b, err := p.reply(cmdPages)
+		b, err := p.replyUntil(cmdPages, deadline)
 		r := pagesReply{err: err}
 		if len(b) >= 8 {
 			r.bytes = int64(le.Uint64(b))
@@ -99,7 +108,7 @@ func (p *Parasite) pagesChunk(rs []Range, rfd *int, wfd int, out *pageSink) (int
 			if rep == nil {
 				// Wait for the blob's reply, so the next command does not
 				// read this one's.
-				p.conn.SetReadDeadline(time.Now().Add(p.timeout))
+				replyBy.Store(time.Now().Add(p.timeout).UnixNano())
 				<-replies
 			}
 			return got, fmt.Errorf("task %d: write pages: %w", p.pid, err)
@@ -119,7 +128,7 @@ func (p *Parasite) pagesChunk(rs []Range, rfd *int, wfd int, out *pageSink) (int
 		}
 		if time.Since(last) > p.timeout {
 			if rep == nil {
-				p.conn.SetReadDeadline(time.Now())
+				replyBy.Store(time.Now().UnixNano())
 				<-replies
 			}
 			return got, fmt.Errorf("task %d: parasite DumpPages: no data for %v after %d of %d bytes (status %s)", p.pid, p.timeout, got, want, p.status())
@@ -127,7 +136,7 @@ func (p *Parasite) pagesChunk(rs []Range, rfd *int, wfd int, out *pageSink) (int
 		unix.Poll([]unix.PollFd{{Fd: int32(*rfd), Events: unix.POLLIN}}, 20)
 	}
 	if rep == nil {
-		p.conn.SetReadDeadline(time.Now().Add(p.timeout))
+		replyBy.Store(time.Now().Add(p.timeout).UnixNano())
 		r := <-replies
 		rep = &r
 	}

@@ -426,22 +426,29 @@ func (p *Parasite) call(c command, payload []byte) ([]byte, error) {
 // another thread (a few hundred microseconds here, per command). A
 // closed connection is io.EOF.
 func (p *Parasite) read(buf []byte) (int, error) {
+	deadline := time.Now().Add(p.timeout)
+	return p.readUntil(buf, func() time.Time { return deadline })
+}
+
+// readUntil is read with a deadline that may move while it waits (it is
+// looked at again at least every 100 ms): DumpPages waits for its reply as
+// long as pages flow, however long that is.
+func (p *Parasite) readUntil(buf []byte, deadline func() time.Time) (int, error) {
 	rc, err := p.conn.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
-	deadline := time.Now().Add(p.timeout)
 	var n int
 	var rerr error
 	err = rc.Control(func(fd uintptr) {
 		for {
-			left := time.Until(deadline)
+			left := time.Until(deadline())
 			if left <= 0 {
 				rerr = os.ErrDeadlineExceeded
 				return
 			}
 			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
+			if _, err := unix.Poll(pfd, int(min(left, 100*time.Millisecond)/time.Millisecond)+1); err != nil && err != unix.EINTR {
 				rerr = err
 				return
 			}
@@ -463,8 +470,14 @@ func (p *Parasite) read(buf []byte) (int, error) {
 }
 
 func (p *Parasite) reply(c command) ([]byte, error) {
+	deadline := time.Now().Add(p.timeout)
+	return p.replyUntil(c, func() time.Time { return deadline })
+}
+
+// replyUntil is reply with a deadline that may move (readUntil).
+func (p *Parasite) replyUntil(c command, deadline func() time.Time) ([]byte, error) {
 	buf := make([]byte, maxMsg)
-	n, err := p.read(buf)
+	n, err := p.readUntil(buf, deadline)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: parasite %v: no reply (status %s): %w", p.pid, c, p.status(), err)
 	}

@@ -379,6 +379,29 @@ func TestDumpState(t *testing.T) {
 	if n, err := p.DumpPages(ranges, &buf); err != nil || n != int64(len(wantR)) || !bytes.Equal(buf.Bytes(), wantR) {
 		t.Fatalf("DumpPages to a buffer: %d, %v, equal %v", n, err, bytes.Equal(buf.Bytes(), wantR))
 	}
+	// A chunk that takes longer than the timeout while its pages flow (a
+	// slow disk, gigabytes of memory) is not given up on: eight times the
+	// pattern overflows the pipe, so the blob's reply waits for the slow
+	// writer to drain it.
+	var eight []Range
+	var wantEight []byte
+	for i := 0; i < 8; i++ {
+		eight = append(eight, Range{v.patAddr, uint64(v.patLen)})
+		wantEight = append(wantEight, want...)
+	}
+	saved := p.timeout
+	p.timeout = 50 * time.Millisecond
+	slow := &slowWriter{delay: 40 * time.Millisecond}
+	start := time.Now()
+	n, err = p.DumpPages(eight, slow)
+	took := time.Since(start)
+	p.timeout = saved
+	if err != nil || n != int64(len(wantEight)) || !bytes.Equal(slow.buf.Bytes(), wantEight) {
+		t.Fatalf("DumpPages to a slow writer (%v, timeout 50ms): %d, %v, equal %v", took, n, err, bytes.Equal(slow.buf.Bytes(), wantEight))
+	}
+	if took < 4*50*time.Millisecond {
+		t.Fatalf("the slow writer took %v in %d writes: the chunk did not outlast the timeout", took, slow.writes)
+	}
 	buf.Reset()
 	if n, err := ReadPagesVM(pid, ranges, &buf); err != nil || n != int64(len(wantR)) || !bytes.Equal(buf.Bytes(), wantR) {
 		t.Fatalf("ReadPagesVM: %d, %v, equal %v", n, err, bytes.Equal(buf.Bytes(), wantR))
@@ -691,4 +714,17 @@ func readFds(t *testing.T, pid int) []string {
 		out = append(out, e.Name()+" "+l)
 	}
 	return out
+}
+
+// slowWriter takes what it is given, pausing before each write.
+type slowWriter struct {
+	buf    bytes.Buffer
+	delay  time.Duration
+	writes int
+}
+
+func (w *slowWriter) Write(b []byte) (int, error) {
+	time.Sleep(w.delay)
+	w.writes++
+	return w.buf.Write(b)
 }
