@@ -195,21 +195,7 @@ func TestRealSqliteExclusive(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	out := &termOutput{}
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := master.Read(b)
-			if n > 0 {
-				out.mu.Lock()
-				out.buf.Write(b[:n])
-				out.mu.Unlock()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	out := readTerminal(master)
 	typeIn := func(s string) {
 		t.Helper()
 		if _, err := master.Write([]byte(s)); err != nil {

@@ -42,6 +42,26 @@ type termOutput struct {
 	buf bytes.Buffer
 }
 
+// readTerminal gathers what a pty's master reads until it is closed.
+func readTerminal(master *os.File) *termOutput {
+	out := &termOutput{}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := master.Read(b)
+			if n > 0 {
+				out.mu.Lock()
+				out.buf.Write(b[:n])
+				out.mu.Unlock()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out
+}
+
 func (o *termOutput) waitFor(t *testing.T, s string) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
@@ -82,21 +102,7 @@ func TestShellJob(t *testing.T) {
 	}
 	slave.Close()
 	t.Cleanup(func() { testproc.KillTree(cmd.Process.Pid) })
-	out := &termOutput{}
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := master.Read(b)
-			if n > 0 {
-				out.mu.Lock()
-				out.buf.Write(b[:n])
-				out.mu.Unlock()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	out := readTerminal(master)
 	out.waitFor(t, "ready")
 	b, _ := os.ReadFile(filepath.Join(dir, "job"))
 	job, _ := strconv.Atoi(strings.TrimSpace(string(b)))

@@ -242,21 +242,7 @@ func TestTCPHowto(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	out := &termOutput{}
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := master.Read(b)
-			if n > 0 {
-				out.mu.Lock()
-				out.buf.Write(b[:n])
-				out.mu.Unlock()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	out := readTerminal(master)
 	testproc.WaitFile(t, filepath.Join(dir, "job"), 10*time.Second)
 	b, _ := os.ReadFile(filepath.Join(dir, "job"))
 	job, _ = strconv.Atoi(strings.TrimSpace(string(b)))

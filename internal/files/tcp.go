@@ -104,22 +104,29 @@ func tcpStreamFile(ino uint32) string { return fmt.Sprintf("tcp-stream-%x.img", 
 
 // connOf is the connection of an image entry, as the lock matches it.
 func connOf(e *pb.InetSkEntry) netlock.Conn {
-	ap := func(addr []uint32, port uint32) netip.AddrPort {
-		b := make([]byte, 16)
-		for i, w := range addr {
-			if 4*i+4 <= len(b) {
-				binary.NativeEndian.PutUint32(b[4*i:], w)
-			}
-		}
-		var a netip.Addr
-		if e.GetFamily() == unix.AF_INET6 {
-			a = netip.AddrFrom16([16]byte(b))
-		} else {
-			a = netip.AddrFrom4([4]byte(b[:4]))
-		}
-		return netip.AddrPortFrom(a, uint16(port))
+	return netlock.Conn{Local: addrPortOf(inetSockaddr(e.GetFamily(), e.GetSrcAddr(), e.GetSrcPort())),
+		Remote: addrPortOf(inetSockaddr(e.GetFamily(), e.GetDstAddr(), e.GetDstPort()))}
+}
+
+// connOfFd is the connection of a connected socket, as its names say.
+func connOfFd(fd int) (netlock.Conn, bool) {
+	l, err1 := unix.Getsockname(fd)
+	r, err2 := unix.Getpeername(fd)
+	if err1 != nil || err2 != nil {
+		return netlock.Conn{}, false
 	}
-	return netlock.Conn{Local: ap(e.GetSrcAddr(), e.GetSrcPort()), Remote: ap(e.GetDstAddr(), e.GetDstPort())}
+	return netlock.Conn{Local: addrPortOf(l), Remote: addrPortOf(r)}, true
+}
+
+// addrPortOf is an IPv4 or IPv6 sockaddr as an address and port.
+func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
 }
 
 func repairMode(fd int, on int) error {
@@ -739,7 +746,7 @@ func (d *Dumper) TCPConnections() ([]TCPRef, error) {
 			errs[i] = err
 			return
 		}
-		c, ok := connOf2(dup)
+		c, ok := connOfFd(dup)
 		if !ok || !tcpConnected(tcpState(dup)) {
 			unix.Close(dup)
 			return
@@ -769,25 +776,6 @@ func CloseRefs(refs []TCPRef) {
 	}
 }
 
-// connOf2 is the connection of a connected socket, as its names say.
-func connOf2(fd int) (netlock.Conn, bool) {
-	l, err1 := unix.Getsockname(fd)
-	r, err2 := unix.Getpeername(fd)
-	if err1 != nil || err2 != nil {
-		return netlock.Conn{}, false
-	}
-	ap := func(sa unix.Sockaddr) netip.AddrPort {
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-		case *unix.SockaddrInet6:
-			return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-		}
-		return netip.AddrPort{}
-	}
-	return netlock.Conn{Local: ap(l), Remote: ap(r)}, true
-}
-
 // TCPConnections lists the connections restore makes in repair mode, for
 // the network lock, before any is made.
 func (o *Opener) TCPConnections() []netlock.Conn {
@@ -796,8 +784,8 @@ func (o *Opener) TCPConnections() []netlock.Conn {
 	}
 	var out []netlock.Conn
 	for _, fe := range o.Files {
-		if e := fe.GetIsk(); fe.GetType() == pb.FdTypes_INETSK && e.GetType() == unix.SOCK_STREAM && tcpConnected(e.GetState()) && o.Dir.Exists(tcpStreamFile(e.GetIno())) {
-			out = append(out, connOf(e))
+		if o.streamed(fe) {
+			out = append(out, connOf(fe.GetIsk()))
 		}
 	}
 	return out
@@ -811,11 +799,18 @@ func (o *Opener) CheckTCP() error {
 		return nil
 	}
 	for _, fe := range o.Files {
-		if e := fe.GetIsk(); fe.GetType() == pb.FdTypes_INETSK && e.GetType() == unix.SOCK_STREAM && tcpConnected(e.GetState()) && o.Dir.Exists(tcpStreamFile(e.GetIno())) {
-			return fmt.Errorf("the images hold the established connection %s: restore it with --tcp-established, or closed with --tcp-close", describeInetEntry(e))
+		if o.streamed(fe) {
+			return fmt.Errorf("the images hold the established connection %s: restore it with --tcp-established, or closed with --tcp-close", describeInetEntry(fe.GetIsk()))
 		}
 	}
 	return nil
+}
+
+// streamed tells a file entry of an established connection whose stream
+// the images hold (one dumped without --tcp-close).
+func (o *Opener) streamed(fe *pb.FileEntry) bool {
+	e := fe.GetIsk()
+	return fe.GetType() == pb.FdTypes_INETSK && e.GetType() == unix.SOCK_STREAM && tcpConnected(e.GetState()) && o.Dir.Exists(tcpStreamFile(e.GetIno()))
 }
 
 // stream is the stream image of connection e; without one (a dump made
