@@ -41,6 +41,10 @@ it running as it was.`,
 			if err != nil {
 				return err
 			}
+			psAddr, psTLS, err := pageServerTarget(opts)
+			if err != nil {
+				return err
+			}
 			bar := startProgress(cmd, "Dumping")
 			st, err := dump.Run(dump.Options{
 				Pid:            opts.Pid,
@@ -60,6 +64,8 @@ it running as it was.`,
 				TrackMem:       opts.TrackMem,
 				PrevImagesDir:  opts.PrevImagesDir,
 				TrackBackend:   backend,
+				PageServer:     psAddr,
+				PageServerTLS:  psTLS,
 				Progress:       bar.Sink(),
 			})
 			bar.Finish()
@@ -94,6 +100,7 @@ it running as it was.`,
 	addTCPFlags(cmd, opts, true)
 	f.BoolVar(&opts.SkipInFlight, "skip-in-flight", false, "leave out TCP connections a listener has not accepted yet (their clients see them reset); without it a listener holding one is refused")
 	addTrackFlags(cmd, opts)
+	addPageServerFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd
 }

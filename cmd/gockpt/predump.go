@@ -37,6 +37,10 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 			if err != nil {
 				return err
 			}
+			psAddr, psTLS, err := pageServerTarget(opts)
+			if err != nil {
+				return err
+			}
 			bar := startProgress(cmd, "Pre-dumping")
 			st, err := dump.PreDump(dump.Options{
 				Pid:           opts.Pid,
@@ -46,6 +50,8 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 				TrackMem:      opts.TrackMem,
 				PrevImagesDir: opts.PrevImagesDir,
 				TrackBackend:  backend,
+				PageServer:    psAddr,
+				PageServerTLS: psTLS,
 				KeeperArgs:    keeperArgs(),
 				Progress:      bar.Sink(),
 			})
@@ -68,6 +74,7 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 	f.IntVar(&opts.Timeout, "timeout", 10, "give up, and let the tree run on, if a task does not stop within this many seconds or the tree stays frozen longer (0: no limit on the freeze; stopping still gives up after 10)")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the statistics (as the stats-dump image holds them)")
 	addTrackFlags(cmd, opts)
+	addPageServerFlags(cmd, opts)
 	cmd.MarkFlagRequired("tree")
 	return cmd
 }

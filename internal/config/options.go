@@ -58,6 +58,18 @@ type Options struct {
 	PrevImagesDir   string
 	TrackMemBackend string
 
+	// Page server (CRIU's spelling): dump and pre-dump with PageServer
+	// send pages to Address:Port; the page-server command listens there.
+	PageServer bool
+	Address    string
+	Port       int
+	Daemon     bool
+	// TLS on page-server connections: --tls, --tls-cacert, --tls-cacrl,
+	// --tls-cert, --tls-key, --tls-no-cn-verify.
+	TLS                                  bool
+	TLSCACert, TLSCACRL, TLSCert, TLSKey string
+	TLSNoCNVerify                        bool
+
 	// restore
 	// InheritFds are --inherit-fd fd[N]:KEY (CRIU's spelling).
 	InheritFds      []string

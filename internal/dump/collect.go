@@ -16,6 +16,7 @@ import (
 	"github.com/gockpt/gockpt/internal/kcmp"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/pageserver"
 	"github.com/gockpt/gockpt/internal/par"
 	"github.com/gockpt/gockpt/internal/parasite"
 	"github.com/gockpt/gockpt/internal/proc"
@@ -51,6 +52,8 @@ type dumper struct {
 	shmem map[uint64]*shmemObject
 	// netLocked: the network lock of the tree's connections holds.
 	netLocked bool
+	// ps is the page server session, when pages go there.
+	ps *pageserver.Client
 }
 
 func (d *dumper) checkTimeout() error {
@@ -386,14 +389,12 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	log.Debugf("task %d: %d runs of pages found in %v", t.Pid, len(runs), time.Since(begin))
 	d.stats.PagesScanned += scanned
 	d.opts.Progress.AddTotal(dirtyPages(runs))
-	d.pages++
-	id := d.pages
-	f, err := d.dir.CreateFile(images.PagesFile(id))
+	dest, err := d.openPages(pageserver.Task(t.Pid), tt != nil && tt.parent != nil)
 	if err != nil {
 		return err
 	}
 	d.stats.MemdumpTime += time.Since(begin)
-	out := &pagemapOut{}
+	out := &pagemapOut{stream: dest.stream}
 	incremental := tt != nil && tt.parentHashes != nil
 	var dirty []mem.Range
 	var dirtyBytes uint64
@@ -408,24 +409,21 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	}
 	job := func() (memStats, error) {
 		begin := time.Now()
-		defer f.Close()
+		defer dest.abandon()
 		var err error
 		if incremental {
 			vm := newVMReader(t.Pid)
 			defer vm.close()
-			err = hashRuns(vm, runs, tt.parentHashes, out, nil, f, false)
+			err = hashRuns(vm, runs, tt.parentHashes, out, nil, dest.writer(), false)
 			d.opts.Progress.Add(dirtyPages(runs))
 		} else {
-			err = d.copyPages(t.Pid, plans, dirty, p, f)
+			err = d.copyPages(t.Pid, plans, dirty, p, dest)
 		}
 		if err != nil {
 			return memStats{}, fmt.Errorf("task %d: %w", t.Pid, err)
 		}
-		if err := f.Close(); err != nil {
-			return memStats{}, err
-		}
 		log.Debugf("task %d: pages copied after %v", t.Pid, time.Since(begin))
-		if err := out.write(d.dir, t.Pid, id); err != nil {
+		if err := dest.finish(d, t.Pid, out); err != nil {
 			return memStats{}, err
 		}
 		log.Debugf("task %d: pagemap written after %v", t.Pid, time.Since(begin))
@@ -435,9 +433,9 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	// A task the parasite would not read (a few MiB) is read and written
 	// by a worker while the tracer goes on with the next tasks: they all
 	// stay frozen until every job is in (waitMemory).
-	if !incremental && dirtyBytes < parasiteFrom && d.opts.AfterTask == nil {
+	if !incremental && dirtyBytes < parasiteFrom && d.opts.AfterTask == nil && dest.stream == nil {
 		p = nil
-		d.memJobs.start(memJob{run: job, abandon: func() { f.Close() }})
+		d.memJobs.start(memJob{run: job, abandon: dest.abandon})
 		return nil
 	}
 	ms, err := job()

@@ -15,6 +15,7 @@
 package dump
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -59,6 +60,11 @@ type Options struct {
 	// NetworkLock is how established connections are locked while the
 	// tree is dumped: NetworkLockNftables (default) or NetworkLockSkip.
 	NetworkLock string
+	// PageServer (host:port), when set, receives the pages instead of
+	// pages-N.img files (CRIU's --page-server --address --port), over TLS
+	// when PageServerTLS is set.
+	PageServer    string
+	PageServerTLS *tls.Config
 	// PageReader chooses how memory is read (default: by the parasite).
 	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
@@ -116,6 +122,7 @@ func Run(o Options) (*Stats, error) {
 		return nil, err
 	}
 	defer d.files.Close()
+	defer d.abortPageServer()
 	if err := d.startWatchdog(); err != nil {
 		return nil, err
 	}
@@ -167,6 +174,9 @@ func (d *dumper) frozen(tracer *ptrace.Tracer) (finishErr, err error) {
 	if err == nil {
 		err = d.run()
 	}
+	if err == nil {
+		err = d.closePageServer()
+	}
 	if err == nil && o.AfterImages != nil {
 		err = o.AfterImages()
 	}
@@ -213,15 +223,21 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 		checker.Close()
 		return nil, err
 	}
+	d := &dumper{opts: o, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}
+	if err := d.connectPageServer(); err != nil {
+		checker.Close()
+		return nil, err
+	}
 	dir, err := images.CreateDir(o.ImagesDir)
 	if err == nil {
 		err = dir.BeginWrite()
 	}
 	if err != nil {
+		d.abortPageServer()
 		checker.Close()
 		return nil, err
 	}
-	d := &dumper{opts: o, dir: dir, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}
+	d.dir = dir
 	d.files.PagesID = func() uint32 { d.pages++; return d.pages }
 	d.files.OnRepair = func(pid, fd int, ino uint64, reuse bool) error { return d.watchdog.Repair(pid, fd, ino, reuse) }
 	return d, nil
@@ -467,6 +483,7 @@ func (d *dumper) cleanup() {
 		}
 	}
 	d.cures = nil
+	d.abortPageServer()
 	d.unlockNetwork()
 	d.files.RemoveLinks()
 	if err := d.detachAll(false); err != nil {

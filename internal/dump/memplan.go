@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/pageserver"
 )
 
 // run is a run of pages holding data, and whether it changed since the
@@ -154,7 +156,9 @@ func nextEntry(r *pagemap.Reader, addr uint64) int {
 	return -1
 }
 
-// openParentPagemaps opens every task's pagemap in the parent images.
+// openParentPagemaps opens every task's pagemap in the parent images: the
+// image itself, or, when the pages went to a page server, the record of
+// what was sent there.
 func openParentPagemaps(parent *images.Dir) (map[int]*pagemap.Reader, error) {
 	ents, err := os.ReadDir(parent.Path())
 	if err != nil {
@@ -163,10 +167,21 @@ func openParentPagemaps(parent *images.Dir) (map[int]*pagemap.Reader, error) {
 	out := map[int]*pagemap.Reader{}
 	for _, e := range ents {
 		var pid int
-		if n, _ := fmt.Sscanf(e.Name(), "pagemap-%d.img", &pid); n != 1 || images.PagemapFile(pid) != e.Name() {
+		var r *pagemap.Reader
+		var err error
+		if n, _ := fmt.Sscanf(e.Name(), "pagemap-%d.img", &pid); n == 1 && images.PagemapFile(pid) == e.Name() {
+			if old := out[pid]; old != nil {
+				old.Close()
+			}
+			r, err = pagemap.Open(parent, pid)
+		} else if n, _ := fmt.Sscanf(e.Name(), "gockpt-sent-pagemap-%d.img", &pid); n == 1 && images.SentPagemapFile(pid) == e.Name() {
+			if out[pid] != nil || parent.Exists(images.PagemapFile(pid)) {
+				continue
+			}
+			r, err = pagemap.OpenMap(parent, e.Name())
+		} else {
 			continue
 		}
-		r, err := pagemap.Open(parent, pid)
 		if err != nil {
 			for _, o := range out {
 				o.Close()
@@ -180,6 +195,8 @@ func openParentPagemaps(parent *images.Dir) (map[int]*pagemap.Reader, error) {
 
 // pagemapOut collects a task's pagemap entries while its pages are written.
 type pagemapOut struct {
+	// stream, when the pages go to a page server, hears each run.
+	stream  *pageserver.Stream
 	entries []pagemap.Entry
 	lastVMA uint64
 	written uint64 // pages with data in this directory
@@ -193,6 +210,10 @@ func (o *pagemapOut) add(r mem.Range, vma uint64, inParent bool) {
 		o.parent += r.Pages()
 	} else {
 		o.written += r.Pages()
+	}
+	if o.stream != nil {
+		// Errors stay in the session: the data written next fails.
+		o.stream.Add(pagemap.Entry{Vaddr: r.Start, NrPages: r.Pages(), Flags: flags})
 	}
 	if n := len(o.entries); n > 0 && o.entries[n-1].End() == r.Start && o.entries[n-1].Flags == flags && o.lastVMA == vma {
 		o.entries[n-1].NrPages += r.Pages()
@@ -216,7 +237,7 @@ var errVanished = errors.New("area vanished")
 // (and its hash in hs, when not nil). Reading happens with the task frozen
 // (final dump) or running (pre-dump, tolerant). Consecutive dirty runs are
 // read in one go, and each chunk's pages are hashed on every CPU.
-func hashRuns(vm *vmReader, runs []run, ph *pageHashes, out *pagemapOut, hs *hashWriter, f *os.File, tolerant bool) error {
+func hashRuns(vm *vmReader, runs []run, ph *pageHashes, out *pagemapOut, hs *hashWriter, f io.Writer, tolerant bool) error {
 	w := bufio.NewWriterSize(f, 1<<20)
 	var sums []pageSum
 	for len(runs) > 0 {

@@ -31,9 +31,15 @@ const (
 // copyPages writes ranges (in order, all inside plans' VMAs) to f. Pages
 // the task cannot read itself (PROT_NONE areas with data) always go
 // through the tracer's view of its memory.
-func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *parasite.Parasite, f *os.File) error {
+func (d *dumper) copyPages(pid int, plans []vmaPlan, ranges []mem.Range, p *parasite.Parasite, dest pageDest) error {
 	vm := newVMReader(pid)
 	defer vm.close()
+	if dest.stream != nil {
+		// One stream, in order: the socket is the bottleneck, not the
+		// second copy.
+		return vm.copyRanges(ranges, d.counted(dest.stream), false)
+	}
+	f := dest.f
 	var total uint64
 	for _, r := range ranges {
 		total += r.Len

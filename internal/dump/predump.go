@@ -6,9 +6,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/pageserver"
 	"github.com/gockpt/gockpt/internal/proc"
 	"github.com/gockpt/gockpt/internal/ptrace"
 	pb "github.com/gockpt/gockpt/proto"
@@ -39,6 +39,7 @@ func PreDump(o Options) (*Stats, error) {
 		return nil, err
 	}
 	defer d.files.Close()
+	defer d.abortPageServer()
 	if d.inc, err = d.setupIncremental(true); err != nil {
 		return nil, err
 	}
@@ -78,7 +79,10 @@ func PreDump(o Options) (*Stats, error) {
 	d.stats.FrozenTime = time.Since(frozenAt)
 	log.Infof("pre-dump: tree frozen for %v", d.stats.FrozenTime)
 
-	if err := d.preWrite(tasks); err != nil {
+	if err = d.preWrite(tasks); err == nil {
+		err = d.closePageServer()
+	}
+	if err != nil {
 		d.inc.abort()
 		return nil, err
 	}
@@ -201,17 +205,15 @@ func (d *dumper) preScan() ([]*preTask, error) {
 func (d *dumper) preWrite(tasks []*preTask) error {
 	begin := time.Now()
 	for _, pt := range tasks {
-		d.pages++
-		id := d.pages
-		f, err := d.dir.CreateFile(images.PagesFile(id))
+		dest, err := d.openPages(pageserver.Task(pt.pid), pt.tt != nil && pt.tt.parent != nil)
 		if err != nil {
 			return err
 		}
 		vm := newVMReader(pt.pid)
-		out := &pagemapOut{}
+		out := &pagemapOut{stream: dest.stream}
 		if d.inc.backend == BackendHashes {
 			hs := newHashWriter()
-			err = hashRuns(vm, pt.runs, pt.tt.parentHashes, out, hs, f, true)
+			err = hashRuns(vm, pt.runs, pt.tt.parentHashes, out, hs, dest.writer(), true)
 			d.opts.Progress.Add(dirtyPages(pt.runs))
 			if err == nil {
 				err = hs.write(d.dir, pt.pid)
@@ -224,22 +226,18 @@ func (d *dumper) preWrite(tasks []*preTask) error {
 					dirty = append(dirty, r.Range)
 				}
 			}
-			err = vm.copyRanges(dirty, d.counted(f), true)
+			err = vm.copyRanges(dirty, d.counted(dest.writer()), true)
 		}
 		if vm.vanished > 0 {
 			log.Infof("task %d: %d pages went away before they were read; the next iteration dumps their areas again", pt.pid, vm.vanished)
 		}
 		vm.close()
 		if err == nil {
-			err = f.Close()
-		} else {
-			f.Close()
+			err = dest.finish(d, pt.pid, out)
 		}
+		dest.abandon()
 		if err != nil {
 			return fmt.Errorf("task %d: %w", pt.pid, err)
-		}
-		if err := out.write(d.dir, pt.pid, id); err != nil {
-			return err
 		}
 		d.stats.PagesWritten += out.written
 		d.stats.PagesSkippedParent += out.parent

@@ -12,6 +12,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/mem"
+	"github.com/gockpt/gockpt/internal/pageserver"
 	"github.com/gockpt/gockpt/internal/proc"
 )
 
@@ -85,13 +86,12 @@ func (d *dumper) writeOneShmem(o *shmemObject) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	size := (uint64(st.Size) + mem.PageSize - 1) &^ (mem.PageSize - 1)
-	d.pages++
-	pagesID := d.pages
-	pages, err := d.dir.CreateFile(images.PagesFile(pagesID))
+	dest, err := d.openPages(pageserver.Shmem(o.shmid), false)
 	if err != nil {
 		return err
 	}
-	defer pages.Close()
+	defer dest.abandon()
+	pages := dest.writer()
 	var entries []pagemap.Entry
 	buf := make([]byte, 1<<20)
 	for off := uint64(0); off < size; {
@@ -108,6 +108,9 @@ func (d *dumper) writeOneShmem(o *shmemObject) error {
 		}
 		lo := uint64(data) &^ (mem.PageSize - 1)
 		hi := min((uint64(hole)+mem.PageSize-1)&^(mem.PageSize-1), size)
+		if dest.stream != nil && hi > lo {
+			dest.stream.Add(pagemap.Entry{Vaddr: lo, NrPages: (hi - lo) / mem.PageSize, Flags: pagemap.FlagPresent})
+		}
 		for at := lo; at < hi; {
 			n := min(uint64(len(buf)), hi-at)
 			if _, err := f.ReadAt(buf[:n], int64(at)); err != nil {
@@ -128,8 +131,11 @@ func (d *dumper) writeOneShmem(o *shmemObject) error {
 		}
 		off = hi
 	}
-	if err := pages.Close(); err != nil {
+	if dest.stream != nil {
+		return dest.stream.Close()
+	}
+	if err := dest.f.Close(); err != nil {
 		return err
 	}
-	return pagemap.WriteNamed(d.dir, images.ShmemPagemapFile(o.shmid), pagesID, entries)
+	return pagemap.WriteNamed(d.dir, images.ShmemPagemapFile(o.shmid), dest.id, entries)
 }

@@ -48,6 +48,10 @@ type Dumper struct {
 	// PagesID numbers a new pages-N.img, from the same count as the
 	// tasks' memory images: memfd contents go in one of their own.
 	PagesID func() uint32
+	// ShmemPages starts the pagemap of a shared memory object's pages
+	// (a memfd's contents); nil: pagemap-shmem-SHMID.img and pages-ID.img
+	// in the images directory.
+	ShmemPages func(dir *images.Dir, shmid uint64, pagesID uint32) (PageWriter, error)
 
 	Files  []*pb.FileEntry
 	Ghosts []Ghost
@@ -208,6 +212,9 @@ func (d *Dumper) WriteImages(dir *images.Dir) error {
 	}
 	if err := d.writeLocks(dir); err != nil {
 		return err
+	}
+	if k, ok := d.kinds.byType[pb.FdTypes_MEMFD].(*memfdKind); ok {
+		k.shmemPages = d.ShmemPages
 	}
 	for _, k := range d.kinds.list {
 		if err := k.WriteImages(dir); err != nil {

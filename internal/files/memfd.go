@@ -35,6 +35,14 @@ type memfdKind struct {
 	entries map[uint32]*pb.MemfdInodeEntry
 	made    map[uint32]*os.File
 	given   map[uint32]bool
+	// shmemPages is Dumper.ShmemPages.
+	shmemPages func(dir *images.Dir, shmid uint64, pagesID uint32) (PageWriter, error)
+}
+
+// PageWriter takes the runs of one pagemap, with their data.
+type PageWriter interface {
+	Add(e pagemap.Entry, data []byte) error
+	Close() error
 }
 
 // memfdInode is one memfd's inode as dump read it.
@@ -188,7 +196,13 @@ func (k *memfdKind) WriteImages(dir *images.Dir) error {
 		if in.entry.GetSize() == 0 {
 			continue
 		}
-		w, err := pagemap.CreateShmem(dir, uint64(in.entry.GetShmid()), in.pagesID)
+		create := k.shmemPages
+		if create == nil {
+			create = func(dir *images.Dir, shmid uint64, id uint32) (PageWriter, error) {
+				return pagemap.CreateShmem(dir, shmid, id)
+			}
+		}
+		w, err := create(dir, uint64(in.entry.GetShmid()), in.pagesID)
 		if err != nil {
 			return err
 		}

@@ -34,12 +34,17 @@ var imageNames = []string{
 	"stats-dump", "irmap-cache",
 	// gockpt's own: the memory tracker's state and page hashes of a
 	// pre-dump, and the link to the previous iteration.
-	TrackFile, "gockpt-hashes-%d", ParentLink,
+	TrackFile, "gockpt-hashes-%d", "gockpt-sent-pagemap-%d.img", ParentLink,
 }
 
 // TrackFile is what a pre-dump leaves for the next iteration: which
 // tracker, which generation, which tasks and areas it armed.
 const TrackFile = "gockpt-track.json"
+
+// SentPagemapFile records, in the dumping side's images directory, the
+// pagemap of a task whose pages went to a page server: the next iteration
+// of an incremental dump learns from it what the parent images hold.
+func SentPagemapFile(pid int) string { return fmt.Sprintf("gockpt-sent-pagemap-%d.img", pid) }
 
 // HashFile names a task's page hashes file, which a pre-dump without
 // kernel tracking leaves for the next iteration.

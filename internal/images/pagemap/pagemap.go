@@ -99,7 +99,7 @@ func Parse(r io.Reader, name string) (pagesID uint32, entries []Entry, err error
 // Reader finds the data of a task's pages, following the parent chain.
 type Reader struct {
 	dir     *images.Dir
-	pid     int
+	file    string // the pagemap image's name in dir
 	name    string
 	entries []Entry
 	offsets []int64 // where each present entry's data starts in pages
@@ -109,9 +109,17 @@ type Reader struct {
 }
 
 // Open reads pagemap-PID.img of d and opens the pages file it names.
-func Open(d *images.Dir, pid int) (*Reader, error) { return open(d, pid, map[string]bool{}) }
+func Open(d *images.Dir, pid int) (*Reader, error) {
+	return open(d, images.PagemapFile(pid), map[string]bool{})
+}
 
-func open(d *images.Dir, pid int, seen map[string]bool) (*Reader, error) {
+// OpenNamed reads the pagemap image file of d (a task's or a shared memory
+// object's) and opens the pages file it names.
+func OpenNamed(d *images.Dir, file string) (*Reader, error) {
+	return open(d, file, map[string]bool{})
+}
+
+func open(d *images.Dir, file string, seen map[string]bool) (*Reader, error) {
 	real, err := d.RealPath()
 	if err != nil {
 		return nil, err
@@ -123,17 +131,17 @@ func open(d *images.Dir, pid int, seen map[string]bool) (*Reader, error) {
 		return nil, fmt.Errorf("more than %d parent directories above %s", maxParentDepth, real)
 	}
 	seen[real] = true
-	name := d.Join(images.PagemapFile(pid))
+	name := d.Join(file)
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("task %d pages: %w", pid, err)
+		return nil, fmt.Errorf("%s: %w", what(file), err)
 	}
 	defer f.Close()
 	id, entries, err := Parse(f, name)
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{dir: d, pid: pid, name: name, entries: entries, seen: seen}
+	r := &Reader{dir: d, file: file, name: name, entries: entries, seen: seen}
 	var total int64
 	r.offsets = make([]int64, len(entries))
 	for i, e := range entries {
@@ -143,7 +151,7 @@ func open(d *images.Dir, pid int, seen map[string]bool) (*Reader, error) {
 		}
 	}
 	if r.pages, err = d.OpenFile(images.PagesFile(id)); err != nil {
-		return nil, fmt.Errorf("task %d pages: %w", pid, err)
+		return nil, fmt.Errorf("%s: %w", what(file), err)
 	}
 	st, err := r.pages.Stat()
 	if err != nil {
@@ -160,6 +168,39 @@ func open(d *images.Dir, pid int, seen map[string]bool) (*Reader, error) {
 	return r, nil
 }
 
+// what names the memory a pagemap image holds, for errors.
+func what(file string) string {
+	var id uint64
+	if n, _ := fmt.Sscanf(file, "pagemap-shmem-%d.img", &id); n == 1 {
+		return fmt.Sprintf("shared memory %d pages", id)
+	}
+	if n, _ := fmt.Sscanf(file, "pagemap-%d.img", &id); n == 1 {
+		return fmt.Sprintf("task %d pages", id)
+	}
+	return file
+}
+
+// OpenMap reads only the runs of a pagemap image (no pages file): for a
+// pre-dump whose pages went to a page server, what it sent is all the next
+// iteration needs to know. ReadAt fails on such a reader.
+func OpenMap(d *images.Dir, file string) (*Reader, error) {
+	name := d.Join(file)
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what(file), err)
+	}
+	defer f.Close()
+	_, entries, err := Parse(f, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{dir: d, file: file, name: name, entries: entries, seen: map[string]bool{}}, nil
+}
+
+// Covers checks that the runs of r (and of its parents, for runs r leaves
+// to them) hold every page of [start, end).
+func (r *Reader) Covers(start, end uint64) error { return r.covers(start, end) }
+
 // Entries returns the runs, in address order.
 func (r *Reader) Entries() []Entry { return r.entries }
 
@@ -168,6 +209,9 @@ func (r *Reader) Close() error {
 	var err error
 	if r.parent != nil {
 		err = r.parent.Close()
+	}
+	if r.pages == nil {
+		return err
 	}
 	if cerr := r.pages.Close(); err == nil {
 		err = cerr
@@ -215,6 +259,9 @@ func (r *Reader) readEntry(i int, p []byte, addr uint64) error {
 	e := r.entries[i]
 	switch {
 	case e.Flags&FlagPresent != 0:
+		if r.pages == nil {
+			return fmt.Errorf("%s: the pages of %#x are not in this directory (sent to a page server)", r.name, addr)
+		}
 		off := r.offsets[i] + int64(addr-e.Vaddr)
 		if _, err := r.pages.ReadAt(p, off); err != nil {
 			return fmt.Errorf("%s: reading %d bytes of %#x at byte %d: %w", r.pages.Name(), len(p), addr, off, err)
@@ -244,7 +291,7 @@ func (r *Reader) parentReader() (*Reader, error) {
 	if pd == nil {
 		return nil, fmt.Errorf("%s has no %q link", r.dir.Path(), images.ParentLink)
 	}
-	if r.parent, err = open(pd, r.pid, r.seen); err != nil {
+	if r.parent, err = open(pd, r.file, r.seen); err != nil {
 		return nil, err
 	}
 	return r.parent, nil
@@ -258,6 +305,7 @@ type Writer struct {
 	pages   *images.Writer
 	pending Entry // not yet written; NrPages 0 when none
 	end     uint64
+	start   uint64 // offset in pages where the current run's data began
 }
 
 // Create starts pagemap-PID.img and pages-ID.img in d.
@@ -291,22 +339,54 @@ func create(d *images.Dir, name string, pagesID uint32) (*Writer, error) {
 // Add records a run of pages. data must hold NrPages pages when the run is
 // FlagPresent, and be empty otherwise.
 func (w *Writer) Add(e Entry, data []byte) error {
+	if err := w.check(e); err != nil {
+		return err
+	}
+	if uint64(len(data)) != dataLen(e) {
+		return fmt.Errorf("pagemap: run %s comes with %d bytes of data, want %d", e, len(data), dataLen(e))
+	}
+	if _, err := w.pages.Write(data); err != nil {
+		return err
+	}
+	return w.record(e)
+}
+
+// AddFrom records a run of pages whose data (NrPages pages when the run is
+// FlagPresent) is read from r, through buf.
+func (w *Writer) AddFrom(e Entry, r io.Reader, buf []byte) error {
+	if err := w.check(e); err != nil {
+		return err
+	}
+	if n := dataLen(e); n > 0 {
+		if _, err := io.CopyBuffer(w.pages, io.LimitReader(r, int64(n)), buf); err != nil {
+			return err
+		}
+		if uint64(w.pages.Offset()) < w.start+n {
+			return fmt.Errorf("pagemap: run %s: the data ended after %d bytes: %w", e, uint64(w.pages.Offset())-w.start, io.ErrUnexpectedEOF)
+		}
+	}
+	return w.record(e)
+}
+
+func dataLen(e Entry) uint64 {
+	if e.Flags&FlagPresent != 0 {
+		return e.NrPages * PageSize
+	}
+	return 0
+}
+
+func (w *Writer) check(e Entry) error {
 	if e.Vaddr%PageSize != 0 || e.NrPages == 0 || e.NrPages > maxPages || e.End() < e.Vaddr {
 		return fmt.Errorf("pagemap: bad run %s", e)
 	}
 	if e.Vaddr < w.end {
 		return fmt.Errorf("pagemap: run %s starts before the end of the previous one (%#x)", e, w.end)
 	}
-	want := uint64(0)
-	if e.Flags&FlagPresent != 0 {
-		want = e.NrPages * PageSize
-	}
-	if uint64(len(data)) != want {
-		return fmt.Errorf("pagemap: run %s comes with %d bytes of data, want %d", e, len(data), want)
-	}
-	if _, err := w.pages.Write(data); err != nil {
-		return err
-	}
+	w.start = uint64(w.pages.Offset())
+	return nil
+}
+
+func (w *Writer) record(e Entry) error {
 	w.end = e.End()
 	if w.pending.NrPages > 0 && w.pending.End() == e.Vaddr && w.pending.Flags == e.Flags {
 		w.pending.NrPages += e.NrPages

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gockpt/gockpt/internal/config"
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/pageserver"
+)
+
+func init() { subcommands = append(subcommands, newPageServerCmd) }
+
+// psListenFdEnv hands the listening socket to the daemon (--daemon).
+const psListenFdEnv = "GOCKPT_PAGE_SERVER_FD"
+
+func newPageServerCmd(opts *config.Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "page-server -D DIR --port N [--address A]",
+		Short: "Receive the pages of a dump over the network and write them as images",
+		Long: `Listen on ADDRESS:PORT for one dump or pre-dump run with --page-server and
+write the pages it sends into the images directory, as pagemap and pages
+images (CRIU's page server; CRIU 4.2 and gockpt talk to each other either way).
+The images appear only when the sender ends its session cleanly: a sender that
+fails or hangs up leaves the directory as it was.
+
+  dest$ gockpt page-server -D /imgs --port 27000
+  src$  gockpt dump -t PID -D /imgs --page-server --address dest --port 27000
+
+With --prev-images-dir the directory's parent link names the previous
+iteration, so that an incremental dump may leave unchanged pages there.
+--port 0 picks a free port; the address is printed when the server listens.`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{logNameAnnotation: "page-server.log", createsImagesAnnotation: "yes"},
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Port < 0 || opts.Port > 65535 {
+				return usagef("--port %d is not a TCP port (0-65535)", opts.Port)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPageServer(cmd, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Address, "address", "", "address to listen on (default: every address)")
+	f.IntVar(&opts.Port, "port", 0, "TCP port to listen on (0: any free port, printed)")
+	f.BoolVarP(&opts.Daemon, "daemon", "d", false, "go to the background once listening")
+	f.StringVar(&opts.PidFile, "pidfile", "", "write the page server's PID to this file")
+	f.StringVar(&opts.PrevImagesDir, "prev-images-dir", "", "images of the previous iteration, relative to the images directory: becomes the parent of the images received")
+	addTLSFlags(cmd, opts)
+	cmd.MarkFlagRequired("port")
+	return cmd
+}
+
+// addPageServerFlags registers the flags of a dump sending to a page server.
+func addPageServerFlags(cmd *cobra.Command, opts *config.Options) {
+	f := cmd.Flags()
+	f.BoolVar(&opts.PageServer, "page-server", false, "send the pages to a page server (--address, --port) instead of writing pages images")
+	f.StringVar(&opts.Address, "address", "", "address of the page server")
+	f.IntVar(&opts.Port, "port", 0, "TCP port of the page server")
+	addTLSFlags(cmd, opts)
+}
+
+func addTLSFlags(cmd *cobra.Command, opts *config.Options) {
+	f := cmd.Flags()
+	f.BoolVar(&opts.TLS, "tls", false, "use TLS on the page server connection, both sides showing certificates")
+	f.StringVar(&opts.TLSCACert, "tls-cacert", "", "trust only certificates signed by this CA (default "+pageserver.DefaultCACert+", or the system's)")
+	f.StringVar(&opts.TLSCACRL, "tls-cacrl", "", "refuse certificates this revocation list names (default "+pageserver.DefaultCACRL+" when present)")
+	f.StringVar(&opts.TLSCert, "tls-cert", "", "this side's certificate (default "+pageserver.DefaultCert+")")
+	f.StringVar(&opts.TLSKey, "tls-key", "", "this side's private key (default "+pageserver.DefaultKey+")")
+	f.BoolVar(&opts.TLSNoCNVerify, "tls-no-cn-verify", false, "do not check that the server's certificate names the address dialed")
+}
+
+func tlsOptions(opts *config.Options) pageserver.TLS {
+	return pageserver.TLS{Enabled: opts.TLS, CACert: opts.TLSCACert, CACRL: opts.TLSCACRL,
+		Cert: opts.TLSCert, Key: opts.TLSKey, NoCNVerify: opts.TLSNoCNVerify}
+}
+
+// pageServerTarget checks the page-server flags of a dump and returns
+// where to send pages ("" when they stay here) with the TLS configuration.
+func pageServerTarget(opts *config.Options) (string, *tls.Config, error) {
+	if !opts.PageServer {
+		if opts.TLS {
+			return "", nil, usagef("--tls secures the page server connection: add --page-server --address A --port N")
+		}
+		return "", nil, nil
+	}
+	if opts.Address == "" || opts.Port <= 0 || opts.Port > 65535 {
+		return "", nil, usagef("--page-server needs the server's --address and --port")
+	}
+	tc, err := tlsOptions(opts).ClientConfig(opts.Address)
+	if err != nil {
+		return "", nil, err
+	}
+	return pageserver.Addr(opts.Address, opts.Port), tc, nil
+}
+
+func runPageServer(cmd *cobra.Command, opts *config.Options) error {
+	tc, err := tlsOptions(opts).ServerConfig()
+	if err != nil {
+		return err
+	}
+	dir, err := images.CreateDir(opts.ImagesDir)
+	if err != nil {
+		return err
+	}
+	if opts.PrevImagesDir != "" {
+		if err := dir.LinkParent(opts.PrevImagesDir); err != nil {
+			return err
+		}
+	}
+	ln, err := pageServerListener(opts)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if opts.Daemon {
+		return daemonizePageServer(cmd, opts, ln)
+	}
+	if opts.PidFile != "" && os.Getenv(psListenFdEnv) == "" {
+		if err := writePidFile(opts.PidFile, os.Getpid()); err != nil {
+			return err
+		}
+	}
+	if os.Getenv(psListenFdEnv) == "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s\n", ln.Addr())
+	}
+	log.Infof("page server listening on %s, writing into %s", ln.Addr(), dir.Path())
+	conn, err := ln.Accept()
+	if err != nil {
+		return fmt.Errorf("page server: %w", err)
+	}
+	ln.Close()
+	defer conn.Close()
+	peer := conn.RemoteAddr().String()
+	log.Infof("page server: session with %s", peer)
+	var rw = net.Conn(conn)
+	if tc != nil {
+		t := tls.Server(conn, tc)
+		t.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := t.Handshake(); err != nil {
+			return fmt.Errorf("page server: TLS handshake with %s: %w: refused, nothing was written", peer, err)
+		}
+		t.SetDeadline(time.Time{})
+		rw = t
+	}
+	got, err := pageserver.Receive(rw, dir, peer)
+	if err != nil {
+		return err
+	}
+	mb := float64(got.Bytes) / (1 << 20)
+	summary := fmt.Sprintf("Received %d pages (%.1f MiB) of %d pagemaps from %s in %v (%.0f MiB/s); %d pages left in the parent images, %d lazy",
+		got.Pages, mb, got.Targets, peer, got.Took.Round(time.Millisecond), mb/max(got.Took.Seconds(), 1e-6), got.Parent, got.Lazy)
+	log.Infof("%s", summary)
+	if os.Getenv(psListenFdEnv) == "" {
+		fmt.Fprintln(cmd.OutOrStdout(), summary)
+	}
+	return nil
+}
+
+// pageServerListener listens as asked, or takes the socket the parent of a
+// daemon listened on.
+func pageServerListener(opts *config.Options) (net.Listener, error) {
+	if s := os.Getenv(psListenFdEnv); s != "" {
+		fd, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", psListenFdEnv, s, err)
+		}
+		os.Unsetenv(psListenFdEnv)
+		f := os.NewFile(uintptr(fd), "page-server-listener")
+		defer f.Close()
+		return net.FileListener(f)
+	}
+	ln, err := net.Listen("tcp", pageserver.Addr(opts.Address, opts.Port))
+	if err != nil {
+		return nil, fmt.Errorf("page server: %w", err)
+	}
+	return ln, nil
+}
+
+// daemonizePageServer starts the page server again in the background, in
+// its own session, on the socket already listening, and returns: whoever
+// started it may connect at once.
+func daemonizePageServer(cmd *cobra.Command, opts *config.Options, ln net.Listener) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return errors.New("page server: --daemon needs a TCP listener")
+	}
+	lf, err := tl.File()
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var args []string
+	for _, a := range os.Args[1:] {
+		if a != "--daemon" && a != "-d" {
+			args = append(args, a)
+		}
+	}
+	c := exec.Command(exe, args...)
+	c.Env = append(os.Environ(), psListenFdEnv+"=3")
+	c.ExtraFiles = []*os.File{lf}
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	c.Stdin, c.Stdout, c.Stderr = devnull, devnull, devnull
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("page server: starting the daemon: %w", err)
+	}
+	pid := c.Process.Pid
+	c.Process.Release()
+	if opts.PidFile != "" {
+		if err := writePidFile(opts.PidFile, pid); err != nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+			return err
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s (PID %d)\n", ln.Addr(), pid)
+	return nil
+}
+
+// writePidFile writes pid to name (--pidfile), as CRIU: the number and a
+// newline.
+func writePidFile(name string, pid int) error {
+	if err := os.WriteFile(name, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("--pidfile: %w", err)
+	}
+	return nil
+}

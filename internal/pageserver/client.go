@@ -1,0 +1,246 @@
+package pageserver
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/gockpt/gockpt/internal/images/pagemap"
+)
+
+// Client sends pages to a page server.
+type Client struct {
+	conn net.Conn
+	w    *bufio.Writer
+	peer string
+	// open is the stream being sent, nil between targets.
+	open *Stream
+	err  error // first failure: the session is over
+	// Sent counts the bytes of page data sent.
+	Sent uint64
+}
+
+// dialTimeout bounds connecting to the server; once connected, the server
+// sets the pace.
+const dialTimeout = 10 * time.Second
+
+// Addr joins a host and a port as net.Dial wants them.
+func Addr(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// Dial connects to the page server at addr (host:port), over TLS when tc is
+// not nil.
+func Dial(addr string, tc *tls.Config) (*Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("page server %s: %w: is `gockpt page-server` (or `criu page-server`) listening there?", addr, err)
+	}
+	return newClient(conn, addr, tc)
+}
+
+func newClient(conn net.Conn, addr string, tc *tls.Config) (*Client, error) {
+	if tc != nil {
+		tconn := tls.Client(conn, tc)
+		tconn.SetDeadline(time.Now().Add(dialTimeout))
+		if err := tconn.Handshake(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("page server %s: TLS handshake: %w: check --tls-cacert, --tls-cert and --tls-key on both sides", addr, err)
+		}
+		tconn.SetDeadline(time.Time{})
+		conn = tconn
+	}
+	return &Client{conn: conn, w: bufio.NewWriterSize(conn, 1<<20), peer: addr}, nil
+}
+
+// Peer names the server, as given to Dial.
+func (c *Client) Peer() string { return c.peer }
+
+func (c *Client) fail(err error) error {
+	if c.err == nil {
+		c.err = fmt.Errorf("page server %s: %w", c.peer, err)
+	}
+	return c.err
+}
+
+func (c *Client) send(v iov) error {
+	if c.err != nil {
+		return c.err
+	}
+	var b [iovSize]byte
+	v.marshal(b[:])
+	if _, err := c.w.Write(b[:]); err != nil {
+		return c.fail(err)
+	}
+	return nil
+}
+
+// answer flushes what was sent and reads the server's n-byte answer.
+func (c *Client) answer(what string, n int) ([]byte, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, c.fail(err)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.conn, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, c.fail(fmt.Errorf("closed the connection instead of answering %s: see its log", what))
+		}
+		return nil, c.fail(fmt.Errorf("answering %s: %w", what, err))
+	}
+	return b, nil
+}
+
+// HasParent asks whether the server holds parent images for t.
+func (c *Client) HasParent(t Target) (bool, error) {
+	if err := c.send(iov{cmd: cmdParent, dstID: t.dstID()}); err != nil {
+		return false, err
+	}
+	b, err := c.answer("whether it has parent images", 4)
+	if err != nil {
+		return false, err
+	}
+	return int32(binary.LittleEndian.Uint32(b)) > 0, nil
+}
+
+// Open starts sending t's pages. It reports whether the server has parent
+// images for t: only then may runs be marked as in the parent. The stream
+// must be closed before the next target is opened.
+func (c *Client) Open(t Target) (*Stream, bool, error) {
+	if c.open != nil {
+		return nil, false, fmt.Errorf("page server %s: %s opened while %s is still being sent", c.peer, t, c.open.target)
+	}
+	if err := c.send(iov{cmd: cmdOpen2, dstID: t.dstID()}); err != nil {
+		return nil, false, err
+	}
+	b, err := c.answer("the opening of "+t.String(), 1)
+	if err != nil {
+		return nil, false, err
+	}
+	c.open = &Stream{c: c, target: t}
+	return c.open, b[0] != 0, nil
+}
+
+// Close ends the session: the server writes its images and answers with
+// its status. Only a nil error means the server holds every page sent.
+func (c *Client) Close() error {
+	defer c.conn.Close()
+	if c.open != nil {
+		return c.fail(fmt.Errorf("session closed while %s was still being sent", c.open.target))
+	}
+	if err := c.send(iov{cmd: cmdClose}); err != nil {
+		return err
+	}
+	b, err := c.answer("the end of the session", 4)
+	if err != nil {
+		return err
+	}
+	if st := int32(binary.LittleEndian.Uint32(b)); st != 0 {
+		return c.fail(fmt.Errorf("the server failed to write the images (status %d): see its log", st))
+	}
+	return nil
+}
+
+// Abort drops the connection: the server discards the session.
+func (c *Client) Abort() {
+	c.fail(errors.New("session aborted"))
+	c.conn.Close()
+}
+
+// Stream sends the runs of one target. Runs come in address order through
+// Add; the data of present runs follows through Write, in the same order.
+// A run is put on the wire when its data starts (or at Close), so runs added
+// back to back with the same flags go as one.
+type Stream struct {
+	c      *Client
+	target Target
+	queue  []pagemap.Entry // added, not sent yet
+	left   uint64          // bytes still owed for the run on the wire
+	end    uint64          // end of the last run added
+}
+
+// Add queues a run.
+func (s *Stream) Add(e pagemap.Entry) error {
+	if e.NrPages == 0 {
+		return nil
+	}
+	if e.Vaddr < s.end {
+		return s.c.fail(fmt.Errorf("%s: run %s starts before the end of the previous one (%#x)", s.target, e, s.end))
+	}
+	s.end = e.End()
+	if n := len(s.queue); n > 0 && s.queue[n-1].End() == e.Vaddr && s.queue[n-1].Flags == e.Flags {
+		s.queue[n-1].NrPages += e.NrPages
+		return nil
+	}
+	s.queue = append(s.queue, e)
+	return nil
+}
+
+func (s *Stream) sendRun(e pagemap.Entry) error {
+	return s.c.send(iov{cmd: cmdAddF, flags: e.Flags, nrPages: e.NrPages, vaddr: e.Vaddr, dstID: s.target.dstID()})
+}
+
+// Write sends page data of the queued present runs.
+func (s *Stream) Write(p []byte) (int, error) {
+	done := 0
+	for len(p) > 0 {
+		if s.left == 0 {
+			// Runs without data go first, then the next present run.
+			for len(s.queue) > 0 && s.queue[0].Flags&pagemap.FlagPresent == 0 {
+				if err := s.sendRun(s.queue[0]); err != nil {
+					return done, err
+				}
+				s.queue = s.queue[1:]
+			}
+			if len(s.queue) == 0 {
+				return done, s.c.fail(fmt.Errorf("%s: %d bytes of page data beyond the runs added", s.target, len(p)))
+			}
+			if err := s.sendRun(s.queue[0]); err != nil {
+				return done, err
+			}
+			s.left = s.queue[0].NrPages * pagemap.PageSize
+			s.queue = s.queue[1:]
+		}
+		n := min(uint64(len(p)), s.left)
+		if s.c.err != nil {
+			return done, s.c.err
+		}
+		if _, err := s.c.w.Write(p[:n]); err != nil {
+			return done, s.c.fail(err)
+		}
+		s.c.Sent += n
+		s.left -= n
+		done += int(n)
+		p = p[n:]
+	}
+	return done, nil
+}
+
+// Close sends the runs left and ends the target.
+func (s *Stream) Close() error {
+	if s.c.open != s {
+		return nil
+	}
+	s.c.open = nil
+	if s.left > 0 {
+		return s.c.fail(fmt.Errorf("%s: %d bytes of page data missing", s.target, s.left))
+	}
+	for _, e := range s.queue {
+		if e.Flags&pagemap.FlagPresent != 0 {
+			return s.c.fail(fmt.Errorf("%s: run %s added but its data never written", s.target, e))
+		}
+		if err := s.sendRun(e); err != nil {
+			return err
+		}
+	}
+	s.queue = nil
+	return s.c.err
+}

@@ -1,0 +1,162 @@
+// Package pageserver speaks CRIU's page-server protocol (criu/page-xfer.c,
+// CRIU 4.2): a dump sends the pages of each task, and of each shared memory
+// object, over one TCP connection to a page server that writes them as
+// pagemap and pages images.
+//
+// The stream is a series of 32-byte commands (struct page_server_iov, little
+// endian: u32 cmd with the pagemap flags in its upper 16 bits, 4 bytes of
+// padding, u64 nr_pages, u64 vaddr, u64 dst_id), each ADD carrying its
+// nr_pages pages of data right behind it. OPEN2 and PARENT are answered (a
+// byte and an int32: whether the server has parent images for the target),
+// and so is CLOSE (an int32 status, 0 when everything was written).
+//
+// One goroutine owns a Client or a server session: the protocol is strictly
+// sequential.
+package pageserver
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/pagemap"
+)
+
+// Commands, as criu/page-xfer.c numbers them.
+const (
+	cmdAdd        = 1 // old: pages, implicitly PE_PRESENT
+	cmdHole       = 2 // old: pages in the parent, implicitly PE_PARENT
+	cmdOpen       = 3 // old: open a target without an answer
+	cmdOpen2      = 4 // open a target; answered with has_parent (1 byte)
+	cmdParent     = 5 // does the server have parent images? (int32 answer)
+	cmdAddF       = 6 // a pagemap entry with its flags; data when PE_PRESENT
+	cmdGet        = 7 // lazy pages: send these pages back
+	cmdClose      = 0x1023
+	cmdForceClose = 0x1024
+)
+
+const (
+	cmdBits  = 16
+	cmdMask  = 1<<cmdBits - 1
+	typeBits = 8
+	typeMask = 1<<typeBits - 1
+)
+
+// Target types in dst_id.
+const (
+	typePid   = 1
+	typeShmem = 2
+)
+
+// iovSize is the size of one command on the wire.
+const iovSize = 32
+
+// iov is one command.
+type iov struct {
+	cmd     uint32 // without the flags
+	flags   uint32 // pagemap flags (ADD_F, GET's answer)
+	nrPages uint64
+	vaddr   uint64
+	dstID   uint64
+}
+
+func (v iov) marshal(b []byte) {
+	binary.LittleEndian.PutUint32(b[0:], v.flags<<cmdBits|v.cmd)
+	binary.LittleEndian.PutUint32(b[4:], 0)
+	binary.LittleEndian.PutUint64(b[8:], v.nrPages)
+	binary.LittleEndian.PutUint64(b[16:], v.vaddr)
+	binary.LittleEndian.PutUint64(b[24:], v.dstID)
+}
+
+func parseIOV(b []byte) iov {
+	c := binary.LittleEndian.Uint32(b[0:])
+	return iov{
+		cmd:     c & cmdMask,
+		flags:   c >> cmdBits,
+		nrPages: binary.LittleEndian.Uint64(b[8:]),
+		vaddr:   binary.LittleEndian.Uint64(b[16:]),
+		dstID:   binary.LittleEndian.Uint64(b[24:]),
+	}
+}
+
+// Target names what a run of pages belongs to: a task (by PID) or a shared
+// memory object (by shmid).
+type Target struct {
+	Shmem bool
+	ID    uint64
+}
+
+// Task is the target of task pid's private memory.
+func Task(pid int) Target { return Target{ID: uint64(pid)} }
+
+// Shmem is the target of shared memory object shmid.
+func Shmem(shmid uint64) Target { return Target{Shmem: true, ID: shmid} }
+
+func (t Target) String() string {
+	if t.Shmem {
+		return fmt.Sprintf("shared memory %d", t.ID)
+	}
+	return fmt.Sprintf("task %d", t.ID)
+}
+
+// PagemapFile is the image that lists the target's pages.
+func (t Target) PagemapFile() string {
+	if t.Shmem {
+		return images.ShmemPagemapFile(t.ID)
+	}
+	return images.PagemapFile(int(t.ID))
+}
+
+func (t Target) dstID() uint64 {
+	typ := uint64(typePid)
+	if t.Shmem {
+		typ = typeShmem
+	}
+	return t.ID<<typeBits | typ
+}
+
+// maxID bounds a target's id: a PID or a shmid (an inode number) both fit
+// in 32 bits on Linux.
+const maxID = 1<<32 - 1
+
+// decodeTarget reads dst_id, accepting the type numbers older CRIUs sent
+// (they used the changing CR_FD_* constants; criu/page-xfer.c decode_pm).
+func decodeTarget(dst uint64) (Target, error) {
+	t := Target{ID: dst >> typeBits}
+	switch dst & typeMask {
+	case typePid, 10, 11, 16, 17:
+	case typeShmem, 27, 28, 29, 32, 33, 34:
+		t.Shmem = true
+	default:
+		return Target{}, fmt.Errorf("unknown pagemap type %d in target %#x", dst&typeMask, dst)
+	}
+	if t.ID == 0 || t.ID > maxID {
+		return Target{}, fmt.Errorf("target %#x names id %d, outside 1-%d", dst, t.ID, uint64(maxID))
+	}
+	return t, nil
+}
+
+// validFlags are the pagemap flags a run may carry.
+const validFlags = pagemap.FlagParent | pagemap.FlagLazy | pagemap.FlagPresent
+
+// checkRun validates one run of pages of a command.
+func checkRun(v iov, flags uint32) (pagemap.Entry, error) {
+	e := pagemap.Entry{Vaddr: v.vaddr, NrPages: v.nrPages, Flags: flags}
+	switch {
+	case flags&^validFlags != 0:
+		return e, fmt.Errorf("pages %#x (%d pages): unknown flags %#x", v.vaddr, v.nrPages, flags)
+	case flags&pagemap.FlagPresent != 0 && flags&pagemap.FlagParent != 0:
+		return e, fmt.Errorf("pages %#x (%d pages) are marked both present and in the parent", v.vaddr, v.nrPages)
+	case flags&(pagemap.FlagPresent|pagemap.FlagParent|pagemap.FlagLazy) == 0:
+		return e, fmt.Errorf("pages %#x (%d pages) carry no flag saying where their data is", v.vaddr, v.nrPages)
+	case v.vaddr%pagemap.PageSize != 0:
+		return e, fmt.Errorf("pages at %#x: address not page-aligned", v.vaddr)
+	case v.nrPages == 0 || v.nrPages > maxRunPages || e.End() < e.Vaddr:
+		return e, fmt.Errorf("pages at %#x: %d pages is not a valid run", v.vaddr, v.nrPages)
+	}
+	return e, nil
+}
+
+// maxRunPages bounds one run (so that the address range cannot wrap): 2^52
+// bytes, the x86-64 address space with 5-level paging.
+const maxRunPages = 1 << 52 / pagemap.PageSize
