@@ -120,6 +120,8 @@ func runPageServer(cmd *cobra.Command, opts *config.Options) error {
 			return err
 		}
 	}
+	// The daemon's second start (--daemon) takes its socket from the first.
+	child := os.Getenv(psListenFdEnv) != ""
 	ln, err := pageServerListener(opts)
 	if err != nil {
 		return err
@@ -128,34 +130,17 @@ func runPageServer(cmd *cobra.Command, opts *config.Options) error {
 	if opts.Daemon {
 		return daemonizePageServer(cmd, opts, ln)
 	}
-	if opts.PidFile != "" && os.Getenv(psListenFdEnv) == "" {
+	if opts.PidFile != "" && !child {
 		if err := writePidFile(opts.PidFile, os.Getpid()); err != nil {
 			return err
 		}
 	}
-	if os.Getenv(psListenFdEnv) == "" {
+	if !child {
 		fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s\n", ln.Addr())
 	}
 	log.Infof("page server listening on %s, writing into %s", ln.Addr(), dir.Path())
-	conn, err := ln.Accept()
-	if err != nil {
-		return fmt.Errorf("page server: %w", err)
-	}
+	got, peer, err := pageserver.ServeOne(ln, dir, tc)
 	ln.Close()
-	defer conn.Close()
-	peer := conn.RemoteAddr().String()
-	log.Infof("page server: session with %s", peer)
-	var rw = net.Conn(conn)
-	if tc != nil {
-		t := tls.Server(conn, tc)
-		t.SetDeadline(time.Now().Add(10 * time.Second))
-		if err := t.Handshake(); err != nil {
-			return fmt.Errorf("page server: TLS handshake with %s: %w: refused, nothing was written", peer, err)
-		}
-		t.SetDeadline(time.Time{})
-		rw = t
-	}
-	got, err := pageserver.Receive(rw, dir, peer)
 	if err != nil {
 		return err
 	}
@@ -163,7 +148,7 @@ func runPageServer(cmd *cobra.Command, opts *config.Options) error {
 	summary := fmt.Sprintf("Received %d pages (%.1f MiB) of %d pagemaps from %s in %v (%.0f MiB/s); %d pages left in the parent images, %d lazy",
 		got.Pages, mb, got.Targets, peer, got.Took.Round(time.Millisecond), mb/max(got.Took.Seconds(), 1e-6), got.Parent, got.Lazy)
 	log.Infof("%s", summary)
-	if os.Getenv(psListenFdEnv) == "" {
+	if !child {
 		fmt.Fprintln(cmd.OutOrStdout(), summary)
 	}
 	return nil

@@ -16,9 +16,14 @@ import (
 
 // Client sends pages to a page server.
 type Client struct {
-	conn net.Conn
-	w    *bufio.Writer
-	peer string
+	raw  *bufConn
+	conn io.Reader // answers come from here (TLS or raw)
+	w    io.Writer // commands and data go here (TLS or raw)
+	// record, with TLS, is the most one write may carry: each write is one
+	// TLS record, and CRIU's page server reads records whole, so none
+	// may hold a command with data, nor cross a 64 KiB chunk of a run.
+	record uint64
+	peer   string
 	// open is the stream being sent, nil between targets.
 	open *Stream
 	err  error // first failure: the session is over
@@ -45,18 +50,56 @@ func Dial(addr string, tc *tls.Config) (*Client, error) {
 	return newClient(conn, addr, tc)
 }
 
+// stallTimeout bounds how long the server may take no data, or give no
+// answer: a stuck server must not keep a tree frozen for ever.
+const stallTimeout = 60 * time.Second
+
+// tlsRecord is TLS's largest record payload.
+const tlsRecord = 16 << 10
+
 func newClient(conn net.Conn, addr string, tc *tls.Config) (*Client, error) {
+	raw := &bufConn{Conn: conn, bw: bufio.NewWriterSize(conn, 1<<20)}
+	c := &Client{raw: raw, conn: raw, w: raw, peer: addr}
 	if tc != nil {
-		tconn := tls.Client(conn, tc)
+		tc = tc.Clone()
+		// Full records from the first: CRIU's reader counts on them.
+		tc.DynamicRecordSizingDisabled = true
+		tconn := tls.Client(raw, tc)
 		tconn.SetDeadline(time.Now().Add(dialTimeout))
 		if err := tconn.Handshake(); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("page server %s: TLS handshake: %w: check --tls-cacert, --tls-cert and --tls-key on both sides", addr, err)
 		}
 		tconn.SetDeadline(time.Time{})
-		conn = tconn
+		c.conn, c.w, c.record = tconn, tconn, tlsRecord
 	}
-	return &Client{conn: conn, w: bufio.NewWriterSize(conn, 1<<20), peer: addr}, nil
+	return c, nil
+}
+
+// bufConn buffers writes to a connection and flushes them whenever
+// something is read from it: whoever reads waits for an answer to what was
+// written. Each write and read may stall at most stallTimeout.
+type bufConn struct {
+	net.Conn
+	bw *bufio.Writer
+}
+
+func (b *bufConn) Write(p []byte) (int, error) {
+	b.Conn.SetWriteDeadline(time.Now().Add(stallTimeout))
+	return b.bw.Write(p)
+}
+
+func (b *bufConn) Read(p []byte) (int, error) {
+	if err := b.Flush(); err != nil {
+		return 0, err
+	}
+	b.Conn.SetReadDeadline(time.Now().Add(stallTimeout))
+	return b.Conn.Read(p)
+}
+
+func (b *bufConn) Flush() error {
+	b.Conn.SetWriteDeadline(time.Now().Add(stallTimeout))
+	return b.bw.Flush()
 }
 
 // Peer names the server, as given to Dial.
@@ -69,6 +112,11 @@ func (c *Client) fail(err error) error {
 	return c.err
 }
 
+// lost reports a broken connection.
+func (c *Client) lost(err error) error {
+	return c.fail(fmt.Errorf("the connection broke (%w): the page server died or gave up the session: see its log", err))
+}
+
 func (c *Client) send(v iov) error {
 	if c.err != nil {
 		return c.err
@@ -76,7 +124,7 @@ func (c *Client) send(v iov) error {
 	var b [iovSize]byte
 	v.marshal(b[:])
 	if _, err := c.w.Write(b[:]); err != nil {
-		return c.fail(err)
+		return c.lost(err)
 	}
 	return nil
 }
@@ -86,15 +134,15 @@ func (c *Client) answer(what string, n int) ([]byte, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	if err := c.w.Flush(); err != nil {
-		return nil, c.fail(err)
+	if err := c.raw.Flush(); err != nil {
+		return nil, c.lost(err)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(c.conn, b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, c.fail(fmt.Errorf("closed the connection instead of answering %s: see its log", what))
 		}
-		return nil, c.fail(fmt.Errorf("answering %s: %w", what, err))
+		return nil, c.lost(err)
 	}
 	return b, nil
 }
@@ -132,7 +180,7 @@ func (c *Client) Open(t Target) (*Stream, bool, error) {
 // Close ends the session: the server writes its images and answers with
 // its status. Only a nil error means the server holds every page sent.
 func (c *Client) Close() error {
-	defer c.conn.Close()
+	defer c.raw.Close()
 	if c.open != nil {
 		return c.fail(fmt.Errorf("session closed while %s was still being sent", c.open.target))
 	}
@@ -152,7 +200,7 @@ func (c *Client) Close() error {
 // Abort drops the connection: the server discards the session.
 func (c *Client) Abort() {
 	c.fail(errors.New("session aborted"))
-	c.conn.Close()
+	c.raw.Close()
 }
 
 // Stream sends the runs of one target. Runs come in address order through
@@ -164,6 +212,7 @@ type Stream struct {
 	target Target
 	queue  []pagemap.Entry // added, not sent yet
 	left   uint64          // bytes still owed for the run on the wire
+	run    uint64          // length of the run on the wire
 	end    uint64          // end of the last run added
 }
 
@@ -207,14 +256,18 @@ func (s *Stream) Write(p []byte) (int, error) {
 				return done, err
 			}
 			s.left = s.queue[0].NrPages * pagemap.PageSize
+			s.run = s.left
 			s.queue = s.queue[1:]
 		}
 		n := min(uint64(len(p)), s.left)
+		if r := s.c.record; r > 0 {
+			n = min(n, r-(s.run-s.left)%r)
+		}
 		if s.c.err != nil {
 			return done, s.c.err
 		}
 		if _, err := s.c.w.Write(p[:n]); err != nil {
-			return done, s.c.fail(err)
+			return done, s.c.lost(err)
 		}
 		s.c.Sent += n
 		s.left -= n

@@ -1,10 +1,12 @@
 package pageserver
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -314,4 +316,30 @@ func syncDir(path string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// ServeOne accepts one connection on ln (a TLS one when tc is set) and
+// receives its session into dir. A peer that fails the TLS handshake (no
+// certificate, or one the CA did not sign) is refused before it can send
+// anything.
+func ServeOne(ln net.Listener, dir *images.Dir, tc *tls.Config) (Received, string, error) {
+	conn, err := ln.Accept()
+	if err != nil {
+		return Received{}, "", fmt.Errorf("page server: %w", err)
+	}
+	defer conn.Close()
+	peer := conn.RemoteAddr().String()
+	log.Infof("page server: session with %s", peer)
+	var rw io.ReadWriter = conn
+	if tc != nil {
+		t := tls.Server(conn, tc)
+		t.SetDeadline(time.Now().Add(dialTimeout))
+		if err := t.Handshake(); err != nil {
+			return Received{}, peer, fmt.Errorf("page server: TLS handshake with %s: %w: refused, nothing was written", peer, err)
+		}
+		t.SetDeadline(time.Time{})
+		rw = t
+	}
+	got, err := Receive(rw, dir, peer)
+	return got, peer, err
 }

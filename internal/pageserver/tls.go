@@ -109,7 +109,9 @@ func (o TLS) ClientConfig(host string) (*tls.Config, error) {
 		return nil, err
 	}
 	c := &tls.Config{
-		Certificates:          []tls.Certificate{cert},
+		// Shown whatever CAs the server names, so that a server that does
+		// not trust it says why.
+		GetClientCertificate:  func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
 		RootCAs:               pool,
 		ServerName:            host,
 		MinVersion:            tls.VersionTLS12,
@@ -143,11 +145,14 @@ func (o TLS) ServerConfig() (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{
-		Certificates:          []tls.Certificate{cert},
-		ClientCAs:             pool,
-		ClientAuth:            tls.RequireAndVerifyClientCert,
-		MinVersion:            tls.VersionTLS12,
-		VerifyPeerCertificate: revoked(crl),
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		// One session per connection; and CRIU's reader (GnuTLS) answers
+		// a TLS 1.3 session ticket with EAGAIN where it waits for data.
+		SessionTicketsDisabled: true,
+		MinVersion:             tls.VersionTLS12,
+		VerifyPeerCertificate:  revoked(crl),
 	}, nil
 }
 
