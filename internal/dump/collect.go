@@ -243,7 +243,7 @@ func (d *dumper) task(t *ptrace.Task, r *taskReads) error {
 		if err := d.fromParasite(p, t, cores, mm); err != nil {
 			return err
 		}
-		return d.memory(t, st.StartTime, plans, p)
+		return d.memory(t, st.StartTime, plans, p, newLazyMap(plans, cores))
 	})
 	if err != nil {
 		return err
@@ -375,7 +375,7 @@ func (d *dumper) mm(t *ptrace.Task, st *proc.Stat, plans []vmaPlan) (*pb.MmEntry
 // memory writes the task's private pages: pagemap-PID.img lists them,
 // pages-N.img holds their bytes in the same order. In an incremental dump
 // pages unchanged since the parent images are listed as in the parent.
-func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasite.Parasite) error {
+func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasite.Parasite, lazy *lazyMap) error {
 	begin := time.Now()
 	tt, err := d.inc.taskTrack(t.Pid, start, false)
 	if err != nil {
@@ -394,7 +394,7 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 		return err
 	}
 	d.stats.MemdumpTime += time.Since(begin)
-	out := &pagemapOut{stream: dest.stream}
+	out := &pagemapOut{stream: dest.stream, lazy: lazy}
 	incremental := tt != nil && tt.parentHashes != nil
 	var dirty []mem.Range
 	var dirtyBytes uint64

@@ -196,7 +196,9 @@ func openParentPagemaps(parent *images.Dir) (map[int]*pagemap.Reader, error) {
 // pagemapOut collects a task's pagemap entries while its pages are written.
 type pagemapOut struct {
 	// stream, when the pages go to a page server, hears each run.
-	stream  *pageserver.Stream
+	stream *pageserver.Stream
+	// lazy marks the pages that may be restored lazily; nil: none.
+	lazy    *lazyMap
 	entries []pagemap.Entry
 	lastVMA uint64
 	written uint64 // pages with data in this directory
@@ -204,9 +206,21 @@ type pagemapOut struct {
 }
 
 func (o *pagemapOut) add(r mem.Range, vma uint64, inParent bool) {
-	flags := uint32(pagemap.FlagPresent)
 	if inParent {
-		flags = pagemap.FlagParent
+		o.addFlags(r, vma, pagemap.FlagParent)
+		return
+	}
+	o.lazy.split(r, vma, func(r mem.Range, lazy bool) {
+		flags := pagemap.FlagPresent
+		if lazy {
+			flags |= pagemap.FlagLazy
+		}
+		o.addFlags(r, vma, flags)
+	})
+}
+
+func (o *pagemapOut) addFlags(r mem.Range, vma uint64, flags uint32) {
+	if flags&pagemap.FlagParent != 0 {
 		o.parent += r.Pages()
 	} else {
 		o.written += r.Pages()
