@@ -51,6 +51,8 @@ restore leaves nothing running and the images unchanged.`,
 				TCPEstablished: opts.TCPEstablished,
 				TCPClose:       opts.TCPClose,
 				NetworkLock:    opts.NetworkLock,
+				LazyPages:      opts.LazyPages,
+				LazySocket:     lazySocket(opts),
 				Progress:       bar.Sink(),
 			})
 			bar.Finish()
@@ -78,6 +80,8 @@ restore leaves nothing running and the images unchanged.`,
 	f.BoolVarP(&opts.LeaveStopped, "leave-stopped", "s", false, "leave the restored tree stopped (SIGSTOP)")
 	f.BoolVar(&opts.UseNsLastPid, "use-ns-last-pid", false, "place PIDs through /proc/sys/kernel/ns_last_pid instead of clone3 set_tid")
 	f.BoolVar(&opts.DisplayStats, "display-stats", false, "print the restore statistics")
+	f.BoolVar(&opts.LazyPages, "lazy-pages", false, "post-copy: leave the lazy pages to the lazy-pages daemon (gockpt lazy-pages), which puts them in place as the tree runs")
+	f.StringVar(&opts.Address, "address", "", "with --lazy-pages: the lazy-pages daemon's unix socket (default: lazy-pages.socket in the work directory)")
 	addExtUnixSkFlag(cmd, opts)
 	f.StringArrayVar(&opts.InheritFds, "inherit-fd", nil, "fd[N]:KEY: restore's fd N stands for the file the images name KEY (pipe:[ID], socket:[INO], a path without its leading /, tty[RDEV:DEV]); repeatable")
 	f.BoolVarP(&opts.FileLocks, "file-locks", "l", false, "take the file locks of the images (filelocks.img) again; without it restore refuses images that hold locks")

@@ -70,6 +70,10 @@ type Options struct {
 	TLSCACert, TLSCACRL, TLSCert, TLSKey string
 	TLSNoCNVerify                        bool
 
+	// LazyPages: restore leaves lazy pages to the lazy-pages daemon
+	// (post-copy); the lazy-pages command is that daemon.
+	LazyPages bool
+
 	// restore
 	// InheritFds are --inherit-fd fd[N]:KEY (CRIU's spelling).
 	InheritFds      []string

@@ -36,14 +36,17 @@ func (rs *restorer) restoreMM(l *live) error {
 		return err
 	}
 	kept := inheritedAreas(t, now)
+	pagesID, entries, err := readPagemap(rs.plan.Dir, t.Pid)
+	if err != nil {
+		return err
+	}
+	if err := rs.lazyAreas(t, entries, kept); err != nil {
+		return err
+	}
 	if err := rs.clearAddressSpace(r, now, kept); err != nil {
 		return err
 	}
 	if err := rs.moveVDSO(t, r, now); err != nil {
-		return err
-	}
-	pagesID, entries, err := readPagemap(rs.plan.Dir, t.Pid)
-	if err != nil {
 		return err
 	}
 	fileFds := map[uint32]op{} // file id -> the op that gave the task its fd
@@ -424,12 +427,20 @@ func (rs *restorer) writePages(t *Task, pagesID uint32, entries []pagemap.Entry,
 	}()
 	w := &pageWriter{pid: t.Pid, progress: rs.opts.Progress}
 	defer w.close()
+	lazyAreas := rs.lazyAreasOf(t.Pid)
 	var off uint64 // in pages-N.img
 	for _, e := range entries {
 		if e.Flags&pagemap.FlagPresent == 0 && e.Flags&pagemap.FlagParent == 0 {
 			continue
 		}
 		size := e.NrPages * pageSize
+		if lazyPart(lazyAreas, e) {
+			// The daemon puts these in place.
+			if e.Flags&pagemap.FlagPresent != 0 {
+				off += size
+			}
+			continue
+		}
 		if kernelArea(t, e) {
 			// The running kernel's vDSO is in place: its dumped pages
 			// are passed over.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/lazy"
 	"github.com/gockpt/gockpt/internal/log"
 	"github.com/gockpt/gockpt/internal/lsm"
 	"github.com/gockpt/gockpt/internal/pidctl"
@@ -52,6 +53,10 @@ type Options struct {
 	Trace func(event string)
 	// Progress hears the pages to restore and restored; nil: nobody.
 	Progress progress.Sink
+	// LazyPages leaves the pages the dump marked lazy to the lazy-pages
+	// daemon listening on the unix socket LazySocket (post-copy).
+	LazyPages  bool
+	LazySocket string
 }
 
 // Stats is what a restore did.
@@ -136,6 +141,7 @@ type restorer struct {
 	// netLocked: restore holds the network lock of the tree's
 	// connections; netLockOwn: restore took it (no dump's was there).
 	netLocked, netLockOwn bool
+	lazy                  lazyState
 }
 
 // Run restores the tree in o.ImagesDir. On success the tree runs on (or is
@@ -159,7 +165,14 @@ func Run(o Options) (*Result, error) {
 	}
 	o.Progress = pagesToRestore(o.Progress, plan)
 	begin := time.Now()
-	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, afterFdsDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{}}
+	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, afterFdsDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{},
+		lazy: lazyState{areas: map[int][]lazy.Run{}, runs: map[int][]lazy.Run{}}}
+	if o.LazyPages {
+		if rs.lazy.daemon, err = lazy.Dial(o.LazySocket); err != nil {
+			return nil, err
+		}
+		defer rs.lazy.daemon.Close()
+	}
 	if rs.opener, err = files.NewOpener(plan.Dir, plan.Files, plan.Remaps); err != nil {
 		return nil, err
 	}
@@ -809,6 +822,9 @@ func (rs *restorer) restoreSeccomp(l *live) error {
 // finish unmaps the stub area, sets every thread's registers, and lets the
 // tree go.
 func (rs *restorer) finish() error {
+	if err := rs.handOverAll(); err != nil {
+		return err
+	}
 	for _, l := range rs.tasks {
 		if l.t.Zombie {
 			continue

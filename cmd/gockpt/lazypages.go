@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/config"
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/lazy"
+	"github.com/gockpt/gockpt/internal/log"
+)
+
+func init() { subcommands = append(subcommands, newLazyPagesCmd) }
+
+// lazySocketName is the daemon's socket in the work directory, as CRIU
+// names it.
+const lazySocketName = "lazy-pages.socket"
+
+// lazySocket is where restore --lazy-pages and the daemon meet: --address
+// when given (local pages), else lazy-pages.socket in the work directory.
+func lazySocket(opts *config.Options) string {
+	if opts.Address != "" && !opts.PageServer {
+		return opts.Address
+	}
+	dir := opts.WorkDir
+	if dir == "" {
+		dir = opts.ImagesDir
+	}
+	return filepath.Join(dir, lazySocketName)
+}
+
+func newLazyPagesCmd(opts *config.Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lazy-pages -D DIR [--address SOCK]",
+		Short: "Serve the lazy pages of a post-copy restore",
+		Long: `Post-copy: the restored tree runs before its memory is in place. This daemon
+waits for one restore --lazy-pages on its unix socket, takes the userfaultfds
+of the restored tasks, answers each page fault with the pages around it from
+the images in DIR, pushes the other pages in the background, and exits when
+every page is in place, saying how long that took.
+
+  gockpt lazy-pages -D DIR &
+  gockpt restore -D DIR --lazy-pages -d
+
+The socket is --address, or lazy-pages.socket in the work directory; give
+restore the same.`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{logNameAnnotation: "lazy-pages.log"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLazyPages(cmd, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Address, "address", "", "unix socket to wait for restore on (default: lazy-pages.socket in the work directory)")
+	return cmd
+}
+
+func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
+	dir, err := images.OpenDir(opts.ImagesDir)
+	if err != nil {
+		return err
+	}
+	sock := lazySocket(opts)
+	lfd, err := listenUnix(sock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	fmt.Fprintf(cmd.OutOrStdout(), "lazy-pages daemon listening on %s\n", sock)
+	log.Infof("lazy-pages daemon listening on %s, pages from %s", sock, dir.Path())
+	conn, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+	unix.Close(lfd)
+	if err != nil {
+		return fmt.Errorf("lazy-pages: %w", err)
+	}
+	d, err := lazy.NewDaemon(conn, lazy.NewImagesSource(dir))
+	if err != nil {
+		unix.Close(conn)
+		return err
+	}
+	defer d.Close()
+	st, err := d.Run()
+	if err != nil {
+		return fmt.Errorf("lazy-pages: %w", err)
+	}
+	med, p99 := st.Latency()
+	summary := fmt.Sprintf("Lazy pages: all in place %v after restore connected: %d pages (%.1f MiB) of %d tasks; %d faults answered (median %v, p99 %v), %d pages pushed ahead of faults, %d dropped by the tasks first",
+		st.Took.Round(time.Millisecond), st.Pages, float64(st.Pages*4096)/(1<<20), st.Tasks, st.Faults, med.Round(time.Microsecond), p99.Round(time.Microsecond), st.Pushed, st.Dropped)
+	log.Infof("%s", summary)
+	fmt.Fprintln(cmd.OutOrStdout(), summary)
+	return nil
+}
+
+// listenUnix listens on the unix socket path, 0600: whoever connects gets
+// to hand over userfaultfds.
+func listenUnix(path string) (int, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return -1, fmt.Errorf("lazy-pages: %w", err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	old := unix.Umask(0o177)
+	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+	unix.Umask(old)
+	if err == nil {
+		err = unix.Listen(fd, 1)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("lazy-pages: listening on %s: %w", path, err)
+	}
+	return fd, nil
+}

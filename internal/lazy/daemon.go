@@ -1,0 +1,440 @@
+package lazy
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/pagemap"
+	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/mem"
+)
+
+const pageSize = mem.PageSize
+
+// Source gives the data of pages as the dump saw them.
+type Source interface {
+	// ReadPages fills buf with the memory of task pid from addr on.
+	ReadPages(pid int, addr uint64, buf []byte) error
+	Close() error
+}
+
+// ImagesSource reads pages from an images directory (and its parents).
+type ImagesSource struct {
+	dir     *images.Dir
+	readers map[int]*pagemap.Reader
+}
+
+// NewImagesSource serves pages from dir.
+func NewImagesSource(dir *images.Dir) *ImagesSource {
+	return &ImagesSource{dir: dir, readers: map[int]*pagemap.Reader{}}
+}
+
+func (s *ImagesSource) ReadPages(pid int, addr uint64, buf []byte) error {
+	r := s.readers[pid]
+	if r == nil {
+		var err error
+		if r, err = pagemap.Open(s.dir, pid); err != nil {
+			return err
+		}
+		s.readers[pid] = r
+	}
+	return r.ReadAt(buf, addr)
+}
+
+func (s *ImagesSource) Close() error {
+	for _, r := range s.readers {
+		r.Close()
+	}
+	return nil
+}
+
+// Stats is what the daemon did.
+type Stats struct {
+	Tasks      int
+	Pages      uint64 // lazy pages put in place
+	Faults     int    // faults answered
+	Pushed     uint64 // pages put in place ahead of a fault
+	Dropped    uint64 // lazy pages the tasks unmapped or dropped first
+	Took       time.Duration
+	FaultTimes []time.Duration // per fault, from reading it to its pages in place
+}
+
+// Median and P99 of the fault service times.
+func (s *Stats) Latency() (median, p99 time.Duration) {
+	if len(s.FaultTimes) == 0 {
+		return 0, 0
+	}
+	t := append([]time.Duration(nil), s.FaultTimes...)
+	sort.Slice(t, func(i, j int) bool { return t[i] < t[j] })
+	return t[len(t)/2], t[(len(t)*99)/100]
+}
+
+// task is a restored task (or a child it forked since) whose pages are not
+// all in place.
+type task struct {
+	name   string
+	srcPid int // whose pages, in the images
+	u      *mem.Uffd
+	segs   segs
+}
+
+// Daemon serves the lazy pages of one restore.
+type Daemon struct {
+	src   Source
+	conn  int // the restore's connection; -1 once it sent every task
+	tasks []*task
+	buf   []byte
+	stats Stats
+	// Prefetch is how many pages a fault brings in at most, around it.
+	Prefetch uint64
+	// Push is how many pages one background copy moves at most.
+	Push uint64
+}
+
+// maxChunk bounds one copy.
+const maxChunk = 1 << 20
+
+// NewDaemon serves the tasks restore sends on conn (a connected unix
+// stream socket, which the daemon owns).
+func NewDaemon(conn int, src Source) (*Daemon, error) {
+	buf, err := unix.Mmap(-1, 0, maxChunk, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{src: src, conn: conn, buf: buf, Prefetch: 32, Push: maxChunk / pageSize}, nil
+}
+
+// Run serves until every page is in place, then lets the tasks go (closing
+// the userfaultfds). An error leaves the tasks waiting on their faults:
+// the caller decides (a standby may finish, or the tree is killed).
+func (d *Daemon) Run() (*Stats, error) {
+	begin := time.Now()
+	defer func() { d.stats.Took = time.Since(begin) }()
+	for {
+		if d.conn < 0 && d.left() == 0 {
+			break
+		}
+		fds := make([]unix.PollFd, 0, len(d.tasks)+1)
+		if d.conn >= 0 {
+			fds = append(fds, unix.PollFd{Fd: int32(d.conn), Events: unix.POLLIN})
+		}
+		for _, t := range d.tasks {
+			fds = append(fds, unix.PollFd{Fd: int32(t.u.Fd()), Events: unix.POLLIN})
+		}
+		timeout := -1
+		if d.left() > 0 {
+			timeout = 0
+		}
+		n, err := unix.Poll(fds, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return &d.stats, fmt.Errorf("poll: %w", err)
+		}
+		if n <= 0 {
+			if err := d.push(); err != nil {
+				return &d.stats, err
+			}
+			continue
+		}
+		i := 0
+		if d.conn >= 0 {
+			if fds[0].Revents != 0 {
+				if err := d.receive(); err != nil {
+					return &d.stats, err
+				}
+			}
+			i = 1
+		}
+		// Tasks may be added or dropped while their events are read.
+		ready := map[*task]bool{}
+		for j, t := range d.tasks[:len(fds)-i] {
+			if fds[i+j].Revents != 0 {
+				ready[t] = true
+			}
+		}
+		for _, t := range append([]*task(nil), d.tasks...) {
+			if ready[t] {
+				if err := d.events(t); err != nil {
+					return &d.stats, err
+				}
+			}
+		}
+	}
+	for _, t := range d.tasks {
+		t.u.Close()
+	}
+	d.tasks = nil
+	return &d.stats, nil
+}
+
+// left is how many lazy pages are not in place.
+func (d *Daemon) left() uint64 {
+	var n uint64
+	for _, t := range d.tasks {
+		n += t.segs.pages()
+	}
+	return n
+}
+
+// receive reads one task from restore and answers it.
+func (d *Daemon) receive() error {
+	var h [taskHeader]byte
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(d.conn, h[:], oob, 0)
+	if err != nil {
+		return fmt.Errorf("reading from restore: %w", err)
+	}
+	if n == 0 {
+		return errors.New("restore hung up before it sent every task (did it fail? see its log)")
+	}
+	fd := -1
+	if oobn > 0 {
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) > 0 {
+			if fds, err := unix.ParseUnixRights(&msgs[0]); err == nil && len(fds) > 0 {
+				fd = fds[0]
+				for _, extra := range fds[1:] {
+					unix.Close(extra)
+				}
+			}
+		}
+	}
+	if n < taskHeader {
+		if err := readFull(d.conn, h[n:]); err != nil {
+			closeFd(fd)
+			return fmt.Errorf("reading from restore: %w", err)
+		}
+	}
+	pid, nruns, err := decodeHeader(h[:])
+	if err != nil {
+		closeFd(fd)
+		return fmt.Errorf("restore sent: %w", err)
+	}
+	if pid == 0 {
+		closeFd(fd)
+		if err := ack(d.conn); err != nil {
+			return err
+		}
+		unix.Close(d.conn)
+		d.conn = -1
+		log.Infof("lazy pages: restore sent every task: %d lazy pages to put in place", d.left())
+		return nil
+	}
+	runs, err := readRuns(fdReader(d.conn), pid, nruns)
+	if err != nil {
+		closeFd(fd)
+		return fmt.Errorf("restore sent: %w", err)
+	}
+	if fd < 0 {
+		return fmt.Errorf("restore sent task %d: %w", pid, errNoFd)
+	}
+	t := &task{name: fmt.Sprintf("task %d", pid), srcPid: pid, u: mem.UffdFromFd(fd)}
+	for _, r := range runs {
+		t.segs = append(t.segs, seg{r.Start, r.End(), r.Start})
+	}
+	d.tasks = append(d.tasks, t)
+	d.stats.Tasks++
+	log.Debugf("lazy pages: %s: %d pages in %d runs", t.name, t.segs.pages(), len(runs))
+	return ack(d.conn)
+}
+
+func ack(fd int) error {
+	if _, err := unix.Write(fd, []byte{1}); err != nil {
+		return fmt.Errorf("answering restore: %w", err)
+	}
+	return nil
+}
+
+func closeFd(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// events reads and handles every event waiting on t's userfaultfd.
+func (d *Daemon) events(t *task) error {
+	var b [mem.UffdMsgSize * 16]byte
+	for {
+		n, err := unix.Read(t.u.Fd(), b[:])
+		if errors.Is(err, unix.EAGAIN) || n == 0 {
+			return nil
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: reading its userfaultfd: %w", t.name, err)
+		}
+		for off := 0; off+mem.UffdMsgSize <= n; off += mem.UffdMsgSize {
+			m := mem.ParseUffdMsg(b[off : off+mem.UffdMsgSize])
+			if err := d.event(t, m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (d *Daemon) event(t *task, m mem.UffdMsg) error {
+	switch m.Event {
+	case mem.UffdEventPagefault:
+		return d.fault(t, m.Addr&^(pageSize-1))
+	case mem.UffdEventFork:
+		child := &task{name: "a child of " + t.name, srcPid: t.srcPid, u: mem.UffdFromFd(m.Fd), segs: append(segs(nil), t.segs...)}
+		d.tasks = append(d.tasks, child)
+		log.Debugf("lazy pages: %s forked: its child shares %d pages to put in place", t.name, child.segs.pages())
+	case mem.UffdEventRemap:
+		t.segs.move(m.From, m.To, m.Len)
+	case mem.UffdEventRemove, mem.UffdEventUnmap:
+		for _, g := range t.segs.cut(m.Start, m.End) {
+			d.stats.Dropped += (g.end - g.start) / pageSize
+		}
+	}
+	return nil
+}
+
+// fault answers a fault at page addr: the pages around it when they are
+// lazy, else a zero page (memory never dumped reads as zeros).
+func (d *Daemon) fault(t *task, addr uint64) error {
+	begin := time.Now()
+	d.stats.Faults++
+	i := t.segs.find(addr)
+	if i < 0 {
+		if err := t.u.Zero(addr, pageSize); err != nil && !errors.Is(err, mem.ErrUffdExist) && !gone(err) {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		t.u.Wake(addr, pageSize)
+		d.stats.FaultTimes = append(d.stats.FaultTimes, time.Since(begin))
+		return nil
+	}
+	g := t.segs[i]
+	back := min(d.Prefetch/4, (addr-g.start)/pageSize)
+	start := addr - back*pageSize
+	end := min(g.end, start+d.Prefetch*pageSize)
+	err := d.copyIn(t, start, end)
+	t.u.Wake(addr, pageSize)
+	d.stats.FaultTimes = append(d.stats.FaultTimes, time.Since(begin))
+	return err
+}
+
+// push puts the next pages of some task in place ahead of its faults.
+func (d *Daemon) push() error {
+	for _, t := range d.tasks {
+		if len(t.segs) == 0 {
+			continue
+		}
+		g := t.segs[0]
+		end := min(g.end, g.start+d.Push*pageSize)
+		before := d.stats.Pages
+		err := d.copyIn(t, g.start, end)
+		d.stats.Pushed += d.stats.Pages - before
+		return err
+	}
+	return nil
+}
+
+// copyIn puts [start, end) of t in place (all of it lazy and not in place)
+// and takes it off t's list.
+func (d *Daemon) copyIn(t *task, start, end uint64) error {
+	pieces := t.segs.cut(start, end)
+	for pi, g := range pieces {
+		for addr := g.start; addr < g.end; {
+			n := min(g.end-addr, uint64(len(d.buf)))
+			data := d.buf[:n]
+			if err := d.src.ReadPages(t.srcPid, g.src+(addr-g.start), data); err != nil {
+				t.segs.add(pieces[pi:])
+				return fmt.Errorf("%s: pages at %#x: %w", t.name, addr, err)
+			}
+			done, err := t.u.Copy(addr, data)
+			d.stats.Pages += uint64(done) / pageSize
+			switch {
+			case err == nil:
+			case errors.Is(err, mem.ErrUffdExist):
+				// Already there (the kernel made it): leave it.
+				done += pageSize
+			case errors.Is(err, unix.EAGAIN):
+				// The task's mm is changing (an mremap whose event is
+				// waiting): the rest goes back on the list for later.
+				rest := []seg{{addr + uint64(done), g.end, g.src + (addr + uint64(done) - g.start)}}
+				t.segs.add(append(rest, pieces[pi+1:]...))
+				return nil
+			case gone(err):
+				// The task exited, or unmapped the area (its event
+				// follows): nothing to put there.
+				if errors.Is(err, unix.ESRCH) {
+					d.drop(t)
+					return nil
+				}
+				done = int(n)
+			default:
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			addr += uint64(done)
+		}
+	}
+	return nil
+}
+
+// gone reports errors of a task that exited or of an area it unmapped.
+func gone(err error) bool {
+	return errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EFAULT)
+}
+
+// drop forgets a task that exited.
+func (d *Daemon) drop(t *task) {
+	for i, o := range d.tasks {
+		if o == t {
+			d.tasks = append(d.tasks[:i], d.tasks[i+1:]...)
+			break
+		}
+	}
+	d.stats.Dropped += t.segs.pages()
+	log.Debugf("lazy pages: %s exited with %d pages not in place", t.name, t.segs.pages())
+	t.u.Close()
+}
+
+// Close releases what the daemon holds: a daemon that did not finish lets
+// go of the userfaultfds here.
+func (d *Daemon) Close() {
+	for _, t := range d.tasks {
+		t.u.Close()
+	}
+	d.tasks = nil
+	if d.conn >= 0 {
+		unix.Close(d.conn)
+		d.conn = -1
+	}
+	if d.buf != nil {
+		unix.Munmap(d.buf)
+		d.buf = nil
+	}
+	d.src.Close()
+}
+
+func readFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("unexpected end of the connection")
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+type fdReader int
+
+func (r fdReader) Read(b []byte) (int, error) {
+	if err := readFull(int(r), b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
