@@ -35,6 +35,9 @@ func lazySocket(opts *config.Options) string {
 	return filepath.Join(dir, lazySocketName)
 }
 
+// Tuning of the daemon (lazy-pages only).
+var prefetch, push uint64
+
 func newLazyPagesCmd(opts *config.Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lazy-pages -D DIR [--address SOCK]",
@@ -58,6 +61,8 @@ restore the same.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Address, "address", "", "unix socket to wait for restore on (default: lazy-pages.socket in the work directory)")
+	f.Uint64Var(&prefetch, "prefetch", 32, "pages a fault brings in at most, around the page that faulted")
+	f.Uint64Var(&push, "push-pages", 256, "pages one background copy moves at most (0: none: pages come only when they fault, for tests and slow links)")
 	return cmd
 }
 
@@ -85,6 +90,7 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 		return err
 	}
 	defer d.Close()
+	d.Prefetch, d.Push = max(prefetch, 1), min(push, 256)
 	st, err := d.Run()
 	if err != nil {
 		return fmt.Errorf("lazy-pages: %w", err)

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -238,6 +239,17 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 		return nil, err
 	}
 	d.dir = dir
+	if d.ps != nil {
+		removed, err := dir.PagesElsewhere()
+		if err != nil {
+			d.abortPageServer()
+			checker.Close()
+			return nil, err
+		}
+		if len(removed) > 0 {
+			log.Infof("the pages go to the page server: removed the page images of an earlier dump in %s: %s", dir.Path(), strings.Join(removed, " "))
+		}
+	}
 	d.files.PagesID = func() uint32 { d.pages++; return d.pages }
 	d.files.OnRepair = func(pid, fd int, ino uint64, reuse bool) error { return d.watchdog.Repair(pid, fd, ino, reuse) }
 	return d, nil

@@ -25,6 +25,37 @@ type Dir struct {
 	// written names the files created since BeginWrite; nil when the
 	// directory is not being written.
 	written map[string]bool
+	// pagesElsewhere: the pages of this dump go to a page server, which
+	// may write them into this directory itself.
+	pagesElsewhere bool
+}
+
+// pageImage tells whether name is a pagemap or pages image.
+func pageImage(name string) bool {
+	return matchName("pagemap-%d.img", name) || matchName("pagemap-shmem-%d.img", name) || matchName("pages-%d.img", name)
+}
+
+// PagesElsewhere says that this dump's pages go to a page server: the
+// pagemap and pages images of an earlier dump are removed now, before the
+// server could write any here, and RemoveStale leaves those it finds
+// later (the server's).
+func (d *Dir) PagesElsewhere() ([]string, error) {
+	d.pagesElsewhere = true
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("images directory %s: %w", d.path, err)
+	}
+	var removed []string
+	for _, e := range ents {
+		if e.IsDir() || !pageImage(e.Name()) {
+			continue
+		}
+		if err := os.Remove(d.Join(e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("images directory %s: removing %s of an earlier dump: %w", d.path, e.Name(), err)
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
 }
 
 // OpenDir opens an existing images directory for reading.
@@ -83,7 +114,7 @@ func (d *Dir) RemoveStale() ([]string, error) {
 	var removed []string
 	for _, e := range ents {
 		name := e.Name()
-		if written[name] || e.IsDir() || !IsImageName(name) {
+		if written[name] || e.IsDir() || !IsImageName(name) || (d.pagesElsewhere && pageImage(name)) {
 			continue
 		}
 		if err := os.Remove(d.Join(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

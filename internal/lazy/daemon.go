@@ -3,7 +3,10 @@ package lazy
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -79,8 +82,34 @@ func (s *Stats) Latency() (median, p99 time.Duration) {
 type task struct {
 	name   string
 	srcPid int // whose pages, in the images
-	u      *mem.Uffd
-	segs   segs
+	// pid is the task's PID, 0 for a child forked since restore until
+	// its first fault names it; pidfd tells when it exits (-1: unknown).
+	pid   int
+	pidfd int
+	u     *mem.Uffd
+	segs  segs
+	// stale counts copies that found the mm changed with no event since.
+	stale int
+}
+
+// maxStale is how many times in a row a copy may find the task's mm
+// changed with no event explaining it.
+const maxStale = 1000
+
+// watch opens the task's pidfd.
+func (t *task) watch(pid int) {
+	t.pid = pid
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		t.pidfd = fd
+	}
+}
+
+func (t *task) close() {
+	t.u.Close()
+	if t.pidfd >= 0 {
+		unix.Close(t.pidfd)
+		t.pidfd = -1
+	}
 }
 
 // Daemon serves the lazy pages of one restore.
@@ -90,10 +119,19 @@ type Daemon struct {
 	tasks []*task
 	buf   []byte
 	stats Stats
+	// again are faults to answer once the task's mm stops changing (a
+	// fork, mremap or munmap whose event is being delivered).
+	again []pendingFault
 	// Prefetch is how many pages a fault brings in at most, around it.
 	Prefetch uint64
 	// Push is how many pages one background copy moves at most.
 	Push uint64
+}
+
+type pendingFault struct {
+	t     *task
+	addr  uint64
+	begin time.Time
 }
 
 // maxChunk bounds one copy.
@@ -119,22 +157,37 @@ func (d *Daemon) Run() (*Stats, error) {
 		if d.conn < 0 && d.left() == 0 {
 			break
 		}
-		fds := make([]unix.PollFd, 0, len(d.tasks)+1)
+		fds := make([]unix.PollFd, 0, 2*len(d.tasks)+1)
 		if d.conn >= 0 {
 			fds = append(fds, unix.PollFd{Fd: int32(d.conn), Events: unix.POLLIN})
 		}
-		for _, t := range d.tasks {
+		tasks := append([]*task(nil), d.tasks...)
+		for _, t := range tasks {
 			fds = append(fds, unix.PollFd{Fd: int32(t.u.Fd()), Events: unix.POLLIN})
 		}
+		for _, t := range tasks {
+			fds = append(fds, unix.PollFd{Fd: int32(t.pidfd), Events: unix.POLLIN})
+		}
 		timeout := -1
-		if d.left() > 0 {
+		switch {
+		case len(d.again) > 0:
+			timeout = 1
+		case d.Push > 0 && d.left() > 0:
 			timeout = 0
+		case d.Push == 0 && d.unnamed():
+			timeout = 100
 		}
 		n, err := unix.Poll(fds, timeout)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return &d.stats, fmt.Errorf("poll: %w", err)
 		}
+		if err := d.retry(); err != nil {
+			return &d.stats, err
+		}
 		if n <= 0 {
+			if len(d.again) > 0 {
+				continue
+			}
 			if err := d.push(); err != nil {
 				return &d.stats, err
 			}
@@ -149,23 +202,23 @@ func (d *Daemon) Run() (*Stats, error) {
 			}
 			i = 1
 		}
-		// Tasks may be added or dropped while their events are read.
-		ready := map[*task]bool{}
-		for j, t := range d.tasks[:len(fds)-i] {
-			if fds[i+j].Revents != 0 {
-				ready[t] = true
-			}
-		}
-		for _, t := range append([]*task(nil), d.tasks...) {
-			if ready[t] {
+		for j, t := range tasks {
+			if fds[i+j].Revents != 0 && d.has(t) {
 				if err := d.events(t); err != nil {
 					return &d.stats, err
 				}
 			}
 		}
+		for j, t := range tasks {
+			if fds[i+len(tasks)+j].Revents != 0 && d.has(t) {
+				// Its events were read above: what it did before it
+				// exited is known.
+				d.drop(t)
+			}
+		}
 	}
 	for _, t := range d.tasks {
-		t.u.Close()
+		t.close()
 	}
 	d.tasks = nil
 	return &d.stats, nil
@@ -231,7 +284,8 @@ func (d *Daemon) receive() error {
 	if fd < 0 {
 		return fmt.Errorf("restore sent task %d: %w", pid, errNoFd)
 	}
-	t := &task{name: fmt.Sprintf("task %d", pid), srcPid: pid, u: mem.UffdFromFd(fd)}
+	t := &task{name: fmt.Sprintf("task %d", pid), srcPid: pid, u: mem.UffdFromFd(fd), pidfd: -1}
+	t.watch(pid)
 	for _, r := range runs {
 		t.segs = append(t.segs, seg{r.Start, r.End(), r.Start})
 	}
@@ -278,11 +332,21 @@ func (d *Daemon) events(t *task) error {
 }
 
 func (d *Daemon) event(t *task, m mem.UffdMsg) error {
+	if m.Event != mem.UffdEventPagefault {
+		t.stale = 0
+	}
 	switch m.Event {
 	case mem.UffdEventPagefault:
-		return d.fault(t, m.Addr&^(pageSize-1))
+		if t.pid == 0 && m.Tid > 0 {
+			if pid := tgid(m.Tid); pid > 0 {
+				t.name = fmt.Sprintf("task %d (%s)", pid, t.name)
+				t.watch(pid)
+			}
+		}
+		d.stats.Faults++
+		return d.fault(t, m.Addr&^(pageSize-1), time.Now())
 	case mem.UffdEventFork:
-		child := &task{name: "a child of " + t.name, srcPid: t.srcPid, u: mem.UffdFromFd(m.Fd), segs: append(segs(nil), t.segs...)}
+		child := &task{name: "a child of " + t.name, srcPid: t.srcPid, u: mem.UffdFromFd(m.Fd), pidfd: -1, segs: append(segs(nil), t.segs...)}
 		d.tasks = append(d.tasks, child)
 		log.Debugf("lazy pages: %s forked: its child shares %d pages to put in place", t.name, child.segs.pages())
 	case mem.UffdEventRemap:
@@ -297,12 +361,15 @@ func (d *Daemon) event(t *task, m mem.UffdMsg) error {
 
 // fault answers a fault at page addr: the pages around it when they are
 // lazy, else a zero page (memory never dumped reads as zeros).
-func (d *Daemon) fault(t *task, addr uint64) error {
-	begin := time.Now()
-	d.stats.Faults++
+func (d *Daemon) fault(t *task, addr uint64, begin time.Time) error {
 	i := t.segs.find(addr)
 	if i < 0 {
-		if err := t.u.Zero(addr, pageSize); err != nil && !errors.Is(err, mem.ErrUffdExist) && !gone(err) {
+		err := t.u.Zero(addr, pageSize)
+		if errors.Is(err, unix.EAGAIN) {
+			d.again = append(d.again, pendingFault{t, addr, begin})
+			return nil
+		}
+		if err != nil && !errors.Is(err, mem.ErrUffdExist) && !gone(err) {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 		t.u.Wake(addr, pageSize)
@@ -313,22 +380,81 @@ func (d *Daemon) fault(t *task, addr uint64) error {
 	back := min(d.Prefetch/4, (addr-g.start)/pageSize)
 	start := addr - back*pageSize
 	end := min(g.end, start+d.Prefetch*pageSize)
-	err := d.copyIn(t, start, end)
+	again, err := d.copyIn(t, start, end)
+	if err != nil {
+		return err
+	}
+	if again && t.segs.find(addr) >= 0 {
+		d.again = append(d.again, pendingFault{t, addr, begin})
+		return nil
+	}
 	t.u.Wake(addr, pageSize)
 	d.stats.FaultTimes = append(d.stats.FaultTimes, time.Since(begin))
-	return err
+	return nil
+}
+
+// retry answers the faults that met a changing mm.
+func (d *Daemon) retry() error {
+	pending := d.again
+	d.again = nil
+	for _, f := range pending {
+		if !d.has(f.t) {
+			continue
+		}
+		if err := d.fault(f.t, f.addr, f.begin); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// has tells whether t is still served.
+func (d *Daemon) has(t *task) bool {
+	for _, o := range d.tasks {
+		if o == t {
+			return true
+		}
+	}
+	return false
+}
+
+// unnamed tells whether a forked child with pages to come has not faulted
+// yet: without background copies, one page now and then tells whether it
+// still lives.
+func (d *Daemon) unnamed() bool {
+	for _, t := range d.tasks {
+		if t.pid == 0 && len(t.segs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// tgid is the process of thread tid, 0 if unknown.
+func tgid(tid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }
 
 // push puts the next pages of some task in place ahead of its faults.
 func (d *Daemon) push() error {
 	for _, t := range d.tasks {
-		if len(t.segs) == 0 {
+		if len(t.segs) == 0 || (d.Push == 0 && t.pid != 0) {
 			continue
 		}
 		g := t.segs[0]
-		end := min(g.end, g.start+d.Push*pageSize)
+		end := min(g.end, g.start+max(d.Push, 1)*pageSize)
 		before := d.stats.Pages
-		err := d.copyIn(t, g.start, end)
+		_, err := d.copyIn(t, g.start, end)
 		d.stats.Pushed += d.stats.Pages - before
 		return err
 	}
@@ -336,44 +462,74 @@ func (d *Daemon) push() error {
 }
 
 // copyIn puts [start, end) of t in place (all of it lazy and not in place)
-// and takes it off t's list.
-func (d *Daemon) copyIn(t *task, start, end uint64) error {
+// and takes it off t's list. again: the task's mm is changing; what was
+// not copied is back on the list.
+func (d *Daemon) copyIn(t *task, start, end uint64) (again bool, err error) {
 	pieces := t.segs.cut(start, end)
 	for pi, g := range pieces {
 		for addr := g.start; addr < g.end; {
 			n := min(g.end-addr, uint64(len(d.buf)))
 			data := d.buf[:n]
 			if err := d.src.ReadPages(t.srcPid, g.src+(addr-g.start), data); err != nil {
-				t.segs.add(pieces[pi:])
-				return fmt.Errorf("%s: pages at %#x: %w", t.name, addr, err)
+				t.segs.add(append([]seg{{addr, g.end, g.src + (addr - g.start)}}, pieces[pi+1:]...))
+				return false, fmt.Errorf("%s: pages at %#x: %w", t.name, addr, err)
 			}
 			done, err := t.u.Copy(addr, data)
 			d.stats.Pages += uint64(done) / pageSize
 			switch {
 			case err == nil:
 			case errors.Is(err, mem.ErrUffdExist):
-				// Already there (the kernel made it): leave it.
-				done += pageSize
-			case errors.Is(err, unix.EAGAIN):
-				// The task's mm is changing (an mremap whose event is
-				// waiting): the rest goes back on the list for later.
-				rest := []seg{{addr + uint64(done), g.end, g.src + (addr + uint64(done) - g.start)}}
-				t.segs.add(append(rest, pieces[pi+1:]...))
-				return nil
-			case gone(err):
-				// The task exited, or unmapped the area (its event
-				// follows): nothing to put there.
-				if errors.Is(err, unix.ESRCH) {
-					d.drop(t)
-					return nil
+				// A lazy page is there already: touched before its area
+				// was registered (restore's own work), so it holds
+				// nothing the task wrote. The dump's page goes over it.
+				at := addr + uint64(done)
+				if err := d.overwrite(t, at, data[done:done+pageSize]); err != nil {
+					return false, err
 				}
-				done = int(n)
+				d.stats.Pages++
+				done += pageSize
+			case errors.Is(err, unix.ESRCH):
+				d.drop(t) // the task exited
+				return false, nil
+			case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOENT):
+				// The task's mm is changing, or changed (a fork,
+				// mremap or munmap whose event is on its way): the
+				// rest goes back on the list, for once the event says
+				// where it went. An area that stays away without an
+				// event is given up after a while.
+				rest := []seg{{addr + uint64(done), g.end, g.src + (addr + uint64(done) - g.start)}}
+				if t.stale++; t.stale > maxStale {
+					log.Warnf("lazy pages: %s: %#x-%#x cannot be put in place (%v) and no event says why: given up", t.name, rest[0].start, rest[0].end, err)
+					d.stats.Dropped += (rest[0].end - rest[0].start) / pageSize
+					rest = nil
+					t.stale = 0
+				}
+				t.segs.add(append(rest, pieces[pi+1:]...))
+				return true, nil
 			default:
-				return fmt.Errorf("%s: %w", t.name, err)
+				return false, fmt.Errorf("%s: %w", t.name, err)
 			}
 			addr += uint64(done)
 		}
 	}
+	return false, nil
+}
+
+// overwrite writes a page that is present already.
+func (d *Daemon) overwrite(t *task, addr uint64, page []byte) error {
+	if t.pid == 0 {
+		return fmt.Errorf("%s: lazy page %#x is already present and its task is not known: it cannot be put in place", t.name, addr)
+	}
+	local := []unix.Iovec{{Base: &page[0]}}
+	local[0].SetLen(len(page))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(page)}}
+	if _, err := unix.ProcessVMWritev(t.pid, local, remote, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("%s: lazy page %#x was present already; writing it: %w", t.name, addr, err)
+	}
+	log.Debugf("lazy pages: %s: page %#x was present already: written over", t.name, addr)
 	return nil
 }
 
@@ -392,14 +548,14 @@ func (d *Daemon) drop(t *task) {
 	}
 	d.stats.Dropped += t.segs.pages()
 	log.Debugf("lazy pages: %s exited with %d pages not in place", t.name, t.segs.pages())
-	t.u.Close()
+	t.close()
 }
 
 // Close releases what the daemon holds: a daemon that did not finish lets
 // go of the userfaultfds here.
 func (d *Daemon) Close() {
 	for _, t := range d.tasks {
-		t.u.Close()
+		t.close()
 	}
 	d.tasks = nil
 	if d.conn >= 0 {

@@ -29,6 +29,7 @@ type UffdMsg struct {
 	// Pagefault: Addr (and Flags); Fork: Fd, the child's new userfaultfd;
 	// Remap: From, To, Len; Remove and Unmap: Start, End.
 	Flags, Addr   uint64
+	Tid           int // the faulting thread, with UffdFeatureThreadID
 	Fd            int
 	From, To, Len uint64
 	Start, End    uint64
@@ -41,6 +42,7 @@ func ParseUffdMsg(b []byte) UffdMsg {
 	switch m.Event {
 	case UffdEventPagefault:
 		m.Flags, m.Addr = hostEndian.Uint64(a), hostEndian.Uint64(a[8:])
+		m.Tid = int(hostEndian.Uint32(a[16:]))
 	case UffdEventFork:
 		m.Fd = int(hostEndian.Uint32(a))
 	case UffdEventRemap:

@@ -135,7 +135,7 @@ func (rs *restorer) handOver(l *live) error {
 	}
 	u := mem.UffdFromFd(fd)
 	defer u.Close() // the daemon holds its own copy
-	const events = mem.UffdFeatureEventFork | mem.UffdFeatureEventRemap | mem.UffdFeatureEventRemove | mem.UffdFeatureEventUnmap
+	const events = mem.UffdFeatureEventFork | mem.UffdFeatureEventRemap | mem.UffdFeatureEventRemove | mem.UffdFeatureEventUnmap | mem.UffdFeatureThreadID
 	if _, err := u.Handshake(events); err != nil {
 		return fmt.Errorf("task %d: %w", l.t.Pid, err)
 	}

@@ -298,6 +298,12 @@ func (rs *restorer) run() error {
 	if err := rs.settleAll(); err != nil {
 		return err
 	}
+	// Every task's memory is in place but the lazy pages: the daemon
+	// answers faults from here on, before threads, rseq or anything else
+	// touches that memory.
+	if err := rs.handOverAll(); err != nil {
+		return err
+	}
 	rs.stats.ForkingTime = time.Since(fork)
 	// The stub is no longer needed: the root is our child (CLONE_PARENT).
 	rs.stub.Kill()
@@ -822,9 +828,6 @@ func (rs *restorer) restoreSeccomp(l *live) error {
 // finish unmaps the stub area, sets every thread's registers, and lets the
 // tree go.
 func (rs *restorer) finish() error {
-	if err := rs.handOverAll(); err != nil {
-		return err
-	}
 	for _, l := range rs.tasks {
 		if l.t.Zombie {
 			continue
