@@ -107,10 +107,16 @@ func criuErrors(log string) string {
 const criuDumpLog = "criu-dump.log"
 
 // CRIUCheckpoint has CRIU dump the tree into a new images directory (which
-// kills the tree, as gockpt dump does).
+// kills the tree, as gockpt dump does), its pages through a page server in
+// the page-server modes.
 func (r *Run) CRIUCheckpoint() error {
+	return r.viaPageServer(nil, r.criuCheckpoint)
+}
+
+func (r *Run) criuCheckpoint(extra []string) error {
 	img := r.newImagesDir()
-	if err := os.Mkdir(img, 0o700); err != nil {
+	// A page server (gockpt's) may have made it already.
+	if err := os.MkdirAll(img, 0o700); err != nil {
 		return err
 	}
 	now, err := CollectTree(r.root)
@@ -118,7 +124,8 @@ func (r *Run) CRIUCheckpoint() error {
 		return fmt.Errorf("before dump: %w", err)
 	}
 	r.last = now
-	args := append([]string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", criuDumpLog, "-v4"}, r.test.Opts...)
+	args := append([]string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", criuDumpLog, "-v4"}, extra...)
+	args = append(args, r.test.Opts...)
 	if _, err := r.toolOut("criu", r.cfg.CRIU, "dump", args...); err != nil {
 		return fmt.Errorf("%w\n%s", err, criuErrors(filepath.Join(img, criuDumpLog)))
 	}

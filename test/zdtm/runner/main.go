@@ -34,7 +34,7 @@ func main() {
 func run() int {
 	var (
 		names   = flag.String("t", "", "run only these tests (comma-separated names)")
-		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, predump-hashes, criu-restore, criu-dump, criu-predump; \"all\" = the default set; a test runs only the modes its header allows)")
+		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, page-server, predump-page-server, predump-hashes, criu-restore, criu-dump, criu-predump, criu-page-server, criu-dump-page-server; \"all\" = the default set; a test runs only the modes its header allows)")
 		noCR    = flag.Bool("no-cr", false, "same as -m none: no checkpoint, only the tests' own checks")
 		keep    = flag.Bool("keep", false, "keep the work directory (images, logs, output) of failed runs")
 		verbose = flag.Bool("v", false, "verbose: commands, timings, gockpt output")
@@ -58,7 +58,7 @@ func run() int {
 			if len(t.Needs) > 0 {
 				extra = " needs: " + strings.Join(t.Needs, " ")
 			}
-			fmt.Printf("%-18s [%s]%s\n    %s\n", t.Name, strings.Join(t.Modes, " "), extra, t.Desc)
+			fmt.Printf("%-18s [%s]%s\n    %s\n", t.Name, strings.Join(t.RunModes(), " "), extra, t.Desc)
 		}
 		return 0
 	}

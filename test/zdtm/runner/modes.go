@@ -7,19 +7,31 @@ import (
 
 // Mode is one way of checkpointing a running test between "ready" and
 // SIGTERM. A new mode is one more entry in modes built from the Run steps
-// PreDump, Checkpoint, KillTree, RestoreAndVerify and Verify, for example:
-//
-//   - lazy: Checkpoint, then RestoreAndVerify with Extra --lazy-pages and a
-//     lazy-pages daemon the mode starts and stops around it;
-//   - page-server: a page-server daemon on the images directory, Checkpoint
-//     with Extra --page-server --address --port, RestoreAndVerify.
+// PreDump, Checkpoint, CRIUCheckpoint, KillTree, RestoreAndVerify,
+// CRIURestoreAndVerify and Verify, for example lazy: Checkpoint, then
+// RestoreAndVerify with Extra --lazy-pages and a lazy-pages daemon the mode
+// starts and stops around it.
 type Mode struct {
 	Name string
 	Desc string
 	CR   func(r *Run) error
 	// OptIn: not one of a test's default modes; only tests whose header
-	// names it run it (it is still in the runner's default -m set).
+	// names it (or the mode it runs With) run it (it is still in the
+	// runner's default -m set).
 	OptIn bool
+	// With names a mode this one comes with: every test that runs that
+	// mode runs this one too, unless its header excludes it ("modes: ...
+	// -NAME"). The page-server modes come with the modes they repeat
+	// through a page server.
+	With string
+	// PageServer: the pages of every pre-dump and dump (gockpt's or
+	// CRIU's) go to a page server the runner starts for that iteration on
+	// its images directory, gockptPageServer or criuPageServer (see
+	// pageserver.go).
+	PageServer string
+	// CRIUDumps: CRIU dumps the tree (the runner's comparison allows for
+	// how CRIU's images differ).
+	CRIUDumps bool
 	// Missing, when set, says why the mode cannot run here ("" when it
 	// can); its runs are then counted as skipped.
 	Missing func(cfg *Config) string
@@ -53,6 +65,10 @@ var modes = []*Mode{
 		}},
 	{Name: "predump", Desc: "pre-dump --track-mem into img-1, pre-dump --track-mem --prev-images-dir ../img-1 into img-2, dump --track-mem --prev-images-dir ../img-2 into img-3 (which kills the tree), restore -d from img-3 through the parent chain; the test runs on for 100 ms after each pre-dump, which must leave the tree running and unchanged",
 		CR: func(r *Run) error { return r.preDumpChain(true) }},
+	{Name: "page-server", With: "restore", PageServer: gockptPageServer, Desc: "gockpt page-server on the images directory img-1 (--port 0: the port it prints), dump --page-server --address 127.0.0.1 --port P (which kills the tree; the pages go to the server, the rest of the images to img-1), the page server must exit 0 after it and img-1 must hold its pages images only (pages-65537.img up), then restore -d (every test that runs restore, unless its header says -page-server)",
+		CR: func(r *Run) error { return r.pageServerCycle() }},
+	{Name: "predump-page-server", With: "predump", PageServer: gockptPageServer, Desc: "the predump chain with every iteration's pages sent to a gockpt page-server started on that iteration's images directory (given the same --prev-images-dir), each checked as in page-server, then restore -d from img-3 (every test that runs predump, unless its header says -predump-page-server)",
+		CR: func(r *Run) error { return r.preDumpChain(true) }},
 	{Name: "predump-hashes", OptIn: true, Desc: "the predump chain without --track-mem: each iteration after the first finds changed pages by comparing contents with its parent images (only tests whose header names it)",
 		CR: func(r *Run) error { return r.preDumpChain(false) }},
 	{Name: "criu-restore", OptIn: true, Desc: "dump (which kills the tree), then CRIU restores gockpt's images: $GOCKPT_TEST_CRIU restore -d (default ../shared/anchors/criu-4.2/criu beside the repository; skipped where it is missing), its log criu-restore.log in the images directory (only tests whose header names it)",
@@ -63,7 +79,7 @@ var modes = []*Mode{
 			}
 			return r.CRIURestoreAndVerify()
 		}},
-	{Name: "criu-dump", OptIn: true, Desc: "CRIU dumps the tree ($GOCKPT_TEST_CRIU dump, which kills it; its log criu-dump.log in the images directory), then gockpt restore -d restores CRIU's images (only tests whose header names it)",
+	{Name: "criu-dump", OptIn: true, CRIUDumps: true, Desc: "CRIU dumps the tree ($GOCKPT_TEST_CRIU dump, which kills it; its log criu-dump.log in the images directory), then gockpt restore -d restores CRIU's images (only tests whose header names it)",
 		Missing: criuMissing,
 		CR: func(r *Run) error {
 			if err := r.CRIUCheckpoint(); err != nil {
@@ -74,6 +90,17 @@ var modes = []*Mode{
 	{Name: "criu-predump", OptIn: true, Desc: "the predump chain (pre-dump --track-mem twice, dump --track-mem, each with --prev-images-dir), then CRIU restores the final images through the parent chain (only tests whose header names it)",
 		Missing: criuMissing,
 		CR:      func(r *Run) error { return r.preDumpChainThen(true, r.CRIURestoreAndVerify) }},
+	{Name: "criu-page-server", OptIn: true, With: "criu-restore", PageServer: criuPageServer, Desc: "CRIU's page server ($GOCKPT_TEST_CRIU page-server -D img-1 --port P --address 127.0.0.1 --status-fd, its log page-server.log in img-1) receives the pages of gockpt dump --page-server, must exit 0 after it, img-1 must hold its pages images only; then gockpt restore -d (every test that runs criu-restore, unless its header says -criu-page-server)",
+		Missing: criuMissing,
+		CR:      func(r *Run) error { return r.pageServerCycle() }},
+	{Name: "criu-dump-page-server", OptIn: true, With: "criu-dump", PageServer: gockptPageServer, CRIUDumps: true, Desc: "gockpt page-server receives the pages of CRIU's dump ($GOCKPT_TEST_CRIU dump --page-server --address 127.0.0.1 --port P, which kills the tree), must exit 0 after it, img-1 must hold its pages images only; then gockpt restore -d (every test that runs criu-dump, unless its header says -criu-dump-page-server)",
+		Missing: criuMissing,
+		CR: func(r *Run) error {
+			if err := r.CRIUCheckpoint(); err != nil {
+				return err
+			}
+			return r.RestoreAndVerify(restoreOpts{})
+		}},
 }
 
 // preDumpPause is how long the test runs on (and writes memory) after each
@@ -116,6 +143,16 @@ func (r *Run) preDumpChainThen(track bool, restore func() error) error {
 		return err
 	}
 	return restore()
+}
+
+// pageServerCycle is a dump through the mode's page server, with
+// --display-stats (what the dump says it wrote is checked against what the
+// server received), then restore.
+func (r *Run) pageServerCycle() error {
+	if err := r.Checkpoint(checkpointOpts{Extra: []string{"--display-stats"}}); err != nil {
+		return err
+	}
+	return r.RestoreAndVerify(restoreOpts{})
 }
 
 func (r *Run) dumpRestoreCycle() error {

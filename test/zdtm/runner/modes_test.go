@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaultRunModes(t *testing.T) {
-	want := []string{"restore", "snapshot", "twice", "predump", "predump-hashes", "criu-restore", "criu-dump", "criu-predump"}
+	want := []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server", "predump-hashes", "criu-restore", "criu-dump", "criu-predump", "criu-page-server", "criu-dump-page-server"}
 	if got := defaultRunModes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaultRunModes() = %v, want %v", got, want)
 	}
@@ -21,6 +21,15 @@ func TestDefaultRunModes(t *testing.T) {
 	for _, m := range defaultModes {
 		if findMode(m).OptIn {
 			t.Errorf("opt-in mode %q in defaultModes", m)
+		}
+	}
+	// A mode comes with an existing one, and no further.
+	for _, m := range modes {
+		if m.With == "" {
+			continue
+		}
+		if w := findMode(m.With); w == nil || w.With != "" {
+			t.Errorf("mode %s comes with %q", m.Name, m.With)
 		}
 	}
 }
@@ -43,6 +52,15 @@ func TestOptInModeHeaders(t *testing.T) {
 	// CRIU restores (and dumps) every test but those whose state it
 	// cannot handle. sk_tcp_established: CRIU's network lock needs
 	// iptables, which this machine lacks, and it does not lift gockpt's.
+	// The page-server modes run wherever the mode they repeat through a
+	// page server runs: no test excludes one.
+	for _, tt := range tests {
+		for _, m := range modes {
+			if m.With != "" && tt.Supports(m.Name) != tt.Supports(m.With) {
+				t.Errorf("%s: %s %v, %s %v", tt.Name, m.Name, tt.Supports(m.Name), m.With, tt.Supports(m.With))
+			}
+		}
+	}
 	for mode, cannot := range map[string]map[string]bool{
 		"criu-restore": {"sig_trap": true, "ns_uts": true, "task_personality": true, "file_sigio": true, "file_deleted_dirfd": true, "file_opath": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true, "sk_netlink": true, "sk_inet_opts": true, "mem_shared_anon": true, "sk_unix_listen": true, "sk_unix_dgram": true, "sk_unix_peek_off": true, "tty_pty_pair": true, "file_inotify_flags": true, "sig_restart_poll": true, "sk_tcp_established": true},
 		"criu-predump": {"sig_trap": true, "ns_uts": true, "task_personality": true, "file_sigio": true, "file_deleted_dirfd": true, "file_opath": true, "mem_hugetlb": true, "file_pidfd_dead": true, "file_pidfd_thread": true, "file_eventfd_semaphore": true, "sk_netlink": true, "sk_inet_opts": true, "mem_shared_anon": true, "sk_unix_listen": true, "sk_unix_dgram": true, "sk_unix_peek_off": true, "tty_pty_pair": true, "file_inotify_flags": true, "sig_restart_poll": true, "sk_tcp_established": true},

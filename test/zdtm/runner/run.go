@@ -217,16 +217,45 @@ func (r *Run) toolOut(tool, bin, name string, args ...string) (string, error) {
 }
 
 func (r *Run) diffOptions() DiffOptions {
-	return DiffOptions{DynamicThreads: r.test.DynamicThreads, CRIUDumped: r.mode != nil && r.mode.Name == "criu-dump"}
+	return DiffOptions{DynamicThreads: r.test.DynamicThreads, CRIUDumped: r.mode != nil && r.mode.CRIUDumps}
 }
 
 // newImagesDir names the next images directory, img-N in the run's
 // directory, N counting every pre-dump and dump of the run from 1: the last
 // one is always the latest images.
 func (r *Run) newImagesDir() string {
-	img := filepath.Join(r.dir, fmt.Sprintf("img-%d", len(r.images)+1))
+	img := r.nextImagesDir()
 	r.images = append(r.images, img)
 	return img
+}
+
+// nextImagesDir names the images directory the next pre-dump or dump will
+// write (newImagesDir's next answer), for a page server to wait there.
+func (r *Run) nextImagesDir() string {
+	return filepath.Join(r.dir, fmt.Sprintf("img-%d", len(r.images)+1))
+}
+
+// viaPageServer runs one pre-dump or dump, step, given the options that
+// send its pages to a page server in the page-server modes (through
+// throughPageServer), none in the others. opts are the step's own options,
+// whose --prev-images-dir the page server is given too.
+func (r *Run) viaPageServer(opts []string, step func(extra []string) error) error {
+	if r.mode == nil || r.mode.PageServer == "" {
+		return step(nil)
+	}
+	return r.throughPageServer(optValue(opts, "--prev-images-dir"), step)
+}
+
+// optValue returns the value of the last "name value" pair in opts, "" if
+// there is none.
+func optValue(opts []string, name string) string {
+	v := ""
+	for i, o := range opts {
+		if o == name && i+1 < len(opts) {
+			v = opts[i+1]
+		}
+	}
+	return v
 }
 
 // prevImagesOpts chains the next pre-dump or dump to the latest images
@@ -240,13 +269,20 @@ func (r *Run) prevImagesOpts() []string {
 }
 
 // PreDump saves the tree's memory into a new images directory with gockpt
-// pre-dump. The tree must run on, unchanged: the same PIDs and threads, and
-// the same maps, fds and the rest the runner compares (a pre-dump must
-// leave nothing behind in its target).
+// pre-dump (through a page server in the page-server modes). The tree must
+// run on, unchanged: the same PIDs and threads, and the same maps, fds and
+// the rest the runner compares (a pre-dump must leave nothing behind in its
+// target).
 func (r *Run) PreDump(o preDumpOpts) error {
+	return r.viaPageServer(o.Extra, func(ps []string) error {
+		return r.preDump(append(slices.Clip(o.Extra), ps...))
+	})
+}
+
+func (r *Run) preDump(extra []string) error {
 	img := r.newImagesDir()
 	args := []string{"pre-dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", "pre-dump.log", "-v4", "--display-stats"}
-	args = append(args, o.Extra...)
+	args = append(args, extra...)
 	now, err := CollectTree(r.root)
 	if err != nil {
 		return fmt.Errorf("before pre-dump: %w", err)
@@ -266,18 +302,13 @@ func (r *Run) PreDump(o preDumpOpts) error {
 		return fmt.Errorf("pre-dump changed the running tree:\n%s", strings.Join(d, "\n"))
 	}
 	r.last = cur
-	return checkParentLink(img, o.Extra)
+	return checkParentLink(img, extra)
 }
 
 // checkParentLink checks the "parent" symlink a pre-dump or dump with
 // --prev-images-dir leaves in its images directory: the restore follows it.
 func checkParentLink(img string, opts []string) error {
-	prev := ""
-	for i, o := range opts {
-		if o == "--prev-images-dir" && i+1 < len(opts) {
-			prev = opts[i+1]
-		}
-	}
+	prev := optValue(opts, "--prev-images-dir")
 	if prev == "" {
 		return nil
 	}
@@ -339,8 +370,16 @@ func (r *Run) checkNothingLeft(when string) error {
 	}
 }
 
-// Checkpoint dumps the tree into a new images directory.
+// Checkpoint dumps the tree into a new images directory (its pages through
+// a page server in the page-server modes).
 func (r *Run) Checkpoint(o checkpointOpts) error {
+	return r.viaPageServer(o.Extra, func(ps []string) error {
+		o.Extra = append(slices.Clip(o.Extra), ps...)
+		return r.checkpoint(o)
+	})
+}
+
+func (r *Run) checkpoint(o checkpointOpts) error {
 	img := r.newImagesDir()
 	args := []string{"dump", "-t", strconv.Itoa(r.root), "-D", img, "-o", "dump.log", "-v4"}
 	if o.LeaveRunning {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ type Test struct {
 }
 
 // defaultModes are the checkpoint modes a test runs in when its header says nothing.
-var defaultModes = []string{"restore", "snapshot", "twice", "predump"}
+var defaultModes = []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server"}
 
 // knownOpts are the options an "opts:" line may name: those gockpt and
 // CRIU both take, with one meaning, at dump and at restore.
@@ -102,6 +103,15 @@ func ParseHeader(r io.Reader, t *Test) error {
 		t.Modes = defaultModes
 	}
 	for _, m := range t.Modes {
+		if name, ok := strings.CutPrefix(m, "-"); ok {
+			if mode := findMode(name); mode == nil || mode.With == "" {
+				return fmt.Errorf("%s: %q: only a mode that comes with another (a page-server mode) can be excluded", t.Source, m)
+			}
+			if slices.Contains(t.Modes, name) {
+				return fmt.Errorf("%s: mode %q both named and excluded", t.Source, name)
+			}
+			continue
+		}
 		if findMode(m) == nil {
 			return fmt.Errorf("%s: unknown mode %q", t.Source, m)
 		}
@@ -110,17 +120,35 @@ func ParseHeader(r io.Reader, t *Test) error {
 }
 
 // Supports says whether the test runs in a mode; every test runs without
-// C/R, and every test that can be snapshotted can be dumped alone.
+// C/R, every test that can be snapshotted can be dumped alone, and a mode
+// that comes With another runs where that one does unless the header
+// excludes it ("-NAME").
 func (t *Test) Supports(mode string) bool {
 	if mode == "none" || mode == "dump" && t.Supports("snapshot") {
 		return true
 	}
-	for _, m := range t.Modes {
-		if m == mode {
-			return true
-		}
+	if slices.Contains(t.Modes, mode) {
+		return true
+	}
+	if slices.Contains(t.Modes, "-"+mode) {
+		return false
+	}
+	if m := findMode(mode); m != nil && m.With != "" {
+		return t.Supports(m.With)
 	}
 	return false
+}
+
+// RunModes are the checkpoint modes the test runs in, in the order of the
+// modes table (none and dump, which every test runs, left out).
+func (t *Test) RunModes() []string {
+	var out []string
+	for _, m := range modes {
+		if m.Name != "none" && m.Name != "dump" && t.Supports(m.Name) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
 
 // Discover finds the tests under dir (test/zdtm).

@@ -29,6 +29,28 @@ int main(void) { return 0; }
 	}
 }
 
+func TestModesWith(t *testing.T) {
+	for _, c := range []struct {
+		modes string
+		want  []string
+	}{
+		{"restore snapshot twice predump", []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server"}},
+		{"restore snapshot twice predump -page-server", []string{"restore", "snapshot", "twice", "predump", "predump-page-server"}},
+		{"restore criu-restore criu-dump", []string{"restore", "page-server", "criu-restore", "criu-dump", "criu-page-server", "criu-dump-page-server"}},
+		{"restore criu-restore criu-dump -criu-page-server -page-server", []string{"restore", "criu-restore", "criu-dump", "criu-dump-page-server"}},
+		// Named without the mode it comes with: it runs all the same.
+		{"snapshot page-server", []string{"snapshot", "page-server"}},
+	} {
+		tt := &Test{Source: "x.c"}
+		if err := ParseHeader(strings.NewReader("// zdtm: desc: d\n// zdtm: modes: "+c.modes+"\n"), tt); err != nil {
+			t.Fatal(err)
+		}
+		if got := tt.RunModes(); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("modes %q: runs %v, want %v", c.modes, got, c.want)
+		}
+	}
+}
+
 func TestParseHeaderPythonAndDefaults(t *testing.T) {
 	tt := &Test{Source: "x.py"}
 	if err := ParseHeader(strings.NewReader("# zdtm: desc: py\nimport os\n"), tt); err != nil {
@@ -47,6 +69,10 @@ func TestParseHeaderErrors(t *testing.T) {
 		"// zdtm: desc: d\n// zdtm: uid: nobody\n",
 		"// zdtm: desc: d\n// zdtm: env: NOVALUE\n",
 		"// zdtm: desc: d\n// zdtm: threads: static\n",
+		// Only a mode that comes with another can be excluded, and not named too.
+		"// zdtm: desc: d\n// zdtm: modes: restore -snapshot\n",
+		"// zdtm: desc: d\n// zdtm: modes: restore -warp\n",
+		"// zdtm: desc: d\n// zdtm: modes: restore page-server -page-server\n",
 	} {
 		if err := ParseHeader(strings.NewReader(src), &Test{Source: "bad.c"}); err == nil {
 			t.Errorf("accepted %q", src)
