@@ -13,6 +13,7 @@ import (
 	"github.com/gockpt/gockpt/internal/config"
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/images"
+	"github.com/gockpt/gockpt/internal/images/lazyimg"
 )
 
 func init() { subcommands = append(subcommands, newImageCmd) }
@@ -26,7 +27,7 @@ func newImageCmd(opts *config.Options) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE:  runGroup,
 	}
-	cmd.AddCommand(newImageDecodeCmd(opts), newImageEncodeCmd(opts), newImageShowCmd(), newImageLsCmd(), newImageExploreCmd())
+	cmd.AddCommand(newImageDecodeCmd(opts), newImageEncodeCmd(opts), newImageShowCmd(), newImageLsCmd(), newImageExploreCmd(), newImageMakeLazyCmd())
 	return cmd
 }
 
@@ -195,6 +196,54 @@ It reads gockpt's images and CRIU's alike.`,
 				return err
 			}
 			return images.Explore(d, args[1], cmd.OutOrStdout())
+		},
+	}
+}
+
+func newImageMakeLazyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "make-lazy SRC DST",
+		Short: "Copy a dump's images without the pages a post-copy restore fetches lazily (crit make-lazy)",
+		Long: `Make DST, the images of a post-copy restore: a copy of SRC, the images
+directory of a dump, without the pages that may be restored lazily.
+
+The dump marks those pages PE_LAZY: private anonymous memory, except the page
+each thread's stack pointer is in. In DST their runs say PE_LAZY alone and
+their data is left out, to be served by a lazy-pages daemon from SRC while the
+restored tree already runs. Everything else is restored at once from DST:
+the other pages of the tasks (file-backed private mappings, stack pages, the
+vDSO) go into new pages files, shared memory is copied as it is, and runs left
+in the parent images of an incremental dump stay there (DST's parent link
+leads where SRC's does). Every other file is copied as it is.
+
+DST must not exist, or be empty; it is made 0700, its files 0600, and it
+appears only once complete. SRC is left as it is: it still restores on its
+own, and DST does not without the lazy-pages daemon.
+
+Post-copy restore:
+
+  gockpt dump -t PID -D SRC
+  gockpt image make-lazy SRC DST
+  gockpt lazy-pages -D SRC               # serves the lazy pages
+  gockpt restore --lazy-pages -D DST     # restores, pages arrive on demand`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("make-lazy takes the images directory of a dump and a new directory, got %d argument(s): gockpt image make-lazy SRC DST", len(args))
+			}
+			return nil
+		},
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := lazyimg.Make(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if err := s.WriteText(out); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(out, "post-copy restore: gockpt lazy-pages -D %s, then gockpt restore --lazy-pages -D %s\n", args[0], args[1])
+			return err
 		},
 	}
 }
