@@ -204,3 +204,38 @@ func TestLazyRestoreNoDaemon(t *testing.T) {
 		t.Fatal("the refused restore left the process")
 	}
 }
+
+// TestLazyMakeLazy: post-copy from a small directory. image make-lazy
+// leaves the lazy pages out of DST; restore refuses DST without
+// --lazy-pages (the memory would come back zero), and restores it with
+// --lazy-pages while lazy-pages serves the pages from the full SRC.
+func TestLazyMakeLazy(t *testing.T) {
+	p, pdir := startPattern(t)
+	pid := strconv.Itoa(p.Pid)
+	root := t.TempDir()
+	src, dst := filepath.Join(root, "src"), filepath.Join(root, "dst")
+	gockpt(t, "dump", "-t", pid, "-D", src)
+	p.Cmd.Wait()
+	waitPidsFree(t, []int{p.Pid})
+	gockpt(t, "image", "make-lazy", src, dst)
+
+	var out, errOut bytes.Buffer
+	code := run([]string{"restore", "-D", dst, "-d"}, &out, &errOut)
+	want := regexp.MustCompile(`^Error: task ` + pid + `: pages 0x[0-9a-f]+-0x[0-9a-f]+ are lazy and their data is not in ` + regexp.QuoteMeta(dst) + ` \(made by dump --lazy-pages or image make-lazy\): restore with --lazy-pages, with gockpt lazy-pages serving the full images or the page server\n`)
+	if code != 1 || !want.MatchString(errOut.String()) {
+		t.Fatalf("restore of DST without --lazy-pages: exit %d: %s", code, errOut.String())
+	}
+	if testproc.Alive(p.Pid) {
+		t.Fatal("the refused restore left the process")
+	}
+
+	sock := filepath.Join(t.TempDir(), "lazy.sock")
+	ld := startLazyDaemon(t, src, sock)
+	gockpt(t, "restore", "-D", dst, "--lazy-pages", "--address", sock, "-d")
+	t.Cleanup(func() { killRestored(p.Pid) })
+	summary := ld.wait(t, 60*time.Second)
+	if m := lazySummary.FindStringSubmatch(summary); m == nil || m[1] == "0" {
+		t.Fatalf("lazy-pages said: %s", summary)
+	}
+	verifyPattern(t, p.Pid, pdir)
+}

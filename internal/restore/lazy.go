@@ -171,3 +171,24 @@ func (rs *restorer) handOverAll() error {
 	}
 	return rs.lazy.daemon.Done()
 }
+
+// needsDaemon refuses, without --lazy-pages, images whose lazy pages are
+// not in them (dump --lazy-pages, image make-lazy): the tree would come
+// back with that memory zero.
+func needsDaemon(plan *Plan) error {
+	for _, t := range plan.Tasks {
+		if t.Zombie {
+			continue
+		}
+		_, entries, err := readPagemap(plan.Dir, t.Pid)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Flags&(pagemap.FlagPresent|pagemap.FlagParent) == 0 {
+				return fmt.Errorf("task %d: pages %#x-%#x are lazy and their data is not in %s (made by dump --lazy-pages or image make-lazy): restore with --lazy-pages, with gockpt lazy-pages serving the full images or the page server", t.Pid, e.Vaddr, e.End(), plan.Dir.Path())
+			}
+		}
+	}
+	return nil
+}

@@ -163,6 +163,11 @@ func Run(o Options) (*Result, error) {
 	if err := checkLocksAsked(plan, o.FileLocks); err != nil {
 		return nil, err
 	}
+	if !o.LazyPages {
+		if err := needsDaemon(plan); err != nil {
+			return nil, err
+		}
+	}
 	o.Progress = pagesToRestore(o.Progress, plan)
 	begin := time.Now()
 	rs := &restorer{opts: o, plan: plan, byPid: map[int]*live{}, afterFdsDone: map[uint32]bool{}, rearmed: map[timerKey]bool{}, utsMade: map[uint32]int{}, lateFds: map[int][]*pb.FdinfoEntry{}, lateTraps: map[int][]lateTrap{},
