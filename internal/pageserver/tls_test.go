@@ -11,7 +11,7 @@ import (
 
 // tlsSession runs one page server session with server TLS options and one
 // client, which sends a page of task 1 and closes.
-func tlsSession(t *testing.T, server, client TLS) (clientErr, serverErr error, files []string) {
+func tlsSession(t *testing.T, server, client TLS) (files []string, clientErr, serverErr error) {
 	t.Helper()
 	sc, err := server.ServerConfig()
 	if err != nil {
@@ -47,7 +47,8 @@ func tlsSession(t *testing.T, server, client TLS) (clientErr, serverErr error, f
 		s.Close()
 		return c.Close()
 	}()
-	return clientErr, <-done, names(t, dir)
+	serverErr = <-done
+	return names(t, dir), clientErr, serverErr
 }
 
 func TestTLS(t *testing.T) {
@@ -61,7 +62,7 @@ func TestTLS(t *testing.T) {
 	client := TLS{Enabled: true, CACert: caFile, Cert: cliCert, Key: cliKey}
 
 	t.Run("good", func(t *testing.T) {
-		cerr, serr, files := tlsSession(t, server, client)
+		files, cerr, serr := tlsSession(t, server, client)
 		if cerr != nil || serr != nil || len(files) != 2 {
 			t.Fatalf("client %v, server %v, files %v", cerr, serr, files)
 		}
@@ -69,7 +70,7 @@ func TestTLS(t *testing.T) {
 	t.Run("client certificate of another CA", func(t *testing.T) {
 		bad := client
 		bad.Cert, bad.Key = rogueCert, rogueKey
-		cerr, serr, files := tlsSession(t, server, bad)
+		files, cerr, serr := tlsSession(t, server, bad)
 		if cerr == nil || serr == nil || len(files) != 0 {
 			t.Fatalf("client %v, server %v, files %v", cerr, serr, files)
 		}
@@ -82,7 +83,7 @@ func TestTLS(t *testing.T) {
 	t.Run("server certificate of another CA", func(t *testing.T) {
 		bad := server
 		bad.Cert, bad.Key = rogueCert, rogueKey
-		cerr, serr, files := tlsSession(t, bad, client)
+		files, cerr, serr := tlsSession(t, bad, client)
 		if cerr == nil || serr == nil || len(files) != 0 {
 			t.Fatalf("client %v, server %v, files %v", cerr, serr, files)
 		}
@@ -119,7 +120,7 @@ func TestTLS(t *testing.T) {
 	t.Run("revoked client", func(t *testing.T) {
 		srv := server
 		srv.CACRL = ca.Revoke(t, 3) // the client's serial
-		cerr, serr, files := tlsSession(t, srv, client)
+		files, cerr, serr := tlsSession(t, srv, client)
 		if cerr == nil || serr == nil || len(files) != 0 {
 			t.Fatalf("client %v, server %v, files %v", cerr, serr, files)
 		}
@@ -143,7 +144,7 @@ func TestTLS(t *testing.T) {
 		if !cfg.InsecureSkipVerify || cfg.VerifyPeerCertificate == nil {
 			t.Fatal("--tls-no-cn-verify must still verify the chain")
 		}
-		cerr, serr, files := tlsSession(t, srv, cc)
+		files, cerr, serr := tlsSession(t, srv, cc)
 		if cerr != nil || serr != nil || len(files) != 2 {
 			t.Fatalf("client %v, server %v, files %v", cerr, serr, files)
 		}
