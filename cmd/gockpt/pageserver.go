@@ -25,9 +25,10 @@ func init() { subcommands = append(subcommands, newPageServerCmd) }
 const psListenFdEnv = "GOCKPT_PAGE_SERVER_FD"
 
 func newPageServerCmd(opts *config.Options) *cobra.Command {
+	var lazy bool
 	cmd := &cobra.Command{
-		Use:   "page-server -D DIR --port N [--address A]",
-		Short: "Receive the pages of a dump over the network and write them as images",
+		Use:   "page-server -D DIR --port N [--address A] [--lazy-pages]",
+		Short: "Receive the pages of a dump over the network, or serve lazy pages to a restore",
 		Long: `Listen on ADDRESS:PORT for one dump or pre-dump run with --page-server and
 write the pages it sends into the images directory, as pagemap and pages
 images (CRIU's page server; CRIU 4.2 and gockpt talk to each other either way).
@@ -39,16 +40,34 @@ fails or hangs up leaves the directory as it was.
 
 With --prev-images-dir the directory's parent link names the previous
 iteration, so that an incremental dump may leave unchanged pages there.
---port 0 picks a free port; the address is printed when the server listens.`,
+--port 0 picks a free port; the address is printed when the server listens.
+
+With --lazy-pages it serves instead the lazy pages of the images in DIR to the
+lazy-pages daemon of a post-copy restore, for one session:
+
+  src$  gockpt page-server --lazy-pages -D /imgs --port 27000
+  dest$ criu lazy-pages -D /imgs --page-server --address src --port 27000 &
+  dest$ criu restore -D /imgs --lazy-pages
+
+It exits 0 once the daemon closes its session having had every page it asked
+for. A request for pages DIR holds no lazy data for is answered with none and
+ends the session (the daemon fails the restore), and the server exits 1; so it
+does when the daemon hangs up without closing the session.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{logNameAnnotation: "page-server.log", createsImagesAnnotation: "yes"},
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Port < 0 || opts.Port > 65535 {
 				return usagef("--port %d is not a TCP port (0-65535)", opts.Port)
 			}
+			if lazy && opts.PrevImagesDir != "" {
+				return usagef("--prev-images-dir is for receiving pages: --lazy-pages serves the images of -D (and their parents) as they are")
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if lazy {
+				return runLazyPageServer(cmd, opts)
+			}
 			return runPageServer(cmd, opts)
 		},
 	}
@@ -57,6 +76,7 @@ iteration, so that an incremental dump may leave unchanged pages there.
 	f.IntVar(&opts.Port, "port", 0, "TCP port to listen on (0: any free port, printed)")
 	f.BoolVarP(&opts.Daemon, "daemon", "d", false, "go to the background once listening")
 	f.StringVar(&opts.PidFile, "pidfile", "", "write the page server's PID to this file")
+	f.BoolVar(&lazy, "lazy-pages", false, "serve the lazy pages of the images in -D to a post-copy restore's lazy-pages daemon instead of receiving pages")
 	f.StringVar(&opts.PrevImagesDir, "prev-images-dir", "", "images of the previous iteration, relative to the images directory: becomes the parent of the images received")
 	addTLSFlags(cmd, opts)
 	cmd.MarkFlagRequired("port")
@@ -152,6 +172,57 @@ func runPageServer(cmd *cobra.Command, opts *config.Options) error {
 		fmt.Fprintln(cmd.OutOrStdout(), summary)
 	}
 	return nil
+}
+
+// runLazyPageServer serves the lazy pages of the images directory to one
+// lazy-pages daemon session.
+func runLazyPageServer(cmd *cobra.Command, opts *config.Options) error {
+	tc, err := tlsOptions(opts).ServerConfig()
+	if err != nil {
+		return err
+	}
+	dir, err := images.OpenDir(opts.ImagesDir)
+	if err != nil {
+		return err
+	}
+	src, err := pageserver.OpenImagesSource(dir)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	child := os.Getenv(psListenFdEnv) != ""
+	ln, err := pageServerListener(opts)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if opts.Daemon {
+		return daemonizePageServer(cmd, opts, ln)
+	}
+	if opts.PidFile != "" && !child {
+		if err := writePidFile(opts.PidFile, os.Getpid()); err != nil {
+			return err
+		}
+	}
+	if !child {
+		fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s\n", ln.Addr())
+	}
+	log.Infof("page server listening on %s, serving %d lazy pages of tasks %v from %s", ln.Addr(), src.LazyPages(), src.Pids(), dir.Path())
+	if src.LazyPages() == 0 {
+		log.Warnf("page server: %s holds no lazy pages: the first request will end the session", dir.Path())
+	}
+	got, peer, err := pageserver.ServeLazyOne(ln, src, tc)
+	ln.Close()
+	mb := float64(got.Bytes) / (1 << 20)
+	summary := fmt.Sprintf("Served %d pages (%.1f MiB) in %d requests to %s in %v (%.0f MiB/s), of %d lazy pages in the images",
+		got.Pages, mb, got.Requests, peer, got.Took.Round(time.Millisecond), mb/max(got.Took.Seconds(), 1e-6), src.LazyPages())
+	if err == nil || got.Requests > 0 {
+		log.Infof("%s", summary)
+		if !child {
+			fmt.Fprintln(cmd.OutOrStdout(), summary)
+		}
+	}
+	return err
 }
 
 // pageServerListener listens as asked, or takes the socket the parent of a

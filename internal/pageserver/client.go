@@ -27,8 +27,11 @@ type Client struct {
 	// open is the stream being sent, nil between targets.
 	open *Stream
 	err  error // first failure: the session is over
+	lazy bool  // the session fetched pages (Get)
 	// Sent counts the bytes of page data sent.
 	Sent uint64
+	// Fetched counts the bytes of page data Get received.
+	Fetched uint64
 }
 
 // dialTimeout bounds connecting to the server; once connected, the server
@@ -192,9 +195,66 @@ func (c *Client) Close() error {
 		return err
 	}
 	if st := int32(binary.LittleEndian.Uint32(b)); st != 0 {
+		if c.lazy {
+			return c.fail(fmt.Errorf("the server ended the session with status %d: see its log", st))
+		}
 		return c.fail(fmt.Errorf("the server failed to write the images (status %d): see its log", st))
 	}
 	return nil
+}
+
+// Get fetches lazy pages of task pid from vaddr on (post-copy, as CRIU's
+// lazy-pages daemon does): at most nrPages, which buf must hold. The
+// server answers with the run of lazy pages it holds from vaddr on, which
+// may be shorter: got pages of buf are filled. An error wrapping
+// ErrNoLazyPages means the server holds no lazy page at vaddr (gockpt's
+// server answers so; CRIU's closes the connection instead). Any error but
+// a refused argument ends the session: both servers end it when they have
+// nothing to send.
+func (c *Client) Get(pid int, vaddr, nrPages uint64, buf []byte) (got uint64, err error) {
+	what := fmt.Sprintf("task %d's pages at %#x", pid, vaddr)
+	switch {
+	case c.err != nil:
+		return 0, c.err
+	case c.open != nil:
+		return 0, fmt.Errorf("page server %s: %s asked for while %s is still being sent", c.peer, what, c.open.target)
+	case pid <= 0 || pid > maxID:
+		return 0, fmt.Errorf("page server %s: %d is not a PID", c.peer, pid)
+	case vaddr%pagemap.PageSize != 0:
+		return 0, fmt.Errorf("page server %s: %s: the address is not page-aligned", c.peer, what)
+	case nrPages == 0 || nrPages > uint64(len(buf))/pagemap.PageSize:
+		return 0, fmt.Errorf("page server %s: %s: %d pages asked for, with room for %d", c.peer, what, nrPages, len(buf)/pagemap.PageSize)
+	}
+	c.lazy = true
+	if err := c.send(iov{cmd: cmdGet, nrPages: nrPages, vaddr: vaddr, dstID: uint64(pid)}); err != nil {
+		return 0, err
+	}
+	b, err := c.answer("the request for "+what, iovSize)
+	if err != nil {
+		return 0, err
+	}
+	a := parseIOV(b)
+	switch {
+	case a.cmd != cmdAddF || a.vaddr != vaddr || a.dstID != uint64(pid):
+		return 0, c.fail(fmt.Errorf("%s: answered with %s of %d pages at %#x for target %d, not ADD_F for them: not CRIU's page-server protocol",
+			what, cmdName(a), a.nrPages, a.vaddr, a.dstID))
+	case a.nrPages == 0:
+		c.fail(fmt.Errorf("task %d: %w at %#x: the server ended the session: see its log", pid, ErrNoLazyPages, vaddr))
+		return 0, c.err
+	case a.nrPages > nrPages:
+		return 0, c.fail(fmt.Errorf("%s: answered %d pages where %d were asked for", what, a.nrPages, nrPages))
+	case a.flags != pagemap.FlagPresent:
+		return 0, c.fail(fmt.Errorf("%s: answered with flags %#x, not PE_PRESENT: not CRIU's page-server protocol", what, a.flags))
+	}
+	n := a.nrPages * pagemap.PageSize
+	if _, err := io.ReadFull(c.conn, buf[:n]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, c.fail(fmt.Errorf("%s: closed the connection in the middle of their data: see its log", what))
+		}
+		return 0, c.lost(err)
+	}
+	c.Fetched += n
+	return a.nrPages, nil
 }
 
 // Abort drops the connection: the server discards the session.

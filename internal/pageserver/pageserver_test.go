@@ -359,13 +359,13 @@ func TestClientStatus(t *testing.T) {
 		t.Fatalf("error %v, want %q", err, want)
 	}
 	// A server that hangs up instead of answering.
-	a, b = pair(t)
+	a2, b2 := pair(t)
 	go func() {
 		var buf [iovSize]byte
-		io.ReadFull(b, buf[:])
-		b.Close()
+		io.ReadFull(b2, buf[:])
+		b2.Close()
 	}()
-	c, _ = newClient(a, "test server", nil)
+	c, _ = newClient(a2, "test server", nil)
 	_, _, err = c.Open(Task(1))
 	want = "page server test server: closed the connection instead of answering the opening of task 1: see its log"
 	if err == nil || err.Error() != want {

@@ -323,23 +323,11 @@ func syncDir(path string) error {
 // certificate, or one the CA did not sign) is refused before it can send
 // anything.
 func ServeOne(ln net.Listener, dir *images.Dir, tc *tls.Config) (Received, string, error) {
-	conn, err := ln.Accept()
+	conn, rw, peer, err := accept(ln, tc, "refused, nothing was written")
 	if err != nil {
-		return Received{}, "", fmt.Errorf("page server: %w", err)
+		return Received{}, peer, err
 	}
 	defer conn.Close()
-	peer := conn.RemoteAddr().String()
-	log.Infof("page server: session with %s", peer)
-	var rw io.ReadWriter = conn
-	if tc != nil {
-		t := tls.Server(conn, tc)
-		t.SetDeadline(time.Now().Add(dialTimeout))
-		if err := t.Handshake(); err != nil {
-			return Received{}, peer, fmt.Errorf("page server: TLS handshake with %s: %w: refused, nothing was written", peer, err)
-		}
-		t.SetDeadline(time.Time{})
-		rw = t
-	}
 	got, err := Receive(rw, dir, peer)
 	return got, peer, err
 }

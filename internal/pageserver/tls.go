@@ -151,8 +151,11 @@ func (o TLS) ServerConfig() (*tls.Config, error) {
 		// One session per connection; and CRIU's reader (GnuTLS) answers
 		// a TLS 1.3 session ticket with EAGAIN where it waits for data.
 		SessionTicketsDisabled: true,
-		MinVersion:             tls.VersionTLS12,
-		VerifyPeerCertificate:  revoked(crl),
+		// Full records from the first: a lazy session's answers are
+		// read by CRIU record by record.
+		DynamicRecordSizingDisabled: true,
+		MinVersion:                  tls.VersionTLS12,
+		VerifyPeerCertificate:       revoked(crl),
 	}, nil
 }
 

@@ -10,6 +10,10 @@
 // byte and an int32: whether the server has parent images for the target),
 // and so is CLOSE (an int32 status, 0 when everything was written).
 //
+// In post-copy the direction turns: a lazy-pages daemon asks a page server
+// started with --lazy-pages for pages with GET, and each answer is an ADD_F
+// with the pages' data (lazy.go).
+//
 // One goroutine owns a Client or a server session: the protocol is strictly
 // sequential.
 package pageserver
