@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/lazy"
 	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/pageserver"
 )
 
 func init() { subcommands = append(subcommands, newLazyPagesCmd) }
@@ -40,7 +42,7 @@ var prefetch, push uint64
 
 func newLazyPagesCmd(opts *config.Options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "lazy-pages -D DIR [--address SOCK]",
+		Use:   "lazy-pages -D DIR [--address SOCK] [--page-server --address A --port N]",
 		Short: "Serve the lazy pages of a post-copy restore",
 		Long: `Post-copy: the restored tree runs before its memory is in place. This daemon
 waits for one restore --lazy-pages on its unix socket, takes the userfaultfds
@@ -52,7 +54,13 @@ every page is in place, saying how long that took.
   gockpt restore -D DIR --lazy-pages -d
 
 The socket is --address, or lazy-pages.socket in the work directory; give
-restore the same.`,
+restore the same. With --page-server the pages come from a page server
+(the source host's dump --lazy-pages, or page-server --lazy-pages), and the
+socket is lazy-pages.socket in the work directory.
+
+If the pages cannot all be put in place (the page server or the link is
+lost), the restored tree is killed and the failure reported: it never runs
+on with memory missing, nor waits for it for ever.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{logNameAnnotation: "lazy-pages.log"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,7 +68,10 @@ restore the same.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Address, "address", "", "unix socket to wait for restore on (default: lazy-pages.socket in the work directory)")
+	f.StringVar(&opts.Address, "address", "", "unix socket to wait for restore on (default: lazy-pages.socket in the work directory); with --page-server, the page server's address")
+	f.BoolVar(&opts.PageServer, "page-server", false, "fetch the pages from a page server (--address, --port: gockpt page-server --lazy-pages, dump --lazy-pages, or CRIU's) instead of the images")
+	f.IntVar(&opts.Port, "port", 0, "TCP port of the page server")
+	addTLSFlags(cmd, opts)
 	f.Uint64Var(&prefetch, "prefetch", 32, "pages a fault brings in at most, around the page that faulted")
 	f.Uint64Var(&push, "push-pages", 256, "pages one background copy moves at most (0: none: pages come only when they fault, for tests and slow links)")
 	return cmd
@@ -70,6 +81,19 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 	dir, err := images.OpenDir(opts.ImagesDir)
 	if err != nil {
 		return err
+	}
+	var src lazy.Source = lazy.NewImagesSource(dir)
+	if opts.PageServer {
+		addr, tc, err := pageServerTarget(opts)
+		if err != nil {
+			return err
+		}
+		c, err := pageserver.Dial(addr, tc)
+		if err != nil {
+			return err
+		}
+		src = lazy.NewRemoteSource(c)
+		log.Infof("lazy-pages: pages from the page server at %s", addr)
 	}
 	sock := lazySocket(opts)
 	lfd, err := listenUnix(sock)
@@ -82,18 +106,27 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 	conn, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 	unix.Close(lfd)
 	if err != nil {
+		src.Close()
 		return fmt.Errorf("lazy-pages: %w", err)
 	}
-	d, err := lazy.NewDaemon(conn, lazy.NewImagesSource(dir))
+	d, err := lazy.NewDaemon(conn, src)
 	if err != nil {
 		unix.Close(conn)
+		src.Close()
 		return err
 	}
 	defer d.Close()
 	d.Prefetch, d.Push = max(prefetch, 1), min(push, 256)
 	st, err := d.Run()
 	if err != nil {
+		if killed := d.KillTree(); len(killed) > 0 {
+			sort.Ints(killed)
+			return fmt.Errorf("lazy-pages: %w; the restored tree was killed (PIDs %v): its memory cannot be completed", err, killed)
+		}
 		return fmt.Errorf("lazy-pages: %w", err)
+	}
+	if err := d.CloseSource(); err != nil {
+		return fmt.Errorf("lazy-pages: every page is in place, but ending the session: %w", err)
 	}
 	med, p99 := st.Latency()
 	summary := fmt.Sprintf("Lazy pages: all in place %v after restore connected: %d pages (%.1f MiB) of %d tasks; %d faults answered (median %v, p99 %v), %d pages pushed ahead of faults, %d dropped by the tasks first",

@@ -122,6 +122,8 @@ type Daemon struct {
 	// again are faults to answer once the task's mm stops changing (a
 	// fork, mremap or munmap whose event is being delivered).
 	again []pendingFault
+	// restored are the PIDs restore handed over.
+	restored []int
 	// Prefetch is how many pages a fault brings in at most, around it.
 	Prefetch uint64
 	// Push is how many pages one background copy moves at most.
@@ -290,6 +292,7 @@ func (d *Daemon) receive() error {
 		t.segs = append(t.segs, seg{r.Start, r.End(), r.Start})
 	}
 	d.tasks = append(d.tasks, t)
+	d.restored = append(d.restored, pid)
 	d.stats.Tasks++
 	log.Debugf("lazy pages: %s: %d pages in %d runs", t.name, t.segs.pages(), len(runs))
 	return ack(d.conn)
@@ -551,6 +554,17 @@ func (d *Daemon) drop(t *task) {
 	t.close()
 }
 
+// CloseSource ends the source (a page server's session) once every page is
+// in place.
+func (d *Daemon) CloseSource() error {
+	src := d.src
+	d.src = nil
+	if src == nil {
+		return nil
+	}
+	return src.Close()
+}
+
 // Close releases what the daemon holds: a daemon that did not finish lets
 // go of the userfaultfds here.
 func (d *Daemon) Close() {
@@ -566,7 +580,10 @@ func (d *Daemon) Close() {
 		unix.Munmap(d.buf)
 		d.buf = nil
 	}
-	d.src.Close()
+	if d.src != nil {
+		d.src.Close()
+		d.src = nil
+	}
 }
 
 func readFull(fd int, b []byte) error {
