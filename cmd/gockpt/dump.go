@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/gockpt/gockpt/internal/dump"
 	"github.com/gockpt/gockpt/internal/files"
 	"github.com/gockpt/gockpt/internal/log"
+	"github.com/gockpt/gockpt/internal/pageserver"
 )
 
 func init() { subcommands = append(subcommands, newDumpCmd) }
@@ -41,8 +43,20 @@ it running as it was.`,
 			if err != nil {
 				return err
 			}
-			psAddr, psTLS, err := pageServerTarget(opts)
-			if err != nil {
+			var psAddr, lazyAddr string
+			var psTLS, lazyTLS *tls.Config
+			if opts.LazyPages {
+				if opts.PageServer {
+					return usagef("--lazy-pages serves the lazy pages on --address --port itself: drop --page-server")
+				}
+				if opts.Port < 0 || opts.Port > 65535 {
+					return usagef("--port %d is not a TCP port (0-65535)", opts.Port)
+				}
+				if lazyTLS, err = tlsOptions(opts).ServerConfig(); err != nil {
+					return err
+				}
+				lazyAddr = pageserver.Addr(opts.Address, opts.Port)
+			} else if psAddr, psTLS, err = pageServerTarget(opts); err != nil {
 				return err
 			}
 			bar := startProgress(cmd, "Dumping")
@@ -66,6 +80,13 @@ it running as it was.`,
 				TrackBackend:   backend,
 				PageServer:     psAddr,
 				PageServerTLS:  psTLS,
+				LazyPages:      opts.LazyPages,
+				LazyListen:     lazyAddr,
+				LazyTLS:        lazyTLS,
+				LazyReady: func(addr string) {
+					bar.Finish()
+					fmt.Fprintf(cmd.OutOrStdout(), "Images written; serving the lazy pages on %s until the destination has them all\n", addr)
+				},
 				Progress:       bar.Sink(),
 			})
 			bar.Finish()
@@ -101,6 +122,7 @@ it running as it was.`,
 	f.BoolVar(&opts.SkipInFlight, "skip-in-flight", false, "leave out TCP connections a listener has not accepted yet (their clients see them reset); without it a listener holding one is refused")
 	addTrackFlags(cmd, opts)
 	addPageServerFlags(cmd, opts)
+	cmd.Flags().BoolVar(&opts.LazyPages, "lazy-pages", false, "post-copy: leave the lazy pages out of the images and serve them from the frozen tree on --address --port until the destination's lazy-pages daemon has them all, then kill the tree")
 	cmd.MarkFlagRequired("tree")
 	return cmd
 }

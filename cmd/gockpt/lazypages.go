@@ -106,13 +106,13 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 	conn, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 	unix.Close(lfd)
 	if err != nil {
-		src.Close()
+		src.Abort()
 		return fmt.Errorf("lazy-pages: %w", err)
 	}
 	d, err := lazy.NewDaemon(conn, src)
 	if err != nil {
 		unix.Close(conn)
-		src.Close()
+		src.Abort()
 		return err
 	}
 	defer d.Close()

@@ -54,6 +54,8 @@ type dumper struct {
 	netLocked bool
 	// ps is the page server session, when pages go there.
 	ps *pageserver.Client
+	// lazy serves the lazy pages of a --lazy-pages dump.
+	lazy *lazyServe
 }
 
 func (d *dumper) checkTimeout() error {
@@ -396,14 +398,20 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	d.stats.MemdumpTime += time.Since(begin)
 	out := &pagemapOut{stream: dest.stream, lazy: lazy}
 	incremental := tt != nil && tt.parentHashes != nil
+	if d.lazy != nil {
+		if incremental {
+			dest.abandon()
+			return fmt.Errorf("task %d: dump --lazy-pages with --prev-images-dir needs --track-mem with a kernel tracker (uffd-wp or soft-dirty): pages compared by content cannot be left out", t.Pid)
+		}
+		out.lazyOut = func(r mem.Range) { d.lazy.noteLazy(t.Pid, r) }
+	}
 	var dirty []mem.Range
 	var dirtyBytes uint64
 	if !incremental {
 		for _, r := range runs {
-			out.add(r.Range, r.vma, !r.dirty)
-			if r.dirty {
-				dirty = append(dirty, r.Range)
-				dirtyBytes += r.Len
+			for _, w := range out.add(r.Range, r.vma, !r.dirty) {
+				dirty = append(dirty, w)
+				dirtyBytes += w.Len
 			}
 		}
 	}
@@ -433,7 +441,7 @@ func (d *dumper) memory(t *ptrace.Task, start uint64, plans []vmaPlan, p *parasi
 	// A task the parasite would not read (a few MiB) is read and written
 	// by a worker while the tracer goes on with the next tasks: they all
 	// stay frozen until every job is in (waitMemory).
-	if !incremental && dirtyBytes < parasiteFrom && d.opts.AfterTask == nil && dest.stream == nil {
+	if !incremental && dirtyBytes < parasiteFrom && d.opts.AfterTask == nil && dest.stream == nil && d.lazy == nil {
 		p = nil
 		d.memJobs.start(memJob{run: job, abandon: dest.abandon})
 		return nil

@@ -66,6 +66,15 @@ type Options struct {
 	// when PageServerTLS is set.
 	PageServer    string
 	PageServerTLS *tls.Config
+	// LazyPages (post-copy) leaves the lazy pages out of the images and,
+	// once they are written, serves them from the frozen tree on
+	// LazyListen (host:port; TLS with LazyTLS) until the destination's
+	// lazy-pages daemon has them all; then the tree is killed.
+	// LazyReady hears where, once the images are complete.
+	LazyPages  bool
+	LazyListen string
+	LazyTLS    *tls.Config
+	LazyReady  func(addr string)
 	// PageReader chooses how memory is read (default: by the parasite).
 	PageReader PageReader
 	// LSM reads security labels; nil means lsm.Detect().
@@ -124,6 +133,7 @@ func Run(o Options) (*Stats, error) {
 	}
 	defer d.files.Close()
 	defer d.abortPageServer()
+	defer d.lazy.close()
 	if err := d.startWatchdog(); err != nil {
 		return nil, err
 	}
@@ -200,7 +210,31 @@ func (d *dumper) frozen(tracer *ptrace.Tracer) (finishErr, err error) {
 		d.cleanup()
 		return nil, err
 	}
+	if d.lazy != nil {
+		return d.serveLazy()
+	}
 	return d.finish(), nil
+}
+
+// serveLazy serves the lazy pages of a complete dump; the tree dies when
+// the destination has them all, and runs on as it was if it cannot get
+// them.
+func (d *dumper) serveLazy() (finishErr, err error) {
+	if d.opts.LazyReady != nil {
+		d.opts.LazyReady(d.lazyAddr())
+	}
+	_, err = d.lazy.serve()
+	if d.lazy.killed {
+		if err != nil {
+			log.Warnf("every page was delivered and the tree killed, but: %v", err)
+		}
+		return d.lazy.finishErr, nil
+	}
+	if err == nil {
+		err = errors.New("the session ended before the destination had every page")
+	}
+	d.cleanup()
+	return nil, fmt.Errorf("dump --lazy-pages: %w: %w; the tree was let go, running as it was (the destination's lazy-pages daemon kills the tree it restored)", errLazyAborted, err)
 }
 
 // newDumper checks what can be checked before touching the tree (the
@@ -225,7 +259,16 @@ func newDumper(o Options, preDump bool) (*dumper, error) {
 		return nil, err
 	}
 	d := &dumper{opts: o, files: files.NewDumper(checker), stats: &Stats{}, fdTables: map[uint32]bool{}}
+	if o.LazyPages && preDump {
+		checker.Close()
+		return nil, errors.New("pre-dump --lazy-pages: a pre-dump leaves the tree running; post-copy is the final dump's (dump --lazy-pages)")
+	}
 	if err := d.connectPageServer(); err != nil {
+		checker.Close()
+		return nil, err
+	}
+	if err := d.listenLazy(); err != nil {
+		d.abortPageServer()
 		checker.Close()
 		return nil, err
 	}

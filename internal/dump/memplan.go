@@ -198,31 +198,45 @@ type pagemapOut struct {
 	// stream, when the pages go to a page server, hears each run.
 	stream *pageserver.Stream
 	// lazy marks the pages that may be restored lazily; nil: none.
-	lazy    *lazyMap
+	lazy *lazyMap
+	// lazyOut, in a --lazy-pages dump, takes the lazy pages: listed, not
+	// written.
+	lazyOut func(mem.Range)
 	entries []pagemap.Entry
 	lastVMA uint64
 	written uint64 // pages with data in this directory
 	parent  uint64 // pages left in the parent images
 }
 
-func (o *pagemapOut) add(r mem.Range, vma uint64, inParent bool) {
+// add records a run and returns the parts whose data must be written.
+func (o *pagemapOut) add(r mem.Range, vma uint64, inParent bool) []mem.Range {
 	if inParent {
 		o.addFlags(r, vma, pagemap.FlagParent)
-		return
+		return nil
 	}
+	var data []mem.Range
 	o.lazy.split(r, vma, func(r mem.Range, lazy bool) {
 		flags := pagemap.FlagPresent
-		if lazy {
+		switch {
+		case lazy && o.lazyOut != nil:
+			flags = pagemap.FlagLazy
+			o.lazyOut(r)
+		case lazy:
 			flags |= pagemap.FlagLazy
+		}
+		if flags&pagemap.FlagPresent != 0 {
+			data = append(data, r)
 		}
 		o.addFlags(r, vma, flags)
 	})
+	return data
 }
 
 func (o *pagemapOut) addFlags(r mem.Range, vma uint64, flags uint32) {
-	if flags&pagemap.FlagParent != 0 {
+	switch {
+	case flags&pagemap.FlagParent != 0:
 		o.parent += r.Pages()
-	} else {
+	case flags&pagemap.FlagPresent != 0:
 		o.written += r.Pages()
 	}
 	if o.stream != nil {

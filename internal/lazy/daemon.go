@@ -23,7 +23,11 @@ const pageSize = mem.PageSize
 type Source interface {
 	// ReadPages fills buf with the memory of task pid from addr on.
 	ReadPages(pid int, addr uint64, buf []byte) error
+	// Close ends a source whose pages are all in place; Abort one whose
+	// are not (a page server must not take that for success: a dump
+	// serving them would kill its tree).
 	Close() error
+	Abort()
 }
 
 // ImagesSource reads pages from an images directory (and its parents).
@@ -48,6 +52,8 @@ func (s *ImagesSource) ReadPages(pid int, addr uint64, buf []byte) error {
 	}
 	return r.ReadAt(buf, addr)
 }
+
+func (s *ImagesSource) Abort() { s.Close() }
 
 func (s *ImagesSource) Close() error {
 	for _, r := range s.readers {
@@ -581,7 +587,7 @@ func (d *Daemon) Close() {
 		d.buf = nil
 	}
 	if d.src != nil {
-		d.src.Close()
+		d.src.Abort()
 		d.src = nil
 	}
 }

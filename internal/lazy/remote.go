@@ -36,6 +36,10 @@ func (s *RemoteSource) ReadPages(pid int, addr uint64, buf []byte) error {
 // Close ends the session: the server learns every page arrived.
 func (s *RemoteSource) Close() error { return s.c.Close() }
 
+// Abort drops the session: the server learns the pages did not all
+// arrive.
+func (s *RemoteSource) Abort() { s.c.Abort() }
+
 // KillTree kills every task the daemon serves, and their descendants (a
 // child forked since restore shares its parent's missing pages): a tree
 // whose memory cannot be completed must not run on with pages missing,

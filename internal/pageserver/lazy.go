@@ -2,6 +2,7 @@ package pageserver
 
 import (
 	"bufio"
+	"encoding/binary"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -250,6 +251,16 @@ func (s *lazySession) lost(err error) error {
 // than forcing it closed) hangs up next.
 func (s *lazySession) close(wait bool) error {
 	var b [4]byte
+	// The daemon has every page: a source that must act on it (a dump
+	// killing its tree) does so before the daemon hears the status.
+	if d, ok := s.src.(interface{ Delivered() error }); ok {
+		if err := d.Delivered(); err != nil {
+			binary.LittleEndian.PutUint32(b[:], 0xffffffff)
+			s.w.Write(b[:])
+			s.flush()
+			return err
+		}
+	}
 	s.deadline()
 	if _, err := s.w.Write(b[:]); err != nil {
 		log.Warnf("page server: %s did not take the final status: %v", s.peer, err)
