@@ -87,7 +87,7 @@ it running as it was.`,
 					bar.Finish()
 					fmt.Fprintf(cmd.OutOrStdout(), "Images written; serving the lazy pages on %s until the destination has them all\n", addr)
 				},
-				Progress:       bar.Sink(),
+				Progress: bar.Sink(),
 			})
 			bar.Finish()
 			if err != nil {

@@ -2,8 +2,8 @@ package pageserver
 
 import (
 	"bufio"
-	"encoding/binary"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
