@@ -116,6 +116,11 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 		return err
 	}
 	defer d.Close()
+	if d.Standby, err = lazy.StartStandby(lazyStandbyArgs()); err != nil {
+		return err
+	}
+	defer d.Standby.Done()
+	log.Infof("lazy-pages: standby PID %d holds copies of the userfaultfds", d.Standby.Pid())
 	d.Prefetch, d.Push = max(prefetch, 1), min(push, 256)
 	st, err := d.Run()
 	if err != nil {
@@ -157,4 +162,36 @@ func listenUnix(path string) (int, error) {
 		return -1, fmt.Errorf("lazy-pages: listening on %s: %w", path, err)
 	}
 	return fd, nil
+}
+
+// lazyStandbyCmd is the name the daemon starts its standby with.
+const lazyStandbyCmd = "lazy-standby"
+
+func init() { subcommands = append(subcommands, newLazyStandbyCmd) }
+
+// newLazyStandbyCmd is the process the lazy-pages daemon starts beside
+// itself: should the daemon die with pages not in place, it kills the
+// restored tree. Internal, so hidden from help.
+func newLazyStandbyCmd(opts *config.Options) *cobra.Command {
+	return &cobra.Command{
+		Use:    lazyStandbyCmd,
+		Short:  "Stand by a lazy-pages daemon (started by gockpt lazy-pages itself)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code := lazy.RunStandby(3, func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) })
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}
+
+func lazyStandbyArgs() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	return []string{exe, lazyStandbyCmd, "--no-default-config"}
 }

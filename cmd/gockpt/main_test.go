@@ -12,7 +12,7 @@ import (
 // keeper, as os.Executable(); with GOCKPT_TEST_AS_GOCKPT=1 it is gockpt
 // (a test's shell runs it).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == watchdogCmd || os.Args[1] == keeperCmd || os.Getenv("GOCKPT_TEST_AS_GOCKPT") == "1") {
+	if len(os.Args) > 1 && (os.Args[1] == watchdogCmd || os.Args[1] == keeperCmd || os.Args[1] == lazyStandbyCmd || os.Getenv("GOCKPT_TEST_AS_GOCKPT") == "1") {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

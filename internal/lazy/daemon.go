@@ -130,6 +130,9 @@ type Daemon struct {
 	again []pendingFault
 	// restored are the PIDs restore handed over.
 	restored []int
+	// Standby, when set, gets a copy of every userfaultfd, so that the
+	// tree is killed, not left with zero pages, if the daemon dies.
+	Standby *Standby
 	// Prefetch is how many pages a fault brings in at most, around it.
 	Prefetch uint64
 	// Push is how many pages one background copy moves at most.
@@ -294,6 +297,10 @@ func (d *Daemon) receive() error {
 	}
 	t := &task{name: fmt.Sprintf("task %d", pid), srcPid: pid, u: mem.UffdFromFd(fd), pidfd: -1}
 	t.watch(pid)
+	if err := d.Standby.Task(pid, fd); err != nil {
+		t.close()
+		return err
+	}
 	for _, r := range runs {
 		t.segs = append(t.segs, seg{r.Start, r.End(), r.Start})
 	}
@@ -356,6 +363,10 @@ func (d *Daemon) event(t *task, m mem.UffdMsg) error {
 		return d.fault(t, m.Addr&^(pageSize-1), time.Now())
 	case mem.UffdEventFork:
 		child := &task{name: "a child of " + t.name, srcPid: t.srcPid, u: mem.UffdFromFd(m.Fd), pidfd: -1, segs: append(segs(nil), t.segs...)}
+		if err := d.Standby.Child(t.pid, m.Fd); err != nil {
+			child.close()
+			return err
+		}
 		d.tasks = append(d.tasks, child)
 		log.Debugf("lazy pages: %s forked: its child shares %d pages to put in place", t.name, child.segs.pages())
 	case mem.UffdEventRemap:
