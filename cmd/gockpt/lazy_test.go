@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,4 +239,228 @@ func TestLazyMakeLazy(t *testing.T) {
 		t.Fatalf("lazy-pages said: %s", summary)
 	}
 	verifyPattern(t, p.Pid, pdir)
+}
+
+// lazyKillRound restores the pattern process lazily with pages from
+// source ("" for the images, else a page server's host:port), kills the
+// lazy-pages daemon after wait, and checks that the process either runs
+// with every page right (the daemon had finished) or is gone (the standby
+// killed it), never running with pages missing nor waiting for ever. It
+// returns whether the kill landed before the daemon finished.
+func lazyKillRound(t *testing.T, p *testproc.Proc, pdir, imgs string, wait time.Duration, remote string) bool {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "lazy.sock")
+	var args []string
+	if remote != "" {
+		host, port, _ := strings.Cut(remote, ":")
+		args = []string{"--page-server", "--address", host, "--port", port}
+		sock = filepath.Join(imgs, lazySocketName)
+	}
+	ld := startLazyDaemon(t, imgs, sock, args...)
+	if remote != "" {
+		gockpt(t, "restore", "-D", imgs, "--lazy-pages", "-d")
+	} else {
+		gockpt(t, "restore", "-D", imgs, "--lazy-pages", "--address", sock, "-d")
+	}
+	time.Sleep(wait)
+	ld.cmd.Process.Kill()
+	var err error
+	select {
+	case err = <-ld.done:
+		ld.done <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the killed daemon does not exit")
+	}
+	finished := strings.Contains(ld.out.String(), "Lazy pages: all in place")
+	// The standby acts at once; the tree is gone within moments.
+	deadline := time.Now().Add(10 * time.Second)
+	for testproc.Alive(p.Pid) && !finished && time.Now().Before(deadline) {
+		var ws syscall.WaitStatus
+		syscall.Wait4(p.Pid, &ws, syscall.WNOHANG, nil)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if finished {
+		verifyPattern(t, p.Pid, pdir)
+		killRestored(p.Pid)
+		return false
+	}
+	if testproc.Alive(p.Pid) {
+		t.Fatalf("the daemon was killed with pages not in place, and the restored process %d still runs: %s", p.Pid, ld.out)
+	}
+	var ws syscall.WaitStatus
+	syscall.Wait4(p.Pid, &ws, 0, nil) // restore -d made it this process's child
+	pollUntil(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(ld.out.String(), "lazy-pages standby: the lazy-pages daemon died with pages of the restored tree not in place: killed the tree (PIDs ["+strconv.Itoa(p.Pid)), "the standby does not say it killed the tree: " + ld.out.String()
+	})
+	return true
+}
+
+// TestLazyKillDaemon: ten SIGKILLs of the lazy-pages daemon at random
+// moments while it puts pages in place, from the images and from a page
+// server: the restored process never runs on with memory missing, nor
+// waits for ever.
+func TestLazyKillDaemon(t *testing.T) {
+	for _, remote := range []bool{false, true} {
+		t.Run(fmt.Sprintf("page-server=%v", remote), func(t *testing.T) {
+			p, pdir := startPattern(t)
+			pid := strconv.Itoa(p.Pid)
+			imgs := filepath.Join(t.TempDir(), "img")
+			gockpt(t, "dump", "-t", pid, "-D", imgs)
+			p.Cmd.Wait()
+			waitPidsFree(t, []int{p.Pid})
+			landed := 0
+			for i := 0; i < 10; i++ {
+				waitPidsFree(t, []int{p.Pid})
+				src := ""
+				if remote {
+					ps := startLazyPageServer(t, imgs)
+					src = "127.0.0.1:" + strconv.Itoa(ps.port)
+				}
+				wait := time.Duration(rand.Int63n(int64(60 * time.Millisecond)))
+				if lazyKillRound(t, p, pdir, imgs, wait, src) {
+					landed++
+				}
+			}
+			t.Logf("%d of 10 kills landed before every page was in place", landed)
+			if landed == 0 {
+				t.Fatal("no kill landed while pages were missing: the test proves nothing")
+			}
+		})
+	}
+}
+
+// startLazyPageServer runs `gockpt page-server --lazy-pages` on imgs.
+func startLazyPageServer(t *testing.T, imgs string) *pageServer {
+	t.Helper()
+	return startGockptPageServer(t, imgs, "--lazy-pages")
+}
+
+// gockptCmd runs this test binary as gockpt in a child process.
+func gockptCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "GOCKPT_TEST_AS_GOCKPT=1")
+	return cmd
+}
+
+// nsChildren are the processes whose parent is pid, with the PID each has
+// in its own namespace.
+func nsChildren(pid int) map[int]int {
+	out := map[int]int{}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(b)) {
+		c, _ := strconv.Atoi(f)
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c))
+		if strings.Contains(string(st), "State:\tZ") {
+			continue // dead: the namespace's init (sleep) never reaps
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "NSpid:"); ok {
+				ids := strings.Fields(v)
+				n, _ := strconv.Atoi(ids[len(ids)-1])
+				out[c] = n
+			}
+		}
+	}
+	return out
+}
+
+// TestLazyKillSource: ten SIGKILLs of dump --lazy-pages at random moments
+// while it serves its frozen tree's pages to a lazy-pages daemon on a
+// "destination" (a new PID and mount namespace: the source still holds the
+// PIDs). Afterwards exactly one copy runs, with every page right: the
+// source, let go as it was, when the kill came before the destination had
+// every page (its daemon killed what it restored); else the destination.
+func TestLazyKillSource(t *testing.T) {
+	unshare := program(t, "unshare")
+	bin, _ := filepath.Abs(os.Args[0])
+	outcomes := map[string]int{}
+	for i := 0; i < 10; i++ {
+		p, pdir := startPattern(t)
+		pid := strconv.Itoa(p.Pid)
+		work := t.TempDir()
+		imgs := filepath.Join(work, "img")
+		port := freePort(t, "127.0.0.1")
+		dump := gockptCmd("dump", "-t", pid, "-D", imgs, "--lazy-pages", "--address", "127.0.0.1", "--port", strconv.Itoa(port))
+		var dout bytes.Buffer
+		dump.Stdout, dump.Stderr = &dout, &dout
+		if err := dump.Start(); err != nil {
+			t.Fatal(err)
+		}
+		dumpDone := make(chan error, 1)
+		go func() { dumpDone <- dump.Wait() }()
+		pollUntil(t, 20*time.Second, func() (bool, string) {
+			return strings.Contains(dout.String(), "Images written"), "the dump does not serve: " + dout.String()
+		})
+		// The destination: daemon and restore in a PID namespace whose
+		// init (the shell) stays.
+		script := fmt.Sprintf(`export GOCKPT_TEST_AS_GOCKPT=1
+%[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
+while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
+%[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
+echo $? > %[4]s/restore.rc
+exec sleep 600`, bin, imgs, port, work)
+		ns := exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script)
+		if err := ns.Start(); err != nil {
+			t.Fatal(err)
+		}
+		nsDone := make(chan error, 1)
+		go func() { nsDone <- ns.Wait() }()
+		stopNS := func() {
+			// The namespace's init first (killing it kills the
+			// namespace), then unshare.
+			for c := range nsChildren(ns.Process.Pid) {
+				syscall.Kill(c, syscall.SIGKILL)
+			}
+			ns.Process.Kill()
+			<-nsDone
+		}
+		testproc.WaitFile(t, filepath.Join(work, "restore.rc"), 20*time.Second)
+		time.Sleep(time.Duration(rand.Int63n(int64(150 * time.Millisecond))))
+		dump.Process.Kill()
+		<-dumpDone
+		// The source is dead (the dump killed it once the destination had
+		// every page: reap it) or runs on.
+		time.Sleep(100 * time.Millisecond)
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid)); strings.Contains(string(b), ") Z ") {
+			p.Cmd.Wait()
+		}
+		rc, _ := os.ReadFile(filepath.Join(work, "restore.rc"))
+		// Wait for the destination to settle: its daemon ends either way.
+		pollUntil(t, 20*time.Second, func() (bool, string) {
+			b, _ := os.ReadFile(filepath.Join(work, "lp.out"))
+			return strings.Contains(string(b), "Lazy pages: all in place") || strings.Contains(string(b), "Error:"), "the destination's daemon does not end: " + string(b)
+		})
+		lp, _ := os.ReadFile(filepath.Join(work, "lp.out"))
+		init := 0
+		for c := range nsChildren(ns.Process.Pid) {
+			init = c
+		}
+		var dest int // the restored process, seen from here
+		for c, inner := range nsChildren(init) {
+			if inner == p.Pid {
+				dest = c
+			}
+		}
+		sourceRuns := testproc.Alive(p.Pid)
+		switch {
+		case sourceRuns && dest == 0:
+			outcomes["source let go, destination killed"]++
+			verifyPattern(t, p.Pid, pdir)
+			if !strings.Contains(string(lp), "the restored tree was killed") {
+				t.Errorf("round %d: the destination's daemon does not say it killed the tree: %s", i, lp)
+			}
+		case !sourceRuns && dest != 0:
+			outcomes["destination runs, source killed"]++
+			verifyPattern(t, dest, pdir)
+		default:
+			t.Fatalf("round %d: the source runs: %v, the destination runs: %v (restore %s): dump said %s; daemon said %s", i, sourceRuns, dest != 0, rc, dout.String(), lp)
+		}
+		if testproc.Alive(p.Pid) {
+			testproc.KillTree(p.Pid)
+			p.Cmd.Wait()
+		}
+		stopNS()
+		waitPidsFree(t, []int{p.Pid})
+	}
+	t.Logf("outcomes: %v", outcomes)
 }
