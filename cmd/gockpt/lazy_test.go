@@ -464,3 +464,105 @@ exec sleep 600`, bin, imgs, port, work)
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
+
+// TestLazyMigration: live migration as the seed runs it, between a
+// "source" and a "destination" on this machine (the destination restores
+// in a new PID and mount namespace: the frozen source still holds the
+// PIDs): pre-dump, copy, final dump --lazy-pages --port, copy, lazy-pages
+// --page-server, restore --lazy-pages. Pages the pre-dump saved and the
+// tree did not write since come from the parent images; only the others
+// travel lazily. Every page is checked.
+func TestLazyMigration(t *testing.T) {
+	unshare := program(t, "unshare")
+	bin, _ := filepath.Abs(os.Args[0])
+	p, pdir := startPattern(t)
+	pid := strconv.Itoa(p.Pid)
+	src, dst := t.TempDir(), t.TempDir()
+	gockpt(t, "pre-dump", "-t", pid, "-D", filepath.Join(src, "pre1"), "--track-mem")
+	copyImages(t, filepath.Join(src, "pre1"), filepath.Join(dst, "pre1"))
+	time.Sleep(200 * time.Millisecond) // the tree writes on
+
+	port := freePort(t, "127.0.0.1")
+	dump := gockptCmd("dump", "-t", pid, "-D", filepath.Join(src, "final"), "--track-mem", "--prev-images-dir", "../pre1",
+		"--lazy-pages", "--address", "127.0.0.1", "--port", strconv.Itoa(port), "--display-stats")
+	var dout bytes.Buffer
+	dump.Stdout, dump.Stderr = &dout, &dout
+	if err := dump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dumpDone := make(chan error, 1)
+	go func() { dumpDone <- dump.Wait() }()
+	t.Cleanup(func() { dump.Process.Kill() })
+	pollUntil(t, 20*time.Second, func() (bool, string) {
+		return strings.Contains(dout.String(), "Images written"), "the dump does not serve: " + dout.String()
+	})
+	final := filepath.Join(dst, "final")
+	copyImages(t, filepath.Join(src, "final"), final)
+	if err := os.Symlink("../pre1", filepath.Join(final, "parent")); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`export GOCKPT_TEST_AS_GOCKPT=1
+%[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
+while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
+%[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
+echo $? > %[4]s/restore.rc
+exec sleep 600`, bin, final, port, dst)
+	ns := exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script)
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	nsDone := make(chan error, 1)
+	go func() { nsDone <- ns.Wait() }()
+	t.Cleanup(func() {
+		for c := range nsChildren(ns.Process.Pid) {
+			syscall.Kill(c, syscall.SIGKILL)
+		}
+		ns.Process.Kill()
+		<-nsDone
+	})
+	testproc.WaitFile(t, filepath.Join(dst, "restore.rc"), 30*time.Second)
+	if rc, _ := os.ReadFile(filepath.Join(dst, "restore.rc")); strings.TrimSpace(string(rc)) != "0" {
+		out, _ := os.ReadFile(filepath.Join(dst, "restore.out"))
+		t.Fatalf("restore on the destination: %s", out)
+	}
+	select {
+	case err := <-dumpDone:
+		if err != nil {
+			t.Fatalf("dump --lazy-pages: %v: %s", err, dout.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("dump --lazy-pages still serves: %s", dout.String())
+	}
+	p.Cmd.Wait() // the source, killed once the destination had every page
+	var lp []byte
+	pollUntil(t, 30*time.Second, func() (bool, string) {
+		lp, _ = os.ReadFile(filepath.Join(dst, "lp.out"))
+		return strings.Contains(string(lp), "Lazy pages: all in place"), "the destination's daemon does not finish: " + string(lp)
+	})
+	m := lazySummary.FindStringSubmatch(string(lp))
+	if m == nil || m[1] == "0" {
+		t.Fatalf("the destination's daemon said: %s", lp)
+	}
+	skipped := regexp.MustCompile(`Memory pages skipped from parent: (\d+)`).FindStringSubmatch(dout.String())
+	if skipped == nil || skipped[1] == "0" {
+		t.Fatalf("the final dump left nothing in the pre-dump's images: %s", dout.String())
+	}
+	init := 0
+	for c := range nsChildren(ns.Process.Pid) {
+		init = c
+	}
+	dest := 0
+	for c, inner := range nsChildren(init) {
+		if inner == p.Pid {
+			dest = c
+		}
+	}
+	if dest == 0 {
+		t.Fatalf("no restored process with PID %d in the destination's namespace", p.Pid)
+	}
+	if testproc.Alive(p.Pid) {
+		t.Fatal("the source runs on beside the destination")
+	}
+	verifyPattern(t, dest, pdir)
+	t.Logf("pages left in the pre-dump's images: %s; lazy: %s", skipped[1], strings.TrimSpace(m[0]))
+}

@@ -160,6 +160,9 @@ func (ps *pageServer) flags() []string {
 // page server's directory, as a migration would).
 func copyImages(t *testing.T, src, dst string) {
 	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
