@@ -397,7 +397,7 @@ func TestLazyKillSource(t *testing.T) {
 %[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
 while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
 %[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
-echo $? > %[4]s/restore.rc
+echo $? > %[4]s/restore.tmp && mv %[4]s/restore.tmp %[4]s/restore.rc
 exec sleep 600`, bin, imgs, port, work)
 		ns := exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script)
 		if err := ns.Start(); err != nil {
@@ -505,7 +505,7 @@ func TestLazyMigration(t *testing.T) {
 %[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
 while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
 %[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
-echo $? > %[4]s/restore.rc
+echo $? > %[4]s/restore.tmp && mv %[4]s/restore.tmp %[4]s/restore.rc
 exec sleep 600`, bin, final, port, dst)
 	ns := exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script)
 	if err := ns.Start(); err != nil {
