@@ -243,10 +243,11 @@ func TestLazyMakeLazy(t *testing.T) {
 
 // lazyKillRound restores the pattern process lazily with pages from
 // source ("" for the images, else a page server's host:port), kills the
-// lazy-pages daemon after wait, and checks that the process either runs
-// with every page right (the daemon had finished) or is gone (the standby
-// killed it), never running with pages missing nor waiting for ever. It
-// returns whether the kill landed before the daemon finished.
+// lazy-pages daemon after wait, and checks that the process runs with
+// every page right (the daemon had finished, or its standby finished from
+// the images) or is gone (pages from a page server: the standby killed
+// it), never running with pages missing nor waiting for ever. It returns
+// whether the kill landed before the daemon finished.
 func lazyKillRound(t *testing.T, p *testproc.Proc, pdir, imgs string, wait time.Duration, remote string) bool {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "lazy.sock")
@@ -272,6 +273,18 @@ func lazyKillRound(t *testing.T, p *testproc.Proc, pdir, imgs string, wait time.
 		t.Fatal("the killed daemon does not exit")
 	}
 	finished := strings.Contains(ld.out.String(), "Lazy pages: all in place")
+	if !finished && remote == "" {
+		// The standby finishes the daemon's work from the images.
+		pollUntil(t, 20*time.Second, func() (bool, string) {
+			return strings.Contains(ld.out.String(), "lazy-pages standby: the lazy-pages daemon died with "), "the standby does not take over: " + ld.out.String()
+		})
+		if !regexp.MustCompile(`lazy-pages standby: the lazy-pages daemon died with (\d+ pages not in place: the standby put them in place|0 pages not in place: nothing was left to do)`).MatchString(ld.out.String()) {
+			t.Fatalf("the standby did not finish: %s", ld.out)
+		}
+		verifyPattern(t, p.Pid, pdir)
+		killRestored(p.Pid)
+		return true
+	}
 	// The standby acts at once; the tree is gone within moments.
 	deadline := time.Now().Add(10 * time.Second)
 	for testproc.Alive(p.Pid) && !finished && time.Now().Before(deadline) {
@@ -290,15 +303,15 @@ func lazyKillRound(t *testing.T, p *testproc.Proc, pdir, imgs string, wait time.
 	var ws syscall.WaitStatus
 	syscall.Wait4(p.Pid, &ws, 0, nil) // restore -d made it this process's child
 	pollUntil(t, 10*time.Second, func() (bool, string) {
-		return strings.Contains(ld.out.String(), "lazy-pages standby: the lazy-pages daemon died with pages of the restored tree not in place: killed the tree (PIDs ["+strconv.Itoa(p.Pid)), "the standby does not say it killed the tree: " + ld.out.String()
+		return regexp.MustCompile(`lazy-pages standby: the lazy-pages daemon died with \d+ pages of the restored tree not in place \(its pages were to come from a page server\): killed the tree \(PIDs \[`+strconv.Itoa(p.Pid)+`\]\) rather than let it run on with memory missing`).MatchString(ld.out.String()), "the standby does not say it killed the tree: " + ld.out.String()
 	})
 	return true
 }
 
 // TestLazyKillDaemon: ten SIGKILLs of the lazy-pages daemon at random
-// moments while it puts pages in place, from the images and from a page
-// server: the restored process never runs on with memory missing, nor
-// waits for ever.
+// moments while it puts pages in place, from the images (its standby
+// finishes) and from a page server (its standby kills the tree): the
+// restored process never runs on with memory missing, nor waits for ever.
 func TestLazyKillDaemon(t *testing.T) {
 	for _, remote := range []bool{false, true} {
 		t.Run(fmt.Sprintf("page-server=%v", remote), func(t *testing.T) {

@@ -116,7 +116,11 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 		return err
 	}
 	defer d.Close()
-	if d.Standby, err = lazy.StartStandby(lazyStandbyArgs()); err != nil {
+	standbyDir := ""
+	if !opts.PageServer {
+		standbyDir = dir.Path()
+	}
+	if d.Standby, err = lazy.StartStandby(lazyStandbyArgs(standbyDir)); err != nil {
 		return err
 	}
 	defer d.Standby.Done()
@@ -173,25 +177,47 @@ func init() { subcommands = append(subcommands, newLazyStandbyCmd) }
 // itself: should the daemon die with pages not in place, it kills the
 // restored tree. Internal, so hidden from help.
 func newLazyStandbyCmd(opts *config.Options) *cobra.Command {
-	return &cobra.Command{
+	var fromImages string
+	cmd := &cobra.Command{
 		Use:    lazyStandbyCmd,
 		Short:  "Stand by a lazy-pages daemon (started by gockpt lazy-pages itself)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code := lazy.RunStandby(3, func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) })
+			var src lazy.Source
+			if fromImages != "" {
+				dir, err := images.OpenDir(fromImages)
+				if err != nil {
+					return err
+				}
+				src = lazy.NewImagesSource(dir)
+				defer src.Close()
+			}
+			code := lazy.RunStandby(3, src, func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) })
 			if code != 0 {
 				return exitError{code}
 			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&fromImages, "from-images", "", "the images the daemon serves pages from")
+	return cmd
 }
 
-func lazyStandbyArgs() []string {
+// lazyStandbyArgs start the standby; dir: the images the daemon serves
+// ("" when its pages come from a page server).
+func lazyStandbyArgs(dir string) []string {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "/proc/self/exe"
 	}
-	return []string{exe, lazyStandbyCmd, "--no-default-config"}
+	args := []string{exe, lazyStandbyCmd, "--no-default-config"}
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err == nil {
+			dir = abs
+		}
+		args = append(args, "--from-images", dir)
+	}
+	return args
 }

@@ -86,6 +86,7 @@ func (s *Stats) Latency() (median, p99 time.Duration) {
 // task is a restored task (or a child it forked since) whose pages are not
 // all in place.
 type task struct {
+	id     int // its number in the daemon (and its standby)
 	name   string
 	srcPid int // whose pages, in the images
 	// pid is the task's PID, 0 for a child forked since restore until
@@ -130,9 +131,13 @@ type Daemon struct {
 	again []pendingFault
 	// restored are the PIDs restore handed over.
 	restored []int
-	// Standby, when set, gets a copy of every userfaultfd, so that the
-	// tree is killed, not left with zero pages, if the daemon dies.
+	// Standby, when set, gets a copy of every userfaultfd and hears what
+	// the daemon does, so that it can take over if the daemon dies.
 	Standby *Standby
+	// standby: this is the standby taking over; a page found present was
+	// put there by the daemon before it died, and stays.
+	standby bool
+	ids     int
 	// Prefetch is how many pages a fault brings in at most, around it.
 	Prefetch uint64
 	// Push is how many pages one background copy moves at most.
@@ -295,9 +300,10 @@ func (d *Daemon) receive() error {
 	if fd < 0 {
 		return fmt.Errorf("restore sent task %d: %w", pid, errNoFd)
 	}
-	t := &task{name: fmt.Sprintf("task %d", pid), srcPid: pid, u: mem.UffdFromFd(fd), pidfd: -1}
+	d.ids++
+	t := &task{id: d.ids, name: fmt.Sprintf("task %d", pid), srcPid: pid, u: mem.UffdFromFd(fd), pidfd: -1}
 	t.watch(pid)
-	if err := d.Standby.Task(pid, fd); err != nil {
+	if err := d.Standby.task(t.id, pid, fd, runs); err != nil {
 		t.close()
 		return err
 	}
@@ -362,8 +368,9 @@ func (d *Daemon) event(t *task, m mem.UffdMsg) error {
 		d.stats.Faults++
 		return d.fault(t, m.Addr&^(pageSize-1), time.Now())
 	case mem.UffdEventFork:
-		child := &task{name: "a child of " + t.name, srcPid: t.srcPid, u: mem.UffdFromFd(m.Fd), pidfd: -1, segs: append(segs(nil), t.segs...)}
-		if err := d.Standby.Child(t.pid, m.Fd); err != nil {
+		d.ids++
+		child := &task{id: d.ids, name: "a child of " + t.name, srcPid: t.srcPid, u: mem.UffdFromFd(m.Fd), pidfd: -1, segs: append(segs(nil), t.segs...)}
+		if err := d.Standby.child(child.id, t.id, m.Fd); err != nil {
 			child.close()
 			return err
 		}
@@ -371,10 +378,12 @@ func (d *Daemon) event(t *task, m mem.UffdMsg) error {
 		log.Debugf("lazy pages: %s forked: its child shares %d pages to put in place", t.name, child.segs.pages())
 	case mem.UffdEventRemap:
 		t.segs.move(m.From, m.To, m.Len)
+		d.Standby.move(t.id, m.From, m.To, m.Len)
 	case mem.UffdEventRemove, mem.UffdEventUnmap:
 		for _, g := range t.segs.cut(m.Start, m.End) {
 			d.stats.Dropped += (g.end - g.start) / pageSize
 		}
+		d.Standby.cut(t.id, m.Start, m.End)
 	}
 	return nil
 }
@@ -496,6 +505,9 @@ func (d *Daemon) copyIn(t *task, start, end uint64) (again bool, err error) {
 			}
 			done, err := t.u.Copy(addr, data)
 			d.stats.Pages += uint64(done) / pageSize
+			if done > 0 {
+				d.Standby.cut(t.id, addr, addr+uint64(done))
+			}
 			switch {
 			case err == nil:
 			case errors.Is(err, mem.ErrUffdExist):
@@ -503,10 +515,13 @@ func (d *Daemon) copyIn(t *task, start, end uint64) (again bool, err error) {
 				// was registered (restore's own work), so it holds
 				// nothing the task wrote. The dump's page goes over it.
 				at := addr + uint64(done)
-				if err := d.overwrite(t, at, data[done:done+pageSize]); err != nil {
-					return false, err
+				if !d.standby {
+					if err := d.overwrite(t, at, data[done:done+pageSize]); err != nil {
+						return false, err
+					}
+					d.stats.Pages++
 				}
-				d.stats.Pages++
+				d.Standby.cut(t.id, at, at+pageSize)
 				done += pageSize
 			case errors.Is(err, unix.ESRCH):
 				d.drop(t) // the task exited
@@ -521,6 +536,7 @@ func (d *Daemon) copyIn(t *task, start, end uint64) (again bool, err error) {
 				if t.stale++; t.stale > maxStale {
 					log.Warnf("lazy pages: %s: %#x-%#x cannot be put in place (%v) and no event says why: given up", t.name, rest[0].start, rest[0].end, err)
 					d.stats.Dropped += (rest[0].end - rest[0].start) / pageSize
+					d.Standby.cut(t.id, rest[0].start, rest[0].end)
 					rest = nil
 					t.stale = 0
 				}
@@ -568,6 +584,7 @@ func (d *Daemon) drop(t *task) {
 	}
 	d.stats.Dropped += t.segs.pages()
 	log.Debugf("lazy pages: %s exited with %d pages not in place", t.name, t.segs.pages())
+	d.Standby.gone(t.id)
 	t.close()
 }
 

@@ -10,23 +10,42 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gockpt/gockpt/internal/mem"
 )
 
 // The standby is a process beside the daemon holding a copy of every
-// userfaultfd the daemon serves. Were the daemon to die (killed, out of
-// memory) with pages not in place, its userfaultfds alone would go, and the
-// kernel would then answer the faults with zero pages: the tree would run
-// on with memory lost, silently. With the standby's copies the faults wait
-// instead, and the standby, seeing the daemon gone without its last word,
-// kills the restored tree and says so.
+// userfaultfd the daemon serves, and a mirror of what the daemon knows:
+// each task's pages not in place yet, kept up to date as the daemon puts
+// pages in place and hears of forks, mremap, MADV_DONTNEED and munmap.
+//
+// Were the daemon to die (killed, out of memory) with pages not in place,
+// its userfaultfds alone would go, and the kernel would answer the faults
+// with zero pages: the tree would run on with memory lost, silently. With
+// the standby's copies the faults wait instead, and the standby, seeing
+// the daemon gone without its last word, takes over: with the pages in
+// local images it puts the rest in place itself, as the daemon would have;
+// with pages that were to come from a page server it kills the restored
+// tree and says so.
+//
+// A page the daemon put in place but did not report before it died is
+// found present (UFFDIO_COPY says it exists) and left alone: what is there
+// is the dump's page, or what the task wrote since.
 
 // Messages on the daemon's link to the standby (a seqpacket socket): a
-// kind byte and a PID, with a userfaultfd for tasks.
+// kind byte, the task's number in the daemon, then per kind:
 const (
-	standbyTask  = 'T' // a restored task and its userfaultfd
-	standbyChild = 'C' // a child forked since restore: its userfaultfd
-	standbyDone  = 'D' // the daemon finished: every page is in place, or it killed the tree itself
+	standbyTask  = 'T' // pid; its userfaultfd comes along
+	standbyRuns  = 'R' // runs of lazy pages (start, length)...
+	standbyChild = 'C' // the parent's number; the child's userfaultfd comes along
+	standbyCut   = 'X' // start, end: in place now, or dropped by the task
+	standbyMove  = 'M' // from, to, length: mremap
+	standbyGone  = 'G' // the task exited
+	standbyDone  = 'D' // the daemon finished (every page in place, or it killed the tree)
 )
+
+// runsPerMessage bounds a runs message (16 bytes each).
+const runsPerMessage = 2048
 
 // Standby is the daemon's end of the link.
 type Standby struct {
@@ -60,32 +79,65 @@ func StartStandby(argv []string) (*Standby, error) {
 // Pid is the standby's PID.
 func (s *Standby) Pid() int { return s.pid }
 
-func (s *Standby) send(kind byte, pid int, uffd int) error {
-	if s == nil {
+func (s *Standby) send(kind byte, id int, fd int, vals ...uint64) error {
+	if s == nil || s.fd < 0 {
 		return nil
 	}
-	var b [5]byte
+	b := make([]byte, 5+8*len(vals))
 	b[0] = kind
-	binary.LittleEndian.PutUint32(b[1:], uint32(pid))
-	var oob []byte
-	if uffd >= 0 {
-		oob = unix.UnixRights(uffd)
+	binary.LittleEndian.PutUint32(b[1:], uint32(id))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint64(b[5+8*i:], v)
 	}
-	if err := unix.Sendmsg(s.fd, b[:], oob, nil, 0); err != nil {
-		return fmt.Errorf("lazy-pages: its standby (PID %d) is gone: %w", s.pid, err)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	for {
+		err := unix.Sendmsg(s.fd, b, oob, nil, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("lazy-pages: its standby (PID %d) is gone: %w", s.pid, err)
+		}
+		return nil
+	}
+}
+
+func (s *Standby) task(id, pid, uffd int, runs []Run) error {
+	if err := s.send(standbyTask, id, uffd, uint64(pid)); err != nil {
+		return err
+	}
+	for len(runs) > 0 {
+		n := min(len(runs), runsPerMessage)
+		vals := make([]uint64, 0, 2*n)
+		for _, r := range runs[:n] {
+			vals = append(vals, r.Start, r.Len)
+		}
+		if err := s.send(standbyRuns, id, -1, vals...); err != nil {
+			return err
+		}
+		runs = runs[n:]
 	}
 	return nil
 }
 
-// Task hands the standby a copy of a restored task's userfaultfd.
-func (s *Standby) Task(pid, uffd int) error { return s.send(standbyTask, pid, uffd) }
+func (s *Standby) child(id, parent, uffd int) error {
+	return s.send(standbyChild, id, uffd, uint64(parent))
+}
 
-// Child hands it a forked child's.
-func (s *Standby) Child(parent, uffd int) error { return s.send(standbyChild, parent, uffd) }
+// cut, move and gone keep the mirror; an error there means the standby
+// is gone, which the next task's hand-over reports.
+func (s *Standby) cut(id int, start, end uint64) { s.send(standbyCut, id, -1, start, end) }
+func (s *Standby) move(id int, from, to, n uint64) {
+	s.send(standbyMove, id, -1, from, to, n)
+}
+func (s *Standby) gone(id int) { s.send(standbyGone, id, -1) }
 
 // Done tells it the daemon finished; it lets go and exits.
 func (s *Standby) Done() {
-	if s == nil {
+	if s == nil || s.fd < 0 {
 		return
 	}
 	s.send(standbyDone, 0, -1)
@@ -93,48 +145,118 @@ func (s *Standby) Done() {
 	s.fd = -1
 }
 
-// RunStandby is the standby: it reads the link on fd until the daemon says
-// it is done (exit status 0), or the link breaks without that: then it
-// kills the restored tree (exit status 1). report hears what it did.
-func RunStandby(fd int, report func(string)) int {
-	var uffds []int
+// RunStandby is the standby: it mirrors the daemon on the link fd until
+// the daemon says it is done (exit status 0), or the link breaks without
+// that. Then, with src (the images), it finishes the daemon's work (0 when
+// every page went in); without, or if that fails, it kills the restored
+// tree (1). report hears what it did.
+func RunStandby(fd int, src Source, report func(string)) int {
+	tasks := map[int]*task{}
+	var order []int
 	restored := map[int]bool{}
-	defer func() {
-		for _, u := range uffds {
-			unix.Close(u)
-		}
-	}()
 	oob := make([]byte, unix.CmsgSpace(4))
-	for {
-		var b [5]byte
-		n, oobn, _, _, err := unix.Recvmsg(fd, b[:], oob, 0)
+	buf := make([]byte, 5+16*runsPerMessage)
+	done := false
+	for !done {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
+		uffd := -1
 		if oobn > 0 {
 			if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
 				for _, m := range msgs {
 					if fds, err := unix.ParseUnixRights(&m); err == nil {
-						uffds = append(uffds, fds...)
+						for _, f := range fds {
+							if uffd < 0 {
+								uffd = f
+							} else {
+								unix.Close(f)
+							}
+						}
 					}
 				}
 			}
 		}
-		if err != nil || n == 0 {
+		if err != nil || n < 5 {
+			closeFd(uffd)
 			break
 		}
-		switch b[0] {
-		case standbyDone:
-			return 0
-		case standbyTask:
-			restored[int(binary.LittleEndian.Uint32(b[1:]))] = true
+		id := int(binary.LittleEndian.Uint32(buf[1:]))
+		vals := make([]uint64, (n-5)/8)
+		for i := range vals {
+			vals[i] = binary.LittleEndian.Uint64(buf[5+8*i:])
+		}
+		t := tasks[id]
+		switch kind := buf[0]; {
+		case kind == standbyDone:
+			done = true
+		case kind == standbyTask && len(vals) == 1 && uffd >= 0:
+			pid := int(vals[0])
+			tasks[id] = &task{name: fmt.Sprintf("task %d", pid), srcPid: pid, pid: pid, pidfd: -1, u: mem.UffdFromFd(uffd)}
+			order = append(order, id)
+			restored[pid] = true
+			uffd = -1
+		case kind == standbyRuns && t != nil:
+			for i := 0; i+1 < len(vals); i += 2 {
+				t.segs = append(t.segs, seg{vals[i], vals[i] + vals[i+1], vals[i]})
+			}
+		case kind == standbyChild && len(vals) == 1 && uffd >= 0:
+			if p := tasks[int(vals[0])]; p != nil {
+				tasks[id] = &task{name: "a child of " + p.name, srcPid: p.srcPid, pidfd: -1, u: mem.UffdFromFd(uffd), segs: append(segs(nil), p.segs...)}
+				order = append(order, id)
+				uffd = -1
+			}
+		case kind == standbyCut && t != nil && len(vals) == 2:
+			t.segs.cut(vals[0], vals[1])
+		case kind == standbyMove && t != nil && len(vals) == 3:
+			t.segs.move(vals[0], vals[1], vals[2])
+		case kind == standbyGone && t != nil:
+			t.close()
+			delete(tasks, id)
+		}
+		closeFd(uffd)
+	}
+	d := &Daemon{conn: -1, src: src, Prefetch: 32, Push: maxChunk / pageSize}
+	for _, id := range order {
+		if t := tasks[id]; t != nil {
+			if t.pid > 0 {
+				t.watch(t.pid)
+			}
+			d.tasks = append(d.tasks, t)
 		}
 	}
-	if len(restored) == 0 {
+	defer func() {
+		for _, t := range d.tasks {
+			t.close()
+		}
+	}()
+	left := d.left()
+	if done {
 		return 0
+	}
+	if left == 0 {
+		report("lazy-pages standby: the lazy-pages daemon died with 0 pages not in place: nothing was left to do")
+		return 0
+	}
+	var why error = errors.New("its pages were to come from a page server")
+	if src != nil {
+		buf, err := unix.Mmap(-1, 0, maxChunk, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err == nil {
+			d.buf = buf
+			d.standby = true
+			st, err := d.Run()
+			if err == nil {
+				report(fmt.Sprintf("lazy-pages standby: the lazy-pages daemon died with %d pages not in place: the standby put them in place (%d pages, %v)", left, st.Pages, st.Took))
+				return 0
+			}
+			why = err
+		} else {
+			why = err
+		}
 	}
 	killed := killDescendants(restored)
 	sort.Ints(killed)
-	report(fmt.Sprintf("lazy-pages standby: the lazy-pages daemon died with pages of the restored tree not in place: killed the tree (PIDs %v) rather than let it run on with memory missing", killed))
+	report(fmt.Sprintf("lazy-pages standby: the lazy-pages daemon died with %d pages of the restored tree not in place (%v): killed the tree (PIDs %v) rather than let it run on with memory missing", left, why, killed))
 	return 1
 }
