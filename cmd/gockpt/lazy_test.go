@@ -303,7 +303,7 @@ func lazyKillRound(t *testing.T, p *testproc.Proc, pdir, imgs string, wait time.
 	var ws syscall.WaitStatus
 	syscall.Wait4(p.Pid, &ws, 0, nil) // restore -d made it this process's child
 	pollUntil(t, 10*time.Second, func() (bool, string) {
-		return regexp.MustCompile(`lazy-pages standby: the lazy-pages daemon died with \d+ pages of the restored tree not in place \(its pages were to come from a page server\): killed the tree \(PIDs \[`+strconv.Itoa(p.Pid)+`\]\) rather than let it run on with memory missing`).MatchString(ld.out.String()), "the standby does not say it killed the tree: " + ld.out.String()
+		return regexp.MustCompile(`lazy-pages standby: the lazy-pages daemon died with \d+ pages of the restored tree not in place \(its pages were to come from a page server\): killed the tree \(PIDs \[` + strconv.Itoa(p.Pid) + `\]\) rather than let it run on with memory missing`).MatchString(ld.out.String()), "the standby does not say it killed the tree: " + ld.out.String()
 	})
 	return true
 }
