@@ -138,6 +138,10 @@ type Daemon struct {
 	// put there by the daemon before it died, and stays.
 	standby bool
 	ids     int
+	// chunk is the size of the next background copy: small right after a
+	// fault (a fault arriving meanwhile waits for it), doubling up to
+	// Push while none comes.
+	chunk uint64
 	// Prefetch is how many pages a fault brings in at most, around it.
 	Prefetch uint64
 	// Push is how many pages one background copy moves at most.
@@ -149,6 +153,9 @@ type pendingFault struct {
 	addr  uint64
 	begin time.Time
 }
+
+// pushFirst is the background copy's size after a fault, in pages.
+const pushFirst = 16
 
 // maxChunk bounds one copy.
 const maxChunk = 1 << 20
@@ -391,6 +398,7 @@ func (d *Daemon) event(t *task, m mem.UffdMsg) error {
 // fault answers a fault at page addr: the pages around it when they are
 // lazy, else a zero page (memory never dumped reads as zeros).
 func (d *Daemon) fault(t *task, addr uint64, begin time.Time) error {
+	d.chunk = 0
 	i := t.segs.find(addr)
 	if i < 0 {
 		err := t.u.Zero(addr, pageSize)
@@ -481,7 +489,8 @@ func (d *Daemon) push() error {
 			continue
 		}
 		g := t.segs[0]
-		end := min(g.end, g.start+max(d.Push, 1)*pageSize)
+		d.chunk = min(max(d.chunk*2, pushFirst), max(d.Push, 1))
+		end := min(g.end, g.start+d.chunk*pageSize)
 		before := d.stats.Pages
 		_, err := d.copyIn(t, g.start, end)
 		d.stats.Pushed += d.stats.Pages - before

@@ -1,6 +1,9 @@
 package lazy
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // seg is a run of pages not in place yet: [start, end) in the task now,
 // whose data is at src in the images (the address the dump saw: mremap
@@ -29,14 +32,19 @@ func (s segs) find(addr uint64) int {
 	return -1
 }
 
-// cut removes [start, end) and returns what it held, in order.
+// cut removes [start, end) and returns what it held, in order. Only the
+// segs it touches are looked at: faults at random places split the list
+// into many pieces, and each fault must stay cheap.
 func (s *segs) cut(start, end uint64) []seg {
-	var out, keep []seg
-	for _, g := range *s {
-		if g.end <= start || g.start >= end {
-			keep = append(keep, g)
-			continue
-		}
+	l := *s
+	i := sort.Search(len(l), func(i int) bool { return l[i].end > start })
+	j := sort.Search(len(l), func(i int) bool { return l[i].start >= end })
+	if i >= j {
+		return nil
+	}
+	out := make([]seg, 0, j-i)
+	var keep []seg
+	for _, g := range l[i:j] {
 		lo, hi := max(g.start, start), min(g.end, end)
 		if g.start < lo {
 			keep = append(keep, seg{g.start, lo, g.src})
@@ -46,14 +54,16 @@ func (s *segs) cut(start, end uint64) []seg {
 			keep = append(keep, seg{hi, g.end, g.src + (hi - g.start)})
 		}
 	}
-	*s = keep
+	*s = slices.Replace(l, i, j, keep...)
 	return out
 }
 
-// add puts pieces back (sorted by start, not overlapping what is there).
+// add puts pieces back (not overlapping what is there).
 func (s *segs) add(pieces []seg) {
-	*s = append(*s, pieces...)
-	sort.Slice(*s, func(i, j int) bool { return (*s)[i].start < (*s)[j].start })
+	for _, p := range pieces {
+		i := sort.Search(len(*s), func(i int) bool { return (*s)[i].start >= p.start })
+		*s = slices.Insert(*s, i, p)
+	}
 }
 
 // move is mremap: what was at [from, from+n) is at [to, to+n) now.
