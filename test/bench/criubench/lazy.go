@@ -225,8 +225,11 @@ func (r *Runner) RunLazy(tool Tool, w Workload, set LazySetting, imgDir string) 
 		defer ps.stop()
 		daemonArgs = append(daemonArgs, "--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(port))
 	}
-	if set.NoPush && !isCRIU(tool) {
-		daemonArgs = append(daemonArgs, "--push-pages", "0")
+	if !isCRIU(tool) {
+		daemonArgs = append(daemonArgs, r.GockptLazyArgs...)
+		if set.NoPush {
+			daemonArgs = append(daemonArgs, "--push-pages", "0")
+		}
 	}
 	lp, err := r.startDaemon(tool, runDir, "lazy-pages", "lazy-pages daemon listening on",
 		append([]string{"-D", imgDir, "-o", "lazy-pages.log"}, daemonArgs...)...)
@@ -628,6 +631,9 @@ func runLazy(c config) error {
 	header := Header(tools, c.reps) + "; post-copy: dump, then lazy-pages + restore --lazy-pages -d, images on " + strings.Join(storages, " and ")
 	if c.dumpArgs != "" {
 		header += "; dump options " + strings.Join(r.DumpArgs, " ")
+	}
+	if r.GockptLazyArgs = strings.Fields(c.lazyArgs); len(r.GockptLazyArgs) > 0 {
+		header += "; gockpt lazy-pages " + strings.Join(r.GockptLazyArgs, " ")
 	}
 	var notes []string
 	for _, set := range sets {

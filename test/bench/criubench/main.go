@@ -17,6 +17,7 @@
 //
 //	criubench -lazy [-reps N] [-only REGEX] [-lazy-settings local,loopback,faults-only]
 //	          [-storage tmpfs|disk] [-quick] [-out FILE.md] [-gockpt BIN] [-criu BIN]
+//	          [-gockpt-lazy-args ARGS]
 package main
 
 import (
@@ -50,6 +51,7 @@ type config struct {
 	dumpArgs    string
 	lazy        bool
 	lazySets    string
+	lazyArgs    string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -73,6 +75,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.toolTimeout, "tool-timeout", 15*time.Minute, "kill a dump or restore command after this long")
 	fs.BoolVar(&c.lazy, "lazy", false, "post-copy bench: lazy restores of touch-16MiB, touch-256MiB and touch-1GiB (images on tmpfs unless -storage disk; no PNG)")
 	fs.StringVar(&c.lazySets, "lazy-settings", "local,loopback,faults-only", "with -lazy: the settings to run, comma-separated")
+	fs.StringVar(&c.lazyArgs, "gockpt-lazy-args", "", "with -lazy: more options for gockpt's lazy-pages daemon, e.g. \"--prefetch 1\" (said in the header)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
