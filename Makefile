@@ -67,8 +67,8 @@ bench-criu: gockpt
 # until the tree runs, until every page is in place, and the latency of the
 # workload's first touches that faulted, as it timed them; 3 runs, alternating,
 # medians and ratios gockpt/CRIU as markdown. CRIU's loopback runs raise
-# fs.pipe-max-size to 4 MiB and put it back after each. About ten minutes: not
-# in make test. BENCH_FLAGS as above, e.g. BENCH_FLAGS="-quick" or
+# fs.pipe-max-size to 4 MiB and put it back after each. About ten minutes
+# (CRIU's loopback runs of 1 GiB take one or two each): not in make test. BENCH_FLAGS as above, e.g. BENCH_FLAGS="-quick" or
 # BENCH_FLAGS="-only 1GiB -lazy-settings local,faults-only -out bench-lazy.md".
 bench-lazy: gockpt
 	cd test/bench && $(GO) build -o ../../bin/criubench ./criubench
