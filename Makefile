@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all gockpt test generate lint bench bench-criu demo clean vm-selinux vm-softdirty
+.PHONY: all gockpt test generate lint bench bench-criu bench-lazy demo clean vm-selinux vm-softdirty
 
 all: gockpt
 
@@ -59,6 +59,20 @@ BENCH_FLAGS ?=
 bench-criu: gockpt
 	cd test/bench && $(GO) build -o ../../bin/criubench ./criubench
 	./bin/criubench -gockpt bin/gockpt -criu $(CRIU) $(BENCH_FLAGS)
+
+# Post-copy, gockpt and CRIU 4.2 side by side (criubench -lazy): processes of
+# 16 MiB, 256 MiB and 1 GiB dumped, then restored with lazy-pages + restore
+# --lazy-pages -d, the pages from the images (local), from a page server on
+# 127.0.0.1 (loopback) and by faults only (gockpt --push-pages 0); the time
+# until the tree runs, until every page is in place, and the latency of the
+# workload's first touches that faulted, as it timed them; 3 runs, alternating,
+# medians and ratios gockpt/CRIU as markdown. CRIU's loopback runs raise
+# fs.pipe-max-size to 4 MiB and put it back after each. About ten minutes
+# (CRIU's loopback runs of 1 GiB take one or two each): not in make test. BENCH_FLAGS as above, e.g. BENCH_FLAGS="-quick" or
+# BENCH_FLAGS="-only 1GiB -lazy-settings local,faults-only -out bench-lazy.md".
+bench-lazy: gockpt
+	cd test/bench && $(GO) build -o ../../bin/criubench ./criubench
+	./bin/criubench -lazy -gockpt bin/gockpt -criu $(CRIU) $(BENCH_FLAGS)
 
 # SELinux in the test VM (Debian 6.1, enforcing; ../shared/vm), one PASS/FAIL
 # line per check: a single- and a 5-thread program in vmtest_a_t dumped and

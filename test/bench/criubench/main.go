@@ -10,6 +10,14 @@
 //
 //	criubench [-reps N] [-only REGEX] [-storage tmpfs|disk|both] [-quick]
 //	          [-png FILE] [-out FILE.md] [-gockpt BIN] [-criu BIN] [-dump-args ARGS]
+//
+// With -lazy it runs the post-copy bench instead (lazy.go): lazy restores of
+// 16 MiB, 256 MiB and 1 GiB, pages from the images, from a page server on
+// loopback, and by faults only:
+//
+//	criubench -lazy [-reps N] [-only REGEX] [-lazy-settings local,loopback,faults-only]
+//	          [-storage tmpfs|disk] [-quick] [-out FILE.md] [-gockpt BIN] [-criu BIN]
+//	          [-gockpt-lazy-args ARGS]
 package main
 
 import (
@@ -41,6 +49,9 @@ type config struct {
 	diskDir     string
 	toolTimeout time.Duration
 	dumpArgs    string
+	lazy        bool
+	lazySets    string
+	lazyArgs    string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -62,14 +73,23 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.diskDir, "disk-dir", "/var/tmp", "disk directory for the disk images")
 	fs.StringVar(&c.dumpArgs, "dump-args", "", "more dump options for both tools, e.g. \"--timeout 300\" (both stop a dump whose freeze takes longer than 10 s by default)")
 	fs.DurationVar(&c.toolTimeout, "tool-timeout", 15*time.Minute, "kill a dump or restore command after this long")
+	fs.BoolVar(&c.lazy, "lazy", false, "post-copy bench: lazy restores of touch-16MiB, touch-256MiB and touch-1GiB (images on tmpfs unless -storage disk; no PNG)")
+	fs.StringVar(&c.lazySets, "lazy-settings", "local,loopback,faults-only", "with -lazy: the settings to run, comma-separated")
+	fs.StringVar(&c.lazyArgs, "gockpt-lazy-args", "", "with -lazy: more options for gockpt's lazy-pages daemon, e.g. \"--prefetch 1\" (said in the header)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	repsSet := false
-	fs.Visit(func(f *flag.Flag) { repsSet = repsSet || f.Name == "reps" })
+	repsSet, storageSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		repsSet = repsSet || f.Name == "reps"
+		storageSet = storageSet || f.Name == "storage"
+	})
+	if c.lazy && !storageSet {
+		c.storage = "tmpfs"
+	}
 	if c.quick && !repsSet {
 		c.reps = 1
 	}
@@ -107,6 +127,9 @@ func main() {
 }
 
 func run(c config) error {
+	if c.lazy {
+		return runLazy(c)
+	}
 	wls, err := Select(Workloads, c.only, c.quick)
 	if err != nil {
 		return err
@@ -115,26 +138,8 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("run as root: both tools need it to dump and restore")
-	}
-	tools := []Tool{{Name: "gockpt", Path: c.gockpt}, {Name: "CRIU", Path: c.criu}}
-	for i, t := range tools {
-		p, err := filepath.Abs(t.Path)
-		if err == nil {
-			_, err = exec.LookPath(p)
-		}
-		if err != nil {
-			return fmt.Errorf("%s binary %s: %w", t.Name, t.Path, err)
-		}
-		tools[i].Path = p
-	}
-	for _, prog := range []string{"gcc", "setsid"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			return fmt.Errorf("%s is needed: %w", prog, err)
-		}
-	}
-	if err := becomeSubreaper(); err != nil {
+	tools, err := prepare(c)
+	if err != nil {
 		return err
 	}
 
@@ -218,6 +223,35 @@ run:
 		return errors.New("interrupted: the table holds the runs that finished")
 	}
 	return nil
+}
+
+// prepare checks what the bench needs (root, both tools, gcc, setsid),
+// makes the bench the child subreaper and returns gockpt and CRIU, in that
+// order, with absolute paths.
+func prepare(c config) ([]Tool, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("run as root: both tools need it to dump and restore")
+	}
+	tools := []Tool{{Name: "gockpt", Path: c.gockpt}, {Name: "CRIU", Path: c.criu}}
+	for i, t := range tools {
+		p, err := filepath.Abs(t.Path)
+		if err == nil {
+			_, err = exec.LookPath(p)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s binary %s: %w", t.Name, t.Path, err)
+		}
+		tools[i].Path = p
+	}
+	for _, prog := range []string{"gcc", "setsid"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			return nil, fmt.Errorf("%s is needed: %w", prog, err)
+		}
+	}
+	if err := becomeSubreaper(); err != nil {
+		return nil, err
+	}
+	return tools, nil
 }
 
 // Header says what ran where: tool versions, kernel, CPUs, runs.

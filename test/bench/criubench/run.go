@@ -38,12 +38,14 @@ func (s Sample) RestoreOK() bool { return s.RestoreErr == "" && s.Restore > 0 }
 
 // Runner runs the tools on workloads, one run at a time.
 type Runner struct {
-	Workload    string          // the compiled workload program
-	WorkDir     string          // state, ready and output files of the runs
-	ToolTimeout time.Duration   // for one dump or restore command
-	GoneTimeout time.Duration   // for killed tasks to be gone
-	DumpArgs    []string        // more dump options, for both tools
-	Ctx         context.Context // cancelled on an interrupt: tools are killed, cleanup still runs
+	Workload    string        // the compiled workload program
+	WorkDir     string        // state, ready and output files of the runs
+	ToolTimeout time.Duration // for one dump or restore command
+	GoneTimeout time.Duration // for killed tasks to be gone
+	DumpArgs    []string      // more dump options, for both tools
+	// More options for gockpt's lazy-pages daemon (-lazy).
+	GockptLazyArgs []string
+	Ctx            context.Context // cancelled on an interrupt: tools are killed, cleanup still runs
 }
 
 const (

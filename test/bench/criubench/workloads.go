@@ -109,7 +109,7 @@ func (w Workload) Threads() int {
 // is intact: its pages, its other threads, its fds or its VMAs.
 func (w Workload) WantOK() int64 {
 	switch w.Mode {
-	case "mem":
+	case "mem", "touch":
 		return w.N << 20 / 4096
 	case "tree":
 		return 1 << 20 / 4096

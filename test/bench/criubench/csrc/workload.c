@@ -9,6 +9,9 @@
 //   vmas N     N one-page anonymous mappings, alternately read-write and
 //              read-only, so that no two merge; each touched (and a PROT_NONE
 //              page at each end of the run)
+//   touch N    as mem, and on each SIGUSR2 the task reads one byte of every
+//              page once, in a random order, timing each read (the post-copy
+//              bench: first touches after a lazy restore); see touch_pass
 //
 // When set up, the root writes its PID to READYFILE (written aside, then
 // renamed). On each SIGUSR1 every task recomputes what it holds from its own
@@ -32,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -44,6 +48,7 @@
 static const char *statefile;
 static unsigned long rounds;
 static sigset_t usr1;
+static volatile unsigned sink;
 
 static void die(const char *what) {
 	fprintf(stderr, "workload: %s: %s\n", what, strerror(errno));
@@ -130,6 +135,111 @@ static _Noreturn void run_mem(long mib, const char *readyfile) {
 	ready(readyfile);
 	for (;;) {
 		wait_usr1();
+		unsigned long long sum = 0;
+		long ok = check(p, size, 1, &sum);
+		report(0, sum, ok);
+	}
+}
+
+// shuffle returns the i-th of the n page indexes in a fixed random order: a
+// bijection on k-bit numbers (2^k >= n; multiply by an odd constant, add, xor
+// with the high half) applied until the result is below n (cycle walking),
+// so that the order needs no table in memory.
+static size_t shuffle(size_t i, size_t n, unsigned k) {
+	const uint64_t mask = k >= 64 ? ~0ULL : (1ULL << k) - 1;
+	uint64_t x = i;
+	do {
+		for (int r = 1; r <= 4; r++) {
+			x = (x * MIX + 0x632BE59BD9B4E019ULL * r) & mask;
+			x ^= x >> (k / 2 + 1);
+		}
+	} while (x >= n);
+	return x;
+}
+
+static uint64_t ns_between(const struct timespec *a, const struct timespec *b) {
+	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000ULL + b->tv_nsec - a->tv_nsec;
+}
+
+// touch_pass reads one byte of each page of p once, in shuffle's order, and
+// writes STATEFILE.touch (aside, then renamed): when the pass started and
+// ended, CLOCK_REALTIME in ns, as two uint64 (not CLOCK_MONOTONIC: CRIU
+// restores the task in a time namespace whose monotonic clock goes on from
+// the dump, so it cannot be set beside the bench's), then one uint32 per
+// read in the order of the reads (timed by CLOCK_MONOTONIC): its
+// duration in ns (at most 2^31-1) with the top bit set when the read took a
+// page fault (getrusage(RUSAGE_THREAD) after each read, minor and major):
+// every page was populated before the dump, so a read faults only when its
+// page is not in place yet and the lazy-pages daemon must bring it in; a
+// page already in place is mapped and reads without a fault. The record is
+// fresh memory mapped and written before the pass: it is not the restored
+// tree's, so it is never lazy.
+static void touch_pass(const unsigned char *p, size_t size) {
+	size_t n = size / PAGE, len = 16 + 4 * n;
+	unsigned char *rec = map_anon(len, PROT_READ | PROT_WRITE);
+	memset(rec, 0, len);
+	uint32_t *lat = (uint32_t *)(rec + 16);
+	unsigned k = 0;
+	while ((1ULL << k) < n)
+		k++;
+	struct rusage ru;
+	struct timespec a, b, wall_start, wall_end;
+	if (getrusage(RUSAGE_THREAD, &ru))
+		die("getrusage");
+	long flt = ru.ru_majflt + ru.ru_minflt;
+	clock_gettime(CLOCK_REALTIME, &wall_start);
+	for (size_t i = 0; i < n; i++) {
+		const volatile unsigned char *q = p + shuffle(i, n, k) * PAGE;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		sink += *q;
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		getrusage(RUSAGE_THREAD, &ru);
+		uint64_t ns = ns_between(&a, &b);
+		long now = ru.ru_majflt + ru.ru_minflt;
+		lat[i] = (ns > 0x7fffffff ? 0x7fffffff : (uint32_t)ns) | (now != flt ? 0x80000000u : 0);
+		flt = now;
+	}
+	clock_gettime(CLOCK_REALTIME, &wall_end);
+	uint64_t when[2] = {
+		(uint64_t)wall_start.tv_sec * 1000000000ULL + wall_start.tv_nsec,
+		(uint64_t)wall_end.tv_sec * 1000000000ULL + wall_end.tv_nsec,
+	};
+	memcpy(rec, when, sizeof when);
+
+	char path[4096], tmp[4096];
+	snprintf(path, sizeof path, "%s.touch", statefile);
+	snprintf(tmp, sizeof tmp, "%s.touch.tmp", statefile);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die("open touch file");
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, rec + off, len - off);
+		if (w < 0 && errno != EINTR)
+			die("write touch file");
+		if (w > 0)
+			off += w;
+	}
+	close(fd);
+	if (rename(tmp, path))
+		die("rename touch file");
+	munmap(rec, len);
+}
+
+static _Noreturn void run_touch(long mib, const char *readyfile) {
+	size_t size = (size_t)mib << 20;
+	unsigned char *p = map_anon(size, PROT_READ | PROT_WRITE);
+	fill(p, size, 1);
+	ready(readyfile);
+	for (;;) {
+		int sig;
+		while ((sig = sigwaitinfo(&usr1, NULL)) < 0)
+			if (errno != EINTR)
+				die("sigwaitinfo");
+		if (sig == SIGUSR2) {
+			touch_pass(p, size);
+			continue;
+		}
+		rounds++;
 		unsigned long long sum = 0;
 		long ok = check(p, size, 1, &sum);
 		report(0, sum, ok);
@@ -368,7 +478,7 @@ static _Noreturn void run_vmas(long n, const char *readyfile) {
 
 int main(int argc, char **argv) {
 	if (argc != 5) {
-		fprintf(stderr, "usage: workload mem|tree|threads|fds|vmas N READYFILE STATEFILE\n");
+		fprintf(stderr, "usage: workload mem|tree|threads|fds|vmas|touch N READYFILE STATEFILE\n");
 		return 2;
 	}
 	long n = strtol(argv[2], NULL, 10);
@@ -379,6 +489,8 @@ int main(int argc, char **argv) {
 	}
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
+	if (!strcmp(argv[1], "touch"))
+		sigaddset(&usr1, SIGUSR2); // waited for with SIGUSR1
 	if (sigprocmask(SIG_BLOCK, &usr1, NULL))
 		die("sigprocmask");
 	if (!strcmp(argv[1], "mem"))
@@ -391,6 +503,8 @@ int main(int argc, char **argv) {
 		run_fds(n, argv[3]);
 	if (!strcmp(argv[1], "vmas"))
 		run_vmas(n, argv[3]);
+	if (!strcmp(argv[1], "touch"))
+		run_touch(n, argv[3]);
 	fprintf(stderr, "workload: unknown mode %s\n", argv[1]);
 	return 2;
 }
