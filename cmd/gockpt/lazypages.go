@@ -72,7 +72,7 @@ on with memory missing, nor waits for it for ever.`,
 	f.BoolVar(&opts.PageServer, "page-server", false, "fetch the pages from a page server (--address, --port: gockpt page-server --lazy-pages, dump --lazy-pages, or CRIU's) instead of the images")
 	f.IntVar(&opts.Port, "port", 0, "TCP port of the page server")
 	addTLSFlags(cmd, opts)
-	f.Uint64Var(&prefetch, "prefetch", 32, "pages a fault brings in at most, around the page that faulted")
+	f.Uint64Var(&prefetch, "prefetch", 8, "pages a fault brings in at most, around the page that faulted")
 	f.Uint64Var(&push, "push-pages", 256, "pages one background copy moves at most (0: none: pages come only when they fault, for tests and slow links)")
 	return cmd
 }

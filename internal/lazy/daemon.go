@@ -167,7 +167,7 @@ func NewDaemon(conn int, src Source) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{src: src, conn: conn, buf: buf, Prefetch: 32, Push: maxChunk / pageSize}, nil
+	return &Daemon{src: src, conn: conn, buf: buf, Prefetch: 8, Push: maxChunk / pageSize}, nil
 }
 
 // Run serves until every page is in place, then lets the tasks go (closing

@@ -217,7 +217,7 @@ func RunStandby(fd int, src Source, report func(string)) int {
 		}
 		closeFd(uffd)
 	}
-	d := &Daemon{conn: -1, src: src, Prefetch: 32, Push: maxChunk / pageSize}
+	d := &Daemon{conn: -1, src: src, Prefetch: 8, Push: maxChunk / pageSize}
 	for _, id := range order {
 		if t := tasks[id]; t != nil {
 			if t.pid > 0 {
