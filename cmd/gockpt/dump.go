@@ -49,6 +49,9 @@ it running as it was.`,
 				if opts.PageServer {
 					return usagef("--lazy-pages serves the lazy pages on --address --port itself: drop --page-server")
 				}
+				if compress {
+					return usagef("--compress is asked for by the destination (lazy-pages --page-server --compress): drop it here, the dump compresses what that daemon asks it to")
+				}
 				if opts.Port < 0 || opts.Port > 65535 {
 					return usagef("--port %d is not a TCP port (0-65535)", opts.Port)
 				}
@@ -80,6 +83,7 @@ it running as it was.`,
 				TrackBackend:   backend,
 				PageServer:     psAddr,
 				PageServerTLS:  psTLS,
+				Compress:       compress,
 				LazyPages:      opts.LazyPages,
 				LazyListen:     lazyAddr,
 				LazyTLS:        lazyTLS,

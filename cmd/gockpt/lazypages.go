@@ -72,6 +72,7 @@ on with memory missing, nor waits for it for ever.`,
 	f.BoolVar(&opts.PageServer, "page-server", false, "fetch the pages from a page server (--address, --port: gockpt page-server --lazy-pages, dump --lazy-pages, or CRIU's) instead of the images")
 	f.IntVar(&opts.Port, "port", 0, "TCP port of the page server")
 	addTLSFlags(cmd, opts)
+	addCompressFlag(cmd, "ask the page server to compress the pages it sends (zstd; gockpt's extension: the page server must be gockpt's page-server --lazy-pages or dump --lazy-pages, not CRIU's)")
 	f.Uint64Var(&prefetch, "prefetch", 8, "pages a fault brings in at most, around the page that faulted")
 	f.Uint64Var(&push, "push-pages", 256, "pages one background copy moves at most (0: none: pages come only when they fault, for tests and slow links)")
 	return cmd
@@ -83,6 +84,9 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 		return err
 	}
 	var src lazy.Source = lazy.NewImagesSource(dir)
+	if compress && !opts.PageServer {
+		return usagef("--compress asks a page server for compressed pages: add --page-server --address A --port N")
+	}
 	if opts.PageServer {
 		addr, tc, err := pageServerTarget(opts)
 		if err != nil {
@@ -91,6 +95,11 @@ func runLazyPages(cmd *cobra.Command, opts *config.Options) error {
 		c, err := pageserver.Dial(addr, tc)
 		if err != nil {
 			return err
+		}
+		if compress {
+			if err := c.Compress(pageserver.CompressAnswers); err != nil {
+				return err
+			}
 		}
 		src = lazy.NewRemoteSource(c)
 		log.Infof("lazy-pages: pages from the page server at %s", addr)

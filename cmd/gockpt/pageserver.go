@@ -38,6 +38,10 @@ fails or hangs up leaves the directory as it was.
   dest$ gockpt page-server -D /imgs --port 27000
   src$  gockpt dump -t PID -D /imgs --page-server --address dest --port 27000
 
+A gockpt sender with --compress (dump, pre-dump, lazy-pages) gets its session
+compressed with zstd; CRIU's senders never ask, and CRIU's page server refuses
+it: --compress is for gockpt on both sides.
+
 With --prev-images-dir the directory's parent link names the previous
 iteration, so that an incremental dump may leave unchanged pages there.
 --port 0 picks a free port; the address is printed when the server listens.
@@ -90,6 +94,15 @@ func addPageServerFlags(cmd *cobra.Command, opts *config.Options) {
 	f.StringVar(&opts.Address, "address", "", "address of the page server")
 	f.IntVar(&opts.Port, "port", 0, "TCP port of the page server")
 	addTLSFlags(cmd, opts)
+	addCompressFlag(cmd, "compress the pages sent to the page server (zstd; gockpt's extension: the page server must be gockpt page-server, not CRIU's)")
+}
+
+// compress is --compress: a gockpt page server session compressed with
+// zstd (the pages a dump sends; the pages lazy-pages fetches).
+var compress bool
+
+func addCompressFlag(cmd *cobra.Command, usage string) {
+	cmd.Flags().BoolVar(&compress, "compress", false, usage)
 }
 
 func addTLSFlags(cmd *cobra.Command, opts *config.Options) {
@@ -113,6 +126,9 @@ func pageServerTarget(opts *config.Options) (string, *tls.Config, error) {
 	if !opts.PageServer {
 		if opts.TLS {
 			return "", nil, usagef("--tls secures the page server connection: add --page-server --address A --port N")
+		}
+		if compress {
+			return "", nil, usagef("--compress compresses the page server connection: add --page-server --address A --port N")
 		}
 		return "", nil, nil
 	}
@@ -167,6 +183,9 @@ func runPageServer(cmd *cobra.Command, opts *config.Options) error {
 	mb := float64(got.Bytes) / (1 << 20)
 	summary := fmt.Sprintf("Received %d pages (%.1f MiB) of %d pagemaps from %s in %v (%.0f MiB/s); %d pages left in the parent images, %d lazy",
 		got.Pages, mb, got.Targets, peer, got.Took.Round(time.Millisecond), mb/max(got.Took.Seconds(), 1e-6), got.Parent, got.Lazy)
+	if got.Compressed&pageserver.CompressSent != 0 {
+		summary += fmt.Sprintf("; compressed (zstd): %.1f MiB on the wire", float64(got.Wire)/(1<<20))
+	}
 	log.Infof("%s", summary)
 	if !child {
 		fmt.Fprintln(cmd.OutOrStdout(), summary)
@@ -216,6 +235,9 @@ func runLazyPageServer(cmd *cobra.Command, opts *config.Options) error {
 	mb := float64(got.Bytes) / (1 << 20)
 	summary := fmt.Sprintf("Served %d pages (%.1f MiB) in %d requests to %s in %v (%.0f MiB/s), of %d lazy pages in the images",
 		got.Pages, mb, got.Requests, peer, got.Took.Round(time.Millisecond), mb/max(got.Took.Seconds(), 1e-6), src.LazyPages())
+	if got.Compressed&pageserver.CompressAnswers != 0 {
+		summary += fmt.Sprintf("; compressed (zstd): %.1f MiB on the wire", float64(got.Wire)/(1<<20))
+	}
 	if err == nil || got.Requests > 0 {
 		log.Infof("%s", summary)
 		if !child {

@@ -52,6 +52,7 @@ dump (both with --track-mem --prev-images-dir) saves only those. Without
 				TrackBackend:  backend,
 				PageServer:    psAddr,
 				PageServerTLS: psTLS,
+				Compress:      compress,
 				KeeperArgs:    keeperArgs(),
 				Progress:      bar.Sink(),
 			})

@@ -66,6 +66,9 @@ type Options struct {
 	// when PageServerTLS is set.
 	PageServer    string
 	PageServerTLS *tls.Config
+	// Compress compresses the pages sent to the page server (gockpt's
+	// extension: the server must be gockpt's).
+	Compress bool
 	// LazyPages (post-copy) leaves the lazy pages out of the images and,
 	// once they are written, serves them from the frozen tree on
 	// LazyListen (host:port; TLS with LazyTLS) until the destination's

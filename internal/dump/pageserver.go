@@ -25,6 +25,11 @@ func (d *dumper) connectPageServer() error {
 	if err != nil {
 		return err
 	}
+	if o.Compress {
+		if err := c.Compress(pageserver.CompressSent); err != nil {
+			return err
+		}
+	}
 	if o.PrevImagesDir != "" {
 		has, err := c.HasParent(pageserver.Task(o.Pid))
 		if err != nil {
@@ -72,6 +77,11 @@ func (d *dumper) closePageServer() error {
 	d.ps = nil
 	if err := c.Close(); err != nil {
 		return err
+	}
+	if c.Compressed() != 0 {
+		wire, _ := c.Wire()
+		log.Infof("page server %s: %d MiB of pages sent, compressed (zstd) to %d MiB on the wire", c.Peer(), c.Sent>>20, wire>>20)
+		return nil
 	}
 	log.Infof("page server %s: %d MiB of pages sent", c.Peer(), c.Sent>>20)
 	return nil

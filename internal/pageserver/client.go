@@ -11,14 +11,21 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 )
 
 // Client sends pages to a page server.
 type Client struct {
 	raw  *bufConn
-	conn io.Reader // answers come from here (TLS or raw)
-	w    io.Writer // commands and data go here (TLS or raw)
+	conn io.Reader // answers come from here (TLS or raw, decompressed)
+	w    io.Writer // commands and data go here (compressed, TLS or raw)
+	// zw compresses what is sent (Compress): it is flushed, then raw,
+	// whenever an answer is awaited.
+	zw         *zstd.Encoder
+	compressed Direction
+	used       bool // a command other than COMPRESS was sent
 	// record, with TLS, is the most one write may carry: each write is one
 	// TLS record, and CRIU's page server reads records whole, so none
 	// may hold a command with data, nor cross a 64 KiB chunk of a run.
@@ -81,15 +88,19 @@ func newClient(conn net.Conn, addr string, tc *tls.Config) (*Client, error) {
 
 // bufConn buffers writes to a connection and flushes them whenever
 // something is read from it: whoever reads waits for an answer to what was
-// written. Each write and read may stall at most stallTimeout.
+// written. Each write and read may stall at most stallTimeout. It counts
+// the bytes that went each way.
 type bufConn struct {
 	net.Conn
-	bw *bufio.Writer
+	bw      *bufio.Writer
+	out, in uint64
 }
 
 func (b *bufConn) Write(p []byte) (int, error) {
 	b.Conn.SetWriteDeadline(time.Now().Add(stallTimeout))
-	return b.bw.Write(p)
+	n, err := b.bw.Write(p)
+	b.out += uint64(n)
+	return n, err
 }
 
 func (b *bufConn) Read(p []byte) (int, error) {
@@ -97,7 +108,9 @@ func (b *bufConn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	b.Conn.SetReadDeadline(time.Now().Add(stallTimeout))
-	return b.Conn.Read(p)
+	n, err := b.Conn.Read(p)
+	b.in += uint64(n)
+	return n, err
 }
 
 func (b *bufConn) Flush() error {
@@ -107,6 +120,20 @@ func (b *bufConn) Flush() error {
 
 // Peer names the server, as given to Dial.
 func (c *Client) Peer() string { return c.peer }
+
+// Wire counts the bytes that went over the connection so far, each way:
+// compressed (and with TLS's own) where they were.
+func (c *Client) Wire() (sent, received uint64) { return c.raw.out, c.raw.in }
+
+// flush pushes what was sent: the compressor's block, then the buffer.
+func (c *Client) flush() error {
+	if c.zw != nil {
+		if err := c.zw.Flush(); err != nil {
+			return err
+		}
+	}
+	return c.raw.Flush()
+}
 
 func (c *Client) fail(err error) error {
 	if c.err == nil {
@@ -124,6 +151,9 @@ func (c *Client) send(v iov) error {
 	if c.err != nil {
 		return c.err
 	}
+	if v.cmd != cmdCompress {
+		c.used = true
+	}
 	var b [iovSize]byte
 	v.marshal(b[:])
 	if _, err := c.w.Write(b[:]); err != nil {
@@ -137,12 +167,15 @@ func (c *Client) answer(what string, n int) ([]byte, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	if err := c.raw.Flush(); err != nil {
+	if err := c.flush(); err != nil {
 		return nil, c.lost(err)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(c.conn, b); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		switch {
+		case errors.Is(err, errBadStream):
+			return nil, c.fail(fmt.Errorf("its answer to %s: %w", what, err))
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, c.fail(fmt.Errorf("closed the connection instead of answering %s: see its log", what))
 		}
 		return nil, c.lost(err)
@@ -248,6 +281,9 @@ func (c *Client) Get(pid int, vaddr, nrPages uint64, buf []byte) (got uint64, er
 	}
 	n := a.nrPages * pagemap.PageSize
 	if _, err := io.ReadFull(c.conn, buf[:n]); err != nil {
+		if errors.Is(err, errBadStream) {
+			return 0, c.fail(fmt.Errorf("%s: %w", what, err))
+		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return 0, c.fail(fmt.Errorf("%s: closed the connection in the middle of their data: see its log", what))
 		}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/log"
 )
@@ -62,7 +64,11 @@ type Served struct {
 	Requests uint64 // GETs
 	Pages    uint64 // pages sent
 	Bytes    uint64
-	Took     time.Duration
+	// Wire counts the bytes written to the connection: answers and
+	// data, compressed when the peer asked for it (Compressed).
+	Wire       uint64
+	Compressed Direction
+	Took       time.Duration
 }
 
 // ServeLazy serves one session of a lazy-pages daemon on conn from src:
@@ -77,7 +83,8 @@ type Served struct {
 // its own and its data in records of at most 16 KiB that never reach into
 // the next answer: CRIU's daemon reads the header, then waits on the
 // socket for the data, and GnuTLS would hold back whatever else a record
-// carried.
+// carried. A gockpt client that asked for compressed answers (COMPRESS)
+// is no CRIU daemon: its answers go as the compressor makes them.
 func ServeLazy(conn io.ReadWriter, src PageSource, peer string) (Served, error) {
 	begin := time.Now()
 	s := newLazySession(conn, src, peer)
@@ -93,6 +100,9 @@ type lazySession struct {
 	r    io.Reader
 	w    io.Writer
 	bw   *bufio.Writer // nil over TLS
+	enc  *zstd.Encoder // compresses the answers (COMPRESS), over bw
+	wire *countWriter
+	cmds int // commands read
 	conn io.ReadWriter
 	// record bounds each write of data (TLS); 0: no bound.
 	record int
@@ -103,13 +113,14 @@ type lazySession struct {
 }
 
 func newLazySession(conn io.ReadWriter, src PageSource, peer string) *lazySession {
-	s := &lazySession{r: conn, w: conn, conn: conn, src: src, peer: peer, buf: make([]byte, lazyBufSize)}
+	wire := &countWriter{w: conn}
+	s := &lazySession{r: conn, w: wire, wire: wire, conn: conn, src: src, peer: peer, buf: make([]byte, lazyBufSize)}
 	if _, ok := conn.(*tls.Conn); ok {
 		// Each Write is one or more whole records: nothing may merge
 		// a header with data.
 		s.record = tlsRecord
 	} else {
-		s.bw = bufio.NewWriterSize(conn, lazyBufSize+iovSize)
+		s.bw = bufio.NewWriterSize(wire, lazyBufSize+iovSize)
 		s.w = s.bw
 	}
 	return s
@@ -123,14 +134,39 @@ func (s *lazySession) deadline() {
 	}
 }
 
+// flush pushes the answer written: the compressor's block, then the
+// buffer.
 func (s *lazySession) flush() error {
+	if s.enc != nil {
+		if err := s.enc.Flush(); err != nil {
+			return err
+		}
+	}
 	if s.bw == nil {
 		return nil
 	}
 	return s.bw.Flush()
 }
 
+// compress answers COMPRESS: from now on the session reads and answers
+// through the decompressor and the compressor asked for.
+func (s *lazySession) compress(v iov) error {
+	s.deadline()
+	r, enc, err := serverCompress(v, s.cmds == 1, s.r, s.w, s.flush)
+	if err != nil {
+		return err
+	}
+	s.r = r
+	if enc != nil {
+		// The client is gockpt's: records need not be whole.
+		s.enc, s.w, s.record = enc, enc, 0
+	}
+	s.got.Compressed = Direction(v.vaddr)
+	return nil
+}
+
 func (s *lazySession) serve() error {
+	defer func() { s.got.Wire = s.wire.n }()
 	var b [iovSize]byte
 	for {
 		if _, err := io.ReadFull(s.r, b[:]); err != nil {
@@ -142,7 +178,14 @@ func (s *lazySession) serve() error {
 			}
 			return fmt.Errorf("reading a command: %w", err)
 		}
+		s.cmds++
 		v := parseIOV(b[:])
+		if isCompress(v) {
+			if err := s.compress(v); err != nil {
+				return err
+			}
+			continue
+		}
 		switch v.cmd {
 		case cmdGet:
 			if err := s.get(v); err != nil {
@@ -160,6 +203,9 @@ func (s *lazySession) serve() error {
 func cmdName(v iov) string {
 	names := map[uint32]string{cmdAdd: "ADD", cmdHole: "HOLE", cmdOpen: "OPEN", cmdOpen2: "OPEN2",
 		cmdParent: "PARENT", cmdAddF: "ADD_F", cmdGet: "GET", cmdClose: "CLOSE", cmdForceClose: "FORCE_CLOSE"}
+	if isCompress(v) {
+		return fmt.Sprintf("COMPRESS (%#x)", v.cmd)
+	}
 	if n, ok := names[v.cmd]; ok {
 		return fmt.Sprintf("%s (%d)", n, v.cmd)
 	}

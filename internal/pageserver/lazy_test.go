@@ -121,7 +121,8 @@ func TestLazyGet(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	r.got.Took = 0
-	if want := (Served{Requests: 4, Pages: 7, Bytes: 7 * pagemap.PageSize}); r.got != want {
+	// The wire: 4 answers' headers, their pages, CLOSE's status.
+	if want := (Served{Requests: 4, Pages: 7, Bytes: 7 * pagemap.PageSize, Wire: 4*iovSize + 7*pagemap.PageSize + 4}); r.got != want {
 		t.Fatalf("served %+v\nwant   %+v", r.got, want)
 	}
 	if c.Fetched != 7*pagemap.PageSize {

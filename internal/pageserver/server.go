@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/gockpt/gockpt/internal/images"
 	"github.com/gockpt/gockpt/internal/images/pagemap"
 	"github.com/gockpt/gockpt/internal/log"
@@ -23,8 +25,12 @@ type Received struct {
 	Parent  uint64 // pages left in the parent images
 	Lazy    uint64 // pages marked lazy without data
 	Bytes   uint64
-	Took    time.Duration
-	Files   []string // the images written, sorted as they were made
+	// Wire counts the bytes read from the connection: commands and
+	// data, compressed when the peer asked for it (Compressed).
+	Wire       uint64
+	Compressed Direction
+	Took       time.Duration
+	Files      []string // the images written, sorted as they were made
 }
 
 // firstPagesID is where the server numbers its pages images: far above the
@@ -53,7 +59,11 @@ func Receive(conn io.ReadWriter, dir *images.Dir, peer string) (Received, error)
 }
 
 type session struct {
-	conn    io.ReadWriter
+	r       io.Reader // commands and data (decompressed)
+	w       io.Writer // answers (compressed by enc)
+	enc     *zstd.Encoder
+	wire    *countReader
+	cmds    int // commands read
 	dir     *images.Dir
 	peer    string
 	staging *images.Dir
@@ -88,7 +98,8 @@ func newSession(conn io.ReadWriter, dir *images.Dir, peer string) (*session, err
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("page server: %w", err)
 	}
-	return &session{conn: conn, dir: dir, peer: peer, staging: staging, parent: parent,
+	wire := &countReader{r: conn}
+	return &session{r: wire, w: conn, wire: wire, dir: dir, peer: peer, staging: staging, parent: parent,
 		nextID: firstPagesID, seen: map[Target]bool{}, buf: make([]byte, 1<<20)}, nil
 }
 
@@ -105,15 +116,23 @@ func (s *session) discard() {
 }
 
 func (s *session) serve() error {
+	defer func() { s.got.Wire = s.wire.n }()
 	var b [iovSize]byte
 	for {
-		if _, err := io.ReadFull(s.conn, b[:]); err != nil {
+		if _, err := io.ReadFull(s.r, b[:]); err != nil {
 			if errors.Is(err, io.EOF) {
 				return errors.New("the peer hung up before it closed the session (did its dump fail?)")
 			}
 			return fmt.Errorf("reading a command: %w", err)
 		}
+		s.cmds++
 		v := parseIOV(b[:])
+		if isCompress(v) {
+			if err := s.compress(v); err != nil {
+				return err
+			}
+			continue
+		}
 		var err error
 		switch v.cmd {
 		case cmdOpen, cmdOpen2:
@@ -139,6 +158,32 @@ func (s *session) serve() error {
 	}
 }
 
+// compress answers COMPRESS: from now on the session reads and answers
+// through the decompressor and the compressor asked for.
+func (s *session) compress(v iov) error {
+	r, enc, err := serverCompress(v, s.cmds == 1, s.r, s.w, func() error { return nil })
+	if err != nil {
+		return err
+	}
+	s.r = r
+	if enc != nil {
+		s.enc, s.w = enc, enc
+	}
+	s.got.Compressed = Direction(v.vaddr)
+	return nil
+}
+
+// answer sends an answer: the peer waits for it.
+func (s *session) answer(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	if s.enc != nil {
+		return s.enc.Flush()
+	}
+	return nil
+}
+
 func (s *session) target(v iov) (Target, error) {
 	t, err := decodeTarget(v.dstID)
 	if err != nil {
@@ -160,8 +205,7 @@ func (s *session) hasParent(v iov) error {
 	if s.hasParentImages(t) {
 		b[0] = 1
 	}
-	_, err = s.conn.Write(b[:])
-	return err
+	return s.answer(b[:])
 }
 
 func (s *session) open(v iov) error {
@@ -197,7 +241,7 @@ func (s *session) open(v iov) error {
 		if s.hasParentImages(t) {
 			b[0] = 1
 		}
-		if _, err := s.conn.Write(b[:]); err != nil {
+		if err := s.answer(b[:]); err != nil {
 			return err
 		}
 	}
@@ -222,7 +266,7 @@ func (s *session) add(v iov, flags uint32) error {
 			return err
 		}
 	}
-	if err := s.cur.w.AddFrom(e, s.conn, s.buf); err != nil {
+	if err := s.cur.w.AddFrom(e, s.r, s.buf); err != nil {
 		return fmt.Errorf("%s: %w", t, err)
 	}
 	switch {
@@ -286,14 +330,14 @@ func (s *session) close(wait bool) error {
 	if err != nil {
 		binary.LittleEndian.PutUint32(b[:], uint32(0xffffffff))
 	}
-	if _, werr := s.conn.Write(b[:]); werr != nil && err == nil {
+	if werr := s.answer(b[:]); werr != nil && err == nil {
 		log.Warnf("page server: %s did not take the final status: %v", s.peer, werr)
 	}
 	if err != nil || !wait {
 		return err
 	}
 	var c [1]byte
-	if n, _ := s.conn.Read(c[:]); n != 0 {
+	if n, _ := s.r.Read(c[:]); n != 0 {
 		log.Warnf("page server: %s sent data after the end of the session", s.peer)
 	}
 	return nil
@@ -330,4 +374,28 @@ func ServeOne(ln net.Listener, dir *images.Dir, tc *tls.Config) (Received, strin
 	defer conn.Close()
 	got, err := Receive(rw, dir, peer)
 	return got, peer, err
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n uint64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += uint64(n)
+	return n, err
 }

@@ -14,6 +14,51 @@
 // started with --lazy-pages for pages with GET, and each answer is an ADD_F
 // with the pages' data (lazy.go).
 //
+// # Compression (gockpt to gockpt)
+//
+// CRIU's protocol has no compression; gockpt adds it as an extension that
+// only a gockpt client asks for (dump, pre-dump and lazy-pages with
+// --compress) and that CRIU never sees otherwise. Without --compress the
+// stream is CRIU's, byte for byte, whichever side is gockpt.
+//
+// The client's first command is then COMPRESS, a page_server_iov with cmd
+// 0x6763 (no pagemap flags; far from CRIU's command numbers, so that no
+// CRIU version gives it a meaning), nr_pages the algorithm (1: zstd, the
+// only one), vaddr the directions to compress (bit 0: what the client
+// sends from now on, its commands and pages; bit 1: what the server sends
+// after its answer, its answers and GET's pages), dst_id the magic
+// 0x5a54504b434f47 ("GOCKPTZ" in ASCII): a command that has COMPRESS's
+// number without the magic is an unknown command. The server answers one
+// byte, uncompressed:
+//
+//	0  accepted: each direction asked for is, from the next byte on, one
+//	   zstd frame that lasts until the connection closes
+//	1  unknown algorithm, 2 unknown directions, 3 COMPRESS after another
+//	   command: refused, and the server ends the session
+//
+// A server that does not know COMPRESS (CRIU's: "Unknown command"; a
+// gockpt's from before it) ends the session without an answer: the client
+// reports that the server does not take --compress. A CRIU client never
+// sends COMPRESS, so a gockpt server talks to it as before.
+//
+// Whoever sends compressed data flushes the compressor (a zstd block,
+// not the end of the frame) whenever it waits for an answer or answers
+// (OPEN2, PARENT, CLOSE, GET), and only then: between answers the
+// compressor makes blocks as large as it likes. The frame never ends
+// before the connection does, and carries no checksum (TCP and TLS check
+// the bytes). With TLS the compressed stream goes inside TLS; neither
+// side then needs records to be whole, as a CRIU peer does. The decoder
+// keeps at most an 8 MiB window and decodes block by block as asked: a
+// frame that asks for a larger window is refused, and so is anything but
+// one zstd frame (a skippable frame, data after its end), so that however
+// much a stream inflates (a decompression bomb), memory stays bounded.
+//
+// Measured (BenchmarkLink, 256 MiB, 2 cores): over 1 Gbit/s with 1 ms of
+// delay a dump's pages go 1.5-1.7 times as fast compressed (ratio 2.5-6.4
+// on heaps), lazy GETs 1.1-1.3 times; random pages lose nothing sending
+// and 3% fetching. On loopback compression is 3-5 times slower: zstd's
+// fastest level makes 250-650 MB/s here. So it is off by default.
+//
 // One goroutine owns a Client or a server session: the protocol is strictly
 // sequential.
 package pageserver
