@@ -351,8 +351,25 @@ func (d *Daemon) events(t *task) error {
 		if err != nil {
 			return fmt.Errorf("%s: reading its userfaultfd: %w", t.name, err)
 		}
+		// The kernel hands out waiting faults before events: a fault
+		// read with a fork may be answered only once the child has its
+		// list (else the page goes into the parent alone, and the child
+		// reads zeros there). Events first, then faults.
+		var faults []mem.UffdMsg
 		for off := 0; off+mem.UffdMsgSize <= n; off += mem.UffdMsgSize {
 			m := mem.ParseUffdMsg(b[off : off+mem.UffdMsgSize])
+			if m.Event == mem.UffdEventPagefault {
+				faults = append(faults, m)
+				continue
+			}
+			if err := d.event(t, m); err != nil {
+				return err
+			}
+		}
+		for _, m := range faults {
+			if !d.has(t) {
+				break
+			}
 			if err := d.event(t, m); err != nil {
 				return err
 			}
@@ -504,9 +521,16 @@ func (d *Daemon) push() error {
 // not copied is back on the list.
 func (d *Daemon) copyIn(t *task, start, end uint64) (again bool, err error) {
 	pieces := t.segs.cut(start, end)
+	// single: copy page by page. One copy may not cross the boundary of
+	// two areas (the kernel answers ENOENT), and an area that was one at
+	// the dump may be two now (mprotect of a part of it).
+	single := false
 	for pi, g := range pieces {
 		for addr := g.start; addr < g.end; {
 			n := min(g.end-addr, uint64(len(d.buf)))
+			if single {
+				n = pageSize
+			}
 			data := d.buf[:n]
 			if err := d.src.ReadPages(t.srcPid, g.src+(addr-g.start), data); err != nil {
 				t.segs.add(append([]seg{{addr, g.end, g.src + (addr - g.start)}}, pieces[pi+1:]...))
@@ -535,6 +559,9 @@ func (d *Daemon) copyIn(t *task, start, end uint64) (again bool, err error) {
 			case errors.Is(err, unix.ESRCH):
 				d.drop(t) // the task exited
 				return false, nil
+			case errors.Is(err, unix.ENOENT) && n > pageSize && done < int(n):
+				// Maybe an area boundary inside: the rest page by page.
+				single = true
 			case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOENT):
 				// The task's mm is changing, or changed (a fork,
 				// mremap or munmap whose event is on its way): the
