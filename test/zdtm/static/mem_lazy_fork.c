@@ -1,4 +1,4 @@
-// zdtm: desc: after restore (in lazy-faults before any of it is in place), children forked then read memory the parent has not touched since (one after the parent wrote some of it, one forking a grandchild), children that exit at once, and threads started then reading one area all at once; the parent's data after they are gone
+// zdtm: desc: after restore (in lazy-faults before any of it is in place), children forked then read memory the parent has not touched since (one after the parent wrote some of it, one forking a grandchild), children that exit at once, one that execs, a vfork child reading the parent's memory, and threads started then reading one area all at once; the parent's data after they are gone
 // zdtm: modes: restore snapshot twice predump make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
@@ -11,14 +11,15 @@
 #define NA 64   /* pages of a: read by a child, then by the parent */
 #define NB 64   /* pages of b: half read by the parent before the fork */
 #define NC 256  /* pages of c: read by the threads at once */
+#define ND 16   /* pages of d: read by a vfork child */
 #define NTHREADS 4
 #define NQUICK 8
 
-static unsigned char *a, *b, *c;
+static unsigned char *a, *b, *c, *d;
 static unsigned char want_c[NC * PG];
 
 /* Child exit statuses: which check failed. */
-enum { OK, BAD_A, BAD_B, BAD_GRANDCHILD, BAD_PIPE };
+enum { OK, BAD_A, BAD_B, BAD_GRANDCHILD, BAD_PIPE, BAD_EXEC, BAD_D };
 
 static int same(const unsigned char *p, size_t len, uint32_t seed)
 {
@@ -59,7 +60,7 @@ static void wait_ok(pid_t pid, const char *what)
 		return;
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != OK)
-		zt_fail("%s: status 0x%x (exit %d: 1 a, 2 b, 3 grandchild, 4 pipe)", what, st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		zt_fail("%s: status 0x%x (exit %d: 1 a, 2 b, 3 grandchild, 4 pipe, 5 exec, 6 d)", what, st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
 int main(int argc, char **argv)
@@ -72,11 +73,13 @@ int main(int argc, char **argv)
 	a = mmap(NULL, NA * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	b = mmap(NULL, NB * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	c = mmap(NULL, NC * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (a == MAP_FAILED || b == MAP_FAILED || c == MAP_FAILED)
+	d = mmap(NULL, ND * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED || b == MAP_FAILED || c == MAP_FAILED || d == MAP_FAILED)
 		return 1;
 	zt_pattern_fill(a, NA * PG, 61);
 	zt_pattern_fill(b, NB * PG, 62);
 	zt_pattern_fill(c, NC * PG, 63);
+	zt_pattern_fill(d, ND * PG, 64);
 	memcpy(want_c, c, sizeof(want_c));
 	zt_ready();
 	zt_wait_term();
@@ -85,6 +88,20 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NQUICK; i++)
 		if ((quick[i] = forked()) == 0)
 			_exit(OK);
+
+	/* A child that execs: the memory it had lazy pages in is gone. */
+	if ((pid = forked()) == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(BAD_EXEC);
+	}
+	wait_ok(pid, "child exec'ing /bin/true");
+
+	/* A vfork child reads the parent's memory (the same mm). */
+	if ((pid = vfork()) == 0)
+		_exit(same(d, ND * PG, 64) ? OK : BAD_D);
+	if (pid < 0)
+		zt_fail("vfork: %s", strerror(errno));
+	wait_ok(pid, "vfork child reading d");
 
 	/* A child forks a grandchild, then both read a (neither has any
 	 * of it yet) and the child writes its copy; the parent reads a
@@ -104,6 +121,7 @@ int main(int argc, char **argv)
 	}
 	wait_ok(pid, "child reading a after restore");
 	zt_pattern_expect("a after the child and grandchild", a, NA * PG, 61);
+	zt_pattern_expect("d after the vfork child", d, ND * PG, 64);
 
 	/* The parent reads half of b, forks, writes all of b; the child
 	 * looks once the parent has written: it sees b as at the fork. */
