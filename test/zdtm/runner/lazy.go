@@ -83,6 +83,9 @@ func (r *Run) LazyRestoreAndVerify() error {
 	if lp == nil {
 		return fmt.Errorf("mode %s is not a lazy mode", r.mode.Name)
 	}
+	if lp.From != lazyFromImages {
+		return fmt.Errorf("mode %s: lazy pages from %q: this runner knows only a daemon on the images directory", r.mode.Name, lp.From)
+	}
 	src := r.images[len(r.images)-1]
 	sock := filepath.Join(src, lazySocketName)
 	var restoreExtra []string

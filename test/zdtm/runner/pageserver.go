@@ -237,9 +237,10 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// spawn starts a page server (or a lazy-pages daemon) as a child of the runner (which reaps it as
-// it reaps everything else: see proc.go), with stdin on /dev/null and
-// stdout and stderr in ps.out; extra, when set, is its fd 3.
+// spawn starts a page server (or a lazy-pages daemon) as a child of the
+// runner (which reaps it as it reaps everything else: see proc.go), with
+// stdin on /dev/null and stdout and stderr in ps.out; extra, when set, is
+// its fd 3.
 func (r *Run) spawn(ps *pageServer, bin string, args []string, extra *os.File) error {
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
