@@ -34,7 +34,7 @@ func main() {
 func run() int {
 	var (
 		names   = flag.String("t", "", "run only these tests (comma-separated names)")
-		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, page-server, predump-page-server, predump-hashes, criu-restore, criu-dump, criu-predump, criu-page-server, criu-dump-page-server; \"all\" = the default set; a test runs only the modes its header allows)")
+		modeArg = flag.String("m", strings.Join(defaultRunModes(), ","), "modes to run (comma-separated: none, dump, restore, snapshot, twice, predump, page-server, predump-page-server, lazy, lazy-faults, predump-lazy, predump-hashes, make-lazy, criu-restore, criu-dump, criu-predump, criu-page-server, criu-dump-page-server; \"all\" = the default set; a test runs only the modes its header allows)")
 		noCR    = flag.Bool("no-cr", false, "same as -m none: no checkpoint, only the tests' own checks")
 		keep    = flag.Bool("keep", false, "keep the work directory (images, logs, output) of failed runs")
 		verbose = flag.Bool("v", false, "verbose: commands, timings, gockpt output")
@@ -171,7 +171,11 @@ func run() int {
 				continue
 			}
 			if err == nil {
-				fmt.Printf("PASS %-28s %v\n", label, took)
+				note := ""
+				if len(r.notes) > 0 {
+					note = " (" + strings.Join(r.notes, "; ") + ")"
+				}
+				fmt.Printf("PASS %-28s %v%s\n", label, took, note)
 				passed++
 				os.RemoveAll(dir)
 				continue

@@ -8,9 +8,7 @@ import (
 // Mode is one way of checkpointing a running test between "ready" and
 // SIGTERM. A new mode is one more entry in modes built from the Run steps
 // PreDump, Checkpoint, CRIUCheckpoint, KillTree, RestoreAndVerify,
-// CRIURestoreAndVerify and Verify, for example lazy: Checkpoint, then
-// RestoreAndVerify with Extra --lazy-pages and a lazy-pages daemon the mode
-// starts and stops around it.
+// LazyRestoreAndVerify, CRIURestoreAndVerify and Verify.
 type Mode struct {
 	Name string
 	Desc string
@@ -29,6 +27,10 @@ type Mode struct {
 	// its images directory, gockptPageServer or criuPageServer (see
 	// pageserver.go).
 	PageServer string
+	// Lazy: the mode restores post-copy (LazyRestoreAndVerify), with a
+	// lazy-pages daemon the runner starts for the restore as this says
+	// (see lazy.go).
+	Lazy *LazyPages
 	// CRIUDumps: CRIU dumps the tree (the runner's comparison allows for
 	// how CRIU's images differ).
 	CRIUDumps bool
@@ -69,8 +71,16 @@ var modes = []*Mode{
 		CR: func(r *Run) error { return r.pageServerCycle() }},
 	{Name: "predump-page-server", With: "predump", PageServer: gockptPageServer, Desc: "the predump chain with every iteration's pages sent to a gockpt page-server started on that iteration's images directory (given the same --prev-images-dir), each checked as in page-server, then restore -d from img-3 (every test that runs predump, unless its header says -predump-page-server)",
 		CR: func(r *Run) error { return r.preDumpChain(true) }},
+	{Name: "lazy", With: "restore", Lazy: &LazyPages{}, Desc: "dump (which kills the tree), gockpt lazy-pages -D img-1 -o lazy-pages.log -v4 (its socket lazy-pages.socket in img-1), restore -d --lazy-pages: the tree runs while the daemon pushes its lazy pages in; the daemon must exit 0 once they are all in place (before SIGTERM), with no error in its log and a summary of at least one task (every test that runs restore, unless its header says -lazy)",
+		CR: func(r *Run) error { return r.lazyCycle() }},
+	{Name: "lazy-faults", With: "restore", Lazy: &LazyPages{Push: "0"}, Desc: "lazy with the daemon's --push-pages 0: no background copies, every lazy page comes by fault while the test checks its memory after SIGTERM (and forks, mremaps, madvises, unmaps: the daemon follows the events); the daemon must exit 0 once the tree has ended, checked as in lazy (every test that runs restore, unless its header says -lazy-faults)",
+		CR: func(r *Run) error { return r.lazyCycle() }},
+	{Name: "predump-lazy", With: "predump", Lazy: &LazyPages{ZeroTasksOK: true}, Desc: "the predump chain, then restore -d --lazy-pages from img-3 with gockpt lazy-pages -D img-3: pages the final dump left in the parent images are restored at once through the chain, those it wrote (lazy) come from the daemon, checked as in lazy; a daemon that served no task (nothing lazy written since the last pre-dump) passes with a note on the PASS line (every test that runs predump, unless its header says -predump-lazy)",
+		CR: func(r *Run) error { return r.preDumpChainThen(true, r.LazyRestoreAndVerify) }},
 	{Name: "predump-hashes", OptIn: true, Desc: "the predump chain without --track-mem: each iteration after the first finds changed pages by comparing contents with its parent images (only tests whose header names it)",
 		CR: func(r *Run) error { return r.preDumpChain(false) }},
+	{Name: "make-lazy", OptIn: true, Lazy: &LazyPages{MakeLazy: true}, Desc: "dump into img-1 (which kills the tree), gockpt image make-lazy img-1 img-2 (img-2: every image but the lazy pages' data), gockpt lazy-pages -D img-1 --address SOCK serving them, restore -d --lazy-pages --address SOCK -D img-2 (SOCK: lazy-pages.socket in the run's directory); checked as in lazy (only tests whose header names it)",
+		CR: func(r *Run) error { return r.lazyCycle() }},
 	{Name: "criu-restore", OptIn: true, Desc: "dump (which kills the tree), then CRIU restores gockpt's images: $GOCKPT_TEST_CRIU restore -d (default ../shared/anchors/criu-4.2/criu beside the repository; skipped where it is missing), its log criu-restore.log in the images directory (only tests whose header names it)",
 		Missing: criuMissing,
 		CR: func(r *Run) error {

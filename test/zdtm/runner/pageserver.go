@@ -44,14 +44,27 @@ const firstServerPagesID = 0x10001
 // pageServer is a page server the runner started: its PID (a child of the
 // runner, killed by PID), the port it listens on, the images directory it
 // writes into.
+//
+// The lazy-pages daemon of the lazy modes (lazy.go) is started, waited for
+// and killed the same way: name and after say what it is and what it
+// serves, log where its log is.
 type pageServer struct {
 	tool  string // gockptPageServer or criuPageServer
+	name  string // "gockpt page-server", "gockpt lazy-pages", ...
+	after string // what it ends after: "the dump", "the restored tree"
 	pid   int
 	start uint64 // its start time, so that a reused PID is never killed
 	port  int
 	img   string
+	log   string // its log (page-server.log in img for page servers)
 	out   string // its stdout and stderr
 	ended bool
+}
+
+// newPageServer is a page server of tool on img, not started yet.
+func newPageServer(tool, img string) *pageServer {
+	return &pageServer{tool: tool, name: tool + " page-server", after: "the dump", img: img,
+		log: filepath.Join(img, pageServerLog), out: img + ".page-server.out"}
 }
 
 // opts are the dump and pre-dump options that send the pages to
@@ -121,7 +134,7 @@ func (r *Run) startGockptPageServer(img, prev string) (*pageServer, error) {
 	if prev != "" {
 		args = append(args, "--prev-images-dir", prev)
 	}
-	ps := &pageServer{tool: gockptPageServer, img: img, out: img + ".page-server.out"}
+	ps := newPageServer(gockptPageServer, img)
 	if err := r.spawn(ps, r.cfg.Gockpt, args, nil); err != nil {
 		return nil, err
 	}
@@ -184,7 +197,8 @@ func (r *Run) tryCRIUPageServer(img, prev string, port int) (*pageServer, error)
 	if prev != "" {
 		args = append(args, "--prev-images-dir", prev)
 	}
-	ps := &pageServer{tool: criuPageServer, img: img, out: img + ".page-server.out", port: port}
+	ps := newPageServer(criuPageServer, img)
+	ps.port = port
 	err = r.spawn(ps, r.cfg.CRIU, args, wr)
 	wr.Close()
 	if err != nil {
@@ -223,9 +237,10 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// spawn starts a page server as a child of the runner (which reaps it as
-// it reaps everything else: see proc.go), with stdin on /dev/null and
-// stdout and stderr in ps.out; extra, when set, is its fd 3.
+// spawn starts a page server (or a lazy-pages daemon) as a child of the
+// runner (which reaps it as it reaps everything else: see proc.go), with
+// stdin on /dev/null and stdout and stderr in ps.out; extra, when set, is
+// its fd 3.
 func (r *Run) spawn(ps *pageServer, bin string, args []string, extra *os.File) error {
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
@@ -249,7 +264,7 @@ func (r *Run) spawn(ps *pageServer, bin string, args []string, extra *os.File) e
 		Files: files,
 	})
 	if err != nil {
-		return fmt.Errorf("starting %s page-server: %w", ps.tool, err)
+		return fmt.Errorf("starting %s: %w", ps.name, err)
 	}
 	delete(exits, pid) // an earlier process's status under a reused PID
 	ps.pid, ps.start = pid, startTime(pid)
@@ -268,20 +283,21 @@ func (ps *pageServer) poll() (string, error) {
 }
 
 // wait waits for the page server to end after the dump (which ends its
-// session); it fails when the server did not exit 0, or logged an error,
-// or still runs at the deadline (it is killed then).
+// session; a lazy-pages daemon after its pages are all in place, or its
+// tree ended); it fails when the server did not exit 0, or logged an
+// error, or still runs at the deadline (it is killed then).
 func (ps *pageServer) wait(deadline time.Time, limit time.Duration) error {
 	ws, ok, err := waitChild(ps.pid, deadline)
 	if err != nil {
 		kerr := ps.kill()
-		return fmt.Errorf("%s page-server still running at the test's time limit (%v) after the dump (killed: %v)\n%s", ps.tool, limit, kerr, ps.logTail())
+		return fmt.Errorf("%s still running at the test's time limit (%v) after %s (killed: %v)\n%s", ps.name, limit, ps.after, kerr, ps.logTail())
 	}
 	ps.ended = true
 	if !ok || !ws.Exited() || ws.ExitStatus() != 0 {
-		return fmt.Errorf("%s page-server ended after the dump: %s\n%s", ps.tool, statusText(ws, ok), ps.logTail())
+		return fmt.Errorf("%s ended after %s: %s\n%s", ps.name, ps.after, statusText(ws, ok), ps.logTail())
 	}
 	if errs := ps.logErrors(); errs != "" {
-		return fmt.Errorf("%s page-server exited 0 but logged errors: %s", ps.tool, errs)
+		return fmt.Errorf("%s exited 0 but logged errors: %s", ps.name, errs)
 	}
 	return nil
 }
@@ -324,7 +340,7 @@ func waitChild(pid int, deadline time.Time) (unix.WaitStatus, bool, error) {
 
 // logErrors returns the error lines of the page server's log, "" if none.
 func (ps *pageServer) logErrors() string {
-	b, _ := os.ReadFile(filepath.Join(ps.img, pageServerLog))
+	b, _ := os.ReadFile(ps.log)
 	var errs []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.Contains(l, "Error") {
@@ -334,16 +350,16 @@ func (ps *pageServer) logErrors() string {
 	if len(errs) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s:\n%s", filepath.Join(ps.img, pageServerLog), lastLines(strings.Join(errs, "\n"), 5))
+	return fmt.Sprintf("%s:\n%s", ps.log, lastLines(strings.Join(errs, "\n"), 5))
 }
 
 // logTail is what the page server said: its output and the end of its log
 // (CRIU's error lines, as for its other logs).
 func (ps *pageServer) logTail() string {
-	log := filepath.Join(ps.img, pageServerLog)
+	log := ps.log
 	var b strings.Builder
 	if out, _ := os.ReadFile(ps.out); len(bytes.TrimSpace(out)) > 0 {
-		fmt.Fprintf(&b, "%s page-server output: %s\n", ps.tool, lastLines(string(out), 5))
+		fmt.Fprintf(&b, "%s output: %s\n", ps.name, lastLines(string(out), 5))
 	}
 	if ps.tool == criuPageServer {
 		b.WriteString(criuErrors(log))
@@ -351,7 +367,7 @@ func (ps *pageServer) logTail() string {
 	}
 	lb, err := os.ReadFile(log)
 	if err != nil {
-		fmt.Fprintf(&b, "(no page server log: %v)", err)
+		fmt.Fprintf(&b, "(no %s log: %v)", ps.name, err)
 	} else {
 		fmt.Fprintf(&b, "%s:\n%s", log, lastLines(string(lb), 5))
 	}

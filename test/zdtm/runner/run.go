@@ -45,6 +45,11 @@ type Run struct {
 	last   *Tree // the tree most recently seen alive
 	images []string
 	stats  map[string]int // memStats of the latest pre-dump or dump, nil without --display-stats
+	// lazyd is the lazy-pages daemon of a lazy mode's restore (lazy.go).
+	lazyd    *pageServer
+	lazySock string // where it listens
+	// notes are said on the PASS line.
+	notes []string
 }
 
 type checkpointOpts struct {
@@ -61,7 +66,7 @@ type preDumpOpts struct {
 }
 
 type restoreOpts struct {
-	// Extra restore options, for modes to come (--lazy-pages and the like).
+	// Extra restore options: --lazy-pages and --address in the lazy modes.
 	Extra []string
 }
 
@@ -78,6 +83,13 @@ func (r *Run) Execute() (err error) {
 	defer func() {
 		if kerr := killAll(startTimes(r.last), time.Now().Add(10*time.Second)); kerr != nil && err == nil {
 			err = fmt.Errorf("cleanup: %w", kerr)
+		}
+		// A lazy-pages daemon still running goes after its tree (which
+		// would read zeros where its lazy pages were, had it gone first).
+		if r.lazyd != nil && !r.lazyd.ended {
+			if kerr := r.lazyd.kill(); kerr != nil && err == nil {
+				err = fmt.Errorf("cleanup: lazy-pages daemon: %w", kerr)
+			}
 		}
 		// A network lock left by the tree's dump (gockpt's nftables
 		// table, named after the root) goes too; after a passing run
@@ -523,6 +535,9 @@ func (r *Run) finish() error {
 	// Children end when the root has collected them; anything still there is a leak.
 	time.Sleep(20 * time.Millisecond)
 	reap()
+	// A lazy-pages daemon without background copies served the test's
+	// faults while it checked its memory, and ends with the tree.
+	lazyErr := r.endLazy()
 	var left []string
 	for _, pid := range sortedKeys(last.Tasks) {
 		if t := last.Tasks[pid]; startTime(pid) == t.StartTime && alive(pid) {
@@ -531,7 +546,13 @@ func (r *Run) finish() error {
 	}
 	verdict := Judge(r.output())
 	if verdict != "" {
+		if lazyErr != nil {
+			return fmt.Errorf("%s\n%w", verdict, lazyErr)
+		}
 		return fmt.Errorf("%s", verdict)
+	}
+	if lazyErr != nil {
+		return lazyErr
 	}
 	if ok && ws.Exited() && ws.ExitStatus() == skipStatus {
 		return &SkipError{Reason: skipReason(r.output())}

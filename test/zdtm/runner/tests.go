@@ -36,7 +36,7 @@ type Test struct {
 }
 
 // defaultModes are the checkpoint modes a test runs in when its header says nothing.
-var defaultModes = []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server"}
+var defaultModes = []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server", "lazy", "lazy-faults", "predump-lazy"}
 
 // knownOpts are the options an "opts:" line may name: those gockpt and
 // CRIU both take, with one meaning, at dump and at restore.
@@ -105,7 +105,7 @@ func ParseHeader(r io.Reader, t *Test) error {
 	for _, m := range t.Modes {
 		if name, ok := strings.CutPrefix(m, "-"); ok {
 			if mode := findMode(name); mode == nil || mode.With == "" {
-				return fmt.Errorf("%s: %q: only a mode that comes with another (a page-server mode) can be excluded", t.Source, m)
+				return fmt.Errorf("%s: %q: only a mode that comes with another (a page-server or lazy mode) can be excluded", t.Source, m)
 			}
 			if slices.Contains(t.Modes, name) {
 				return fmt.Errorf("%s: mode %q both named and excluded", t.Source, name)

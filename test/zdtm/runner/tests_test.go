@@ -34,10 +34,13 @@ func TestModesWith(t *testing.T) {
 		modes string
 		want  []string
 	}{
-		{"restore snapshot twice predump", []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server"}},
-		{"restore snapshot twice predump -page-server", []string{"restore", "snapshot", "twice", "predump", "predump-page-server"}},
-		{"restore criu-restore criu-dump", []string{"restore", "page-server", "criu-restore", "criu-dump", "criu-page-server", "criu-dump-page-server"}},
-		{"restore criu-restore criu-dump -criu-page-server -page-server", []string{"restore", "criu-restore", "criu-dump", "criu-dump-page-server"}},
+		{"restore snapshot twice predump", []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server", "lazy", "lazy-faults", "predump-lazy"}},
+		{"restore snapshot twice predump -page-server", []string{"restore", "snapshot", "twice", "predump", "predump-page-server", "lazy", "lazy-faults", "predump-lazy"}},
+		{"restore snapshot twice predump -lazy-faults -predump-lazy", []string{"restore", "snapshot", "twice", "predump", "page-server", "predump-page-server", "lazy"}},
+		{"restore criu-restore criu-dump", []string{"restore", "page-server", "lazy", "lazy-faults", "criu-restore", "criu-dump", "criu-page-server", "criu-dump-page-server"}},
+		{"restore criu-restore criu-dump -criu-page-server -page-server -lazy", []string{"restore", "lazy-faults", "criu-restore", "criu-dump", "criu-dump-page-server"}},
+		// Opt-in: only where named.
+		{"restore make-lazy", []string{"restore", "page-server", "lazy", "lazy-faults", "make-lazy"}},
 		// Named without the mode it comes with: it runs all the same.
 		{"snapshot page-server", []string{"snapshot", "page-server"}},
 	} {

@@ -1,5 +1,5 @@
 // zdtm: desc: private anonymous mappings of several sizes filled with patterns, some pages left untouched (must stay zero)
-// zdtm: modes: restore snapshot twice predump predump-hashes criu-restore criu-dump criu-predump
+// zdtm: modes: restore snapshot twice predump predump-hashes make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <string.h>

@@ -1,5 +1,12 @@
 // zdtm: desc: copy-on-write sharing after fork kept: a 64 MiB private anonymous area filled by the parent, two children and the parent each rewrite their own pages after fork; every page nobody rewrote is still the same physical page in parent and children (pagemap PFN), rewritten pages are not, and every task sees its own data
-// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump
+// Not in lazy and lazy-faults: post-copy puts each task's lazy pages in its
+// own memory (UFFDIO_COPY per task; restore makes an area with lazy pages
+// anew in every task rather than inherit it, as CRIU's lazy restore does),
+// so pages shared copy-on-write at the dump come back one copy per task,
+// and in lazy-faults they are not present until touched. predump-lazy
+// keeps the sharing: the final dump finds the area unchanged, so nothing
+// of it is lazy.
+// zdtm: modes: restore snapshot twice predump criu-restore criu-dump criu-predump -lazy -lazy-faults
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: heap: many small malloc blocks (brk heap) and a large malloc (mmap'd) with patterns, program break unchanged
-// zdtm: modes: restore snapshot twice predump predump-hashes criu-restore criu-dump criu-predump
+// zdtm: modes: restore snapshot twice predump predump-hashes make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <stdlib.h>

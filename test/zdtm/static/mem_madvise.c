@@ -48,6 +48,17 @@ static int vmflags(void *addr, char *out, size_t size)
 	return -1;
 }
 
+/* without_um drops the "um" flag: a post-copy restore (lazy-faults)
+ * registers a lazy area with userfaultfd until its pages are all in
+ * place, which is no flag the test set (the runner allows it too). */
+static void without_um(char *flags)
+{
+	char *p;
+
+	while ((p = strstr(flags, " um ")))
+		memmove(p, p + 3, strlen(p + 3) + 1);
+}
+
 static int has(const char *flags, const char *f)
 {
 	char pad[512], w[8];
@@ -89,7 +100,7 @@ int main(int argc, char **argv)
 
 		if (vmflags(a, now, sizeof(now)))
 			zt_fail("%s: area %p is gone from smaps", cases[i].name, (void *)a);
-		else if (strcmp(now, before[i]))
+		else if (without_um(now), strcmp(now, before[i]))
 			zt_fail("%s: VmFlags \"%s\", were \"%s\"", cases[i].name, now, before[i]);
 		zt_pattern_expect(cases[i].name, a, AREA, 1100 + i);
 	}

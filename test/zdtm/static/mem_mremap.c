@@ -1,5 +1,5 @@
 // zdtm: desc: areas moved and grown with mremap (their page offsets no longer match their addresses) and a partly unmapped area; data and layout checked
-// zdtm: modes: restore snapshot twice predump predump-hashes criu-restore criu-dump criu-predump
+// zdtm: modes: restore snapshot twice predump predump-hashes make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/mman.h>

@@ -1,5 +1,5 @@
 // zdtm: desc: 64 MiB of private anonymous memory rewritten all the time: a moving window of pages gets counter-derived values (each page checked before it is rewritten), a small area is replaced by a fresh mapping and partly refilled, runs of pages are dropped with MADV_DONTNEED (must read back as zeros); at the end every page must hold exactly the last value written to it
-// zdtm: modes: restore snapshot twice predump predump-hashes criu-restore criu-dump criu-predump
+// zdtm: modes: restore snapshot twice predump predump-hashes make-lazy criu-restore criu-dump criu-predump
 /*
  * Written for the pre-dump modes: between iterations the test keeps writing,
  * so every pre-dump and the final dump see pages that changed since the

@@ -1,5 +1,5 @@
 // zdtm: desc: 1 GiB private anonymous reservation with a few scattered pages touched; touched pages keep data, untouched stay zero and unpopulated
-// zdtm: modes: restore snapshot twice predump predump-hashes criu-restore criu-dump criu-predump
+// zdtm: modes: restore snapshot twice predump predump-hashes make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <sys/mman.h>
