@@ -1,12 +1,5 @@
 // zdtm: desc: after restore (in lazy-faults before any of it is in place), mprotect splits areas that were one at the dump: the upper half of one made read-only, the middle of another PROT_NONE and back, a third read-only whole; each read across the new boundaries, then made writable, written and read back
-// Not in lazy-faults: gockpt lazy-pages answers a fault next to a boundary
-// mprotect made after restore with one UFFDIO_COPY across it, which the
-// kernel refuses (ENOENT: the range is not within one area); the daemon
-// takes that for a changing mm, tries the same copy again for 1.2 s, gives
-// the pages up ("cannot be put in place ... and no event says why") and the
-// task reads zeros there. Take -lazy-faults out once it copies each area
-// on its own.
-// zdtm: modes: restore snapshot twice predump make-lazy criu-restore criu-dump criu-predump -lazy-faults
+// zdtm: modes: restore snapshot twice predump make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>

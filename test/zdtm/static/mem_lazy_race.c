@@ -1,16 +1,5 @@
 // zdtm: desc: after restore (in lazy-faults before any of it is in place), threads read one area page by page while the main thread forks children that read it too, moves another area back and forth with mremap and drops a third with MADV_DONTNEED: faults that meet fork, remap and remove events of the same mm; every read checked
-// Not in lazy-faults: a child forked after restore now and then reads zeros
-// where its data was (in 1 run of 40 to 1 of 4: "child N reading r: status
-// 0x100", a page of r or of want_r all zero in the child). gockpt
-// lazy-pages reads up to 16 messages at once and handles them in order, and
-// the kernel hands out pending faults before events: a batch [fault at P,
-// ..., FORK] has the parent's fault at P answered (the copy succeeds once
-// the forking thread, woken by the read of FORK, has left the mmap_changing
-// window) before the FORK gives the child a copy of the parent's pages
-// still to come, which no longer has P; the child, forked without P, gets a
-// zero page there. Handling a batch's events before its faults made 120
-// runs in a row pass. Take -lazy-faults out once gockpt does.
-// zdtm: modes: restore snapshot twice predump make-lazy criu-restore criu-dump criu-predump -lazy-faults
+// zdtm: modes: restore snapshot twice predump make-lazy criu-restore criu-dump criu-predump
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
