@@ -63,13 +63,9 @@ func TestOptInModeHeaders(t *testing.T) {
 	// cannot handle. sk_tcp_established: CRIU's network lock needs
 	// iptables, which this machine lacks, and it does not lift gockpt's.
 	// The page-server and lazy modes run wherever the mode they come
-	// with runs; but mem_lazy_mprotect leaves out lazy-faults (see its
-	// header: gockpt lazy-pages copies across areas split after restore),
-	// and mem_cow lazy and lazy-faults (post-copy copies each task's
-	// pages: no copy-on-write sharing).
-	// mem_lazy_race leaves out lazy-faults too (see its header: a child
-	// forked while the parent's faults are answered may miss pages).
-	excluded := map[string]map[string]bool{"mem_lazy_mprotect": {"lazy-faults": true}, "mem_lazy_race": {"lazy-faults": true}, "mem_cow": {"lazy": true, "lazy-faults": true}}
+	// with runs; but mem_cow leaves out lazy and lazy-faults (post-copy
+	// copies each task's pages: no copy-on-write sharing).
+	excluded := map[string]map[string]bool{"mem_cow": {"lazy": true, "lazy-faults": true}}
 	for _, tt := range tests {
 		for _, m := range modes {
 			if excluded[tt.Name][m.Name] {
