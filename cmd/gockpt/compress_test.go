@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gockpt/gockpt/internal/testpki"
 )
 
 var (
@@ -23,14 +21,11 @@ var (
 // server, plain and over TLS: the page server says how little went over
 // the wire, and the restored process finds its memory right.
 func TestPageServerCompress(t *testing.T) {
-	ca := testpki.New(t, "gockpt test CA")
-	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1")
-	cliCert, cliKey := ca.Issue(t, "client", "client")
+	srvTLS, cliTLS := testTLSFlags(t)
 	for _, useTLS := range []bool{false, true} {
 		var serverTLS, clientTLS []string
 		if useTLS {
-			serverTLS = []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", srvCert, "--tls-key", srvKey}
-			clientTLS = []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", cliCert, "--tls-key", cliKey}
+			serverTLS, clientTLS = srvTLS, cliTLS
 		}
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			p, pdir := startPattern(t)
@@ -70,14 +65,11 @@ func TestPageServerCompress(t *testing.T) {
 // lazy pages compressed from gockpt's page-server --lazy-pages, plain and
 // over TLS, and the restored process finds its memory right.
 func TestLazyPagesCompress(t *testing.T) {
-	ca := testpki.New(t, "gockpt test CA")
-	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1")
-	cliCert, cliKey := ca.Issue(t, "client", "client")
+	srvTLS, cliTLS := testTLSFlags(t)
 	for _, useTLS := range []bool{false, true} {
 		var serverTLS, clientTLS []string
 		if useTLS {
-			serverTLS = []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", srvCert, "--tls-key", srvKey}
-			clientTLS = []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", cliCert, "--tls-key", cliKey}
+			serverTLS, clientTLS = srvTLS, cliTLS
 		}
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			p, pdir := startPattern(t)

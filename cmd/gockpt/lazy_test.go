@@ -377,6 +377,58 @@ func nsChildren(pid int) map[int]int {
 	return out
 }
 
+// destination is a "destination host": lazy-pages --page-server and
+// restore --lazy-pages run in a new PID and mount namespace (the frozen
+// source holds the PIDs) whose init stays; their output and the restore's
+// status land in work.
+type destination struct {
+	ns   *exec.Cmd
+	done chan error
+}
+
+func startDestination(t *testing.T, unshare, bin, imgs string, port int, work string) *destination {
+	t.Helper()
+	script := fmt.Sprintf(`export GOCKPT_TEST_AS_GOCKPT=1
+%[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
+while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
+%[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
+echo $? > %[4]s/restore.tmp && mv %[4]s/restore.tmp %[4]s/restore.rc
+exec sleep 600`, bin, imgs, port, work)
+	d := &destination{ns: exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script), done: make(chan error, 1)}
+	if err := d.ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.ns.Wait() }()
+	return d
+}
+
+// process is the restored process of PID pid in the namespace, seen from
+// here; 0 if it does not run.
+func (d *destination) process(pid int) int {
+	for init := range nsChildren(d.ns.Process.Pid) {
+		for c, inner := range nsChildren(init) {
+			if inner == pid {
+				return c
+			}
+		}
+	}
+	return 0
+}
+
+// stop kills the namespace's init first (which kills the namespace), then
+// unshare.
+func (d *destination) stop() {
+	if d.ns == nil {
+		return
+	}
+	for c := range nsChildren(d.ns.Process.Pid) {
+		syscall.Kill(c, syscall.SIGKILL)
+	}
+	d.ns.Process.Kill()
+	<-d.done
+	d.ns = nil
+}
+
 // TestLazyKillSource: ten SIGKILLs of dump --lazy-pages at random moments
 // while it serves its frozen tree's pages to a lazy-pages daemon on a
 // "destination" (a new PID and mount namespace: the source still holds the
@@ -404,29 +456,8 @@ func TestLazyKillSource(t *testing.T) {
 		pollUntil(t, 20*time.Second, func() (bool, string) {
 			return strings.Contains(dout.String(), "Images written"), "the dump does not serve: " + dout.String()
 		})
-		// The destination: daemon and restore in a PID namespace whose
-		// init (the shell) stays.
-		script := fmt.Sprintf(`export GOCKPT_TEST_AS_GOCKPT=1
-%[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
-while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
-%[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
-echo $? > %[4]s/restore.tmp && mv %[4]s/restore.tmp %[4]s/restore.rc
-exec sleep 600`, bin, imgs, port, work)
-		ns := exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script)
-		if err := ns.Start(); err != nil {
-			t.Fatal(err)
-		}
-		nsDone := make(chan error, 1)
-		go func() { nsDone <- ns.Wait() }()
-		stopNS := func() {
-			// The namespace's init first (killing it kills the
-			// namespace), then unshare.
-			for c := range nsChildren(ns.Process.Pid) {
-				syscall.Kill(c, syscall.SIGKILL)
-			}
-			ns.Process.Kill()
-			<-nsDone
-		}
+		d := startDestination(t, unshare, bin, imgs, port, work)
+		t.Cleanup(d.stop)
 		testproc.WaitFile(t, filepath.Join(work, "restore.rc"), 20*time.Second)
 		time.Sleep(time.Duration(rand.Int63n(int64(150 * time.Millisecond))))
 		dump.Process.Kill()
@@ -444,16 +475,7 @@ exec sleep 600`, bin, imgs, port, work)
 			return strings.Contains(string(b), "Lazy pages: all in place") || strings.Contains(string(b), "Error:"), "the destination's daemon does not end: " + string(b)
 		})
 		lp, _ := os.ReadFile(filepath.Join(work, "lp.out"))
-		init := 0
-		for c := range nsChildren(ns.Process.Pid) {
-			init = c
-		}
-		var dest int // the restored process, seen from here
-		for c, inner := range nsChildren(init) {
-			if inner == p.Pid {
-				dest = c
-			}
-		}
+		dest := d.process(p.Pid)
 		sourceRuns := testproc.Alive(p.Pid)
 		switch {
 		case sourceRuns && dest == 0:
@@ -472,7 +494,7 @@ exec sleep 600`, bin, imgs, port, work)
 			testproc.KillTree(p.Pid)
 			p.Cmd.Wait()
 		}
-		stopNS()
+		d.stop()
 		waitPidsFree(t, []int{p.Pid})
 	}
 	t.Logf("outcomes: %v", outcomes)
@@ -514,25 +536,8 @@ func TestLazyMigration(t *testing.T) {
 	if err := os.Symlink("../pre1", filepath.Join(final, "parent")); err != nil {
 		t.Fatal(err)
 	}
-	script := fmt.Sprintf(`export GOCKPT_TEST_AS_GOCKPT=1
-%[1]s lazy-pages -D %[2]s --page-server --address 127.0.0.1 --port %[3]d > %[4]s/lp.out 2>&1 &
-while ! grep -q listening %[4]s/lp.out 2>/dev/null; do sleep 0.01; done
-%[1]s restore -D %[2]s --lazy-pages -d > %[4]s/restore.out 2>&1
-echo $? > %[4]s/restore.tmp && mv %[4]s/restore.tmp %[4]s/restore.rc
-exec sleep 600`, bin, final, port, dst)
-	ns := exec.Command(unshare, "-pf", "--mount-proc", "sh", "-c", script)
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	nsDone := make(chan error, 1)
-	go func() { nsDone <- ns.Wait() }()
-	t.Cleanup(func() {
-		for c := range nsChildren(ns.Process.Pid) {
-			syscall.Kill(c, syscall.SIGKILL)
-		}
-		ns.Process.Kill()
-		<-nsDone
-	})
+	d := startDestination(t, unshare, bin, final, port, dst)
+	t.Cleanup(d.stop)
 	testproc.WaitFile(t, filepath.Join(dst, "restore.rc"), 30*time.Second)
 	if rc, _ := os.ReadFile(filepath.Join(dst, "restore.rc")); strings.TrimSpace(string(rc)) != "0" {
 		out, _ := os.ReadFile(filepath.Join(dst, "restore.out"))
@@ -560,16 +565,7 @@ exec sleep 600`, bin, final, port, dst)
 	if skipped == nil || skipped[1] == "0" {
 		t.Fatalf("the final dump left nothing in the pre-dump's images: %s", dout.String())
 	}
-	init := 0
-	for c := range nsChildren(ns.Process.Pid) {
-		init = c
-	}
-	dest := 0
-	for c, inner := range nsChildren(init) {
-		if inner == p.Pid {
-			dest = c
-		}
-	}
+	dest := d.process(p.Pid)
 	if dest == 0 {
 		t.Fatalf("no restored process with PID %d in the destination's namespace", p.Pid)
 	}

@@ -156,24 +156,11 @@ func runPageServer(cmd *cobra.Command, opts *config.Options) error {
 			return err
 		}
 	}
-	// The daemon's second start (--daemon) takes its socket from the first.
-	child := os.Getenv(psListenFdEnv) != ""
-	ln, err := pageServerListener(opts)
-	if err != nil {
-		return err
+	ln, child, err := listenPageServer(cmd, opts)
+	if err != nil || ln == nil {
+		return err // nil: gone to the background (--daemon)
 	}
 	defer ln.Close()
-	if opts.Daemon {
-		return daemonizePageServer(cmd, opts, ln)
-	}
-	if opts.PidFile != "" && !child {
-		if err := writePidFile(opts.PidFile, os.Getpid()); err != nil {
-			return err
-		}
-	}
-	if !child {
-		fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s\n", ln.Addr())
-	}
 	log.Infof("page server listening on %s, writing into %s", ln.Addr(), dir.Path())
 	got, peer, err := pageserver.ServeOne(ln, dir, tc)
 	ln.Close()
@@ -209,23 +196,11 @@ func runLazyPageServer(cmd *cobra.Command, opts *config.Options) error {
 		return err
 	}
 	defer src.Close()
-	child := os.Getenv(psListenFdEnv) != ""
-	ln, err := pageServerListener(opts)
-	if err != nil {
-		return err
+	ln, child, err := listenPageServer(cmd, opts)
+	if err != nil || ln == nil {
+		return err // nil: gone to the background (--daemon)
 	}
 	defer ln.Close()
-	if opts.Daemon {
-		return daemonizePageServer(cmd, opts, ln)
-	}
-	if opts.PidFile != "" && !child {
-		if err := writePidFile(opts.PidFile, os.Getpid()); err != nil {
-			return err
-		}
-	}
-	if !child {
-		fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s\n", ln.Addr())
-	}
 	log.Infof("page server listening on %s, serving %d lazy pages of tasks %v from %s", ln.Addr(), src.LazyPages(), src.Pids(), dir.Path())
 	if src.LazyPages() == 0 {
 		log.Warnf("page server: %s holds no lazy pages: the first request will end the session", dir.Path())
@@ -245,6 +220,31 @@ func runLazyPageServer(cmd *cobra.Command, opts *config.Options) error {
 		}
 	}
 	return err
+}
+
+// listenPageServer listens as asked (or takes the socket of the daemon's
+// first start: child), writes --pidfile and says where it listens. With
+// --daemon it starts the server in the background and returns no listener.
+func listenPageServer(cmd *cobra.Command, opts *config.Options) (net.Listener, bool, error) {
+	child := os.Getenv(psListenFdEnv) != ""
+	ln, err := pageServerListener(opts)
+	if err != nil {
+		return nil, child, err
+	}
+	if opts.Daemon {
+		defer ln.Close()
+		return nil, child, daemonizePageServer(cmd, opts, ln)
+	}
+	if opts.PidFile != "" && !child {
+		if err := writePidFile(opts.PidFile, os.Getpid()); err != nil {
+			ln.Close()
+			return nil, child, err
+		}
+	}
+	if !child {
+		fmt.Fprintf(cmd.OutOrStdout(), "page server listening on %s\n", ln.Addr())
+	}
+	return ln, child, nil
 }
 
 // pageServerListener listens as asked, or takes the socket the parent of a

@@ -325,6 +325,17 @@ func TestPageServerDaemon(t *testing.T) {
 	verifyPattern(t, p.Pid, pdir)
 }
 
+// testTLSFlags makes a CA with a server certificate for 127.0.0.1 and a
+// client one, and returns the TLS flags of each side.
+func testTLSFlags(t *testing.T) (server, client []string) {
+	t.Helper()
+	ca := testpki.New(t, "gockpt test CA")
+	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1")
+	cliCert, cliKey := ca.Issue(t, "client", "client")
+	return []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", srvCert, "--tls-key", srvKey},
+		[]string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", cliCert, "--tls-key", cliKey}
+}
+
 // TestPageServerCRIU: CRIU 4.2's page server receives gockpt's pages and
 // gockpt's page server receives CRIU's, plain and over TLS with the same
 // certificates; gockpt restores each. Skipped without $GOCKPT_TEST_CRIU
@@ -334,14 +345,11 @@ func TestPageServerCRIU(t *testing.T) {
 	if criu == "" {
 		t.Skip("GOCKPT_TEST_CRIU names no CRIU binary")
 	}
-	ca := testpki.New(t, "gockpt test CA")
-	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1")
-	cliCert, cliKey := ca.Issue(t, "client", "client")
+	srvTLS, cliTLS := testTLSFlags(t)
 	for _, useTLS := range []bool{false, true} {
 		var serverTLS, clientTLS []string
 		if useTLS {
-			serverTLS = []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", srvCert, "--tls-key", srvKey}
-			clientTLS = []string{"--tls", "--tls-cacert", ca.CA(), "--tls-cert", cliCert, "--tls-key", cliKey}
+			serverTLS, clientTLS = srvTLS, cliTLS
 		}
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			p, pdir := startPattern(t)
